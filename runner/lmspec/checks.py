@@ -1,0 +1,331 @@
+"""Layers 3 and 4: semantic rules within and across manifests, and references between them.
+
+Each check looks at typed, schema-valid manifests and yields ``(rule, path, message, hint)``;
+the path (a tuple of keys as written in the manifest) is turned into a position by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from . import rules
+from .v1alpha1 import Dataset, InferenceService, Model, TrainingJob
+from .v1alpha1.dataset import Pack, Tokenize
+from .v1alpha1.model import HuggingFace, LinearLayer, Sequential, Transformer
+
+Path = tuple[str | int, ...]
+Issue = tuple[str, Path, str, str]
+
+
+@dataclass
+class Index:
+    """The valid manifests of one validation run, by kind and name."""
+
+    by_kind: dict[str, dict[str, Any]]
+
+    def get(self, kind: str, name: str) -> Any | None:
+        return self.by_kind.get(kind, {}).get(name)
+
+
+Check = Callable[[Any, Index], Iterator[Issue]]
+CHECKS: dict[str, list[Check]] = {"Model": [], "Dataset": [], "TrainingJob": [], "InferenceService": []}
+
+
+def check(kind: str) -> Callable[[Check], Check]:
+    def register(fn: Check) -> Check:
+        CHECKS[kind].append(fn)
+        return fn
+    return register
+
+
+def run_checks(manifest: Any, index: Index) -> Iterator[Issue]:
+    for fn in CHECKS[manifest.kind]:
+        yield from fn(manifest, index)
+
+
+# --- Model -------------------------------------------------------------------------------------
+
+def _output_width(m: Model) -> int | None:
+    width = m.spec.signature.outputs[0].shape[-1]
+    return width if width > 0 else None
+
+
+@check("Model")
+def _model_task_architecture(m: Model, _: Index) -> Iterator[Issue]:
+    arch = m.spec.architecture
+    lm_arch = isinstance(arch, (Transformer, HuggingFace))
+    if isinstance(arch, Transformer) and m.spec.task != "causal-lm":
+        yield (rules.MODEL_TASK_ARCHITECTURE, ("spec", "task"),
+               f"architecture 'transformer' is a causal language model, but task is {m.spec.task!r}",
+               "set task: causal-lm, or use an mlp or sequential architecture")
+    if m.spec.task == "causal-lm" and not lm_arch:
+        yield (rules.MODEL_TASK_ARCHITECTURE, ("spec", "architecture", "type"),
+               f"task 'causal-lm' needs a transformer or huggingface architecture, not {arch.type!r}",
+               "use architecture type transformer")
+
+
+@check("Model")
+def _model_output_size(m: Model, _: Index) -> Iterator[Issue]:
+    width = _output_width(m)
+    if m.spec.task == "classification" and m.spec.num_classes is not None and width is not None \
+            and width != m.spec.num_classes:
+        yield (rules.MODEL_OUTPUT_SIZE, ("spec", "signature", "outputs", 0, "shape"),
+               f"output width {width} differs from numClasses {m.spec.num_classes}",
+               f"make the last dimension {m.spec.num_classes}")
+    arch = m.spec.architecture
+    if isinstance(arch, Sequential) and width is not None:
+        linear = [(i, la) for i, la in enumerate(arch.layers) if isinstance(la, LinearLayer)]
+        if linear and linear[-1][1].out_features != width:
+            i, last = linear[-1]
+            yield (rules.MODEL_OUTPUT_SIZE, ("spec", "architecture", "layers", i, "outFeatures"),
+                   f"the last linear layer has {last.out_features} outputs but the signature's output width is {width}",
+                   f"set outFeatures: {width}")
+
+
+@check("Model")
+def _model_heads(m: Model, _: Index) -> Iterator[Issue]:
+    arch = m.spec.architecture
+    if isinstance(arch, Transformer) and arch.width % arch.heads:
+        yield (rules.MODEL_HEADS, ("spec", "architecture", "heads"),
+               f"width {arch.width} is not divisible by heads {arch.heads}",
+               "choose heads dividing width (e.g. width 128 with 4 heads)")
+
+
+@check("Model")
+def _model_lm_signature(m: Model, _: Index) -> Iterator[Issue]:
+    if m.spec.task != "causal-lm":
+        return
+    sig = m.spec.signature
+    if sig.inputs[0].dtype not in ("int32", "int64"):
+        yield (rules.MODEL_LM_SIGNATURE, ("spec", "signature", "inputs", 0, "dtype"),
+               f"a causal language model takes token ids, not {sig.inputs[0].dtype}", "use dtype int64")
+    arch = m.spec.architecture
+    width = _output_width(m)
+    if isinstance(arch, Transformer) and width is not None and width != arch.vocab_size:
+        yield (rules.MODEL_LM_SIGNATURE, ("spec", "signature", "outputs", 0, "shape"),
+               f"output width {width} differs from vocabSize {arch.vocab_size}",
+               "logits have one entry per token id: use -1 or the vocabulary size")
+
+
+# --- Dataset -----------------------------------------------------------------------------------
+
+@check("Dataset")
+def _dataset_splits(d: Dataset, _: Index) -> Iterator[Issue]:
+    splits = d.spec.splits
+    if splits.by == "ratio":
+        total = sum(splits.ratios.values())
+        if abs(total - 1.0) > 1e-6:
+            yield (rules.DATASET_SPLIT_RATIOS, ("spec", "splits", "ratios"),
+                   f"split ratios sum to {total:g}, not 1", "adjust the ratios so they add up to 1")
+    elif not any(s.split == "train" for s in d.spec.sources):
+        yield (rules.DATASET_SPLIT_FILES, ("spec", "sources"),
+               "splits are by file but no source has split: train", "add split: train to a source")
+
+
+@check("Dataset")
+def _dataset_columns(d: Dataset, _: Index) -> Iterator[Issue]:
+    known = {c.name for c in d.spec.features}
+    if d.spec.target is not None:
+        known.add(d.spec.target.name)
+    text_only = all(s.format == "text" or s.path.endswith(".txt") for s in d.spec.sources)
+    if text_only:
+        known.add("text")
+    hint = "declare it under features or target" + (f" (known: {', '.join(sorted(known))})" if known else "")
+    if d.spec.splits.stratify is not None and d.spec.splits.stratify not in known:
+        yield (rules.DATASET_UNKNOWN_COLUMN, ("spec", "splits", "stratify"),
+               f"stratify column {d.spec.splits.stratify!r} is not declared", hint)
+    for i, step in enumerate(d.spec.preprocessing):
+        names: list[tuple[Path, str]] = []
+        cols = getattr(step, "columns", None)
+        if cols:
+            names += [(("spec", "preprocessing", i, "columns", j), c) for j, c in enumerate(cols)]
+        col = getattr(step, "column", None)
+        if col is not None:
+            names.append((("spec", "preprocessing", i, "column"), col))
+        for path, name in names:
+            if name not in known:
+                yield (rules.DATASET_UNKNOWN_COLUMN, path, f"column {name!r} is not declared", hint)
+
+
+@check("Dataset")
+def _dataset_step_order(d: Dataset, _: Index) -> Iterator[Issue]:
+    tokenized = False
+    for i, step in enumerate(d.spec.preprocessing):
+        if isinstance(step, Tokenize):
+            tokenized = True
+        elif isinstance(step, Pack) and not tokenized:
+            yield (rules.DATASET_STEP_ORDER, ("spec", "preprocessing", i),
+                   "pack comes before any tokenize step", "add a tokenize step before pack")
+
+
+# --- TrainingJob -------------------------------------------------------------------------------
+
+@check("TrainingJob")
+def _job_batch(j: TrainingJob, _: Index) -> Iterator[Issue]:
+    b, r = j.spec.batch, j.spec.resources
+    world = r.nodes * r.processes_per_node
+    product = b.micro_batch_size * b.gradient_accumulation_steps * world
+    if b.global_batch_size is not None and b.global_batch_size != product:
+        yield (rules.TRAININGJOB_BATCH, ("spec", "batch", "globalBatchSize"),
+               f"globalBatchSize {b.global_batch_size} ≠ microBatchSize {b.micro_batch_size} × "
+               f"gradientAccumulationSteps {b.gradient_accumulation_steps} × world size {world} = {product}",
+               "change one of them, or drop globalBatchSize and let it follow")
+
+
+@check("TrainingJob")
+def _job_precision(j: TrainingJob, _: Index) -> Iterator[Issue]:
+    if j.spec.precision.fp16.enabled and j.spec.precision.bf16.enabled:
+        yield (rules.TRAININGJOB_PRECISION, ("spec", "precision"),
+               "fp16 and bf16 are both enabled", "enable at most one of them")
+
+
+@check("TrainingJob")
+def _job_zero(j: TrainingJob, _: Index) -> Iterator[Issue]:
+    z = j.spec.zero
+    base: Path = ("spec", "zero")
+    if z.stage < 3:
+        stage3 = {
+            "offloadParam": z.offload_param.device != "none",
+            "zeroQuantizedWeights": z.zero_quantized_weights,
+            "zeroQuantizedGradients": z.zero_quantized_gradients,
+            "zeroHpzPartitionSize": z.zero_hpz_partition_size != 1,
+        }
+        for key, is_set in stage3.items():
+            if is_set:
+                yield (rules.TRAININGJOB_ZERO3_ONLY, (*base, key),
+                       f"{key} only has an effect at ZeRO stage 3 (stage is {z.stage}); DeepSpeed ignores it",
+                       "set zero.stage: 3, or remove it")
+    if z.stage == 0 and z.offload_optimizer.device != "none":
+        yield (rules.TRAININGJOB_OFFLOAD_STAGE, (*base, "offloadOptimizer", "device"),
+               "optimizer offload needs ZeRO stage 1 or higher", "set zero.stage: 2 (or 1 or 3)")
+    for key, off in (("offloadOptimizer", z.offload_optimizer), ("offloadParam", z.offload_param)):
+        if off.device == "nvme" and not off.nvme_path:
+            yield (rules.TRAININGJOB_NVME_PATH, (*base, key),
+                   f"{key}.device is nvme but nvmePath is not set",
+                   "add nvmePath: a directory on a fast local disk")
+
+
+def _model_of(j: TrainingJob, index: Index) -> Model | None:
+    m = index.get("Model", j.spec.model)
+    return m if isinstance(m, Model) else None
+
+
+def _dataset_of(j: TrainingJob, index: Index) -> Dataset | None:
+    d = index.get("Dataset", j.spec.dataset)
+    return d if isinstance(d, Dataset) else None
+
+
+_LOSS_FOR_TASK = {"classification": "crossEntropy", "regression": "mse", "causal-lm": "causalLm"}
+_METRICS_FOR_TASK = {
+    "classification": {"loss", "accuracy"},
+    "regression": {"loss", "mse", "mae"},
+    "causal-lm": {"loss", "accuracy", "perplexity"},
+}
+
+
+@check("TrainingJob")
+def _job_task(j: TrainingJob, index: Index) -> Iterator[Issue]:
+    model = _model_of(j, index)
+    if model is None:
+        return
+    task = model.spec.task
+    want = _LOSS_FOR_TASK[task]
+    if j.spec.loss.type != want:
+        yield (rules.TRAININGJOB_LOSS_TASK, ("spec", "loss", "type"),
+               f"loss {j.spec.loss.type!r} does not fit Model {model.metadata.name!r} with task {task!r}",
+               f"use loss type {want!r}")
+    allowed = _METRICS_FOR_TASK[task]
+    for section in ("validation", "evaluation"):
+        for i, metric in enumerate(getattr(j.spec, section).metrics):
+            if metric not in allowed:
+                yield (rules.TRAININGJOB_METRIC_TASK, ("spec", section, "metrics", i),
+                       f"metric {metric!r} does not apply to task {task!r}",
+                       "allowed: " + ", ".join(sorted(allowed)))
+
+
+@check("TrainingJob")
+def _job_data_fits_model(j: TrainingJob, index: Index) -> Iterator[Issue]:
+    model, data = _model_of(j, index), _dataset_of(j, index)
+    if model is None or data is None:
+        return
+    steps = data.spec.preprocessing
+    if model.spec.task == "causal-lm":
+        if not any(isinstance(s, Tokenize) for s in steps):
+            yield (rules.TRAININGJOB_LM_TOKENIZER, ("spec", "dataset"),
+                   f"Model {model.metadata.name!r} is a causal language model but Dataset "
+                   f"{data.metadata.name!r} has no tokenize step",
+                   "add a tokenize step (tokenizer type byte needs no file) and a pack step")
+        arch = model.spec.architecture
+        for s in steps:
+            if isinstance(s, Pack) and isinstance(arch, Transformer) and s.sequence_length > arch.context_length:
+                yield (rules.TRAININGJOB_CONTEXT, ("spec", "dataset"),
+                       f"Dataset {data.metadata.name!r} packs {s.sequence_length} tokens but Model "
+                       f"{model.metadata.name!r} has contextLength {arch.context_length}",
+                       "lower pack.sequenceLength or raise contextLength")
+    if model.spec.task == "classification" and data.spec.target and data.spec.target.classes:
+        n = len(data.spec.target.classes)
+        declared = model.spec.num_classes or _output_width(model)
+        if declared is not None and declared != n:
+            yield (rules.TRAININGJOB_CLASSES, ("spec", "dataset"),
+                   f"Dataset {data.metadata.name!r} declares {n} classes but Model "
+                   f"{model.metadata.name!r} has {declared} outputs",
+                   "make numClasses and the output width equal the number of classes")
+
+
+# --- InferenceService --------------------------------------------------------------------------
+
+@check("InferenceService")
+def _service_model_source(s: InferenceService, _: Index) -> Iterator[Issue]:
+    src = s.spec.model
+    if (src.training_job is None) == (src.path is None):
+        yield (rules.INFERENCE_MODEL_SOURCE, ("spec", "model"),
+               "model must name exactly one of trainingJob and path",
+               "keep either trainingJob: <name> or path: <export dir>")
+
+
+@check("InferenceService")
+def _service_secrets(s: InferenceService, _: Index) -> Iterator[Issue]:
+    for i, key in enumerate(s.spec.auth.api_keys):
+        path: Path = ("spec", "auth", "apiKeys", i)
+        if isinstance(key, str):
+            yield (rules.INFERENCE_INLINE_SECRET, path,
+                   "an API key is written inline in the manifest",
+                   "remove it from the file (and rotate it); use {env: VAR} or {file: path}")
+        elif (key.env is None) == (key.file is None):
+            yield (rules.INFERENCE_KEY_SOURCE, path, "a key source must name exactly one of env and file",
+                   "write {env: VAR} or {file: path}")
+
+
+@check("InferenceService")
+def _service_bind(s: InferenceService, _: Index) -> Iterator[Issue]:
+    host = s.spec.server.host
+    if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127.") and not s.spec.auth.api_keys:
+        yield (rules.INFERENCE_PUBLIC_BIND, ("spec", "server", "host"),
+               f"the server listens on {host} with no API keys: anyone who can reach it can use it",
+               "add auth.apiKeys, or bind to 127.0.0.1")
+
+
+@check("InferenceService")
+def _service_protocol(s: InferenceService, index: Index) -> Iterator[Issue]:
+    if "openai" not in s.spec.protocols or s.spec.model.training_job is None:
+        return
+    job = index.get("TrainingJob", s.spec.model.training_job)
+    model = _model_of(job, index) if isinstance(job, TrainingJob) else None
+    if model is not None and model.spec.task != "causal-lm":
+        yield (rules.INFERENCE_PROTOCOL_TASK, ("spec", "protocols", s.spec.protocols.index("openai")),
+               f"protocol 'openai' serves language models, but Model {model.metadata.name!r} has task {model.spec.task!r}",
+               "remove 'openai' from protocols")
+
+
+REFERENCES: dict[str, list[tuple[Path, str, Callable[[Any], str | None]]]] = {
+    "TrainingJob": [
+        (("spec", "model"), "Model", lambda j: j.spec.model),
+        (("spec", "dataset"), "Dataset", lambda j: j.spec.dataset),
+    ],
+    "InferenceService": [
+        (("spec", "model", "trainingJob"), "TrainingJob", lambda s: s.spec.model.training_job),
+    ],
+}
+"""Every reference a kind makes: (path of the field, kind it must name, getter)."""

@@ -1,0 +1,44 @@
+"""The ``lmspec`` command. Subcommands live in their own modules and are imported only when
+invoked, so ``lmspec validate`` never pays for (or imports) the training and serving stacks."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from .._version import __version__
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("lmspec.cli.validate", "Validate manifests (files, directories, globs, - for stdin)."),
+}
+"""Subcommand name → (module defining a click command named ``command``, one-line help)."""
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(COMMANDS[name][0])
+        command: click.Command = module.command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_) for name, (_, help_) in sorted(COMMANDS.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lmspec")
+def main() -> None:
+    """lmspec: validate, run and serve versioned model manifests."""
+
+
+def run(argv: list[str] | None = None, **kwargs: Any) -> Any:
+    """Entry point usable from Python: ``run(["validate", "examples/"])``."""
+    return main.main(args=argv, **kwargs)

@@ -1,0 +1,290 @@
+"""Layer 1: read YAML (1.2 core schema) and JSON into plain data, keeping every node's position.
+
+PyYAML's constructors implement YAML 1.1 (``on`` and ``no`` are booleans, ``1e-4`` is a string,
+timestamps become datetimes) and follow aliases without limit. We therefore drive libyaml's event
+parser ourselves and build the data iteratively: YAML 1.2 scalar resolution, duplicate keys
+rejected, depth and alias expansion bounded, and a position kept for every key and value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# libyaml is ~10x faster; the pure-Python parser emits the same events. Only the parsers' events
+# are used, never their constructors.
+_Parser = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+
+MAX_BYTES = 16 * 1024 * 1024
+"""Largest file read, by default."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and sequences accepted; manifests need fewer than 15."""
+MAX_NODES = 200_000
+"""Most nodes one document may expand to, aliases included (stops "billion laughs")."""
+
+Position = tuple[int, int]
+"""1-based (line, column)."""
+
+
+class ParseError(Exception):
+    """Input that is not a well-formed manifest file; carries a rule id and a position."""
+
+    def __init__(self, rule: str, message: str, file: str, line: int = 1, column: int = 1) -> None:
+        super().__init__(f"{file}:{line}:{column}: {message}")
+        self.rule = rule
+        self.message = message
+        self.file = file
+        self.line = line
+        self.column = column
+
+
+@dataclass
+class Loc:
+    """Position of one node, and of its children for mappings and sequences."""
+
+    pos: Position
+    keys: dict[str, Position] = field(default_factory=dict)
+    children: dict[str | int, Loc] = field(default_factory=dict)
+
+
+@dataclass
+class Document:
+    """One YAML document: its data and where each part of it was written."""
+
+    data: Any
+    file: str
+    index: int
+    """Position of the document within its file, from 0."""
+    loc: Loc
+    text: str = ""
+
+    def locate(self, path: Sequence[str | int], *, key: bool = False) -> Position:
+        """Line and column of the node at ``path``; with ``key``, of the last key itself.
+
+        A path that leaves the document (a missing key) resolves to the deepest node that exists,
+        which is the mapping the key is missing from.
+        """
+        loc = self.loc
+        for i, part in enumerate(path):
+            if key and i == len(path) - 1 and part in loc.keys:
+                return loc.keys[part]  # type: ignore[index]
+            child = loc.children.get(part)
+            if child is None:
+                return loc.pos
+            loc = child
+        return loc.pos
+
+
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution).
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT10 = re.compile(r"^[-+]?[0-9]+$")
+_INT8 = re.compile(r"^0o[0-7]+$")
+_INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_EXPLICIT = {
+    "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq",
+}
+
+
+def resolve_plain(value: str) -> Any:
+    """The value of an untagged plain scalar under the YAML 1.2 core schema."""
+    if value in _BOOL:
+        return _BOOL[value]
+    if _NULL.match(value):
+        return None
+    if _INT10.match(value):
+        return int(value)
+    if _FLOAT.match(value):
+        return float(value)
+    if _INT8.match(value):
+        return int(value[2:], 8)
+    if _INT16.match(value):
+        return int(value[2:], 16)
+    if _INF.match(value):
+        return -math.inf if value.startswith("-") else math.inf
+    if _NAN.match(value):
+        return math.nan
+    return value
+
+
+def _scalar(event: yaml.ScalarEvent, file: str) -> Any:
+    tag = event.tag
+    if tag is None:  # untagged: plain scalars are resolved, quoted ones are strings
+        return resolve_plain(event.value) if event.implicit[0] else event.value
+    if tag == "!":  # the non-specific tag: a string
+        return event.value
+    if tag not in _EXPLICIT:
+        m = event.start_mark
+        raise ParseError("parse.tag", f"unsupported tag {tag!r}", file, m.line + 1, m.column + 1)
+    if tag == _STR_TAG:
+        return event.value
+    value = resolve_plain(event.value)
+    expected = {"tag:yaml.org,2002:int": int, "tag:yaml.org,2002:float": (int, float),
+                "tag:yaml.org,2002:bool": bool, "tag:yaml.org,2002:null": type(None)}.get(tag)
+    if expected is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
+        m = event.start_mark
+        raise ParseError("parse.tag", f"{event.value!r} is not a valid {tag.rsplit(':', 1)[-1]}",
+                         file, m.line + 1, m.column + 1)
+    return float(value) if tag.endswith(":float") else value
+
+
+def _pos(mark: Any) -> Position:
+    return (mark.line + 1, mark.column + 1)
+
+
+def _documents(stream: str, file: str) -> Iterator[tuple[Any, Loc]]:
+    parser = _Parser(stream)
+    try:
+        # Containers under construction: [value, loc, pending_key, pending_key_pos, size, anchor].
+        stack: list[list[Any]] = []
+        anchors: dict[str, tuple[Any, Loc, int]] = {}
+        nodes = 0
+        root: tuple[Any, Loc] | None = None
+        while True:
+            event = parser.get_event()
+            if isinstance(event, yaml.StreamEndEvent):
+                return
+            if isinstance(event, yaml.DocumentStartEvent):
+                anchors.clear()
+                nodes = 0
+                root = None
+                continue
+            if isinstance(event, yaml.DocumentEndEvent):
+                assert root is not None
+                yield root
+                continue
+            if isinstance(event, yaml.StreamStartEvent):
+                continue
+
+            value: Any
+            size = 1
+            if isinstance(event, yaml.AliasEvent):
+                if event.anchor not in anchors:
+                    m = event.start_mark
+                    raise ParseError("parse.syntax", f"unknown alias *{event.anchor}", file, *_pos(m))
+                value, loc, size = anchors[event.anchor]
+                loc = Loc(_pos(event.start_mark), loc.keys, loc.children)
+            elif isinstance(event, yaml.ScalarEvent):
+                value = _scalar(event, file)
+                loc = Loc(_pos(event.start_mark))
+                if event.anchor:
+                    anchors[event.anchor] = (value, loc, 1)
+            elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if len(stack) >= MAX_DEPTH:
+                    raise ParseError("parse.too-deep", f"nesting deeper than {MAX_DEPTH} levels",
+                                     file, *_pos(event.start_mark))
+                container: Any = {} if isinstance(event, yaml.MappingStartEvent) else []
+                stack.append([container, Loc(_pos(event.start_mark)), None, None, 1, event.anchor])
+                continue
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                value, loc, _k, _kp, size, anchor = stack.pop()
+                if anchor:
+                    anchors[anchor] = (value, loc, size)
+            else:  # pragma: no cover - no other event kinds exist
+                continue
+
+            nodes += size
+            if nodes > MAX_NODES:
+                raise ParseError("parse.too-large",
+                                 f"document expands to more than {MAX_NODES} nodes (aliases included)",
+                                 file, *_pos(event.start_mark))
+            if not stack:
+                root = (value, loc)
+                continue
+            parent = stack[-1]
+            parent[4] += size
+            container = parent[0]
+            if isinstance(container, list):
+                parent[1].children[len(container)] = loc
+                container.append(value)
+            elif parent[2] is None:
+                if isinstance(value, (dict, list)):
+                    raise ParseError("parse.key", "mapping keys must be scalars", file, *loc.pos)
+                # Keys are kept as written: `1:` and `on:` are the keys "1" and "on".
+                key = event.value if isinstance(event, yaml.ScalarEvent) else str(value)
+                if key in container:
+                    first = parent[1].keys[key]
+                    raise ParseError("parse.duplicate-key",
+                                     f"duplicate key {key!r} (first defined at line {first[0]})",
+                                     file, *loc.pos)
+                parent[2], parent[3] = key, loc.pos
+            else:
+                key = parent[2]
+                container[key] = value
+                parent[1].keys[key] = parent[3]
+                parent[1].children[key] = loc
+                parent[2] = None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = _pos(mark) if mark else (1, 1)
+        problem = exc.problem or "invalid YAML"
+        if exc.context:
+            problem = f"{problem} ({exc.context})"
+        raise ParseError("parse.syntax", problem, file, line, column) from None
+    except yaml.YAMLError as exc:  # reader errors: control characters and the like
+        raise ParseError("parse.syntax", str(exc).splitlines()[0], file) from None
+
+
+def decode(raw: bytes, file: str) -> str:
+    """Bytes to text: UTF-8 (optional BOM) or BOM-marked UTF-16; anything else is an error."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise ParseError("parse.encoding", "invalid UTF-16", file) from None
+    if b"\x00" in raw:
+        line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
+        raise ParseError("parse.encoding", "binary file (NUL byte)", file, line, 1)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ParseError("parse.encoding", f"not UTF-8: invalid byte 0x{raw[exc.start]:02x}",
+                         file, line, column) from None
+
+
+def parse_text(text: str, file: str = "<stdin>") -> list[Document]:
+    """All documents of a YAML or JSON text. Raises :class:`ParseError`."""
+    if file.endswith(".json"):
+        # JSON forbids raw tabs inside strings, so turning tabs into spaces only changes the
+        # insignificant whitespace that libyaml rejects, and keeps every column where it was.
+        text = text.replace("\t", " ")
+    docs = [Document(data, file, i, loc, text) for i, (data, loc) in enumerate(_documents(text, file))]
+    # `---` separators leave empty (null) documents; they say nothing, so drop them.
+    docs = [d for d in docs if d.data is not None]
+    for i, doc in enumerate(docs):
+        doc.index = i
+    if not docs:
+        raise ParseError("parse.empty", "no manifest in input (empty file)", file)
+    return docs
+
+
+def parse_file(path: str | Path, *, max_bytes: int = MAX_BYTES) -> list[Document]:
+    """All documents of a file. Raises :class:`ParseError`, also for unreadable files."""
+    name = str(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise ParseError("parse.io", "no such file", name) from None
+    except IsADirectoryError:
+        raise ParseError("parse.io", "is a directory", name) from None
+    except OSError as exc:
+        raise ParseError("parse.io", exc.strerror or str(exc), name) from None
+    if len(raw) > max_bytes:
+        raise ParseError("parse.too-large", f"file larger than {max_bytes} bytes", name)
+    return parse_text(decode(raw, name), name)

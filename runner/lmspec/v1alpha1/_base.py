@@ -1,0 +1,86 @@
+"""Building blocks shared by every v1alpha1 kind.
+
+Every object in a manifest is a :class:`Spec`: strict (no type coercion, so ``"5"`` is not an
+integer and ``yes`` is not a boolean), closed (unknown keys are errors) except for keys starting
+with ``x-``, which are the sanctioned extension point and are kept verbatim on round trips.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+EXTENSION_PREFIX = "x-"
+
+
+def _integral_float_to_int(value: Any) -> Any:
+    # JSON Schema counts 5e8 and 4.0 as integers; YAML 1.2 reads them as floats. Accept the
+    # integral ones so the validator and the published schema agree.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_integral_float_to_int)]
+"""An integer that also accepts integral floats such as ``5e8``, as JSON Schema does."""
+
+PositiveInt = Annotated[Int, Field(ge=1)]
+NonNegativeInt = Annotated[Int, Field(ge=0)]
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+Name = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
+"""A DNS-1123 label: lowercase letters, digits and '-', starting and ending alphanumeric."""
+
+
+class Spec(BaseModel):
+    """Base of every manifest object: strict, closed, camelCase keys, ``x-`` extensions."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        validate_default=False,
+        json_schema_extra={"patternProperties": {"^x-": {}}},
+    )
+
+    _extensions: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _split_extensions(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        if isinstance(data, dict) and any(_is_extension(k) for k in data):
+            extensions = {k: v for k, v in data.items() if _is_extension(k)}
+            model = handler({k: v for k, v in data.items() if not _is_extension(k)})
+            model._extensions = extensions
+            return model
+        return handler(data)
+
+    @model_serializer(mode="wrap")
+    def _keep_extensions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        dumped = handler(self)
+        if self._extensions and isinstance(dumped, dict):
+            dumped.update(self._extensions)
+        return dumped
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """The ``x-`` keys of this object, as written."""
+        return dict(self._extensions)
+
+
+def _is_extension(key: object) -> bool:
+    return isinstance(key, str) and key.startswith(EXTENSION_PREFIX)

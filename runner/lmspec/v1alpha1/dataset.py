@@ -1,0 +1,248 @@
+"""The ``Dataset`` kind: sources, columns, ordered preprocessing and splits."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from ._base import PositiveInt, Spec
+from .common import DType, Metadata, Sha256
+
+SplitName = Literal["train", "validation", "test"]
+ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class Source(Spec):
+    """One data file, or every file a glob matches."""
+
+    path: str = Field(min_length=1, examples=["data/iris.csv", "data/shards/*.jsonl"])
+    """File path or glob, relative to the manifest's directory unless absolute."""
+
+    format: Literal["csv", "jsonl", "parquet", "text"] | None = Field(default=None, examples=["csv"])
+    """File format; inferred from the extension (.csv, .jsonl, .parquet, .txt) when omitted."""
+
+    sha256: Sha256 | None = Field(default=None, examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"])
+    """Lowercase hex SHA-256 of the file (only for a single file, not a glob)."""
+
+    split: SplitName | None = Field(default=None, examples=["validation"])
+    """The split this source belongs to, when splits are given by file."""
+
+
+class Column(Spec):
+    """A named, typed column of the data."""
+
+    name: ColumnName = Field(examples=["sepal_length"])
+    """Column name as it appears in the source (csv header, jsonl key, parquet field); ``text``
+    for plain-text sources."""
+
+    dtype: DType = Field(default="float32", examples=["string"])
+    """Element type; a value that does not parse as this type is a data error."""
+
+
+class Target(Spec):
+    """The column the model learns to predict."""
+
+    name: ColumnName = Field(examples=["species"])
+    """Column name."""
+
+    dtype: DType = Field(default="string", examples=["int64"])
+    """Element type of the raw values."""
+
+    classes: list[str] | None = Field(default=None, examples=[["setosa", "versicolor", "virginica"]])
+    """Class labels in index order, for classification; when omitted they are learned from the
+    training split (sorted)."""
+
+
+class DropNulls(Spec):
+    """Drop rows with a missing or empty value in any of the columns."""
+
+    type: Literal["dropNulls"] = Field(examples=["dropNulls"])
+    """Step kind."""
+
+    columns: list[ColumnName] | None = Field(default=None, examples=[["sepal_length"]])
+    """Columns to check; all declared columns when omitted."""
+
+
+class Dedupe(Spec):
+    """Drop rows identical to an earlier row on the given columns."""
+
+    type: Literal["dedupe"] = Field(examples=["dedupe"])
+    """Step kind."""
+
+    columns: list[ColumnName] | None = Field(default=None, examples=[["text"]])
+    """Columns that define identity; all declared columns when omitted."""
+
+
+class Filter(Spec):
+    """Keep only the rows whose column compares true against a value."""
+
+    type: Literal["filter"] = Field(examples=["filter"])
+    """Step kind."""
+
+    column: ColumnName = Field(examples=["petal_length"])
+    """Column to test."""
+
+    op: Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "notIn"] = Field(examples=["gt"])
+    """Comparison operator."""
+
+    value: Any = Field(examples=[0.5])
+    """Value to compare with; a list for ``in`` and ``notIn``."""
+
+
+class Standardize(Spec):
+    """Subtract the mean and divide by the standard deviation, both fitted on the training split."""
+
+    type: Literal["standardize"] = Field(examples=["standardize"])
+    """Step kind."""
+
+    columns: list[ColumnName] | None = Field(default=None, examples=[["sepal_length", "sepal_width"]])
+    """Numeric feature columns; all numeric features when omitted."""
+
+
+class MinMax(Spec):
+    """Scale to a range using the minimum and maximum fitted on the training split."""
+
+    type: Literal["minMax"] = Field(examples=["minMax"])
+    """Step kind."""
+
+    columns: list[ColumnName] | None = Field(default=None, examples=[["age"]])
+    """Numeric feature columns; all numeric features when omitted."""
+
+    range: list[float] = Field(default_factory=lambda: [0.0, 1.0], min_length=2, max_length=2, examples=[[-1.0, 1.0]])
+    """Target interval [low, high]."""
+
+
+class LabelEncode(Spec):
+    """Map string categories to integer ids; the vocabulary is fitted on the training split."""
+
+    type: Literal["labelEncode"] = Field(examples=["labelEncode"])
+    """Step kind."""
+
+    column: ColumnName = Field(examples=["species"])
+    """Column to encode (a feature or the target)."""
+
+    unknown: Literal["error", "ignore"] = Field(default="error", examples=["ignore"])
+    """What to do with a category not seen in training: fail, or map it to id -1."""
+
+
+class GaussianNoise(Spec):
+    """Training-time augmentation: add N(0, std²) noise to numeric features, fresh every epoch."""
+
+    type: Literal["gaussianNoise"] = Field(examples=["gaussianNoise"])
+    """Step kind."""
+
+    std: float = Field(gt=0.0, examples=[0.05])
+    """Standard deviation of the noise, in the units the column has at this step."""
+
+    columns: list[ColumnName] | None = Field(default=None, examples=[["sepal_length"]])
+    """Columns to perturb; all numeric features when omitted."""
+
+
+class ByteTokenizer(Spec):
+    """The built-in byte-level tokenizer: UTF-8 bytes are token ids 0-255."""
+
+    type: Literal["byte"] = Field(examples=["byte"])
+    """Tokenizer kind."""
+
+
+class FileTokenizer(Spec):
+    """A Hugging Face ``tokenizers`` file (``tokenizer.json``) on local disk."""
+
+    type: Literal["file"] = Field(examples=["file"])
+    """Tokenizer kind."""
+
+    path: str = Field(min_length=1, examples=["tokenizer/tokenizer.json"])
+    """Path to ``tokenizer.json``, relative to the manifest's directory unless absolute."""
+
+    sha256: Sha256 | None = Field(default=None, examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"])
+    """Lowercase hex SHA-256 of the file."""
+
+
+Tokenizer = Annotated[ByteTokenizer | FileTokenizer, Field(discriminator="type")]
+
+
+class Tokenize(Spec):
+    """Turn a text column into token ids."""
+
+    type: Literal["tokenize"] = Field(examples=["tokenize"])
+    """Step kind."""
+
+    column: ColumnName = Field(default="text", examples=["content"])
+    """Text column to tokenize."""
+
+    tokenizer: Tokenizer = Field(examples=[{"type": "byte"}])
+    """Which tokenizer to use."""
+
+
+class Pack(Spec):
+    """Concatenate token ids across rows and cut them into fixed-length training sequences."""
+
+    type: Literal["pack"] = Field(examples=["pack"])
+    """Step kind."""
+
+    sequence_length: PositiveInt = Field(examples=[128])
+    """Tokens per sequence; at most the model's context length."""
+
+
+Step = Annotated[
+    DropNulls | Dedupe | Filter | Standardize | MinMax | LabelEncode | GaussianNoise | Tokenize | Pack,
+    Field(discriminator="type"),
+]
+
+
+class Splits(Spec):
+    """How rows are divided into training, validation and test splits."""
+
+    by: Literal["ratio", "file"] = Field(default="ratio", examples=["file"])
+    """``ratio``: a seeded random partition of all rows; ``file``: each source's ``split``."""
+
+    ratios: dict[SplitName, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1},
+        examples=[{"train": 0.7, "validation": 0.15, "test": 0.15}],
+    )
+    """Fraction of rows per split, for ``by: ratio``; must sum to 1."""
+
+    seed: int = Field(default=0, examples=[42])
+    """Seed of the split's permutation; the same seed and data give the same split everywhere."""
+
+    stratify: ColumnName | None = Field(default=None, examples=["species"])
+    """Column whose class proportions each split keeps, for ``by: ratio``."""
+
+
+class DatasetSpec(Spec):
+    """Where the data is, what it holds, how it is prepared and split."""
+
+    sources: list[Source] = Field(min_length=1, examples=[[{"path": "data/iris.csv"}]])
+    """Data files."""
+
+    features: list[Column] = Field(default_factory=list, examples=[[{"name": "sepal_length", "dtype": "float32"}]])
+    """Input columns in the order the model sees them; for text data, the text column."""
+
+    target: Target | None = Field(default=None, examples=[{"name": "species", "dtype": "string"}])
+    """Column to predict; omitted for language-model data, whose targets are the next tokens."""
+
+    preprocessing: list[Step] = Field(default_factory=list, examples=[[{"type": "dropNulls"}, {"type": "standardize"}]])
+    """Steps applied in order; fitted steps learn their statistics on the training split only."""
+
+    splits: Splits = Field(default_factory=Splits, examples=[{"by": "ratio", "seed": 7}])
+    """How the rows are split."""
+
+    license: str | None = Field(default=None, examples=["CC-BY-4.0"])
+    """SPDX identifier or short statement of the data's licence."""
+
+
+class Dataset(Spec):
+    """A ``Dataset`` manifest."""
+
+    api_version: Literal["lmspec.io/v1alpha1"] = Field(examples=["lmspec.io/v1alpha1"])
+    """Version of the lmspec standard this manifest follows."""
+
+    kind: Literal["Dataset"] = Field(examples=["Dataset"])
+    """Kind of object."""
+
+    metadata: Metadata
+    """Name, labels, annotations and description."""
+
+    spec: DatasetSpec
+    """The data set's definition."""

@@ -1,0 +1,149 @@
+"""The ``InferenceService`` kind: how an exported model is served over HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from ._base import Int, Name, NonNegativeInt, PositiveInt, Spec
+from .common import Metadata
+
+
+class ModelSource(Spec):
+    """What to serve: the model exported by a TrainingJob, or an export directory. Exactly one."""
+
+    training_job: Name | None = Field(default=None, examples=["iris-train"])
+    """Name of a TrainingJob manifest; its exported model (``<output.dir>/export``) is served."""
+
+    path: str | None = Field(default=None, examples=["runs/iris-train/export"])
+    """Path to a model exported by ``lmspec run``, relative to the manifest's directory."""
+
+
+class Server(Spec):
+    """Network settings."""
+
+    host: str = Field(default="127.0.0.1", examples=["0.0.0.0"])
+    """Address to bind; loopback unless stated, so nothing is exposed by accident."""
+
+    port: Annotated[Int, Field(ge=0, le=65535)] = Field(default=8080, examples=[9000])
+    """TCP port; 0 picks a free port."""
+
+    workers: PositiveInt = Field(default=1, examples=[1])
+    """Server processes; each holds a copy of the model."""
+
+    grace_period_seconds: float = Field(default=30.0, ge=0.0, examples=[10.0])
+    """On SIGTERM, time allowed for in-flight requests to finish before exiting."""
+
+
+class Batching(Spec):
+    """Dynamic batching: concurrent requests share forward passes."""
+
+    enabled: bool = Field(default=True, examples=[False])
+    """Batch concurrent requests together."""
+
+    max_batch_size: PositiveInt = Field(default=32, examples=[64])
+    """Largest batch, in rows, of one forward pass."""
+
+    max_queue_delay_microseconds: NonNegativeInt = Field(default=2000, examples=[500])
+    """How long an under-full batch waits for more requests after its oldest arrived."""
+
+    max_queue_size: PositiveInt = Field(default=256, examples=[1024])
+    """Requests allowed to wait; beyond it the server answers 503 with ``Retry-After``."""
+
+
+class Limits(Spec):
+    """Limits checked before any work is done."""
+
+    max_body_bytes: PositiveInt = Field(default=1_048_576, examples=[4_194_304])
+    """Largest request body; larger ones get 413."""
+
+    request_timeout_seconds: float = Field(default=30.0, gt=0.0, examples=[5.0])
+    """Longest time a request may take, queueing included; then 504."""
+
+    max_tokens: PositiveInt = Field(default=256, examples=[1024])
+    """Upper bound on tokens generated per request (language models)."""
+
+
+class KeySource(Spec):
+    """Where API keys come from: an environment variable or a file, never the manifest itself."""
+
+    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = Field(default=None, examples=["LMSPEC_API_KEYS"])
+    """Environment variable holding one key, or several separated by commas."""
+
+    file: str | None = Field(default=None, examples=["/run/secrets/api-keys"])
+    """File holding one key per line."""
+
+
+class Auth(Spec):
+    """Bearer-token authentication."""
+
+    api_keys: list[KeySource | str] = Field(default_factory=list, examples=[[{"env": "LMSPEC_API_KEYS"}]])
+    """Sources of accepted keys; no authentication when empty. A plain string here would be an
+    inline secret, which the validator rejects."""
+
+    public_health: bool = Field(default=True, examples=[False])
+    """Leave health and readiness endpoints open without a key."""
+
+    public_metrics: bool = Field(default=True, examples=[False])
+    """Leave ``/metrics`` open without a key."""
+
+
+class Generation(Spec):
+    """Defaults for text generation (requests may override them)."""
+
+    max_tokens: PositiveInt = Field(default=16, examples=[64])
+    """Tokens generated when a request does not say."""
+
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0, examples=[0.7])
+    """Sampling temperature; 0 is greedy decoding."""
+
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, examples=[0.9])
+    """Nucleus sampling threshold."""
+
+    stop: list[str] = Field(default_factory=list, max_length=8, examples=[["\n\n"]])
+    """Strings that end generation."""
+
+
+class InferenceServiceSpec(Spec):
+    """What to serve and how."""
+
+    model: ModelSource = Field(examples=[{"trainingJob": "iris-train"}])
+    """The model to serve."""
+
+    protocols: list[Literal["oip-v2", "openai"]] = Field(
+        default_factory=lambda: ["oip-v2"], min_length=1, examples=[["oip-v2", "openai"]]
+    )
+    """Protocols to speak: the Open Inference Protocol v2, and (language models only) the
+    OpenAI-compatible completions API."""
+
+    server: Server = Field(default_factory=Server, examples=[{"port": 8080}])
+    """Network settings."""
+
+    batching: Batching = Field(default_factory=Batching, examples=[{"maxBatchSize": 16}])
+    """Dynamic batching."""
+
+    limits: Limits = Field(default_factory=Limits, examples=[{"maxBodyBytes": 65536}])
+    """Request limits."""
+
+    auth: Auth = Field(default_factory=Auth, examples=[{"apiKeys": [{"env": "LMSPEC_API_KEYS"}]}])
+    """Authentication."""
+
+    generation: Generation = Field(default_factory=Generation, examples=[{"maxTokens": 32}])
+    """Text generation defaults."""
+
+
+class InferenceService(Spec):
+    """An ``InferenceService`` manifest."""
+
+    api_version: Literal["lmspec.io/v1alpha1"] = Field(examples=["lmspec.io/v1alpha1"])
+    """Version of the lmspec standard this manifest follows."""
+
+    kind: Literal["InferenceService"] = Field(examples=["InferenceService"])
+    """Kind of object."""
+
+    metadata: Metadata
+    """Name, labels, annotations and description."""
+
+    spec: InferenceServiceSpec
+    """The service's definition."""

@@ -1,0 +1,358 @@
+"""The ``TrainingJob`` kind: how a Model is trained on a Dataset, with DeepSpeed ZeRO.
+
+Every DeepSpeed setting the runner passes is derived from these fields (``lmspec export
+deepspeed-config`` prints the result), so the manifest and the engine can never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from ._base import Int, Name, NonNegativeInt, PositiveInt, Spec
+from .common import Metadata
+
+Metric = Literal["loss", "accuracy", "mse", "mae", "perplexity"]
+ByteSize = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")]
+
+
+class Loss(Spec):
+    """The training objective."""
+
+    type: Literal["crossEntropy", "mse", "causalLm"] = Field(examples=["crossEntropy"])
+    """``crossEntropy`` for classification, ``mse`` for regression, ``causalLm`` (next-token
+    cross-entropy) for causal language models."""
+
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0, examples=[0.1])
+    """Label smoothing for ``crossEntropy`` and ``causalLm``."""
+
+
+class Optimizer(Spec):
+    """The optimizer and its hyperparameters."""
+
+    type: Literal["sgd", "adam", "adamw"] = Field(default="adamw", examples=["adam"])
+    """Algorithm. ``adam`` is Adam with L2 regularisation; ``adamw`` decouples weight decay."""
+
+    lr: float = Field(default=1e-3, gt=0.0, examples=[3e-4])
+    """Peak learning rate."""
+
+    betas: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(
+        default_factory=lambda: [0.9, 0.999], min_length=2, max_length=2, examples=[[0.9, 0.95]]
+    )
+    """Adam coefficients for the running averages of the gradient and its square."""
+
+    eps: float = Field(default=1e-8, gt=0.0, examples=[1e-6])
+    """Adam term added to the denominator for numerical stability."""
+
+    weight_decay: float = Field(default=0.0, ge=0.0, examples=[0.01])
+    """Weight decay coefficient."""
+
+    momentum: float = Field(default=0.0, ge=0.0, lt=1.0, examples=[0.9])
+    """SGD momentum."""
+
+    nesterov: bool = Field(default=False, examples=[True])
+    """Use Nesterov momentum (SGD, requires momentum > 0)."""
+
+
+class Schedule(Spec):
+    """The learning-rate schedule: a linear warm-up, then a decay."""
+
+    type: Literal["constant", "linear", "cosine"] = Field(default="constant", examples=["cosine"])
+    """Shape after warm-up: flat, linear decay to ``minLr``, or cosine decay to ``minLr``."""
+
+    warmup_steps: NonNegativeInt = Field(default=0, examples=[100])
+    """Optimizer steps of linear warm-up from 0 to ``optimizer.lr``."""
+
+    min_lr: float = Field(default=0.0, ge=0.0, examples=[1e-5])
+    """Learning rate at the end of the decay."""
+
+
+class Stopping(Spec):
+    """When training ends: after ``epochs`` passes over the training split or ``maxSteps``
+    optimizer steps, whichever comes first."""
+
+    epochs: PositiveInt = Field(default=1, examples=[20])
+    """Passes over the training split."""
+
+    max_steps: PositiveInt | None = Field(default=None, examples=[1000])
+    """Upper bound on optimizer steps; none when omitted."""
+
+
+class Batch(Spec):
+    """Batch sizes. The global batch is ``microBatchSize × gradientAccumulationSteps × world
+    size`` (world size = ``resources.nodes × resources.processesPerNode``)."""
+
+    micro_batch_size: PositiveInt = Field(default=8, examples=[32])
+    """Samples per process per forward/backward pass."""
+
+    gradient_accumulation_steps: PositiveInt = Field(default=1, examples=[4])
+    """Micro batches accumulated before each optimizer step."""
+
+    global_batch_size: PositiveInt | None = Field(default=None, examples=[256])
+    """Optional statement of the global batch; when given it must equal the product above."""
+
+
+class Fp16(Spec):
+    """fp16 mixed precision with dynamic (or static) loss scaling."""
+
+    enabled: bool = Field(default=False, examples=[True])
+    """Train in fp16 with fp32 master weights."""
+
+    loss_scale: float = Field(default=0.0, ge=0.0, examples=[128.0])
+    """Static loss scale; 0 selects dynamic loss scaling."""
+
+    initial_scale_power: NonNegativeInt = Field(default=16, examples=[12])
+    """Dynamic scaling starts at 2^initialScalePower."""
+
+    loss_scale_window: PositiveInt = Field(default=1000, examples=[500])
+    """Steps without overflow before the dynamic scale is raised."""
+
+    hysteresis: PositiveInt = Field(default=2, examples=[2])
+    """Overflows tolerated before the dynamic scale is lowered."""
+
+    min_loss_scale: float = Field(default=1.0, gt=0.0, examples=[1.0])
+    """Lower bound of the dynamic scale."""
+
+
+class Bf16(Spec):
+    """bf16 mixed precision (no loss scaling needed)."""
+
+    enabled: bool = Field(default=False, examples=[True])
+    """Train in bf16 with fp32 master weights."""
+
+
+class Precision(Spec):
+    """Numeric precision of training; fp32 when neither fp16 nor bf16 is enabled."""
+
+    fp16: Fp16 = Field(default_factory=Fp16, examples=[{"enabled": True}])
+    """fp16 settings."""
+
+    bf16: Bf16 = Field(default_factory=Bf16, examples=[{"enabled": True}])
+    """bf16 settings."""
+
+
+class Offload(Spec):
+    """Where ZeRO keeps optimizer states or parameters."""
+
+    device: Literal["none", "cpu", "nvme"] = Field(default="none", examples=["cpu"])
+    """``none`` keeps them on the accelerator."""
+
+    nvme_path: str | None = Field(default=None, examples=["/local_nvme"])
+    """Directory on a fast local disk; required for ``nvme``."""
+
+    pin_memory: bool = Field(default=False, examples=[True])
+    """Use page-locked host memory (faster transfers, more host memory)."""
+
+
+class Zero(Spec):
+    """DeepSpeed ZeRO: partitioning of optimizer states (1), gradients (2) and parameters (3)."""
+
+    stage: Literal[0, 1, 2, 3] = Field(default=0, examples=[2])
+    """ZeRO stage; 0 is plain data parallelism."""
+
+    offload_optimizer: Offload = Field(default_factory=Offload, examples=[{"device": "cpu"}])
+    """Optimizer-state offload (stages 1-3)."""
+
+    offload_param: Offload = Field(default_factory=Offload, examples=[{"device": "cpu"}])
+    """Parameter offload; only meaningful at stage 3."""
+
+    overlap_comm: bool | None = Field(default=None, examples=[True])
+    """Overlap gradient reduction with the backward pass; DeepSpeed's default (on at stage 3
+    only) when omitted."""
+
+    contiguous_gradients: bool = Field(default=True, examples=[False])
+    """Copy gradients into a contiguous buffer as they are produced (less fragmentation)."""
+
+    reduce_bucket_size: PositiveInt = Field(default=500_000_000, examples=[200_000_000])
+    """Elements reduced at a time."""
+
+    allgather_bucket_size: PositiveInt = Field(default=500_000_000, examples=[200_000_000])
+    """Elements all-gathered at a time (stages 1-2)."""
+
+    stage3_prefetch_bucket_size: PositiveInt = Field(default=50_000_000, examples=[10_000_000])
+    """Parameter elements prefetched ahead of use; only meaningful at stage 3."""
+
+    stage3_param_persistence_threshold: NonNegativeInt = Field(default=100_000, examples=[10_000])
+    """Parameters smaller than this stay unpartitioned; only meaningful at stage 3."""
+
+    zero_quantized_weights: bool = Field(default=False, examples=[True])
+    """ZeRO++ quantized weight communication; only meaningful at stage 3."""
+
+    zero_quantized_gradients: bool = Field(default=False, examples=[True])
+    """ZeRO++ quantized gradient communication; only meaningful at stage 3."""
+
+    zero_hpz_partition_size: PositiveInt = Field(default=1, examples=[8])
+    """ZeRO++ hierarchical partition size (ranks per secondary partition); only meaningful at stage 3."""
+
+
+class ActivationCheckpointing(Spec):
+    """Recompute activations in the backward pass instead of storing them."""
+
+    enabled: bool = Field(default=False, examples=[True])
+    """Checkpoint each transformer block (transformer and huggingface architectures)."""
+
+
+class Resources(Spec):
+    """The planned world: machines, processes and devices."""
+
+    nodes: PositiveInt = Field(default=1, examples=[2])
+    """Machines."""
+
+    processes_per_node: PositiveInt = Field(default=1, examples=[8])
+    """Training processes per machine (one per accelerator on GPU machines)."""
+
+    accelerator: Literal["cpu", "cuda"] = Field(default="cpu", examples=["cuda"])
+    """Device type each process trains on."""
+
+    memory_per_device: ByteSize | None = Field(default=None, examples=["80GiB"])
+    """Memory available to each process's device; the validator warns when the planned model
+    states do not fit."""
+
+
+class EarlyStopping(Spec):
+    """Stop when a validation metric stops improving."""
+
+    metric: Metric = Field(default="loss", examples=["accuracy"])
+    """Validation metric to watch."""
+
+    mode: Literal["min", "max"] = Field(default="min", examples=["max"])
+    """Whether lower or higher is better."""
+
+    patience: PositiveInt = Field(default=3, examples=[5])
+    """Validations without improvement before stopping."""
+
+    min_delta: float = Field(default=0.0, ge=0.0, examples=[0.001])
+    """Smallest change that counts as an improvement."""
+
+
+class Validation(Spec):
+    """Periodic evaluation on the validation split."""
+
+    interval: PositiveInt | None = Field(default=None, examples=[50])
+    """Optimizer steps between validations; at the end of each epoch when omitted."""
+
+    metrics: list[Metric] = Field(default_factory=lambda: ["loss"], examples=[["loss", "accuracy"]])
+    """Metrics to compute."""
+
+    early_stopping: EarlyStopping | None = Field(default=None, examples=[{"metric": "loss", "patience": 3}])
+    """Optional early stopping."""
+
+
+class Evaluation(Spec):
+    """Evaluation on the test split after training."""
+
+    enabled: bool = Field(default=True, examples=[False])
+    """Evaluate the final model on the test split."""
+
+    metrics: list[Metric] = Field(default_factory=lambda: ["loss"], examples=[["accuracy"]])
+    """Metrics to report."""
+
+
+class Checkpointing(Spec):
+    """DeepSpeed-native checkpoints for resuming."""
+
+    interval: PositiveInt | None = Field(default=None, examples=[100])
+    """Optimizer steps between checkpoints; only at the end when omitted."""
+
+    keep_last: PositiveInt = Field(default=3, examples=[2])
+    """Checkpoints kept; older ones are deleted."""
+
+    resume: bool = Field(default=False, examples=[True])
+    """Resume from the latest complete checkpoint in the output directory, as ``--resume`` does."""
+
+
+class Output(Spec):
+    """Where the run writes its files."""
+
+    dir: str = Field(default="runs/{name}", examples=["runs/iris"])
+    """Run directory, relative to the working directory; ``{name}`` is the job's name."""
+
+
+class Logging(Spec):
+    """Training logs."""
+
+    interval: PositiveInt = Field(default=10, examples=[1])
+    """Optimizer steps between metric records in ``metrics.jsonl``."""
+
+    tensorboard: bool = Field(default=False, examples=[True])
+    """Also write TensorBoard event files (needs the ``tensorboard`` package)."""
+
+    progress_bar: bool = Field(default=True, examples=[False])
+    """Show a progress bar with loss and throughput on rank 0."""
+
+
+class TrainingJobSpec(Spec):
+    """How to train: what, on what, with which optimisation and distribution settings."""
+
+    model: Name = Field(examples=["iris-mlp"])
+    """Name of the Model manifest to train."""
+
+    dataset: Name = Field(examples=["iris"])
+    """Name of the Dataset manifest to train on."""
+
+    loss: Loss = Field(examples=[{"type": "crossEntropy"}])
+    """Training objective; must suit the Model's task."""
+
+    optimizer: Optimizer = Field(default_factory=Optimizer, examples=[{"type": "adamw", "lr": 0.001}])
+    """Optimizer."""
+
+    schedule: Schedule = Field(default_factory=Schedule, examples=[{"type": "cosine", "warmupSteps": 10}])
+    """Learning-rate schedule."""
+
+    stopping: Stopping = Field(default_factory=Stopping, examples=[{"epochs": 10}])
+    """When to stop."""
+
+    batch: Batch = Field(default_factory=Batch, examples=[{"microBatchSize": 16, "gradientAccumulationSteps": 2}])
+    """Batch sizes."""
+
+    precision: Precision = Field(default_factory=Precision, examples=[{"bf16": {"enabled": True}}])
+    """Numeric precision."""
+
+    gradient_clipping: float = Field(default=0.0, ge=0.0, examples=[1.0])
+    """Clip the global gradient norm to this value; 0 disables clipping."""
+
+    zero: Zero = Field(default_factory=Zero, examples=[{"stage": 2}])
+    """DeepSpeed ZeRO settings."""
+
+    activation_checkpointing: ActivationCheckpointing = Field(
+        default_factory=ActivationCheckpointing, examples=[{"enabled": True}]
+    )
+    """Activation checkpointing."""
+
+    resources: Resources = Field(default_factory=Resources, examples=[{"processesPerNode": 2}])
+    """The planned world size and devices."""
+
+    validation: Validation = Field(default_factory=Validation, examples=[{"interval": 50, "metrics": ["loss", "accuracy"]}])
+    """Validation during training."""
+
+    evaluation: Evaluation = Field(default_factory=Evaluation, examples=[{"metrics": ["accuracy"]}])
+    """Test-split evaluation after training."""
+
+    checkpointing: Checkpointing = Field(default_factory=Checkpointing, examples=[{"interval": 100, "keepLast": 2}])
+    """Checkpoints."""
+
+    seed: Int = Field(default=0, examples=[1234])
+    """Seed for initialisation, shuffling, dropout and augmentation."""
+
+    output: Output = Field(default_factory=Output, examples=[{"dir": "runs/iris"}])
+    """Run directory."""
+
+    logging: Logging = Field(default_factory=Logging, examples=[{"interval": 5}])
+    """Logging."""
+
+
+class TrainingJob(Spec):
+    """A ``TrainingJob`` manifest."""
+
+    api_version: Literal["lmspec.io/v1alpha1"] = Field(examples=["lmspec.io/v1alpha1"])
+    """Version of the lmspec standard this manifest follows."""
+
+    kind: Literal["TrainingJob"] = Field(examples=["TrainingJob"])
+    """Kind of object."""
+
+    metadata: Metadata
+    """Name, labels, annotations and description."""
+
+    spec: TrainingJobSpec
+    """The training job's definition."""

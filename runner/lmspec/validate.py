@@ -1,0 +1,281 @@
+"""The validator: parse → schema → semantic rules → references → (optionally) the environment.
+
+Every layer runs on everything it can, so one run reports all problems at once.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from . import rules
+from .checks import REFERENCES, Index, run_checks
+from .findings import Finding, Report, pointer
+from .parse import Document, ParseError, parse_file, parse_text
+from .schemacheck import check_document
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass
+class Manifest:
+    """A schema-valid manifest and where it came from."""
+
+    obj: Any
+    """The typed object: :class:`~lmspec.v1alpha1.Model`, ``Dataset``, ``TrainingJob`` or ``InferenceService``."""
+    document: Document
+
+    @property
+    def kind(self) -> str:
+        return str(self.obj.kind)
+
+    @property
+    def name(self) -> str:
+        return str(self.obj.metadata.name)
+
+    @property
+    def file(self) -> str:
+        return self.document.file
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory that relative paths in the manifest are resolved against."""
+        if self.document.file.startswith("<"):
+            return Path.cwd()
+        return Path(self.document.file).resolve().parent
+
+
+@dataclass
+class ManifestSet:
+    """The manifests of one validation run."""
+
+    manifests: list[Manifest] = field(default_factory=list)
+    report: Report = field(default_factory=Report)
+
+    def of_kind(self, kind: str) -> list[Manifest]:
+        return [m for m in self.manifests if m.kind == kind]
+
+    def get(self, kind: str, name: str) -> Manifest | None:
+        return next((m for m in self.manifests if m.kind == kind and m.name == name), None)
+
+    def index(self) -> Index:
+        by_kind: dict[str, dict[str, Any]] = {}
+        for m in self.manifests:
+            by_kind.setdefault(m.kind, {}).setdefault(m.name, m.obj)
+        return Index(by_kind)
+
+
+class ValidationFailed(Exception):
+    """Raised by :func:`load` when the manifests have errors; ``report`` holds the findings."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        first = report.errors[0] if report.errors else None
+        where = f"{first.file}:{first.line}:{first.column}: {first.message}" if first else ""
+        super().__init__(f"{len(report.errors)} error(s) in the manifests; first: {where}")
+
+
+def expand(paths: Iterable[str]) -> tuple[list[str], list[Finding]]:
+    """Files named by paths, directories (recursively: .yaml, .yml, .json) and globs; '-' is stdin."""
+    files: list[str] = []
+    problems: list[Finding] = []
+    for p in paths:
+        if p == "-":
+            files.append(p)
+        elif os.path.isdir(p):
+            found = sorted(
+                str(f) for f in Path(p).rglob("*")
+                if f.suffix in MANIFEST_SUFFIXES and f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
+            files.extend(found)
+        elif glob.has_magic(p):
+            matched = sorted(glob.glob(p, recursive=True))
+            if not matched:
+                problems.append(_io_finding(p, "the pattern matches no file"))
+            files.extend(f for f in matched if os.path.isfile(f))
+        else:
+            files.append(p)
+    return list(dict.fromkeys(files)), problems
+
+
+def _io_finding(file: str, message: str) -> Finding:
+    return Finding(rules.PARSE_IO, "error", file, 1, 1, "", message)
+
+
+def _parse_error(exc: ParseError) -> Finding:
+    return Finding(exc.rule, "error", exc.file, exc.line, exc.column, "", exc.message,
+                   _PARSE_HINTS.get(exc.rule, ""))
+
+
+_PARSE_HINTS = {
+    "parse.duplicate-key": "remove one of the two keys; YAML tools disagree on which one wins",
+    "parse.syntax": "check indentation and quoting around this position",
+    "parse.encoding": "save the file as UTF-8",
+    "parse.too-deep": "manifests need only a few levels of nesting",
+    "parse.too-large": "split the input, or check it for runaway aliases",
+}
+
+
+def read(paths: Sequence[str], *, stdin_text: str | None = None) -> tuple[list[Document], Report]:
+    """Parse every input; parse problems become findings rather than exceptions."""
+    report = Report()
+    files, problems = expand(paths)
+    report.extend(problems)
+    docs: list[Document] = []
+    for f in files:
+        report.files.append(f)
+        try:
+            if f == "-":
+                text = stdin_text if stdin_text is not None else sys.stdin.read()
+                docs.extend(parse_text(text, "<stdin>"))
+            else:
+                docs.extend(parse_file(f))
+        except ParseError as exc:
+            report.findings.append(_parse_error(exc))
+    return docs, report
+
+
+def validate_documents(docs: Sequence[Document], report: Report | None = None, *,
+                       check_env: bool = False, references: bool = True) -> ManifestSet:
+    """Run layers 2-5 over parsed documents."""
+    result = ManifestSet(report=report or Report())
+    report = result.report
+    for doc in docs:
+        if doc.file not in report.files:
+            report.files.append(doc.file)
+        obj, findings = check_document(doc)
+        report.extend(findings)
+        if obj is not None:
+            result.manifests.append(Manifest(obj, doc))
+    report.documents += len(docs)
+
+    index = result.index()
+    report.extend(_references(result, check_missing=references))
+    for m in result.manifests:
+        for rule, path, message, hint in run_checks(m.obj, index):
+            report.findings.append(_at(m, rule, path, message, hint))
+        if check_env:
+            report.extend(_environment(m))
+    report.sort()
+    return result
+
+
+def _at(m: Manifest, rule: str, path: tuple[str | int, ...], message: str, hint: str = "") -> Finding:
+    line, column = m.document.locate(path)
+    r = rules.RULES[rule]
+    return Finding(rule, r.severity, m.file, line, column, pointer(path), message, hint, m.document.index)
+
+
+def _references(result: ManifestSet, *, check_missing: bool) -> Iterator[Finding]:
+    seen: dict[tuple[str, str], Manifest] = {}
+    for m in result.manifests:
+        first = seen.setdefault((m.kind, m.name), m)
+        if first is not m:
+            yield _at(m, rules.REFERENCE_DUPLICATE, ("metadata", "name"),
+                      f"a {m.kind} named {m.name!r} is already defined in {first.file}:{first.document.locate(('metadata', 'name'))[0]}",
+                      "rename one of them")
+    names: dict[str, list[str]] = {}
+    for m in result.manifests:
+        names.setdefault(m.name, []).append(m.kind)
+    for m in result.manifests:
+        for path, kind, get in REFERENCES.get(m.kind, []):
+            name = get(m.obj)
+            if name is None or (kind, name) in seen:
+                continue
+            others = names.get(name)
+            if others:
+                yield _at(m, rules.REFERENCE_WRONG_KIND, path,
+                          f"{path[-1]} must name a {kind}, but {name!r} is a {others[0]}",
+                          f"name a {kind} manifest")
+            elif check_missing:
+                candidates = sorted(n for (k, n) in seen if k == kind)
+                hint = f"{kind}s given: {', '.join(candidates)}" if candidates else \
+                    f"pass the file that defines the {kind} too"
+                yield _at(m, rules.REFERENCE_MISSING, path, f"no {kind} named {name!r} among the inputs", hint)
+
+
+def _environment(m: Manifest) -> Iterator[Finding]:
+    """Layer 5: files the manifest points at exist and match their digests."""
+    spec = m.obj.spec
+    refs: list[tuple[tuple[str | int, ...], str, str | None]] = []
+    if m.kind == "Dataset":
+        refs += [(("spec", "sources", i), s.path, s.sha256) for i, s in enumerate(spec.sources)]
+        for i, step in enumerate(spec.preprocessing):
+            tok = getattr(step, "tokenizer", None)
+            if tok is not None and tok.type == "file":
+                refs.append((("spec", "preprocessing", i, "tokenizer"), tok.path, tok.sha256))
+    elif m.kind == "Model" and spec.initial_weights is not None:
+        refs.append((("spec", "initialWeights"), spec.initial_weights.path, spec.initial_weights.sha256))
+    for path, rel, digest in refs:
+        target = m.base_dir / rel
+        if glob.has_magic(rel):
+            if not glob.glob(str(target), recursive=True):
+                yield _at(m, rules.ENV_FILE_MISSING, (*path, "path"), f"{rel!r} matches no file",
+                          f"looked in {m.base_dir}")
+            continue
+        if not target.is_file():
+            yield _at(m, rules.ENV_FILE_MISSING, (*path, "path"), f"file {rel!r} does not exist",
+                      f"looked for {target}")
+        elif digest is not None:
+            actual = sha256_file(target)
+            if actual != digest:
+                yield _at(m, rules.ENV_SHA256, (*path, "sha256"),
+                          f"{rel} has sha256 {actual}, the manifest says {digest}",
+                          "the file changed: restore it, or update sha256 if the change is intended")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def validate(paths: str | Sequence[str], *, check_env: bool = False, references: bool = True,
+             stdin_text: str | None = None) -> Report:
+    """Validate files, directories or globs; returns the report (never raises for bad input).
+
+    >>> lmspec.validate(["examples/iris"]).ok
+    True
+    """
+    if isinstance(paths, str):
+        paths = [paths]
+    docs, report = read(paths, stdin_text=stdin_text)
+    return validate_documents(docs, report, check_env=check_env, references=references).report
+
+
+def validate_text(text: str, file: str = "<string>", **kwargs: Any) -> Report:
+    """Validate manifests given as a YAML or JSON string."""
+    report = Report(files=[file])
+    try:
+        docs = parse_text(text, file)
+    except ParseError as exc:
+        report.findings.append(_parse_error(exc))
+        return report
+    return validate_documents(docs, report, **kwargs).report
+
+
+def load(paths: str | Sequence[str], *, check_env: bool = False) -> ManifestSet:
+    """Parse and validate manifests; raises :class:`ValidationFailed` on any error."""
+    if isinstance(paths, str):
+        paths = [paths]
+    docs, report = read(paths)
+    result = validate_documents(docs, report, check_env=check_env)
+    if not result.report.ok:
+        raise ValidationFailed(result.report)
+    return result
+
+
+def to_yaml_data(obj: BaseModel, *, defaults: bool = True) -> dict[str, Any]:
+    """A manifest as plain data with its written key names; with ``defaults``, every default filled."""
+    return obj.model_dump(mode="json", by_alias=True, exclude_unset=not defaults)
