@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The lmspec quickstart, end to end on the CPU with files in this repository (no downloads):
+# validate the iris manifests, train the classifier with DeepSpeed, serve it, send one request.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-venv.sh run,serve
+venv=${VENV:-.venv}
+lmspec="$venv/bin/lmspec"
+export DS_ACCELERATOR=cpu
+
+echo "==> lmspec validate examples/iris"
+"$lmspec" validate examples/iris
+
+echo "==> lmspec plan examples/iris"
+"$lmspec" plan examples/iris
+
+echo "==> lmspec run examples/iris"
+"$lmspec" run examples/iris
+
+port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+echo "==> lmspec serve examples/iris --port $port"
+"$lmspec" serve examples/iris --port "$port" &
+server=$!
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+  if "$venv/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/v2/health/ready')" 2>/dev/null; then
+    break
+  fi
+  sleep 0.5
+done
+
+echo "==> POST /v2/models/iris/infer  (one flower: 5.1, 3.5, 1.4, 0.2)"
+"$venv/bin/python" - "$port" <<'PY'
+import json, sys, urllib.request
+port = sys.argv[1]
+body = {"id": "quickstart-1",
+        "inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}
+req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/iris/infer", data=json.dumps(body).encode(),
+                             headers={"Content-Type": "application/json"})
+answer = json.load(urllib.request.urlopen(req))
+print(json.dumps(answer, indent=2))
+logits = answer["outputs"][0]["data"]
+classes = ["setosa", "versicolor", "virginica"]
+print("predicted species:", classes[max(range(3), key=lambda i: logits[i])])
+PY
