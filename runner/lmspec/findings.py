@@ -44,6 +44,9 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     documents: int = 0
+    labels: dict[str, list[str]] = field(default_factory=dict)
+    """File → a label per document in it, in order (``Model/iris-mlp``, or ``document 2`` when
+    kind or name is unreadable); used by per-document formats such as JUnit."""
 
     @property
     def errors(self) -> list[Finding]:

@@ -8,6 +8,7 @@ rejected, depth and alias expansion bounded, and a position kept for every key a
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,9 @@ MAX_DEPTH = 64
 """Deepest nesting of mappings and sequences accepted; manifests need fewer than 15."""
 MAX_NODES = 200_000
 """Most nodes one document may expand to, aliases included (stops "billion laughs")."""
+MAX_INT_BITS = 8192
+"""Largest integer literal accepted (about 2,466 decimal digits). Python refuses to print
+integers of more than 4,300 digits, and no manifest field needs anything near this."""
 
 Position = tuple[int, int]
 """1-based (line, column)."""
@@ -92,6 +96,8 @@ _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
 _EXPLICIT = {
     "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
     "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
@@ -121,6 +127,21 @@ def resolve_plain(value: str) -> Any:
 
 
 def _scalar(event: yaml.ScalarEvent, file: str) -> Any:
+    try:
+        value = _scalar_value(event, file)
+    except ValueError:  # an integer literal beyond the interpreter's conversion limit
+        value = None
+        too_big = True
+    else:
+        too_big = isinstance(value, int) and value.bit_length() > MAX_INT_BITS
+    if too_big:
+        m = event.start_mark
+        raise ParseError("parse.too-large", f"integer literal longer than {MAX_INT_BITS} bits",
+                         file, m.line + 1, m.column + 1)
+    return value
+
+
+def _scalar_value(event: yaml.ScalarEvent, file: str) -> Any:
     tag = event.tag
     if tag is None:  # untagged: plain scalars are resolved, quoted ones are strings
         return resolve_plain(event.value) if event.implicit[0] else event.value
@@ -186,7 +207,11 @@ def _documents(stream: str, file: str) -> Iterator[tuple[Any, Loc]]:
                 if len(stack) >= MAX_DEPTH:
                     raise ParseError("parse.too-deep", f"nesting deeper than {MAX_DEPTH} levels",
                                      file, *_pos(event.start_mark))
-                container: Any = {} if isinstance(event, yaml.MappingStartEvent) else []
+                is_map = isinstance(event, yaml.MappingStartEvent)
+                if event.tag not in (None, "!", _MAP_TAG if is_map else _SEQ_TAG):
+                    raise ParseError("parse.tag", f"unsupported tag {event.tag!r}", file,
+                                     *_pos(event.start_mark))
+                container: Any = {} if is_map else []
                 stack.append([container, Loc(_pos(event.start_mark)), None, None, 1, event.anchor])
                 continue
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
@@ -231,8 +256,13 @@ def _documents(stream: str, file: str) -> Iterator[tuple[Any, Loc]]:
         mark = exc.problem_mark or exc.context_mark
         line, column = _pos(mark) if mark else (1, 1)
         problem = exc.problem or "invalid YAML"
+        if "maximum nesting depth" in problem:  # libyaml's own limit (1000 flow levels)
+            raise ParseError("parse.too-deep", f"nesting deeper than {MAX_DEPTH} levels",
+                             file, line, column) from None
         if exc.context:
-            problem = f"{problem} ({exc.context})"
+            cm = exc.context_mark
+            where = f" at line {cm.line + 1}, column {cm.column + 1}" if cm and cm is not mark else ""
+            problem = f"{problem} ({exc.context}{where})"
         raise ParseError("parse.syntax", problem, file, line, column) from None
     except yaml.YAMLError as exc:  # reader errors: control characters and the like
         raise ParseError("parse.syntax", str(exc).splitlines()[0], file) from None
@@ -257,13 +287,45 @@ def decode(raw: bytes, file: str) -> str:
                          file, line, column) from None
 
 
+def _check_json(text: str, file: str) -> None:
+    """Hold .json files to JSON: YAML would accept trailing commas, comments and unquoted keys."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError("parse.syntax", exc.msg, file, exc.lineno, exc.colno) from None
+    except (ValueError, RecursionError):
+        pass  # over-long numbers and deep nesting: the YAML pass reports them with a position
+
+
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+"""Line breaks as libyaml counts them."""
+
+
+def _clamp(text: str, line: int, column: int) -> Position:
+    lines = _LINE_BREAK.split(text)
+    if line > len(lines):
+        return len(lines), len(lines[-1]) + 1
+    return line, column
+
+
 def parse_text(text: str, file: str = "<stdin>") -> list[Document]:
     """All documents of a YAML or JSON text. Raises :class:`ParseError`."""
     if file.endswith(".json"):
+        _check_json(text, file)
         # JSON forbids raw tabs inside strings, so turning tabs into spaces only changes the
         # insignificant whitespace that libyaml rejects, and keeps every column where it was.
         text = text.replace("\t", " ")
-    docs = [Document(data, file, i, loc, text) for i, (data, loc) in enumerate(_documents(text, file))]
+    try:
+        docs = [Document(data, file, i, loc, text) for i, (data, loc) in enumerate(_documents(text, file))]
+    except UnicodeEncodeError as exc:  # lone surrogates: text that was never valid Unicode
+        line = text.count("\n", 0, exc.start) + 1
+        column = exc.start - (text.rfind("\n", 0, exc.start) + 1) + 1
+        raise ParseError("parse.encoding", "invalid Unicode (lone surrogate)", file, line, column) from None
+    except ParseError as exc:
+        # libyaml reports "end of input" one line past the last line when the text lacks a
+        # final newline; editors and SARIF viewers want a position that exists.
+        exc.line, exc.column = _clamp(text, exc.line, exc.column)
+        raise
     # `---` separators leave empty (null) documents; they say nothing, so drop them.
     docs = [d for d in docs if d.data is not None]
     for i, doc in enumerate(docs):

@@ -33,7 +33,7 @@ def check_document(doc: Document) -> tuple[BaseModel | None, list[Finding]]:
         if version is None:
             msg, path = "apiVersion is missing", ()
         else:
-            msg, path = f"unsupported apiVersion {version!r}", ("apiVersion",)
+            msg, path = f"unsupported apiVersion: {_describe(version)}", ("apiVersion",)
         return None, [_finding(doc, rules.DOCUMENT_API_VERSION, path, msg,
                                f"supported versions: {supported}")]
     kind = data.get("kind")
@@ -42,13 +42,47 @@ def check_document(doc: Document) -> tuple[BaseModel | None, list[Finding]]:
         close = difflib.get_close_matches(str(kind), KINDS, n=1, cutoff=0.6) if kind else []
         hint = f"did you mean {close[0]!r}? " if close else ""
         hint += "kinds: " + ", ".join(KINDS)
-        msg = "kind is missing" if kind is None else f"unknown kind {kind!r} for {version}"
+        msg = "kind is missing" if kind is None else f"unknown kind: {_describe(kind)}"
         return None, [_finding(doc, rules.DOCUMENT_KIND, ("kind",) if kind is not None else (), msg, hint)]
     try:
-        return cls.model_validate(data), []
+        # by_name=False: manifests use the published camelCase keys only; the snake_case
+        # attribute names are for Python code, and the JSON Schema rejects them.
+        return cls.model_validate(data, by_alias=True, by_name=False), []
     except ValidationError as exc:
-        findings = [f for e in exc.errors(include_url=False) if (f := _from_error(doc, cls, e))]
+        findings: list[Finding] = []
+        # Union branches that do not fit the value's type are dropped as noise; when every
+        # branch at a place was dropped, the value fits none of them and that is the finding.
+        dropped: dict[tuple[str | int, ...], list[str]] = {}
+        for e in exc.errors(include_url=False):
+            path, branch = _data_path(data, cls, e["loc"])
+            if branch is not None:
+                dropped.setdefault(path, []).append(_BRANCH_NAMES.get(branch, "a mapping"))
+            elif (f := _from_error(doc, cls, e, path)) is not None:
+                findings.append(f)
+        for path, names in dropped.items():
+            prefix = pointer(path)
+            if not any(f.pointer == prefix or f.pointer.startswith(prefix + "/") for f in findings):
+                want = " or ".join(dict.fromkeys(names))
+                findings.append(_finding(doc, rules.SCHEMA_TYPE, path,
+                                         f"expected {want}, got {_describe(_lookup(data, path))}"))
+        if not findings:  # never report a document invalid without saying why
+            findings.append(_finding(doc, rules.SCHEMA_INVALID, (), str(exc).splitlines()[0]))
         return None, _dedupe(findings)
+
+
+_BRANCH_NAMES = {"str": "a string", "int": "an integer", "float": "a number",
+                 "bool": "a boolean (true or false)", "none": "null"}
+
+
+def _lookup(data: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
@@ -74,7 +108,8 @@ def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, (int, float)):
-        return f"number {value!r}"
+        text = repr(value)
+        return f"number {text}" if len(text) <= 40 else "a number"
     if isinstance(value, str):
         return f"string {value!r}" if len(value) < 40 else "a string"
     if isinstance(value, dict):
@@ -96,10 +131,8 @@ _BOUND_TYPES = {
 }
 
 
-def _from_error(doc: Document, cls: type[BaseModel], err: ErrorDetails) -> Finding | None:
-    path, drop = _data_path(doc.data, cls, err["loc"])
-    if drop:
-        return None
+def _from_error(doc: Document, cls: type[BaseModel], err: ErrorDetails,
+                path: tuple[str | int, ...]) -> Finding | None:
     etype = err["type"]
     value = err.get("input")
     ctx = err.get("ctx") or {}
@@ -126,6 +159,8 @@ def _from_error(doc: Document, cls: type[BaseModel], err: ErrorDetails) -> Findi
             hint = "quote the value (e.g. '1.10'), or YAML reads it as a number"
         elif isinstance(value, (int, bool)) and etype == "string_type":
             hint = "quote the value"
+        if etype == "float_type" and isinstance(value, int) and not isinstance(value, bool):
+            return _finding(doc, rules.SCHEMA_BOUND, path, "number too large for a float")
         return _finding(doc, rules.SCHEMA_TYPE, path,
                         f"expected {want}, got {_describe(value)}", hint)
     if etype in ("literal_error", "enum", "union_tag_invalid"):
@@ -137,11 +172,15 @@ def _from_error(doc: Document, cls: type[BaseModel], err: ErrorDetails) -> Findi
         hint = f"did you mean {close[0]!r}? " if close else ""
         return _finding(doc, rules.SCHEMA_ENUM, path,
                         f"{_describe(value)} is not one of {expected}",
-                        hint + f"allowed: {expected}")
+                        hint + f"allowed: {expected}", key=err["loc"][-1:] == ("[key]",))
     if etype == "union_tag_not_found":
         tag = str(ctx.get("discriminator", "type")).strip("'")
+        node = _lookup(doc.data, path)
+        keys = [k for k in node if isinstance(k, str)] if isinstance(node, dict) else []
+        close = difflib.get_close_matches(tag, keys, n=1, cutoff=0.6)
+        hint = f"is {close[0]!r} a misspelling of {tag!r}? " if close else ""
         return _finding(doc, rules.SCHEMA_REQUIRED, (*path, tag), f"required key {tag!r} is missing",
-                        f"add {tag!r} to select the variant")
+                        hint + f"add {tag!r} to select the variant")
     if etype in _BOUND_TYPES:
         return _finding(doc, rules.SCHEMA_BOUND, path, err["msg"],
                         "see `lmspec explain` for the field's range")
@@ -160,19 +199,20 @@ def _pattern_hint(path: tuple[str | int, ...]) -> str:
     return ""
 
 
-def _data_path(data: Any, cls: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], bool]:
+def _data_path(data: Any, cls: type[BaseModel],
+               loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], str | None]:
     """pydantic's error location → the path in the data.
 
     pydantic adds a segment for the branch of a union it tried (the tag of a discriminated union,
-    or a type name); those are not keys in the data. Returns (path, drop): ``drop`` is True for
-    errors of a union branch that does not match the value's type, which are noise.
+    or a type name); those are not keys in the data. Returns (path, branch): ``branch`` is the
+    union branch for errors of a branch that does not match the value's type, which are noise.
     """
     path: list[str | int] = []
     node: Any = data
     for part in loc:
+        if part == "[key]":  # the error is about the key itself, already the path's last part
+            continue
         if isinstance(node, dict):
-            if part == "[key]":
-                continue
             if part in node or not _is_branch(part):
                 path.append(part)
                 node = node.get(part) if isinstance(part, str) else None
@@ -184,17 +224,17 @@ def _data_path(data: Any, cls: type[BaseModel], loc: tuple[str | int, ...]) -> t
         elif node is not None and isinstance(part, str) and _is_branch(part):
             # A union branch tried on a scalar: keep the branch named after the scalar's type.
             if not _branch_matches(part, node):
-                return tuple(path), True
+                return tuple(path), part
             continue
         if isinstance(part, str) and _is_branch(part):
             if (isinstance(node, dict) and (part[:1].isupper() or "[" in part)) or node is None:
                 continue
             if not _branch_matches(part, node):
-                return tuple(path), True
+                return tuple(path), part
             continue
         path.append(part)
         node = None
-    return tuple(path), False
+    return tuple(path), None
 
 
 _SCALAR_BRANCHES = {"str": str, "int": int, "float": float, "bool": bool, "none": type(None)}
@@ -262,6 +302,14 @@ def _allowed_keys(cls: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]
 
 def _step(tp: Any, part: str | int) -> Any:
     tp = _unwrap(tp)
+    if isinstance(part, str) and part.startswith("function-"):
+        # pydantic names a union branch that is a validator-wrapped model after the validator
+        # ("function-wrap[_split_extensions()]"); every Spec is one, so it stands for the single
+        # model member of the union (KeySource in ``KeySource | str``).
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            return tp
+        members = [m for a in typing.get_args(tp) for m in _models_in(a)]
+        return members[0] if len(members) == 1 else None
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         for name, f in tp.model_fields.items():
             if part in (name, f.alias):

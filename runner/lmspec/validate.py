@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from . import rules
 from .checks import REFERENCES, Index, run_checks
 from .findings import Finding, Report, pointer
-from .parse import Document, ParseError, parse_file, parse_text
+from .parse import MAX_BYTES, Document, ParseError, decode, parse_file, parse_text
 from .schemacheck import check_document
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -96,6 +96,9 @@ def expand(paths: Iterable[str]) -> tuple[list[str], list[Finding]]:
                 if f.suffix in MANIFEST_SUFFIXES and f.is_file()
                 and not any(part.startswith(".") for part in f.relative_to(p).parts)
             )
+            if not found:
+                # An empty directory in CI is almost always a wrong path: say so, never pass.
+                problems.append(_io_finding(p, "the directory holds no .yaml, .yml or .json file"))
             files.extend(found)
         elif glob.has_magic(p):
             matched = sorted(glob.glob(p, recursive=True))
@@ -125,23 +128,39 @@ _PARSE_HINTS = {
 }
 
 
-def read(paths: Sequence[str], *, stdin_text: str | None = None) -> tuple[list[Document], Report]:
-    """Parse every input; parse problems become findings rather than exceptions."""
+def read(paths: Sequence[str], *, stdin_text: str | None = None,
+         max_bytes: int = MAX_BYTES) -> tuple[list[Document], Report]:
+    """Parse every input; parse problems become findings rather than exceptions.
+
+    ``-`` reads standard input (or ``stdin_text`` when given); files larger than ``max_bytes``
+    are refused with ``parse.too-large``.
+    """
     report = Report()
     files, problems = expand(paths)
     report.extend(problems)
     docs: list[Document] = []
     for f in files:
-        report.files.append(f)
+        name = "<stdin>" if f == "-" else f
+        report.files.append(name)
         try:
             if f == "-":
-                text = stdin_text if stdin_text is not None else sys.stdin.read()
-                docs.extend(parse_text(text, "<stdin>"))
+                docs.extend(parse_text(_read_stdin(stdin_text, max_bytes), name))
             else:
-                docs.extend(parse_file(f))
+                docs.extend(parse_file(f, max_bytes=max_bytes))
         except ParseError as exc:
             report.findings.append(_parse_error(exc))
     return docs, report
+
+
+def _read_stdin(stdin_text: str | None, max_bytes: int) -> str:
+    if stdin_text is not None:
+        raw = stdin_text.encode("utf-8", "surrogatepass")
+    else:
+        # Read bytes, not text: the encoding checks must apply to stdin as to files.
+        raw = sys.stdin.buffer.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ParseError("parse.too-large", f"input larger than {max_bytes} bytes", "<stdin>")
+    return decode(raw, "<stdin>")
 
 
 def validate_documents(docs: Sequence[Document], report: Report | None = None, *,
@@ -152,6 +171,7 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
     for doc in docs:
         if doc.file not in report.files:
             report.files.append(doc.file)
+        report.labels.setdefault(doc.file, []).append(_label(doc))
         obj, findings = check_document(doc)
         report.extend(findings)
         if obj is not None:
@@ -167,6 +187,16 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
             report.extend(_environment(m))
     report.sort()
     return result
+
+
+def _label(doc: Document) -> str:
+    data = doc.data
+    if isinstance(data, dict):
+        kind, meta = data.get("kind"), data.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if isinstance(kind, str) and isinstance(name, str) and len(kind) + len(name) < 200:
+            return f"{kind}/{name}"
+    return f"document {doc.index}"
 
 
 def _at(m: Manifest, rule: str, path: tuple[str | int, ...], message: str, hint: str = "") -> Finding:
@@ -242,7 +272,7 @@ def sha256_file(path: str | Path) -> str:
 
 
 def validate(paths: str | Sequence[str], *, check_env: bool = False, references: bool = True,
-             stdin_text: str | None = None) -> Report:
+             stdin_text: str | None = None, max_bytes: int = MAX_BYTES) -> Report:
     """Validate files, directories or globs; returns the report (never raises for bad input).
 
     >>> lmspec.validate(["examples/iris"]).ok
@@ -250,7 +280,7 @@ def validate(paths: str | Sequence[str], *, check_env: bool = False, references:
     """
     if isinstance(paths, str):
         paths = [paths]
-    docs, report = read(paths, stdin_text=stdin_text)
+    docs, report = read(paths, stdin_text=stdin_text, max_bytes=max_bytes)
     return validate_documents(docs, report, check_env=check_env, references=references).report
 
 

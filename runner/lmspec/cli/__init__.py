@@ -12,6 +12,15 @@ from .._version import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("lmspec.cli.validate", "Validate manifests (files, directories, globs, - for stdin)."),
+    "schema": ("lmspec.cli.schema", "Print or write the published JSON Schemas."),
+    "explain": ("lmspec.cli.explain", "Explain a kind or field: type, default, constraints, example."),
+    "render": ("lmspec.cli.render", "Print manifests with every default filled in."),
+    "init": ("lmspec.cli.init", "Scaffold a working set of manifests and a tiny CSV."),
+    "serve": ("lmspec.cli.serve", "Serve an InferenceService's model over HTTP (OIP v2, OpenAI)."),
+    "run": ("lmspec.cli.run", "Train a TrainingJob with DeepSpeed and export the model."),
+    "plan": ("lmspec.cli.plan", "Parameter counts and ZeRO memory per device, before launching."),
+    "export": ("lmspec.cli.export", "Print generated artefacts (deepspeed-config)."),
+    "conformance": ("lmspec.cli.conformance", "Run the conformance suite against lmspec or another implementation."),
 }
 """Subcommand name → (module defining a click command named ``command``, one-line help)."""
 

@@ -1,4 +1,7 @@
-"""``lmspec validate``."""
+"""``lmspec validate``.
+
+>>> lmspec validate examples/iris -o sarif > lmspec.sarif
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,32 @@ import sys
 
 import click
 
-from ..output import FORMATS, render
+from ..output import FORMATS, render, write_github_summary
+from ..parse import MAX_BYTES
 from ..validate import read, validate_documents
 
 
 @click.command("validate")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-o", "--format", "fmt", type=click.Choice(sorted(FORMATS)), default="text",
-              show_default=True, help="Output format.")
+              show_default=True,
+              help="Output format. github also appends a summary to $GITHUB_STEP_SUMMARY when set.")
 @click.option("--check-env", is_flag=True, help="Also check that data files exist and match their sha256.")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
 @click.option("--allow-missing-refs", is_flag=True,
               help="Do not report references to manifests that are not among the inputs.")
-def command(paths: tuple[str, ...], fmt: str, check_env: bool, strict: bool, allow_missing_refs: bool) -> None:
+@click.option("--max-bytes", type=click.IntRange(min=1), default=MAX_BYTES, show_default=True,
+              help="Refuse files (and standard input) larger than this.")
+def command(paths: tuple[str, ...], fmt: str, check_env: bool, strict: bool, allow_missing_refs: bool,
+            max_bytes: int) -> None:
     """Validate manifests: PATHS are files, directories (searched for .yaml, .yml and .json),
     globs, or - for standard input. Exit status: 0 valid, 1 invalid, 2 unreadable input."""
-    docs, report = read(list(paths))
+    docs, report = read(list(paths), max_bytes=max_bytes)
     validate_documents(docs, report, check_env=check_env, references=not allow_missing_refs)
     sys.stdout.write(render(report, fmt, strict=strict))
+    if fmt == "github":
+        try:
+            write_github_summary(report, strict=strict)
+        except OSError as exc:  # the verdict matters more than the summary: warn and go on
+            click.echo(f"lmspec: cannot write $GITHUB_STEP_SUMMARY: {exc}", err=True)
     sys.exit(report.exit_code(strict=strict))

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ._base import PositiveInt, Spec
+from ._base import Int, PositiveInt, Spec
 from .common import DType, Metadata, Sha256
 
 SplitName = Literal["train", "validation", "test"]
@@ -203,7 +203,7 @@ class Splits(Spec):
     )
     """Fraction of rows per split, for ``by: ratio``; must sum to 1."""
 
-    seed: int = Field(default=0, examples=[42])
+    seed: Int = Field(default=0, examples=[42])
     """Seed of the split's permutation; the same seed and data give the same split everywhere."""
 
     stratify: ColumnName | None = Field(default=None, examples=["species"])
@@ -233,7 +233,8 @@ class DatasetSpec(Spec):
 
 
 class Dataset(Spec):
-    """A ``Dataset`` manifest."""
+    """A ``Dataset`` manifest: where the data is, what it holds, how it is prepared and how its
+    rows are split into training, validation and test sets."""
 
     api_version: Literal["lmspec.io/v1alpha1"] = Field(examples=["lmspec.io/v1alpha1"])
     """Version of the lmspec standard this manifest follows."""
@@ -241,8 +242,14 @@ class Dataset(Spec):
     kind: Literal["Dataset"] = Field(examples=["Dataset"])
     """Kind of object."""
 
-    metadata: Metadata
+    metadata: Metadata = Field(examples=[{"name": "iris", "description": "Fisher's iris data"}])
     """Name, labels, annotations and description."""
 
-    spec: DatasetSpec
+    spec: DatasetSpec = Field(examples=[{
+        "sources": [{"path": "data/iris.csv"}],
+        "features": [{"name": "sepal_length"}, {"name": "sepal_width"}],
+        "target": {"name": "species", "classes": ["setosa", "versicolor", "virginica"]},
+        "preprocessing": [{"type": "standardize"}, {"type": "labelEncode", "column": "species"}],
+        "splits": {"by": "ratio", "seed": 7, "stratify": "species"},
+    }])
     """The data set's definition."""

@@ -118,7 +118,7 @@ class InferenceServiceSpec(Spec):
     OpenAI-compatible completions API."""
 
     server: Server = Field(default_factory=Server, examples=[{"port": 8080}])
-    """Network settings."""
+    """Address, port, worker processes and shutdown grace period."""
 
     batching: Batching = Field(default_factory=Batching, examples=[{"maxBatchSize": 16}])
     """Dynamic batching."""
@@ -134,7 +134,8 @@ class InferenceServiceSpec(Spec):
 
 
 class InferenceService(Spec):
-    """An ``InferenceService`` manifest."""
+    """An ``InferenceService`` manifest: how a trained model is served over HTTP — protocols,
+    network, dynamic batching, limits and authentication."""
 
     api_version: Literal["lmspec.io/v1alpha1"] = Field(examples=["lmspec.io/v1alpha1"])
     """Version of the lmspec standard this manifest follows."""
@@ -142,8 +143,12 @@ class InferenceService(Spec):
     kind: Literal["InferenceService"] = Field(examples=["InferenceService"])
     """Kind of object."""
 
-    metadata: Metadata
+    metadata: Metadata = Field(examples=[{"name": "iris"}])
     """Name, labels, annotations and description."""
 
-    spec: InferenceServiceSpec
+    spec: InferenceServiceSpec = Field(examples=[{
+        "model": {"trainingJob": "iris-train"},
+        "protocols": ["oip-v2"],
+        "server": {"host": "127.0.0.1", "port": 8080},
+    }])
     """The service's definition."""

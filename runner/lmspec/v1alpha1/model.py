@@ -161,7 +161,8 @@ class ModelSpec(Spec):
 
 
 class Model(Spec):
-    """A ``Model`` manifest."""
+    """A ``Model`` manifest: what a model is — its task, its architecture (chosen by name from a
+    registry) and its signature (the names, types and shapes of its inputs and outputs)."""
 
     api_version: Literal["lmspec.io/v1alpha1"] = Field(examples=["lmspec.io/v1alpha1"])
     """Version of the lmspec standard this manifest follows."""
@@ -169,8 +170,14 @@ class Model(Spec):
     kind: Literal["Model"] = Field(examples=["Model"])
     """Kind of object."""
 
-    metadata: Metadata
+    metadata: Metadata = Field(examples=[{"name": "iris-mlp", "labels": {"team": "vision"}}])
     """Name, labels, annotations and description."""
 
-    spec: ModelSpec
+    spec: ModelSpec = Field(examples=[{
+        "task": "classification",
+        "numClasses": 3,
+        "architecture": {"type": "mlp", "hiddenSizes": [32, 32]},
+        "signature": {"inputs": [{"name": "features", "dtype": "float32", "shape": [-1, 4]}],
+                      "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 3]}]},
+    }])
     """The model's definition."""

@@ -6,9 +6,10 @@ deepspeed-config`` prints the result), so the manifest and the engine can never 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
+from pydantic_core import PydanticKnownError
 
 from ._base import Int, Name, NonNegativeInt, PositiveInt, Spec
 from .common import Metadata
@@ -145,10 +146,21 @@ class Offload(Spec):
     """Use page-locked host memory (faster transfers, more host memory)."""
 
 
+def _not_bool(value: Any) -> Any:
+    # pydantic matches True against Literal[1]; JSON Schema's enum does not. Reject booleans so the
+    # validator and the published schema agree (``stage: true`` is a mistake, not stage 1).
+    if isinstance(value, bool):
+        raise PydanticKnownError("literal_error", {"expected": "0, 1, 2 or 3"})
+    return value
+
+
+ZeroStage = Annotated[Literal[0, 1, 2, 3], BeforeValidator(_not_bool)]
+
+
 class Zero(Spec):
     """DeepSpeed ZeRO: partitioning of optimizer states (1), gradients (2) and parameters (3)."""
 
-    stage: Literal[0, 1, 2, 3] = Field(default=0, examples=[2])
+    stage: ZeroStage = Field(default=0, examples=[2])
     """ZeRO stage; 0 is plain data parallelism."""
 
     offload_optimizer: Offload = Field(default_factory=Offload, examples=[{"device": "cpu"}])
@@ -343,7 +355,8 @@ class TrainingJobSpec(Spec):
 
 
 class TrainingJob(Spec):
-    """A ``TrainingJob`` manifest."""
+    """A ``TrainingJob`` manifest: how a Model is trained on a Dataset — objective, optimizer,
+    batches, precision, DeepSpeed ZeRO, resources, validation and checkpoints."""
 
     api_version: Literal["lmspec.io/v1alpha1"] = Field(examples=["lmspec.io/v1alpha1"])
     """Version of the lmspec standard this manifest follows."""
@@ -351,8 +364,15 @@ class TrainingJob(Spec):
     kind: Literal["TrainingJob"] = Field(examples=["TrainingJob"])
     """Kind of object."""
 
-    metadata: Metadata
+    metadata: Metadata = Field(examples=[{"name": "iris-train"}])
     """Name, labels, annotations and description."""
 
-    spec: TrainingJobSpec
+    spec: TrainingJobSpec = Field(examples=[{
+        "model": "iris-mlp",
+        "dataset": "iris",
+        "loss": {"type": "crossEntropy"},
+        "optimizer": {"type": "adamw", "lr": 0.01},
+        "stopping": {"epochs": 30},
+        "batch": {"microBatchSize": 16},
+    }])
     """The training job's definition."""

@@ -1,0 +1,39 @@
+"""``lmspec run``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..output import render
+from ..validate import ValidationFailed
+
+
+@click.command("run")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--job", "job_name", help="TrainingJob to run, when the inputs define several.")
+@click.option("--nproc", type=int, help="Processes on this machine [default: resources.processesPerNode].")
+@click.option("--hostfile", type=click.Path(exists=True, dir_okay=False),
+              help="DeepSpeed hostfile ('host slots=N' per line) to train on several machines.")
+@click.option("--output", type=click.Path(file_okay=False), help="Run directory [default: output.dir].")
+@click.option("--resume", is_flag=True, help="Continue from the newest complete checkpoint.")
+def command(paths: tuple[str, ...], job_name: str | None, nproc: int | None, hostfile: str | None,
+            output: str | None, resume: bool) -> None:
+    """Validate, then train a TrainingJob with DeepSpeed and export the model.
+
+    The run directory (output.dir) receives rendered.yaml and lock.json before training,
+    metrics.jsonl and checkpoints/ during it, and export/ at the end."""
+    from ..train.launch import RunError, launch, select, write_run_dir
+
+    try:
+        manifests, job = select(paths, job_name)
+        run_dir = write_run_dir(job, manifests, output)
+        status = launch(paths, job, run_dir, nproc=nproc, hostfile=hostfile, resume=resume)
+    except ValidationFailed as exc:
+        sys.stdout.write(render(exc.report, "text"))
+        sys.exit(1)
+    except RunError as exc:
+        click.echo(f"lmspec: error: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(status)

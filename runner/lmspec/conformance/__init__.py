@@ -1,0 +1,28 @@
+"""The lmspec conformance harness: run the language-neutral suite in ``conformance/`` against
+lmspec's own validator or any implementation that speaks the JSON-lines protocol.
+
+>>> from lmspec.conformance import Builtin, load_suite, run_suite
+>>> outcomes, _ = run_suite(load_suite("conformance/v1alpha1"), Builtin())
+"""
+
+from __future__ import annotations
+
+from .builtin import Builtin
+from .harness import Outcome, judge, run_suite
+from .protocol import PROTOCOL_VERSION, ProtocolError, Subprocess
+from .suite import TIERS, Case, Expected, SuiteError, load_suite
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "TIERS",
+    "Builtin",
+    "Case",
+    "Expected",
+    "Outcome",
+    "ProtocolError",
+    "Subprocess",
+    "SuiteError",
+    "judge",
+    "load_suite",
+    "run_suite",
+]

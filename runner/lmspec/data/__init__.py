@@ -1,0 +1,22 @@
+"""The data pipeline: a ``Dataset`` manifest → model-ready splits and a fitted transform.
+
+>>> import lmspec
+>>> from lmspec.data import prepare
+>>> m = lmspec.load(["examples/iris"]).get("Dataset", "iris")
+>>> data = prepare(m.obj, m.base_dir, model_task="classification")
+>>> data.train.inputs.shape, data.transform.classes
+((105, 4), ['setosa', 'versicolor', 'virginica'])
+
+Needs numpy; parquet sources need pyarrow and file tokenizers the ``tokenizers`` package (both in
+the ``run`` extra). Never imports torch.
+"""
+
+from __future__ import annotations
+
+from .errors import DataError
+from .prepare import FORMAT_VERSION, PreparedData, prepare
+from .split import Split
+from .tokenizer import Tokenizer
+from .transform import Transform
+
+__all__ = ["FORMAT_VERSION", "DataError", "PreparedData", "Split", "Tokenizer", "Transform", "prepare"]

@@ -1,0 +1,352 @@
+"""Resolve a Dataset's sources to files, verify their digests and read the declared columns.
+
+Every value is parsed to its declared dtype as it is read, so a bad value is reported with its
+file, row and column: numeric columns become float64 arrays with NaN for a missing value; string
+columns become object arrays of ``str`` with ``None`` for a missing value.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import glob
+import hashlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..v1alpha1.dataset import DatasetSpec
+from .errors import DataError
+
+FORMATS_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+                     ".txt": "text"}
+NUMERIC = {"bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32",
+           "float64"}
+INT_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-(2**15), 2**15 - 1),
+              "int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+TEXT_COLUMN = "text"
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One file a source resolved to."""
+
+    path: Path
+    key: str
+    """The name recorded in lock files: relative to the manifest directory when the source was."""
+    display: str
+    """The name shown in messages."""
+    format: str
+    sha256: str
+    source: int
+    split: str | None
+
+    @property
+    def unit(self) -> str:
+        return "line" if self.format == "jsonl" else "row"
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """A column the pipeline needs: its declared dtype and the manifest field that declares it."""
+
+    name: str
+    dtype: str
+    field: str
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def resolve_sources(spec: DatasetSpec, base_dir: Path) -> list[FileInfo]:
+    """Expand globs (sorted, so every machine sees the same order), infer formats, check digests."""
+    files: list[FileInfo] = []
+    for i, src in enumerate(spec.sources):
+        field = f"spec.sources[{i}]"
+        pattern = src.path if os.path.isabs(src.path) else str(base_dir / src.path)
+        if glob.has_magic(src.path):
+            paths = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+            if not paths:
+                raise DataError(f"{src.path!r} matches no file (looked in {display_path(base_dir)})",
+                                field=f"{field}.path")
+            if src.sha256 is not None and len(paths) > 1:
+                raise DataError(f"sha256 pins one file but {src.path!r} matches {len(paths)}",
+                                field=f"{field}.sha256", hint="list the files as separate sources")
+        else:
+            p = Path(pattern)
+            if not p.is_file():
+                raise DataError(f"file {display_path(p)} does not exist", field=f"{field}.path")
+            paths = [p]
+        for p in paths:
+            fmt = src.format or FORMATS_BY_SUFFIX.get(p.suffix.lower())
+            if fmt is None:
+                raise DataError(f"cannot tell the format of {display_path(p)} from its extension",
+                                field=f"{field}.format",
+                                hint="set format to one of csv, jsonl, parquet, text")
+            digest = sha256_file(p)
+            if src.sha256 is not None and digest != src.sha256:
+                raise DataError(f"sha256 mismatch: the manifest pins {src.sha256}, the file has {digest}",
+                                file=display_path(p), field=f"{field}.sha256",
+                                hint="the file changed; update the digest only if the change is intended")
+            key = p.resolve().as_posix() if os.path.isabs(src.path) else \
+                Path(os.path.relpath(p, base_dir)).as_posix()
+            files.append(FileInfo(p, key, display_path(p), fmt, digest, i, src.split))
+    return files
+
+
+@dataclass
+class Table:
+    """Parsed columns of every row, and where each row came from."""
+
+    columns: dict[str, np.ndarray]
+    file_id: np.ndarray
+    row: np.ndarray
+    """User-facing row number (csv: header is row 1; jsonl: line; text: 0, a file has no rows)."""
+    files: list[FileInfo]
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def take(self, index: np.ndarray) -> Table:
+        return Table({k: v[index] for k, v in self.columns.items()}, self.file_id[index],
+                     self.row[index], self.files)
+
+    def where(self, i: int) -> dict[str, Any]:
+        """Keyword arguments locating row ``i`` for :class:`DataError`."""
+        f = self.files[int(self.file_id[i])]
+        row = int(self.row[i])
+        return {"file": f.display, "row": row or None, "unit": f.unit}
+
+
+def read_table(files: list[FileInfo], columns: Sequence[ColumnSpec]) -> Table:
+    parts = [_read_file(fi, columns) for fi in files]
+    cols = {c.name: np.concatenate([p[0][c.name] for p in parts]) for c in columns}
+    file_id = np.concatenate([np.full(len(p[1]), k, dtype=np.int32) for k, p in enumerate(parts)])
+    rows = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    return Table(cols, file_id, rows, files)
+
+
+def _read_file(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet, "text": _read_text}
+    raw, rows, available = reader[fi.format](fi, columns)
+    for c in columns:
+        if c.name not in available:
+            close = difflib.get_close_matches(c.name, available, n=1)
+            raise DataError(
+                f"column {c.name!r} is not in the data; it has: {', '.join(available) or '(none)'}",
+                file=fi.display, field=c.field,
+                hint=f"did you mean {close[0]!r}?" if close else None)
+    out = {c.name: parse_column(raw[c.name], c, fi, rows) for c in columns}
+    return out, rows
+
+
+RawColumns = dict[str, Any]
+
+
+def _read_csv(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[RawColumns, np.ndarray, list[str]]:
+    try:
+        with fi.path.open(newline="", encoding="utf-8-sig") as f:
+            records = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte {e.start})", file=fi.display) from None
+    except csv.Error as e:
+        raise DataError(f"malformed csv: {e}", file=fi.display) from None
+    if not records or not records[0]:
+        raise DataError("the file is empty; a csv source needs a header row", file=fi.display, row=1)
+    header = [h.strip() for h in records[0]]
+    # Blank lines count as rows, as in a spreadsheet, so reported rows match what a user sees.
+    numbered = [(n, r) for n, r in enumerate(records[1:], start=2) if r]
+    width = len(header)
+    for n, r in numbered:
+        if len(r) != width:
+            raise DataError(f"has {len(r)} fields; the header has {width}", file=fi.display, row=n)
+    rows = np.fromiter((n for n, _ in numbered), dtype=np.int64, count=len(numbered))
+    raw: RawColumns = {}
+    for c in columns:
+        if c.name in header:
+            j = header.index(c.name)
+            raw[c.name] = np.array([r[j] for _, r in numbered], dtype=str) if numbered \
+                else np.array([], dtype=str)
+    return raw, rows, header
+
+
+def _read_jsonl(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[RawColumns, np.ndarray, list[str]]:
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
+    keys: dict[str, None] = {}
+    try:
+        with fi.path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", file=fi.display,
+                                    row=n, unit="line") from None
+                if not isinstance(rec, dict):
+                    raise DataError(f"expected a JSON object, got {type(rec).__name__}",
+                                    file=fi.display, row=n, unit="line")
+                records.append(rec)
+                lines.append(n)
+                keys.update(dict.fromkeys(rec))
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte {e.start})", file=fi.display) from None
+    # A key missing from some records is a missing value there; missing from all, a missing column.
+    raw = {c.name: [r.get(c.name) for r in records] for c in columns if c.name in keys}
+    return raw, np.asarray(lines, dtype=np.int64), list(keys)
+
+
+def _read_parquet(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[RawColumns, np.ndarray, list[str]]:
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError("reading parquet needs pyarrow", file=fi.display,
+                        hint="pip install 'lmspec[run]'") from None
+    try:
+        pf = pq.ParquetFile(fi.path)
+        names = list(pf.schema_arrow.names)
+        table = pf.read(columns=[c.name for c in columns if c.name in names])
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"cannot read parquet: {e}", file=fi.display) from None
+    raw: RawColumns = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+            raw[name] = pc.cast(col, pa.float64()).to_numpy()
+        else:
+            raw[name] = col.to_pylist()
+    return raw, np.arange(1, table.num_rows + 1, dtype=np.int64), names
+
+
+def _read_text(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[RawColumns, np.ndarray, list[str]]:
+    try:
+        text = fi.path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte {e.start})", file=fi.display) from None
+    # A text file is one document in one column, ``text``; it has no rows to number.
+    return {TEXT_COLUMN: np.array([text], dtype=object)}, np.zeros(1, dtype=np.int64), [TEXT_COLUMN]
+
+
+def parse_column(raw: Any, c: ColumnSpec, fi: FileInfo, rows: np.ndarray) -> np.ndarray:
+    """Parse raw values to ``c.dtype``: float64 (NaN = missing) or object str (None = missing)."""
+    if c.dtype == "string":
+        return _parse_strings(raw)
+    parse = _parse_bools if c.dtype == "bool" else _parse_floats
+    values = parse(raw, c, fi, rows)
+    finite = np.isfinite(values) | np.isnan(values)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise DataError(f"value {values[i]} is not a finite number", file=fi.display,
+                        row=int(rows[i]) or None, unit=fi.unit, column=c.name, field=c.field)
+    if c.dtype in INT_RANGES:
+        lo, hi = INT_RANGES[c.dtype]
+        present = ~np.isnan(values)
+        bad = present & ((np.mod(values, 1) != 0) | (values < lo) | (values > hi))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"value {_show(values[i])} is not an {c.dtype} (integer in [{lo}, {hi}])",
+                            file=fi.display, row=int(rows[i]) or None, unit=fi.unit,
+                            column=c.name, field=c.field)
+    return values
+
+
+def _py(raw: Any) -> list[Any]:
+    """Plain Python values, so messages show 'abc', not np.str_('abc')."""
+    return raw.tolist() if isinstance(raw, np.ndarray) else list(raw)
+
+
+def _show(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def _parse_strings(raw: Any) -> np.ndarray:
+    out = np.empty(len(raw), dtype=object)
+    for i, v in enumerate(_py(raw)):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out[i] = None
+        else:
+            s = v if isinstance(v, str) else (json.dumps(v) if isinstance(v, bool) else str(v))
+            out[i] = s if s.strip() else None
+    return out
+
+
+def _parse_floats(raw: Any, c: ColumnSpec, fi: FileInfo, rows: np.ndarray) -> np.ndarray:
+    if isinstance(raw, np.ndarray) and raw.dtype.kind == "f":
+        return raw.astype(np.float64, copy=False)
+    if isinstance(raw, np.ndarray) and raw.dtype.kind == "U":
+        stripped = np.char.strip(raw)
+        try:
+            # The fast path for csv; a missing (empty) value becomes NaN.
+            return np.where(stripped == "", "nan", stripped).astype(np.float64)
+        except ValueError:
+            pass  # locate the bad value below
+    out = np.empty(len(raw), dtype=np.float64)
+    for i, v in enumerate(_py(raw)):
+        try:
+            out[i] = _to_float(v)
+        except (TypeError, ValueError):
+            raise DataError(f"value {v!r} is not a number", file=fi.display,
+                            row=int(rows[i]) or None, unit=fi.unit, column=c.name,
+                            field=c.field, hint=f"the column is declared {c.dtype}") from None
+    return out
+
+
+def _to_float(v: Any) -> float:
+    if v is None:
+        return math.nan
+    if isinstance(v, bool):
+        raise TypeError("bool")  # true/false in a numeric column is almost always a mistake
+    if isinstance(v, int | float):
+        return float(v)
+    if isinstance(v, str):
+        s = v.strip()
+        return math.nan if not s else float(s)
+    raise TypeError(type(v).__name__)
+
+
+_BOOLS = {"true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0}
+
+
+def _parse_bools(raw: Any, c: ColumnSpec, fi: FileInfo, rows: np.ndarray) -> np.ndarray:
+    if isinstance(raw, np.ndarray) and raw.dtype.kind == "f":
+        values = raw.astype(np.float64)
+        ok = np.isnan(values) | (values == 0) | (values == 1)
+        if not ok.all():
+            i = int(np.argmin(ok))
+            raise DataError(f"value {_show(values[i])} is not a bool", file=fi.display,
+                            row=int(rows[i]) or None, unit=fi.unit, column=c.name, field=c.field)
+        return values
+    out = np.empty(len(raw), dtype=np.float64)
+    for i, v in enumerate(_py(raw)):
+        if v is None or (isinstance(v, str) and not v.strip()):
+            out[i] = math.nan
+        elif isinstance(v, bool):
+            out[i] = float(v)
+        elif str(v).strip().lower() in _BOOLS:
+            out[i] = _BOOLS[str(v).strip().lower()]
+        else:
+            raise DataError(f"value {v!r} is not a bool", file=fi.display,
+                            row=int(rows[i]) or None, unit=fi.unit, column=c.name, field=c.field,
+                            hint="use true/false or 1/0")
+    return out

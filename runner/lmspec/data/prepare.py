@@ -1,0 +1,313 @@
+"""``prepare``: a ``Dataset`` manifest → model-ready splits, a fitted transform and file digests.
+
+>>> # data = prepare(dataset, Path("examples/iris"), model_task="classification",
+>>> #                cache_dir=Path("runs/.cache/data"))
+>>> # data.train.inputs.shape, data.transform.classes
+>>> # ((105, 4), ['setosa', 'versicolor', 'virginica'])
+
+Order of work: resolve and hash the files → look in the cache → read and parse the declared
+columns → row-level steps (dropNulls, dedupe, filter) on all rows → split → fit the other steps on
+the training split → apply them to every split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..v1alpha1 import Dataset
+from ..v1alpha1.dataset import (
+    DatasetSpec,
+    FileTokenizer,
+    GaussianNoise,
+    LabelEncode,
+    MinMax,
+    Pack,
+    Standardize,
+    Tokenize,
+)
+from . import _tabular, _text
+from ._read import TEXT_COLUMN, ColumnSpec, FileInfo, Table, read_table, resolve_sources, sha256_file
+from ._rows import apply_row_steps, null_mask
+from .errors import DataError
+from .split import SPLITS, Split, ratio_split
+from .tokenizer import Tokenizer
+from .transform import Transform, labels_of
+
+FORMAT_VERSION = "lmspec-data-1"
+"""Part of every cache fingerprint; bump it whenever the same inputs would give different arrays."""
+
+TASKS = ("classification", "regression", "causal-lm")
+
+
+@dataclass
+class PreparedData:
+    """Everything training needs from the data, and what the run's lock file records."""
+
+    train: Split
+    validation: Split
+    test: Split
+    transform: Transform
+    fingerprint: str
+    """sha256 over the Dataset spec, the model task, every file's digest and the format version."""
+    files: dict[str, str]
+    """Every data and tokenizer file read → its sha256; keys are relative to the manifest directory
+    when the manifest's path was."""
+
+    def split(self, name: str) -> Split:
+        return {"train": self.train, "validation": self.validation, "test": self.test}[name]
+
+
+def prepare(
+    dataset: Dataset,
+    base_dir: Path,
+    *,
+    model_task: str,
+    cache_dir: Path | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> PreparedData:
+    """Read, check, split and preprocess a Dataset for a model of ``model_task``.
+
+    With ``cache_dir``, the result is stored as ``<fingerprint>.npz`` plus ``<fingerprint>.json``
+    and reused when nothing that affects it changed. Only rank 0 writes the cache (other ranks
+    compute the same arrays themselves if it is not there yet); ``world_size`` is accepted for
+    symmetry, sharding is :meth:`Split.shard`'s job. Raises :class:`DataError` for bad data.
+    """
+    spec = dataset.spec
+    base_dir = Path(base_dir)
+    _check_manifest(spec, model_task)
+    files = resolve_sources(spec, base_dir)
+    tokenizer, tok_files = _tokenizer(spec, base_dir)
+    digests = {fi.key: fi.sha256 for fi in files} | tok_files
+    fingerprint = _fingerprint(spec, model_task, files, tok_files)
+    if cache_dir is not None:
+        hit = _load_cache(Path(cache_dir), fingerprint, digests)
+        if hit is not None:
+            return hit
+    if model_task == "causal-lm":
+        assert tokenizer is not None  # _check_manifest requires a tokenize step
+        splits, transform = _prepare_text(spec, files, tokenizer)
+    else:
+        splits, transform = _prepare_tabular(spec, model_task, files)
+    data = PreparedData(splits["train"], splits["validation"], splits["test"], transform,
+                        fingerprint, digests)
+    if cache_dir is not None and rank == 0:
+        _save_cache(Path(cache_dir), data)
+    return data
+
+
+# --- checks that need the model's task -----------------------------------------------------
+
+def _check_manifest(spec: DatasetSpec, task: str) -> None:
+    if task not in TASKS:
+        raise DataError(f"unknown model task {task!r} (known: {', '.join(TASKS)})")
+    splits = spec.splits
+    if splits.by == "ratio":
+        total = sum(splits.ratios.values())
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise DataError(f"split ratios sum to {total:g}, not 1", field="spec.splits.ratios")
+        for i, src in enumerate(spec.sources):
+            if src.split is not None:
+                raise DataError("a source's split only applies when splits.by is file",
+                                field=f"spec.sources[{i}].split",
+                                hint="remove it, or set splits.by: file")
+    else:
+        for i, src in enumerate(spec.sources):
+            if src.split is None:
+                raise DataError("splits.by is file, so every source needs a split",
+                                field=f"spec.sources[{i}].split")
+    steps = spec.preprocessing
+    if task == "causal-lm":
+        if not any(isinstance(s, Tokenize) for s in steps):
+            raise DataError("a causal-lm model needs a tokenize step", field="spec.preprocessing")
+        if not any(isinstance(s, Pack) for s in steps):
+            raise DataError("a causal-lm model needs a pack step (it sets the sequence length)",
+                            field="spec.preprocessing")
+        if splits.stratify is not None:
+            raise DataError("stratify does not apply to language-model data",
+                            field="spec.splits.stratify")
+        for i, s in enumerate(steps):
+            if isinstance(s, Standardize | MinMax | LabelEncode | GaussianNoise):
+                raise DataError(f"{s.type} does not apply to language-model data",
+                                field=f"spec.preprocessing[{i}]")
+    else:
+        for i, s in enumerate(steps):
+            if isinstance(s, Tokenize | Pack):
+                raise DataError(f"{s.type} is for causal-lm models, not {task}",
+                                field=f"spec.preprocessing[{i}]")
+
+
+def _tokenizer(spec: DatasetSpec, base_dir: Path) -> tuple[Tokenizer | None, dict[str, str]]:
+    step = next(((i, s) for i, s in enumerate(spec.preprocessing) if isinstance(s, Tokenize)), None)
+    if step is None:
+        return None, {}
+    i, tok = step
+    if not isinstance(tok.tokenizer, FileTokenizer):
+        return Tokenizer.byte(), {}
+    field = f"spec.preprocessing[{i}].tokenizer"
+    raw = tok.tokenizer.path
+    path = Path(raw) if os.path.isabs(raw) else base_dir / raw
+    if not path.is_file():
+        raise DataError(f"tokenizer file {path} does not exist", field=f"{field}.path")
+    digest = sha256_file(path)
+    if tok.tokenizer.sha256 is not None and digest != tok.tokenizer.sha256:
+        raise DataError(f"sha256 mismatch: the manifest pins {tok.tokenizer.sha256}, the file has "
+                        f"{digest}", file=str(path), field=f"{field}.sha256")
+    try:
+        tokenizer = Tokenizer.from_file(path)
+    except ImportError:
+        raise DataError("a file tokenizer needs the tokenizers package", field=field,
+                        hint="pip install 'lmspec[run]'") from None
+    except Exception as e:  # the tokenizers package raises plain Exceptions for bad JSON
+        raise DataError(f"cannot load tokenizer: {e}", file=str(path), field=f"{field}.path") from None
+    key = path.resolve().as_posix() if os.path.isabs(raw) else Path(os.path.relpath(path, base_dir)).as_posix()
+    return tokenizer, {key: digest}
+
+
+# --- tabular -------------------------------------------------------------------------------
+
+def _columns(spec: DatasetSpec, task: str) -> list[ColumnSpec]:
+    cols: dict[str, ColumnSpec] = {}
+    for j, f in enumerate(spec.features):
+        cols.setdefault(f.name, ColumnSpec(f.name, f.dtype, f"spec.features[{j}]"))
+    if spec.target is not None and task != "causal-lm":
+        cols.setdefault(spec.target.name, ColumnSpec(spec.target.name, spec.target.dtype, "spec.target"))
+    return list(cols.values())
+
+
+def _prepare_tabular(spec: DatasetSpec, task: str, files: list[FileInfo]) -> tuple[dict[str, Split], Transform]:
+    columns = _columns(spec, task)
+    fields = {c.name: c for c in columns}
+    table = apply_row_steps(read_table(files, columns), spec.preprocessing, columns)
+    for c in columns:
+        missing = null_mask(table.columns[c.name])
+        if missing.any():
+            i = int(np.argmax(missing))
+            raise DataError("missing value (empty or NaN)", column=c.name, field=c.field,
+                            **table.where(i), hint="add a dropNulls step to drop such rows")
+    parts = _split_rows(spec, table)
+    train = table.take(parts["train"])
+    if len(train) == 0:
+        raise DataError("the training split has no rows", field="spec.splits")
+    transform = _tabular.fit(spec, task, train)
+    splits = {name: _tabular.encode(transform, spec, table.take(idx), fields)
+              for name, idx in parts.items()}
+    return splits, transform
+
+
+def _split_rows(spec: DatasetSpec, table: Table) -> dict[str, np.ndarray]:
+    s = spec.splits
+    if s.by == "file":
+        split_of = np.array([fi.split for fi in table.files], dtype=object)[table.file_id]
+        return {name: np.flatnonzero(split_of == name) for name in SPLITS}
+    groups = None
+    if s.stratify is not None:
+        if s.stratify not in table.columns:
+            raise DataError(f"stratify column {s.stratify!r} is not declared",
+                            field="spec.splits.stratify")
+        groups = labels_of(table.columns[s.stratify])
+    return ratio_split(len(table), s.ratios, s.seed, groups)
+
+
+# --- language model ------------------------------------------------------------------------
+
+def _prepare_text(spec: DatasetSpec, files: list[FileInfo], tokenizer: Tokenizer) -> tuple[dict[str, Split], Transform]:
+    i, step = next((i, s) for i, s in enumerate(spec.preprocessing) if isinstance(s, Tokenize))
+    name = step.column
+    declared = next((f"spec.features[{j}]" for j, f in enumerate(spec.features) if f.name == name),
+                    f"spec.preprocessing[{i}].column")
+    if any(fi.format == "text" for fi in files) and name != TEXT_COLUMN:
+        raise DataError(f"text files have one column, {TEXT_COLUMN!r}; the step reads {name!r}",
+                        field=f"spec.preprocessing[{i}].column")
+    column = ColumnSpec(name, "string", declared)
+    table = apply_row_steps(read_table(files, [column]), spec.preprocessing, [column])
+    # An empty document holds nothing to learn from; it is skipped, not an error.
+    table = table.take(np.flatnonzero(~null_mask(table.columns[name])))
+    docs = table.columns[name]
+    s = spec.splits
+    parts: dict[str, list[str]]
+    if s.by == "file":
+        split_of = np.array([fi.split for fi in table.files], dtype=object)[table.file_id]
+        parts = {n: list(docs[split_of == n]) for n in SPLITS}
+    elif len(docs) == 1:
+        parts = _text.split_single_document(str(docs[0]), s.ratios)
+    else:
+        idx = ratio_split(len(docs), s.ratios, s.seed)
+        parts = {n: list(docs[idx[n]]) for n in SPLITS}
+    length = next(p.sequence_length for p in spec.preprocessing if isinstance(p, Pack))
+    splits = {n: _text.pack(parts[n], tokenizer, length) for n in SPLITS}
+    if len(splits["train"]) == 0:
+        raise DataError(f"the training split holds fewer than {length + 1} tokens, not one sequence",
+                        field="spec.preprocessing", hint="add text or lower pack.sequenceLength")
+    transform = Transform(task="causal-lm", feature_names=[name], feature_dtypes=["string"],
+                          tokenizer=tokenizer)
+    return splits, transform
+
+
+# --- cache ---------------------------------------------------------------------------------
+
+def _fingerprint(spec: DatasetSpec, task: str, files: list[FileInfo], tok_files: dict[str, str]) -> str:
+    canonical = {
+        "formatVersion": FORMAT_VERSION,
+        "spec": spec.model_dump(mode="json", by_alias=True),
+        "task": task,
+        "files": [[fi.key, fi.sha256, fi.format] for fi in files],
+        "tokenizers": sorted(tok_files.items()),
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load_cache(cache_dir: Path, fingerprint: str, files: dict[str, str]) -> PreparedData | None:
+    arrays_path, meta_path = cache_dir / f"{fingerprint}.npz", cache_dir / f"{fingerprint}.json"
+    if not (arrays_path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        with np.load(arrays_path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        splits = {n: Split(arrays[f"{n}_inputs"], arrays[f"{n}_targets"]) for n in SPLITS}
+        transform = Transform.from_state_dict(meta["transform"])
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None  # an unreadable entry is a miss; the fresh result replaces it
+    if meta.get("fingerprint") != fingerprint:
+        return None
+    return PreparedData(splits["train"], splits["validation"], splits["test"], transform,
+                        fingerprint, files)
+
+
+def _save_cache(cache_dir: Path, data: PreparedData) -> None:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"fingerprint": data.fingerprint, "formatVersion": FORMAT_VERSION, "files": data.files,
+            "transform": data.transform.state_dict()}
+    arrays: dict[str, Any] = {}
+    for n in SPLITS:
+        arrays[f"{n}_inputs"] = data.split(n).inputs
+        arrays[f"{n}_targets"] = data.split(n).targets
+    # The json goes first and the npz last: a reader needs both, so an entry is complete once the
+    # npz appears. Each is written to a temporary file and renamed, which is atomic.
+    _atomic_write(cache_dir / f"{data.fingerprint}.json",
+                  lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    _atomic_write(cache_dir / f"{data.fingerprint}.npz", lambda f: np.savez(f, **arrays))
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

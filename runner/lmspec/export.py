@@ -1,0 +1,179 @@
+"""The exported model: what ``lmspec run`` leaves in ``<output.dir>/export`` and ``lmspec serve``
+loads.
+
+>>> exported = load_exported("runs/iris-train/export")
+>>> exported.predict({"features": np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)})
+{'logits': array([[ 4.2, -1.3, -3.0]], dtype=float32)}
+
+Layout (format 1)::
+
+    model.safetensors   fp32 weights, consolidated from any ZeRO stage (tied weights stored once)
+    model.yaml          the Model manifest, every default filled in
+    transform.json      the fitted data transform (Transform.state_dict())
+    export.json         {"format": 1, "lmspec": version, "job", "task", "signature",
+                         "inputWidth", "outputWidth", "metrics": test metrics}
+
+Only ``export.json``'s ``format`` is a compatibility promise; readers refuse formats they do not
+know. The directory is written under a temporary name and renamed into place, so a reader never
+sees half an export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from ._version import __version__
+from .v1alpha1 import Model
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from .data import Transform
+    from .validate import Manifest
+
+FORMAT = 1
+WEIGHTS = "model.safetensors"
+MANIFEST = "model.yaml"
+TRANSFORM = "transform.json"
+INFO = "export.json"
+
+
+class ExportError(Exception):
+    """An export directory that is missing, incomplete or of an unknown format."""
+
+
+def output_dir_for(job_manifest: Manifest) -> Path:
+    """The run directory of a TrainingJob: ``output.dir`` with ``{name}`` filled in, relative to
+    the working directory (as ``lmspec run`` writes it)."""
+    return Path(job_manifest.obj.spec.output.dir.format(name=job_manifest.name))
+
+
+def export_dir_for(job_manifest: Manifest) -> Path:
+    """Where ``lmspec run`` exports a TrainingJob's model: ``<output.dir>/export``."""
+    return output_dir_for(job_manifest) / "export"
+
+
+def save_export(
+    out_dir: Path,
+    model_manifest: Model,
+    state_dict: dict[str, torch.Tensor],
+    transform_state: dict[str, Any],
+    *,
+    job: str,
+    metrics: dict[str, float],
+    input_width: int | None = None,
+) -> Path:
+    """Write an export directory (replacing any previous one) and return its path."""
+    from safetensors.torch import save_file
+
+    from .nn import output_width, unique_state
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    spec = model_manifest.spec
+    info = {
+        "format": FORMAT,
+        "lmspec": __version__,
+        "job": job,
+        "task": spec.task,
+        "signature": spec.signature.model_dump(mode="json", by_alias=True),
+        "inputWidth": input_width,
+        "outputWidth": output_width(spec),
+        "metrics": metrics,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        save_file(unique_state(state_dict), str(tmp / WEIGHTS), metadata={"format": "pt"})
+        rendered = model_manifest.model_dump(mode="json", by_alias=True)
+        (tmp / MANIFEST).write_text(yaml.safe_dump(rendered, sort_keys=False))
+        (tmp / TRANSFORM).write_text(json.dumps(transform_state, indent=2))
+        (tmp / INFO).write_text(json.dumps(info, indent=2) + "\n")
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+@dataclass
+class Exported:
+    """A loaded export: the model in eval mode, its manifest, its data transform and info."""
+
+    model: torch.nn.Module
+    manifest: Model
+    transform: Transform
+    info: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return str(self.manifest.spec.task)
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on raw inputs keyed by signature input name.
+
+        Tabular models take untransformed features [N, F] (the fitted transform is applied
+        here); classifiers return logits [N, C], regressors values in the target's units (the
+        target transform undone); language models take token ids [N, L] and return logits
+        [N, L, V].
+        """
+        import numpy as np
+        import torch
+
+        sig = self.manifest.spec.signature
+        name = sig.inputs[0].name
+        if name not in inputs:
+            raise KeyError(f"missing input {name!r}")
+        raw = np.asarray(inputs[name])
+        if self.task == "causal-lm":
+            x = torch.from_numpy(raw.astype(np.int64, copy=False))
+        else:
+            features = self.transform.transform_features(raw)
+            x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        with torch.inference_mode():
+            y = self.model(x).float().numpy()
+        out = sig.outputs[0]
+        if self.task == "regression":
+            # The model learns targets in transformed units; answer in the target's own units.
+            decoded = np.asarray(self.transform.decode_targets(y.reshape(-1)), dtype=np.float32)
+            y = decoded.reshape(-1) if len(out.shape) == 1 else decoded.reshape(y.shape)
+        return {out.name: y}
+
+
+def load_exported(path: str | Path) -> Exported:
+    """Load an export directory written by :func:`save_export`."""
+    import torch
+
+    from .data import Transform
+    from .nn import build_model, load_weights
+
+    path = Path(path)
+    missing = [f for f in (WEIGHTS, MANIFEST, TRANSFORM, INFO) if not (path / f).is_file()]
+    if missing:
+        raise ExportError(f"{path} is not a complete lmspec export: missing {', '.join(missing)}")
+    info = json.loads((path / INFO).read_text())
+    if info.get("format") != FORMAT:
+        raise ExportError(f"{path / INFO}: export format {info.get('format')!r} is not supported "
+                          f"(this lmspec reads format {FORMAT})")
+    manifest = Model.model_validate(yaml.safe_load((path / MANIFEST).read_text()), strict=False)
+    # The exported weights replace any initial weights the manifest names.
+    spec = manifest.spec.model_copy(update={"initial_weights": None})
+    model = build_model(spec, input_width=info.get("inputWidth"))
+    load_weights(model, path / WEIGHTS)
+    model.to(torch.float32).eval()
+    transform = Transform.from_state_dict(json.loads((path / TRANSFORM).read_text()))
+    return Exported(model, manifest, transform, info)

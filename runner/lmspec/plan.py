@@ -1,0 +1,193 @@
+"""Plan a training job before launching it: parameter counts and ZeRO model-state memory.
+
+>>> count_parameters(model.spec)                  # 1283 for iris' 4 → 32 → 32 → 3 MLP
+>>> states = model_states(job.spec, params=1283, largest_layer=1056)
+>>> states.device_bytes, states.host_bytes
+
+No torch: this runs wherever the validator runs.
+
+Memory of *model states* per data-parallel rank (ZeRO paper, arXiv 1910.02054), with Ψ parameters,
+N ranks, p/g bytes per parameter and gradient (2 in fp16/bf16, 4 in fp32) and k bytes of optimizer
+state per parameter (Adam: 8 for the two moments, plus 4 for the fp32 master copy in mixed
+precision, so K = 12 as in the paper; SGD: 4 with momentum, plus the master copy):
+
+=====  =====================  ===========================================================
+stage  on the device          with optimizer offload (and param offload, stage 3)
+=====  =====================  ===========================================================
+0      (p + g + k)·Ψ          —
+1      (p + g)·Ψ + k·Ψ/N      p·Ψ (gradients and optimizer states on the host)
+2      p·Ψ + (g + k)·Ψ/N      p·Ψ
+3      (p + g + k)·Ψ/N + (p+g)·L   p·Ψ/N + (p+g)·L  (param offload too: (p+g)·L)
+=====  =====================  ===========================================================
+
+L is the largest layer, gathered whole at stage 3 (DeepSpeed's estimators use 4·L). Host memory
+per process is (k + 4)·Ψ/N with optimizer offload (fp32 gradient partitions included), plus p·Ψ/N
+with param offload. Activations, communication buckets and fragmentation come on top.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .v1alpha1.model import MLP, HuggingFace, LinearLayer, ModelSpec, NormLayer, Sequential, Transformer
+from .v1alpha1.trainingjob import TrainingJobSpec
+
+GIB = 1024**3
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """``"80GiB"`` → 85899345920; ``"1.5GB"`` → 1500000000."""
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", text)
+    if m is None:
+        raise ValueError(f"not a byte size: {text!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def input_width(spec: ModelSpec) -> int | None:
+    """Features per row, from the first input's last dimension (None when it is -1)."""
+    width = spec.signature.inputs[0].shape[-1]
+    return width if width > 0 else None
+
+
+def output_width(spec: ModelSpec) -> int | None:
+    """Outputs per row: the signature's last dimension, else numClasses, else 1 for regression
+    (a regression signature of shape ``[-1]`` has one output per row)."""
+    shape = spec.signature.outputs[0].shape
+    if len(shape) >= 2 and shape[-1] > 0:
+        return shape[-1]
+    if spec.task == "classification":
+        return spec.num_classes
+    return 1
+
+
+@dataclass(frozen=True)
+class Count:
+    """Parameters of a model and of its largest layer; None when they cannot be known."""
+
+    params: int | None
+    largest_layer: int | None
+    note: str = ""
+
+
+def count_parameters(spec: ModelSpec, *, n_features: int | None = None) -> Count:
+    """Trainable parameters, as the runner's builders create them (tied weights counted once)."""
+    arch = spec.architecture
+    if isinstance(arch, Transformer):
+        return _transformer(arch.vocab_size, arch.context_length, arch.width, arch.depth,
+                            int(arch.mlp_ratio * arch.width), arch.tie_embeddings)
+    if isinstance(arch, HuggingFace):
+        return _huggingface(arch)
+    width = input_width(spec) or n_features
+    if width is None:
+        return Count(None, None, "input width unknown (signature input is -1)")
+    layers: list[int] = []
+    if isinstance(arch, MLP):
+        n_out = output_width(spec)
+        if n_out is None:
+            return Count(None, None, "output width unknown")
+        for hidden in [*arch.hidden_sizes, n_out]:
+            layers.append(width * hidden + hidden)
+            width = hidden
+    elif isinstance(arch, Sequential):
+        for layer in arch.layers:
+            if isinstance(layer, LinearLayer):
+                layers.append(width * layer.out_features + (layer.out_features if layer.bias else 0))
+                width = layer.out_features
+            elif isinstance(layer, NormLayer):
+                layers.append(2 * width)
+    return Count(sum(layers), max(layers, default=0))
+
+
+def _transformer(vocab: int, context: int, w: int, depth: int, inner: int, tied: bool) -> Count:
+    attention = 4 * w * w + 4 * w          # fused qkv (3w² + 3w) and output projection (w² + w)
+    mlp = 2 * w * inner + inner + w        # up and down projections with biases
+    block = attention + mlp + 2 * 2 * w    # two layer norms (weight and bias)
+    embeddings = vocab * w + context * w   # token and learned position embeddings
+    head = 0 if tied else vocab * w        # GPT-2's head has no bias
+    total = embeddings + depth * block + 2 * w + head
+    return Count(total, max(vocab * w, block))
+
+
+def _huggingface(arch: HuggingFace) -> Count:
+    c: dict[str, Any] = arch.config
+    if arch.model_type == "gpt2":
+        w = int(c.get("n_embd", 768))  # transformers' GPT2Config defaults
+        inner = c.get("n_inner")
+        return _transformer(int(c.get("vocab_size", 50257)), int(c.get("n_positions", 1024)), w,
+                            int(c.get("n_layer", 12)), int(inner) if inner else 4 * w,
+                            bool(c.get("tie_word_embeddings", True)))
+    if arch.model_type in ("llama", "mistral"):
+        h = int(c.get("hidden_size", 4096))  # transformers' LlamaConfig defaults
+        inner = int(c.get("intermediate_size", 11008 if arch.model_type == "llama" else 14336))
+        layers = int(c.get("num_hidden_layers", 32))
+        heads = int(c.get("num_attention_heads", 32))
+        kv = int(c.get("num_key_value_heads", heads if arch.model_type == "llama" else 8))
+        vocab = int(c.get("vocab_size", 32000))
+        kv_dim = kv * (h // heads)
+        block = 2 * h * h + 2 * h * kv_dim + 3 * h * inner + 2 * h
+        head = 0 if c.get("tie_word_embeddings", False) else vocab * h
+        return Count(vocab * h + layers * block + h + head, max(vocab * h, block))
+    return Count(None, None, f"unknown for model type {arch.model_type!r}")
+
+
+@dataclass(frozen=True)
+class States:
+    """Model-state memory of one process."""
+
+    stage: int
+    offload: str
+    """``none``, ``optimizer`` or ``optimizer+param``."""
+    device_bytes: int
+    host_bytes: int
+
+
+def bytes_per_param(spec: TrainingJobSpec) -> tuple[int, int, int]:
+    """(p, g, k): bytes per parameter of weights, gradients and optimizer state."""
+    mixed = spec.precision.bf16.enabled or spec.precision.fp16.enabled
+    p = g = 2 if mixed else 4
+    opt = spec.optimizer
+    k = 8 if opt.type in ("adam", "adamw") else (4 if opt.momentum > 0 else 0)
+    return p, g, k + (4 if mixed else 0)
+
+
+def model_states(spec: TrainingJobSpec, params: int, largest_layer: int, *, stage: int | None = None,
+                 offload: str | None = None) -> States:
+    """Model-state memory for the job's ZeRO stage and offload (or the ones given)."""
+    z = spec.zero
+    stage = z.stage if stage is None else stage
+    if offload is None:
+        offload = "none"
+        if z.offload_optimizer.device != "none" and stage > 0:
+            offload = "optimizer+param" if stage == 3 and z.offload_param.device != "none" else "optimizer"
+    n = spec.resources.nodes * spec.resources.processes_per_node
+    p, g, k = bytes_per_param(spec)
+    psi, big = params, largest_layer
+    host = 0
+    if offload == "none":
+        device = {
+            0: (p + g + k) * psi,
+            1: (p + g) * psi + k * psi / n,
+            2: p * psi + (g + k) * psi / n,
+            3: (p + g + k) * psi / n + (p + g) * big,
+        }[stage]
+    else:
+        host = (k + 4) * psi / n
+        if stage < 3:
+            device = p * psi
+        elif offload == "optimizer":
+            device = p * psi / n + (p + g) * big
+        else:
+            device = (p + g) * big
+            host += p * psi / n
+    return States(stage, offload, int(device), int(host))
+
+
+def all_states(spec: TrainingJobSpec, params: int, largest_layer: int) -> list[States]:
+    """Every stage and offload choice, for the plan table."""
+    choices = [(0, "none"), (1, "none"), (1, "optimizer"), (2, "none"), (2, "optimizer"),
+               (3, "none"), (3, "optimizer"), (3, "optimizer+param")]
+    return [model_states(spec, params, largest_layer, stage=s, offload=o) for s, o in choices]

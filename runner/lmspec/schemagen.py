@@ -1,0 +1,419 @@
+"""The published JSON Schemas and the spec's field reference, generated from the v1alpha1 models.
+
+    python -m lmspec.schemagen           # rewrite schemas/v1alpha1/*.json and the spec's fields
+    python -m lmspec.schemagen --check   # exit 1 and list the files that differ (run in CI)
+
+The pydantic models are the single source of truth; the schemas (one per kind, plus a bundle that
+dispatches on ``kind``) and the generated sections of ``spec/v1alpha1/*.md`` are derived from
+them and committed, so a reviewer sees every change to the standard as a diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema, NoDefault
+from pydantic_core import core_schema
+
+from .v1alpha1 import API_VERSION, KINDS, Dataset, InferenceService, Model, TrainingJob
+
+VERSION = API_VERSION.rsplit("/", 1)[1]
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+BASE_URL = f"https://lmspec.io/schemas/{VERSION}/"
+BUNDLE = "lmspec.schema.json"
+SCHEMA_DIR = Path("schemas") / VERSION
+SPEC_DIR = Path("spec") / VERSION
+
+BEGIN = "<!-- BEGIN GENERATED: {name} (python -m lmspec.schemagen; do not edit) -->"
+END = "<!-- END GENERATED: {name} -->"
+
+# Python's `re` lets `$` match before a final newline; ECMA-262 (the dialect JSON Schema
+# patterns use) and pydantic do not. The guard makes every implementation reject "name\n".
+_EOL_GUARD = "(?!\\n)$"
+
+
+class _Generator(GenerateJsonSchema):
+    """pydantic's generator, with defaults from factories shown and no per-property titles."""
+
+    def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            return factory()  # type: ignore[call-arg]
+        return schema.get("default", NoDefault)
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+def filename(kind: str) -> str:
+    """``filename("TrainingJob")`` → ``"trainingjob.schema.json"``."""
+    return f"{kind.lower()}.schema.json"
+
+
+def kind_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of one kind: ``kind_schema("Model")["$id"]`` ends in ``model.schema.json``."""
+    cls = KINDS[kind]
+    raw = cls.model_json_schema(by_alias=True, mode="validation", schema_generator=_Generator)
+    head = {
+        "$schema": DRAFT,
+        "$id": BASE_URL + filename(kind),
+        "title": f"{kind} ({API_VERSION})",
+        "description": raw.get("description", f"A {kind} manifest."),
+    }
+    return _finish(head, raw)
+
+
+def bundle_schema() -> dict[str, Any]:
+    """One schema for every kind, selected by ``kind``; self-contained, for editors."""
+    union = Annotated[Model | Dataset | TrainingJob | InferenceService, Field(discriminator="kind")]
+    raw = TypeAdapter(union).json_schema(by_alias=True, mode="validation", schema_generator=_Generator)
+    head = {
+        "$schema": DRAFT,
+        "$id": BASE_URL + BUNDLE,
+        "title": f"lmspec manifest ({API_VERSION})",
+        "description": f"Any lmspec {VERSION} manifest: {', '.join(KINDS)}, selected by kind.",
+    }
+    return _finish(head, raw)
+
+
+def _finish(head: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    body = {k: v for k, v in raw.items() if k not in ("title", "description")}
+    out = {**head, **body}
+    _repair(out)
+    return out
+
+
+# pydantic writes the bounds of a constrained type that has its own validator (our ``Int``)
+# under its own names; JSON Schema only knows these.
+_BOUND_NAMES = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+_SUBSCHEMA_MAPS = ("properties", "$defs", "patternProperties")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMAS = ("items", "additionalProperties", "propertyNames", "not", "if", "then", "else")
+
+
+def _repair(schema: Any) -> None:
+    """Fix, in place and at every depth, what pydantic's output gets wrong for a validator."""
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") in ("integer", "number"):
+        for ours, theirs in _BOUND_NAMES.items():
+            if ours in schema:
+                schema[theirs] = schema.pop(ours)
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str) and pattern.endswith("$") and not pattern.endswith(_EOL_GUARD):
+        schema["pattern"] = pattern[:-1] + _EOL_GUARD
+    for key in _SUBSCHEMA_MAPS:
+        for sub in schema.get(key, {}).values():
+            _repair(sub)
+    for key in _SUBSCHEMA_LISTS:
+        for sub in schema.get(key, []):
+            _repair(sub)
+    for key in _SUBSCHEMAS:
+        _repair(schema.get(key))
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """Every published schema by file name (the kinds' and the bundle)."""
+    out = {filename(kind): kind_schema(kind) for kind in KINDS}
+    out[BUNDLE] = bundle_schema()
+    return out
+
+
+def dumps(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+# --- Walking a schema's fields ------------------------------------------------------------------
+
+@dataclass
+class FieldDoc:
+    """One property of a kind's schema, at a path such as ``spec.sources[].path``.
+
+    Path syntax: ``.`` between keys; ``[]`` after a list of objects; ``[type=a|b]`` after a
+    value that is one of several objects told apart by ``type`` (a list's items or a single value).
+    """
+
+    path: str
+    name: str
+    schema: dict[str, Any]
+    required: bool
+    defs: dict[str, Any]
+
+    @property
+    def plain_path(self) -> str:
+        """The path without list and variant markers: ``spec.sources.path``."""
+        return re.sub(r"\[[^\]]*\]", "", self.path)
+
+    def resolved(self) -> dict[str, Any]:
+        return resolve(self.schema, self.defs)
+
+    def children(self) -> list[tuple[str, list[FieldDoc]]]:
+        """Child fields, grouped by variant suffix (``""``, ``"[]"`` or ``"[type=…]"``)."""
+        return [(suffix, list(object_fields(obj, f"{self.path}{suffix}.", self.defs)))
+                for suffix, obj in objects(self.schema, self.defs)]
+
+
+def resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Follow a ``$ref`` (keeping the referring schema's own keywords, which take precedence)."""
+    while "$ref" in schema:
+        target = defs[schema["$ref"].rsplit("/", 1)[1]]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def objects(schema: dict[str, Any], defs: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Object schemas a value may be, with the path suffix that selects each."""
+    s = resolve(schema, defs)
+    if s.get("type") == "array" and isinstance(s.get("items"), dict):
+        return [(suffix or "[]", obj) for suffix, obj in objects(s["items"], defs)]
+    if "oneOf" in s and "discriminator" in s:
+        tag = s["discriminator"]["propertyName"]
+        out = []
+        for branch in s["oneOf"]:
+            obj = resolve(branch, defs)
+            values = tag_values(obj["properties"][tag])
+            out.append((f"[{tag}={'|'.join(values)}]", obj))
+        return out
+    if "anyOf" in s:
+        return [pair for member in s["anyOf"] for pair in objects(member, defs)]
+    if s.get("type") == "object" and "properties" in s:
+        return [("", s)]
+    return []
+
+
+def tag_values(schema: dict[str, Any]) -> list[str]:
+    if "const" in schema:
+        return [str(schema["const"])]
+    return [str(v) for v in schema.get("enum", [])]
+
+
+def object_fields(obj: dict[str, Any], prefix: str, defs: dict[str, Any]) -> Iterator[FieldDoc]:
+    required = set(obj.get("required", []))
+    for name, prop in obj.get("properties", {}).items():
+        yield FieldDoc(prefix + name, name, prop, name in required, defs)
+
+
+def walk(schema: dict[str, Any]) -> Iterator[FieldDoc]:
+    """Every field of a kind's schema, depth first in schema order."""
+    defs = schema.get("$defs", {})
+
+    def visit(field: FieldDoc) -> Iterator[FieldDoc]:
+        yield field
+        for _, children in field.children():
+            for child in children:
+                yield from visit(child)
+
+    for field in object_fields(schema, "", defs):
+        yield from visit(field)
+
+
+# --- Describing a field -------------------------------------------------------------------------
+
+def _code(value: Any) -> str:
+    return "`" + json.dumps(value, ensure_ascii=False) + "`"
+
+
+def type_text(schema: dict[str, Any], defs: dict[str, Any]) -> str:
+    """A short human description of a schema's type: ``list of integer``, ``string or null``."""
+    s = resolve(schema, defs)
+    if "const" in s:
+        return f"string, always {_code(s['const'])}" if isinstance(s["const"], str) else f"constant {_code(s['const'])}"
+    if "enum" in s:
+        kind = s.get("type", "value")
+        return f"{kind}, one of " + ", ".join(_code(v) for v in s["enum"])
+    if "oneOf" in s and "discriminator" in s:
+        tag = s["discriminator"]["propertyName"]
+        values = [v for branch in s["oneOf"] for v in tag_values(resolve(branch, defs)["properties"][tag])]
+        return f"object, one of several selected by `{tag}`: " + ", ".join(_code(v) for v in values)
+    if "anyOf" in s:
+        return " or ".join(type_text(m, defs) for m in s["anyOf"])
+    kind = s.get("type")
+    if kind == "array":
+        return "list of " + type_text(s.get("items", {}), defs)
+    if kind == "object":
+        if "properties" in s:
+            return "object"
+        values = s.get("additionalProperties", True)
+        value_text = "any value" if values is True or values == {} else type_text(values, defs)
+        keys = s.get("propertyNames", {}).get("enum")
+        key_text = "keys " + ", ".join(_code(k) for k in keys) if keys else "string keys"
+        return f"map of {key_text} to {value_text}"
+    if kind is None:
+        return "any value"
+    return str(kind)
+
+
+_BOUNDS = (
+    ("minimum", "MUST be ≥ {}"), ("exclusiveMinimum", "MUST be > {}"),
+    ("maximum", "MUST be ≤ {}"), ("exclusiveMaximum", "MUST be < {}"),
+    ("minLength", "MUST have at least {} characters"), ("maxLength", "MUST have at most {} characters"),
+    ("minItems", "MUST have at least {} items"), ("maxItems", "MUST have at most {} items"),
+)
+
+
+def display_pattern(pattern: str) -> str:
+    return pattern.replace(_EOL_GUARD, "$")
+
+
+def constraints(schema: dict[str, Any], defs: dict[str, Any], *, required: bool) -> list[str]:
+    """RFC 2119 statements of a field's constraints, REQUIRED/OPTIONAL first."""
+    out = ["REQUIRED" if required else "OPTIONAL"]
+    _collect_constraints(resolve(schema, defs), defs, "", out)
+    return out
+
+
+def _collect_constraints(s: dict[str, Any], defs: dict[str, Any], where: str, out: list[str]) -> None:
+    for key, text in _BOUNDS:
+        if key in s:
+            if key in ("minLength", "minItems") and s[key] == 1:
+                out.append(where + "MUST NOT be empty")
+            else:
+                out.append(where + text.format(_number(s[key])))
+    if "pattern" in s:
+        out.append(where + f"MUST match `{display_pattern(s['pattern'])}`")
+    if "anyOf" in s:
+        for member in s["anyOf"]:
+            m = resolve(member, defs)
+            if m.get("type") != "object":
+                _collect_constraints(m, defs, where, out)
+    if s.get("type") == "array" and isinstance(s.get("items"), dict):
+        items = resolve(s["items"], defs)
+        if items.get("type") != "object" and "oneOf" not in items:
+            _collect_constraints(items, defs, where + "each item ", out)
+    if s.get("type") == "object" and isinstance(s.get("additionalProperties"), dict):
+        _collect_constraints(resolve(s["additionalProperties"], defs), defs, where + "each value ", out)
+
+
+def _number(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def description(schema: dict[str, Any], defs: dict[str, Any]) -> str:
+    """The field's description as one Markdown paragraph (``x`` written as `x`)."""
+    text = schema.get("description") or resolve(schema, defs).get("description", "")
+    return " ".join(str(text).replace("``", "`").split())
+
+
+def default_text(schema: dict[str, Any], *, required: bool) -> str:
+    if "default" in schema:
+        return _code(schema["default"])
+    return "none: the field is required" if required else "none"
+
+
+def example_text(schema: dict[str, Any]) -> str:
+    return ", ".join(_code(e) for e in schema.get("examples", [])) or "none"
+
+
+def field_block(field: FieldDoc, level: int = 3) -> str:
+    """The Markdown block of one field, in the style of the CloudEvents attribute tables."""
+    s, defs = field.schema, field.defs
+    lines = [
+        f"{'#' * level} `{field.path}`",
+        "",
+        f"- Type: {type_text(s, defs)}",
+        f"- Description: {description(s, defs)}",
+        f"- Default: {default_text(s, required=field.required)}",
+        f"- Constraints: {'; '.join(constraints(s, defs, required=field.required))}",
+        f"- Example: {example_text(s)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def fields_markdown(kind: str) -> str:
+    """The generated field reference of one kind's chapter."""
+    schema = kind_schema(kind)
+    blocks = [field_block(f) for f in walk(schema)]
+    return "\n".join(blocks)
+
+
+def rules_markdown() -> str:
+    """The generated table of every rule, from the registry."""
+    from .rules import RULES
+
+    rows = ["| Rule | Severity | Layer | Summary |", "|---|---|---|---|"]
+    for rule in RULES.values():
+        rows.append(f"| [`{rule.id}`](#{_anchor(rule.id)}) | {rule.severity} | {rule.layer} | {rule.summary} |")
+    return "\n".join(rows) + "\n"
+
+
+def _anchor(rule_id: str) -> str:
+    # GitHub's heading anchors: lowercase, punctuation other than '-' dropped.
+    return re.sub(r"[^a-z0-9 _-]", "", rule_id.lower()).replace(" ", "-")
+
+
+def generated_sections() -> dict[str, dict[str, str]]:
+    """Spec file (relative to the spec dir) → generated section name → content."""
+    out = {f"{kind.lower()}.md": {"fields": fields_markdown(kind)} for kind in KINDS}
+    out["rules.md"] = {"rules": rules_markdown()}
+    return out
+
+
+def fill_sections(text: str, sections: dict[str, str], file: str) -> str:
+    """Replace the content between each section's markers; raises ValueError if markers are missing."""
+    for name, content in sections.items():
+        begin, end = BEGIN.format(name=name), END.format(name=name)
+        start = text.find(begin)
+        stop = text.find(end)
+        if start < 0 or stop < start:
+            raise ValueError(f"{file}: markers for the generated section {name!r} are missing")
+        text = text[: start + len(begin)] + "\n\n" + content + "\n" + text[stop:]
+    return text
+
+
+def expected_files(root: Path) -> dict[Path, str]:
+    """Every generated file's path and expected content."""
+    out = {root / SCHEMA_DIR / name: dumps(schema) for name, schema in schemas().items()}
+    for name, sections in generated_sections().items():
+        path = root / SPEC_DIR / name
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        out[path] = fill_sections(current, sections, str(path))
+    return out
+
+
+def drifted(root: Path) -> list[Path]:
+    """Generated files whose committed content differs from a fresh generation."""
+    return [path for path, text in expected_files(root).items()
+            if not path.exists() or path.read_text(encoding="utf-8") != text]
+
+
+def _default_root() -> Path:
+    # An editable install sits in <repo>/runner/lmspec; fall back to the working directory.
+    repo = Path(__file__).resolve().parents[2]
+    return repo if (repo / "schemas").is_dir() else Path.cwd()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lmspec.schemagen", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is out of date")
+    parser.add_argument("--root", type=Path, default=None, help="repository root (default: detected)")
+    args = parser.parse_args(argv)
+    root: Path = args.root or _default_root()
+    try:
+        files = expected_files(root)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stale = [p for p, text in files.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
+    if args.check:
+        for path in stale:
+            print(f"out of date: {path.relative_to(root)}", file=sys.stderr)
+        if stale:
+            print("run: python -m lmspec.schemagen", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[path], encoding="utf-8")
+        print(f"wrote {path.relative_to(root)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

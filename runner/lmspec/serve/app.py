@@ -1,0 +1,405 @@
+"""The application: health, metrics and the Open Inference Protocol v2 routes, plus the
+OpenAI-compatible routes (:mod:`.openai_api`) for causal language models.
+
+>>> asgi_app, state = create_app(service, loader=lambda: load_export("runs/iris-train/export"))
+
+The model loads in the background after startup: the server is live at once and ready only
+after the model is loaded and one warm-up forward pass succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .._version import __version__
+from ..v1alpha1 import InferenceService
+from .batcher import Batcher, Policy, QueueFull
+from .errors import ApiError, error_body, is_openai
+from .gate import Gate
+from .generate import Generation, Sampling
+from .predictor import Loaded
+from .state import State
+from .streaming import ClientGone, EventStream, sse, until_disconnect
+from .tensors import TensorError, decode_input, encode_output, metadata
+
+log = logging.getLogger("lmspec.serve")
+
+
+# --- request bodies (also the OpenAPI document) ---------------------------------------------------
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class RequestInput(_Body):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: Any = None
+
+
+class RequestOutput(_Body):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(_Body):
+    """An OIP v2 inference request (``rest_predict_v2.yaml``: ``inference_request``)."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput]
+    outputs: list[RequestOutput] | None = None
+
+
+class GenerateParameters(_Body):
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+
+
+class GenerateRequest(_Body):
+    """The OIP ``generate`` extension's request."""
+
+    id: str | None = None
+    text_input: str
+    parameters: GenerateParameters = Field(default_factory=GenerateParameters)
+
+
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Server-sent events, `data: {...}` per piece of text.",
+          "content": {"text/event-stream": {}}}}
+
+
+# --- helpers shared with the OpenAI routes --------------------------------------------------------
+
+def sampling_for(state: State, lm_prompt_tokens: int, *, max_tokens: int | None,
+                 temperature: float | None, top_p: float | None, stop: str | list[str] | None,
+                 seed: int | None) -> Sampling:
+    """Request values over the manifest's ``generation`` defaults, checked against the limits."""
+    spec = state.service.spec
+    gen = spec.generation
+    lm = state.require_language_model()
+    tokens = gen.max_tokens if max_tokens is None else max_tokens
+    if tokens > spec.limits.max_tokens:
+        raise ApiError(400, f"max_tokens {tokens} exceeds this server's limit of "
+                       f"{spec.limits.max_tokens}", param="max_tokens")
+    if lm_prompt_tokens + tokens > lm.context_length:
+        raise ApiError(400, f"This model's maximum context length is {lm.context_length} tokens. "
+                       f"However, you requested {lm_prompt_tokens + tokens} tokens "
+                       f"({lm_prompt_tokens} in the prompt, {tokens} for the completion).",
+                       param="max_tokens", code="context_length_exceeded")
+    stops = list(gen.stop) if stop is None else ([stop] if isinstance(stop, str) else list(stop))
+    return Sampling(max_tokens=tokens,
+                    temperature=gen.temperature if temperature is None else temperature,
+                    top_p=gen.top_p if top_p is None else top_p,
+                    stop=[s for s in stops if s], seed=seed)
+
+
+def new_generation(state: State, request: Request, prompt_ids: list[int], sampling: Sampling) -> Generation:
+    lm = state.require_language_model()
+    steps = state.steps
+    assert steps is not None
+    arrived = time.perf_counter()
+
+    async def step(ids: list[int]) -> Any:
+        try:
+            return await steps.submit(ids)
+        except QueueFull:
+            raise ApiError(429 if is_openai(request.url.path) else 503,
+                           "the server is overloaded (request queue full); retry later",
+                           type_="server_error", headers={"Retry-After": "1"}) from None
+
+    def first_token() -> None:
+        state.metrics.time_to_first_token.observe(time.perf_counter() - arrived)
+
+    return Generation(lm, step, prompt_ids, sampling, on_first_token=first_token)
+
+
+async def with_limits(state: State, request: Request, work: Any) -> Any:
+    """Await work under ``limits.requestTimeoutSeconds`` (504), cancelled if the client leaves."""
+    timeout = state.service.spec.limits.request_timeout_seconds
+    try:
+        return await asyncio.wait_for(until_disconnect(request, work), timeout)
+    except asyncio.TimeoutError:
+        raise ApiError(504, f"the request took longer than limits.requestTimeoutSeconds ({timeout} s)",
+                       type_="timeout") from None
+
+
+# --- the application ------------------------------------------------------------------------------
+
+def create_app(service: InferenceService, loader: Callable[[], Loaded], *,
+               keys: list[str] | None = None) -> tuple[Gate, State]:
+    """The ASGI application for one InferenceService and the state it shares with the server."""
+    state = State(service=service, loader=loader, keys=[k.encode() for k in keys or []])
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # One compute thread: forward passes never overlap, batching does the sharing.
+        state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmspec-compute")
+        b = service.spec.batching
+        policy = Policy(max_batch_size=b.max_batch_size, max_delay=b.max_queue_delay_microseconds / 1e6,
+                        max_queue=b.max_queue_size, enabled=b.enabled)
+        state.infer = Batcher(_run_infer(state), state.executor, policy, state.metrics, "infer")
+        state.steps = Batcher(_run_steps(state), state.executor, policy, state.metrics, "generate")
+        state.infer.start()
+        state.steps.start()
+        loading = asyncio.get_running_loop().create_task(_load(state))
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await state.infer.stop()
+            await state.steps.stop()
+            state.executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title=f"lmspec serve: {service.metadata.name}", version=__version__,
+                  description="Open Inference Protocol v2 and OpenAI-compatible endpoints of an "
+                              "lmspec InferenceService.", lifespan=lifespan)
+    _error_handlers(app)
+    _health_routes(app, state)
+    protocols = service.spec.protocols
+    if "oip-v2" in protocols:
+        _oip_routes(app, state)
+    if "openai" in protocols:
+        from .openai_api import add_routes
+        add_routes(app, state)
+    return Gate(app, state), state
+
+
+async def _load(state: State) -> None:
+    try:
+        loaded = await asyncio.to_thread(state.loader)
+        assert state.executor is not None
+        await asyncio.get_running_loop().run_in_executor(state.executor, loaded.warm_up)
+    except Exception as exc:
+        state.load_error = exc
+        log.error("loading the model failed: %s", exc)
+        if state.on_fatal is not None:
+            state.on_fatal(exc)
+        return
+    state.loaded = loaded
+    state.ready = True
+    state.metrics.ready.set(1)
+    log.info("model '%s' is ready", state.name)
+
+
+def _run_infer(state: State) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    def run(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        assert state.loaded is not None
+        predict = state.loaded.predictor.predict
+        first = payloads[0]
+        if len(payloads) == 1:
+            return [_attempt(predict, first)]
+        if any(p[n].shape[1:] != first[n].shape[1:] for p in payloads for n in first):
+            return [predict(p) for p in payloads]  # ragged (e.g. token ids of different lengths)
+        batch = {n: np.concatenate([p[n] for p in payloads]) for n in first}
+        try:
+            out = predict(batch)
+        except ValueError:
+            # One bad request (say a category id out of range) must not fail its neighbours:
+            # run each alone so every request gets its own answer or its own error.
+            return [_attempt(predict, p) for p in payloads]
+        results: list[dict[str, Any]] = []
+        start = 0
+        for p in payloads:
+            rows = len(next(iter(p.values())))
+            results.append({k: v[start:start + rows] for k, v in out.items()})
+            start += rows
+        return results
+    return run
+
+
+def _attempt(predict: Callable[[dict[str, Any]], dict[str, Any]], payload: dict[str, Any]) -> Any:
+    try:
+        return predict(payload)
+    except ValueError as exc:
+        return exc
+
+
+def _run_steps(state: State) -> Callable[[list[list[int]]], list[Any]]:
+    def run(sequences: list[list[int]]) -> list[Any]:
+        assert state.loaded is not None and state.loaded.language_model is not None
+        return list(state.loaded.language_model.next_token_logits(sequences))
+    return run
+
+
+def _error_handlers(app: FastAPI) -> None:
+    def render(request: Request, status: int, message: str, headers: dict[str, str] | None = None,
+               **kw: Any) -> JSONResponse:
+        return JSONResponse(error_body(request.url.path, message, **kw), status_code=status,
+                            headers=headers)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return render(request, exc.status, exc.message, exc.headers, type_=exc.type_,
+                      param=exc.param, code=exc.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        where = ".".join(loc)
+        msg = str(first.get("msg", "invalid request"))
+        message = f"{where}: {msg}" if where else msg
+        return render(request, 400, message, param=where or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return render(request, exc.status_code, str(exc.detail),
+                      type_="not_found_error" if exc.status_code == 404 else "invalid_request_error",
+                      headers=dict(exc.headers or {}))
+
+    @app.exception_handler(ClientGone)
+    async def gone(request: Request, exc: ClientGone) -> Response:
+        return Response(status_code=499)
+
+
+def _health_routes(app: FastAPI, state: State) -> None:
+    @app.get("/v2/health/live", tags=["health"])
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready", tags=["health"])
+    async def ready() -> Response:
+        if state.ready and not state.draining:
+            return JSONResponse({"ready": True})
+        why = "draining" if state.draining else "loading"
+        return JSONResponse({"ready": False, "error": f"not ready: {why}"}, status_code=503)
+
+    @app.get("/metrics", tags=["metrics"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _check_model(state: State, model: str, version: str | None) -> None:
+    if model != state.name:
+        raise ApiError(404, f"unknown model '{model}' (this server serves '{state.name}')")
+    if version is not None and version != "1":
+        raise ApiError(404, f"model '{model}' has no version '{version}' (versions: ['1'])")
+
+
+def _oip_routes(app: FastAPI, state: State) -> None:
+    @app.get("/v2", tags=["oip-v2"])
+    async def server_metadata() -> dict[str, Any]:
+        extensions = []
+        if state.loaded is not None and state.loaded.language_model is not None:
+            extensions.append("generate")
+        return {"name": "lmspec", "version": __version__, "extensions": extensions}
+
+    async def model_metadata(model: str, version: str | None = None) -> dict[str, Any]:
+        _check_model(state, model, version)
+        loaded = state.require_ready()
+        sig = loaded.predictor.signature
+        return {"name": state.name, "versions": [loaded.version], "platform": "pytorch_lmspec",
+                "inputs": [metadata(t) for t in sig.inputs],
+                "outputs": [metadata(t) for t in sig.outputs]}
+
+    async def model_ready(model: str, version: str | None = None) -> Response:
+        _check_model(state, model, version)
+        ok = state.ready and not state.draining
+        return JSONResponse({"name": state.name, "ready": ok}, status_code=200 if ok else 503)
+
+    async def infer(model: str, body: InferenceRequest, request: Request,
+                    version: str | None = None) -> Response:
+        _check_model(state, model, version)
+        loaded = state.require_ready()
+        sig = loaded.predictor.signature
+        known = {t.name for t in sig.inputs}
+        given = {t.name: t for t in body.inputs}
+        unknown = sorted(set(given) - known)
+        if unknown or len(given) != len(body.inputs):
+            raise ApiError(400, f"unexpected or repeated input(s) {unknown or list(given)}; the model "
+                           f"takes {sorted(known)}")
+        arrays: dict[str, Any] = {}
+        try:
+            for spec in sig.inputs:
+                if spec.name not in given:
+                    raise ApiError(400, f"missing input '{spec.name}'")
+                t = given[spec.name]
+                arrays[spec.name] = decode_input(spec, {"datatype": t.datatype, "shape": t.shape,
+                                                        "data": t.data})
+        except TensorError as exc:
+            raise ApiError(400, str(exc)) from None
+        rows = {len(a) if a.ndim else 0 for a in arrays.values()}
+        n = rows.pop() if len(rows) == 1 else -1
+        limit = state.service.spec.batching.max_batch_size
+        if n < 1 or n > limit:
+            raise ApiError(400, "inputs must share a batch dimension between 1 and "
+                           f"batching.maxBatchSize ({limit})")
+        out_specs = {t.name: t for t in sig.outputs}
+        wanted = [o.name for o in body.outputs] if body.outputs else list(out_specs)
+        missing = [w for w in wanted if w not in out_specs]
+        if missing:
+            raise ApiError(400, f"unknown output(s) {missing}; the model has {sorted(out_specs)}")
+        assert state.infer is not None
+        try:
+            result = await with_limits(state, request, state.infer.submit(arrays, n))
+        except ValueError as exc:  # the fitted transform refused the values
+            raise ApiError(400, str(exc)) from None
+        except QueueFull:
+            raise ApiError(503, "the server is overloaded (request queue full); retry later",
+                           headers={"Retry-After": "1"}) from None
+        answer: dict[str, Any] = {"model_name": state.name, "model_version": loaded.version}
+        if body.id is not None:
+            answer["id"] = body.id
+        answer["outputs"] = [encode_output(out_specs[w], w, result[w]) for w in wanted]
+        return JSONResponse(answer)
+
+    async def generate(model: str, body: GenerateRequest, request: Request,
+                       version: str | None = None) -> Response:
+        gen = _oip_generation(state, model, version, body, request)
+        text = await with_limits(state, request, gen.text())
+        return JSONResponse({"model_name": state.name, "model_version": "1", "text_output": text,
+                             "finish_reason": gen.finish_reason})
+
+    async def generate_stream(model: str, body: GenerateRequest, request: Request,
+                              version: str | None = None) -> Response:
+        gen = _oip_generation(state, model, version, body, request)
+
+        async def events() -> AsyncIterator[bytes]:
+            head = {"model_name": state.name, "model_version": "1"}
+            try:
+                async for piece in gen:
+                    yield sse({**head, "text_output": piece})
+            except ApiError as exc:
+                yield sse({"error": exc.message})
+                return
+            yield sse({**head, "text_output": "", "finish_reason": gen.finish_reason})
+
+        return EventStream(events())
+
+    for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+        app.add_api_route(prefix, model_metadata, methods=["GET"], tags=["oip-v2"])
+        app.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=["oip-v2"])
+        app.add_api_route(prefix + "/infer", infer, methods=["POST"], tags=["oip-v2"])
+        app.add_api_route(prefix + "/generate", generate, methods=["POST"], tags=["oip-v2"])
+        app.add_api_route(prefix + "/generate_stream", generate_stream, methods=["POST"],
+                          tags=["oip-v2"], responses=SSE_RESPONSE)
+
+
+def _oip_generation(state: State, model: str, version: str | None, body: GenerateRequest,
+                    request: Request) -> Generation:
+    _check_model(state, model, version)
+    lm = state.require_language_model()
+    ids = lm.encode(body.text_input)
+    p = body.parameters
+    sampling = sampling_for(state, len(ids), max_tokens=p.max_tokens, temperature=p.temperature,
+                            top_p=p.top_p, stop=p.stop, seed=p.seed)
+    return new_generation(state, request, ids, sampling)

@@ -1,0 +1,156 @@
+"""Dynamic batching: concurrent requests share forward passes (Triton's semantics).
+
+>>> batcher = Batcher(lambda rows: [r * 2 for r in rows], executor, Policy(8, 0.002, 64), ...)
+>>> await batcher.submit(21)
+42
+
+An under-full batch waits until its oldest request has waited ``max_delay`` seconds and goes at
+once when full; while a batch computes (in the worker thread) new requests queue up, so under
+load batches fill by themselves. At most ``max_queue`` requests wait; beyond that
+:class:`QueueFull` is raised (the server answers 503/429 with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .metrics import Metrics
+
+
+class QueueFull(Exception):
+    """The queue holds ``max_queue`` requests already."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_batch_size: int
+    """Rows per forward pass; 1 request per pass when batching is off."""
+    max_delay: float
+    """Seconds an under-full batch waits for its oldest request."""
+    max_queue: int
+    enabled: bool = True
+
+
+@dataclass(eq=False)
+class _Item:
+    payload: Any
+    rows: int
+    future: asyncio.Future[Any]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class Batcher:
+    def __init__(self, run: Callable[[list[Any]], list[Any]], executor: Executor, policy: Policy,
+                 metrics: Metrics, name: str) -> None:
+        self._run = run
+        self._executor = executor
+        self.policy = policy
+        self._metrics = metrics
+        self._name = name
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._queued_rows = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self._name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def submit(self, payload: Any, rows: int = 1) -> Any:
+        """Queue one unit of work and wait for its result. Cancelling the caller (timeout, client
+        gone) takes the work out of the queue if it has not started."""
+        if len(self._queue) >= self.policy.max_queue:
+            raise QueueFull(self._name)
+        item = _Item(payload, rows, asyncio.get_running_loop().create_future())
+        self._queue.append(item)
+        self._queued_rows += rows
+        self._gauge()
+        self._wake.set()
+        try:
+            return await item.future
+        except asyncio.CancelledError:
+            if item in self._queue:
+                self._queue.remove(item)
+                self._queued_rows -= rows
+                self._gauge()
+            raise
+
+    def _gauge(self) -> None:
+        self._metrics.queue_depth.labels(queue=self._name).set(len(self._queue))
+
+    async def _loop(self) -> None:
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            if self.policy.enabled:
+                await self._fill()
+            batch = self._take()
+            if batch:
+                await self._compute(batch)
+
+    async def _fill(self) -> None:
+        """Wait until the batch is full or its oldest request has waited max_delay."""
+        while self._queue and self._queued_rows < self.policy.max_batch_size:
+            left = self._queue[0].enqueued + self.policy.max_delay - time.perf_counter()
+            if left <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except asyncio.TimeoutError:
+                return
+
+    def _take(self) -> list[_Item]:
+        batch: list[_Item] = []
+        rows = 0
+        limit = self.policy.max_batch_size if self.policy.enabled else 1
+        while self._queue:
+            item = self._queue[0]
+            if batch and (not self.policy.enabled or rows + item.rows > limit):
+                break
+            self._queue.popleft()
+            self._queued_rows -= item.rows
+            if item.future.done():  # cancelled while waiting
+                continue
+            batch.append(item)
+            rows += item.rows
+        self._gauge()
+        return batch
+
+    async def _compute(self, batch: list[_Item]) -> None:
+        started = time.perf_counter()
+        for item in batch:
+            self._metrics.queue_latency.labels(queue=self._name).observe(started - item.enqueued)
+        self._metrics.batch_size.labels(queue=self._name).observe(sum(i.rows for i in batch))
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, self._run, [i.payload for i in batch])
+        except Exception as exc:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        finally:
+            self._metrics.compute_latency.labels(queue=self._name).observe(time.perf_counter() - started)
+        for item, result in zip(batch, results, strict=True):
+            if item.future.done():
+                continue
+            if isinstance(result, BaseException):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)

@@ -1,0 +1,138 @@
+"""The ASGI layer in front of the application: drain, authentication, body size, request ids,
+in-flight accounting and per-request metrics, all decided before any parsing.
+
+>>> app = Gate(fastapi_app, state)        # what uvicorn runs
+
+Bodies are read here, up to ``limits.maxBodyBytes`` (Content-Length is checked first, and the
+streamed length too, so a lying or chunked client gets 413 as well), then replayed to the app.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from typing import Any
+
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import send_error
+from .state import State
+
+HEALTH = ("/v2/health/live", "/v2/health/ready")
+UNTRACKED = ("/metrics", *HEALTH)
+
+
+def is_health(path: str) -> bool:
+    return path in HEALTH or (path.startswith("/v2/models/") and path.endswith("/ready"))
+
+
+class Gate:
+    def __init__(self, app: ASGIApp, state: State) -> None:
+        self.app = app
+        self.state = state
+        self._routes: list[Any] = list(getattr(app, "routes", []))
+
+    def endpoint(self, scope: Scope) -> str:
+        """The route template (``/v2/models/{model}/infer``), so labels stay few."""
+        for route in self._routes:
+            match, _ = route.matches(scope)
+            if match != Match.NONE:
+                return str(route.path)
+        return "unmatched"
+
+    def authorized(self, headers: dict[bytes, bytes]) -> bool:
+        value = headers.get(b"authorization", b"")
+        scheme, _, token = value.partition(b" ")
+        if scheme.lower() != b"bearer" or not token:
+            return False
+        # Compare against every key so timing reveals neither the key nor which one matched.
+        ok = False
+        for key in self.state.keys:
+            ok |= hmac.compare_digest(token.strip(), key)
+        return ok
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = self.state
+        path: str = scope["path"]
+        headers = {k.lower(): v for k, v in scope["headers"]}
+        request_id = headers.get(b"x-request-id") or uuid.uuid4().hex.encode()
+        scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
+        endpoint = self.endpoint(scope)
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+            await send(message)
+
+        tracked = path not in UNTRACKED
+        if tracked:
+            state.in_flight += 1
+            state.metrics.in_flight.inc()
+        try:
+            await self._admit(scope, receive, send_with_id, path, headers)
+        finally:
+            if tracked:
+                state.in_flight -= 1
+                state.metrics.in_flight.dec()
+            state.metrics.requests.labels(endpoint=endpoint, status=str(status[0])).inc()
+            state.metrics.request_latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send, path: str,
+                     headers: dict[bytes, bytes]) -> None:
+        state = self.state
+        auth = state.service.spec.auth
+        if state.draining and not is_health(path) and path != "/metrics":
+            await send_error(send, path, 503, "the server is shutting down", type_="server_error",
+                             headers={"Connection": "close"})
+            return
+        public = (auth.public_health and is_health(path)) or (auth.public_metrics and path == "/metrics")
+        if state.keys and not public and not self.authorized(headers):
+            await send_error(send, path, 401, "missing or invalid API key (send 'Authorization: "
+                             "Bearer <key>')", code="invalid_api_key",
+                             headers={"WWW-Authenticate": "Bearer"})
+            return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        # Every body here is JSON, whatever the client labelled it (curl -d says form data).
+        if not headers.get(b"content-type", b"").startswith(b"application/json"):
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+            scope["headers"].append((b"content-type", b"application/json"))
+        limit = state.service.spec.limits.max_body_bytes
+        too_large = f"request body exceeds limits.maxBodyBytes ({limit} bytes)"
+        try:
+            declared = int(headers.get(b"content-length", b"0"))
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            await send_error(send, path, 413, too_large, headers={"Connection": "close"})
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > limit:
+                await send_error(send, path, 413, too_large, headers={"Connection": "close"})
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,51 @@
+"""Prometheus metrics of one server, in a registry of its own (no process-global state).
+
+>>> m = Metrics()
+>>> m.requests.labels(endpoint="/v2/health/ready", status="200").inc()
+>>> b"lmspec_requests_total" in m.render()
+True
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Latencies from sub-millisecond forward passes to generations of many seconds.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                   5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("lmspec_requests", "HTTP requests by endpoint and status code.",
+                                ["endpoint", "status"], registry=r)
+        self.request_latency = Histogram(
+            "lmspec_request_duration_seconds", "End-to-end request latency (streams: until the "
+            "last byte).", ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_latency = Histogram(
+            "lmspec_queue_duration_seconds", "Time a unit of work waited for its forward pass.",
+            ["queue"], buckets=LATENCY_BUCKETS, registry=r)
+        self.compute_latency = Histogram(
+            "lmspec_compute_duration_seconds", "Duration of one batched forward pass.", ["queue"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("lmspec_batch_size", "Rows per forward pass.", ["queue"],
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.queue_depth = Gauge("lmspec_queue_depth", "Units of work waiting for a forward pass.",
+                                 ["queue"], registry=r)
+        self.in_flight = Gauge("lmspec_requests_in_flight",
+                               "Requests being handled (streams until they end).", registry=r)
+        self.time_to_first_token = Histogram(
+            "lmspec_time_to_first_token_seconds", "Time from request to first generated token.",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.generated_tokens = Counter("lmspec_generated_tokens", "Tokens generated.", registry=r)
+        self.ready = Gauge("lmspec_ready", "1 when the server is ready to serve.", registry=r)
+        for queue in ("infer", "generate"):  # export every series from the start
+            for family in (self.queue_latency, self.compute_latency, self.batch_size, self.queue_depth):
+                family.labels(queue=queue)
+
+    def render(self) -> bytes:
+        data: bytes = generate_latest(self.registry)
+        return data

@@ -1,0 +1,206 @@
+"""Run an InferenceService: resolve its model, read its API keys, serve until SIGTERM.
+
+>>> serve(["examples/iris"], service="iris", port=0)
+
+SIGTERM (or Ctrl-C) starts a drain: readiness turns 503, new requests get 503, requests in
+flight (streams included) run to completion within ``server.gracePeriodSeconds``, then the
+process exits 0. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ..v1alpha1 import InferenceService
+from ..validate import Manifest, ManifestSet
+
+
+class ServeError(Exception):
+    """A service that cannot be started; the message says what to fix."""
+
+
+def pick_service(manifests: ManifestSet, name: str | None) -> Manifest:
+    services = manifests.of_kind("InferenceService")
+    if name is not None:
+        found = manifests.get("InferenceService", name)
+        if found is None:
+            have = ", ".join(m.name for m in services) or "none"
+            raise ServeError(f"no InferenceService named '{name}' among the manifests (found: {have})")
+        return found
+    if not services:
+        raise ServeError("no InferenceService manifest among the inputs")
+    if len(services) > 1:
+        raise ServeError("several InferenceService manifests ("
+                         + ", ".join(m.name for m in services) + "): choose one with --service")
+    return services[0]
+
+
+def model_dir(manifests: ManifestSet, service: Manifest) -> Path:
+    """The export directory to serve: ``spec.model.path`` (relative to the manifest) or the
+    export of ``spec.model.trainingJob``. Raises :class:`ServeError` if it is not there."""
+    from ..export import INFO, export_dir_for
+
+    source = service.obj.spec.model
+    where = f"{service.file}: InferenceService '{service.name}'"
+    if source.path is not None:
+        path = Path(source.path)
+        path = path if path.is_absolute() else service.base_dir / path
+        hint = "export a model there with `lmspec run` first"
+    else:
+        job = manifests.get("TrainingJob", source.training_job)
+        if job is None:
+            raise ServeError(f"{where}: spec.model.trainingJob '{source.training_job}' is not among "
+                             "the manifests; pass its TrainingJob manifest too")
+        path = export_dir_for(job)
+        hint = f"run `lmspec run {job.file}` first"
+    if not (path / INFO).is_file():
+        raise ServeError(f"{where}: no exported model at {path} ({hint})")
+    try:
+        task = json.loads((path / INFO).read_text()).get("task")
+    except (OSError, ValueError) as exc:
+        raise ServeError(f"{path / INFO}: unreadable export info: {exc}") from None
+    if "openai" in service.obj.spec.protocols and task != "causal-lm":
+        raise ServeError(f"{where}: spec.protocols has 'openai', but the model at {path} is a "
+                         f"{task} model, not a causal language model")
+    return path
+
+
+def api_keys(service: InferenceService, where: str) -> list[str]:
+    """Accepted keys from the manifest's sources; a missing variable or file is an error."""
+    keys: list[str] = []
+    for i, source in enumerate(service.spec.auth.api_keys):
+        field = f"{where}: spec.auth.apiKeys[{i}]"
+        if isinstance(source, str):
+            raise ServeError(f"{field}: inline keys are not accepted; use an env or file source")
+        if source.env is not None:
+            value = os.environ.get(source.env)
+            if value is None:
+                raise ServeError(f"{field}: environment variable {source.env} is not set")
+            found = [k.strip() for k in value.split(",") if k.strip()]
+        elif source.file is not None:
+            try:
+                text = Path(source.file).expanduser().read_text()
+            except OSError as exc:
+                raise ServeError(f"{field}: cannot read key file {source.file}: {exc.strerror}") from None
+            found = [line.strip() for line in text.splitlines() if line.strip()]
+        else:
+            found = []
+        if not found:
+            raise ServeError(f"{field}: the source holds no key")
+        keys += found
+    return keys
+
+
+def serve(paths: list[str], *, service: str | None = None, host: str | None = None,
+          port: int | None = None, access_log: bool = False) -> int:
+    """Validate, resolve and serve; returns the exit status (0 after a clean drain)."""
+    import lmspec
+
+    from .app import create_app
+    from .predictor import load_export
+
+    manifests = lmspec.load(paths)
+    chosen = pick_service(manifests, service)
+    obj: InferenceService = chosen.obj
+    spec = obj.spec
+    if spec.server.workers != 1:
+        raise ServeError(f"{chosen.file}: spec.server.workers is {spec.server.workers}; the "
+                         "reference server runs one worker per process (start more processes "
+                         "behind a load balancer)")
+    export = model_dir(manifests, chosen)
+    keys = api_keys(obj, chosen.file)
+    host = host or spec.server.host
+    port = spec.server.port if port is None else port
+
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    asgi, state = create_app(obj, lambda: load_export(export), keys=keys)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    bound = sock.getsockname()[1]
+    config = uvicorn.Config(asgi, log_level="info", access_log=access_log, lifespan="on",
+                            timeout_graceful_shutdown=1, timeout_keep_alive=5)
+    server = _server(config, state, spec.server.grace_period_seconds)
+    state.on_fatal = server.fail
+    url_host = f"[{host}]" if family == socket.AF_INET6 else host
+    print(f"lmspec serve: '{obj.metadata.name}' from {export} listening on "
+          f"http://{url_host}:{bound}", flush=True)
+    server.run(sockets=[sock])
+    return int(server.exit_code)
+
+
+def _server(config: Any, state: Any, grace: float) -> Any:
+    """uvicorn's server with a drain on SIGTERM instead of an immediate stop."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        exit_code = 0
+
+        def install_signal_handlers(self) -> None:  # older uvicorn
+            pass
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if state.draining or self.should_exit:
+                self.force_exit = True
+                self.should_exit = True
+                return
+            state.draining = True
+            state.metrics.ready.set(0)
+            logging.getLogger("lmspec.serve").info(
+                "%s: draining %d request(s), up to %.0f s", signal.Signals(sig).name,
+                state.in_flight, grace)
+            self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._drain()))
+
+        async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+            self._loop = asyncio.get_running_loop()
+            await super().serve(sockets)
+
+        async def _drain(self) -> None:
+            deadline = time.monotonic() + grace
+            while state.in_flight > 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if state.in_flight > 0:
+                logging.getLogger("lmspec.serve").warning(
+                    "grace period over: cancelling %d request(s)", state.in_flight)
+            self.should_exit = True
+
+        def fail(self, exc: BaseException) -> None:
+            self.exit_code = 1
+            self.should_exit = True
+
+    return Server(config)
+
+
+def main(paths: list[str], **kwargs: Any) -> None:
+    """CLI entry: clear one-line errors instead of tracebacks."""
+    import lmspec
+
+    try:
+        code = serve(paths, **kwargs)
+    except lmspec.ValidationFailed as exc:
+        from ..output import render
+
+        sys.stderr.write(render(exc.report, "text"))
+        sys.exit(1)
+    except ServeError as exc:
+        sys.stderr.write(f"lmspec serve: error: {exc}\n")
+        sys.exit(2)
+    sys.exit(code)

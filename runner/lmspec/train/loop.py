@@ -1,0 +1,418 @@
+"""The training recipe: setup → train → evaluate → save, on every rank.
+
+>>> Recipe(job_manifest, manifests, run_dir, resume=False).run()
+
+What it does, in order:
+
+- setup: join the process group; prepare the data (this rank's shard); build the model (inside
+  ``deepspeed.zero.Init`` at ZeRO stage 3); hand it to DeepSpeed with the generated config and
+  the schedule's ``LambdaLR``; write ``lock.json``; resume from the newest complete checkpoint.
+- train: epochs of seeded, per-epoch permutations of the training split, sharded across ranks;
+  augmentation on training batches; gradient accumulation, clipping, warm-up and decay happen
+  inside DeepSpeed; metrics every ``logging.interval`` steps; validation every
+  ``validation.interval`` steps (or each epoch) with early stopping; checkpoints every
+  ``checkpointing.interval`` steps and at the end.
+- evaluate: test-split metrics, reduced across ranks; predictions on the first test rows
+  (``final_predictions.npy`` beside ``final_inputs.npy``) to check the export against.
+- save: fp32 weights gathered from any ZeRO stage, exported by rank 0 to ``<run>/export``.
+
+Determinism: every random draw is derived from (seed, epoch, micro batch, rank), never from a
+generator's running state, so a resumed run sees exactly the batches, augmentation noise and
+dropout masks the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._version import __version__
+from ..dsconfig import deepspeed_config, lr_lambda
+from ..nn import build_model, load_state
+from ..v1alpha1 import Dataset, Model, TrainingJob
+from ..validate import Manifest, ManifestSet
+from . import checkpoint
+from .metrics import MetricsLog, Sums, compute_loss
+from .world import World
+
+PREDICTION_ROWS = 64
+"""Test rows whose final predictions are saved beside the export, to check it reproduces them."""
+
+FAULT_ENV = "LMSPEC_FAULT_AT"
+"""Fault injection for resume and failure tests: ``RANK:STEP`` kills that rank (SIGKILL) just
+after optimizer step STEP. Never set in normal use."""
+
+
+class TrainError(Exception):
+    """A user-facing problem found while training (printed without a traceback)."""
+
+
+def _seed(*parts: int) -> int:
+    # A stable 63-bit mix of the parts (Python's hash() is salted per process).
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 1099511628211) % 2**64
+    return h % 2**63
+
+
+class Recipe:
+    def __init__(self, job: Manifest, manifests: ManifestSet, run_dir: Path, *, resume: bool) -> None:
+        self.job_manifest = job
+        self.job: TrainingJob = job.obj
+        self.spec = self.job.spec
+        model_m = manifests.get("Model", self.spec.model)
+        data_m = manifests.get("Dataset", self.spec.dataset)
+        assert model_m is not None and data_m is not None  # references were validated
+        self.model_manifest, self.data_manifest = model_m, data_m
+        self.model_obj: Model = model_m.obj
+        self.data_obj: Dataset = data_m.obj
+        self.task = self.model_obj.spec.task
+        self.run_dir = run_dir
+        self.resume = resume or self.spec.checkpointing.resume
+        self.world = World.from_env()
+        self.ckpt_dir = run_dir / "checkpoints"
+        # Progress through the data; restored from a checkpoint on resume.
+        self.step = 0
+        self.epoch = 0
+        self.micro = 0  # next micro batch within the epoch
+        self.best: float | None = None
+        self.bad_validations = 0
+        self.stopped_early = False
+        self.log: MetricsLog | None = None
+        self.first_step_s: float | None = None
+        fault = os.environ.get(FAULT_ENV, "")
+        self.fault = tuple(int(v) for v in fault.split(":")) if fault else None
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        spec = self.spec
+        cpu = spec.resources.accelerator == "cpu"
+        self.world.init(backend="gloo" if cpu else "nccl")
+        self.device = torch.device("cpu") if cpu else torch.device("cuda", self.world.local_rank)
+        if not cpu:
+            torch.cuda.set_device(self.device)
+        self.ds_config = deepspeed_config(spec)
+        self._setup_data()
+        self._setup_model()
+        self._setup_engine()
+        if self.world.is_main:
+            self._write_lock()
+        if self.resume:
+            self._load_checkpoint()
+        if self.world.is_main:
+            tb = self.run_dir / "tensorboard" if spec.logging.tensorboard else None
+            self.log = MetricsLog(self.run_dir / "metrics.jsonl", tb)
+
+    def _setup_data(self) -> None:
+        from ..data import prepare
+
+        self.data = prepare(self.data_obj, self.data_manifest.base_dir, model_task=self.task,
+                            cache_dir=self.run_dir / "cache", rank=self.world.rank,
+                            world_size=self.world.size)
+        b = self.spec.batch
+        per_rank = len(self.data.train) // self.world.size
+        self.micro_per_epoch = per_rank // b.micro_batch_size
+        self.steps_per_epoch = self.micro_per_epoch // b.gradient_accumulation_steps
+        if self.steps_per_epoch == 0:
+            need = b.micro_batch_size * b.gradient_accumulation_steps * self.world.size
+            raise TrainError(
+                f"the training split of Dataset {self.data_obj.metadata.name!r} has "
+                f"{len(self.data.train)} rows, fewer than one optimizer step needs "
+                f"(microBatchSize × gradientAccumulationSteps × world size = {need})")
+        # Whole optimizer steps only: a partial accumulation would leak into the next epoch.
+        self.micro_per_epoch = self.steps_per_epoch * b.gradient_accumulation_steps
+        total = self.steps_per_epoch * self.spec.stopping.epochs
+        if self.spec.stopping.max_steps is not None:
+            total = min(total, self.spec.stopping.max_steps)
+        self.total_steps = total
+
+    def _setup_model(self) -> None:
+        import deepspeed
+
+        spec = self.model_obj.spec
+        width = int(self.data.train.inputs.shape[1]) if self.task != "causal-lm" else None
+        self.input_width = width
+        torch.manual_seed(self.spec.seed)  # the same initial weights on every rank
+        if self.spec.zero.stage == 3:
+            # Partition parameters as they are created instead of materialising the whole model
+            # on every rank first.
+            with deepspeed.zero.Init(config_dict_or_path=self.ds_config):
+                model = build_model(spec.model_copy(update={"initial_weights": None}), input_width=width)
+            if spec.initial_weights is not None:
+                self._load_initial_weights_zero3(model)
+        else:
+            model = build_model(spec, input_width=width, base_dir=self.model_manifest.base_dir)
+        if self.spec.activation_checkpointing.enabled and hasattr(model, "enable_activation_checkpointing"):
+            model.enable_activation_checkpointing()
+        self.model = model
+
+    def _load_initial_weights_zero3(self, model: torch.nn.Module) -> None:
+        import deepspeed
+        from safetensors.torch import load_file
+
+        ref = self.model_obj.spec.initial_weights
+        assert ref is not None
+        path = Path(ref.path) if Path(ref.path).is_absolute() else self.model_manifest.base_dir / ref.path
+        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=0):
+            if self.world.is_main:
+                load_state(model, load_file(str(path)), source=str(path))
+
+    def _setup_engine(self) -> None:
+        import deepspeed
+
+        def scheduler(optimizer: torch.optim.Optimizer) -> Any:
+            return torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lr_lambda(self.spec.schedule, self.spec.optimizer.lr, self.total_steps))
+
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=self.model, model_parameters=[p for p in self.model.parameters() if p.requires_grad],
+            config=self.ds_config, lr_scheduler=scheduler)
+        prec = self.spec.precision
+        self.input_dtype = torch.bfloat16 if prec.bf16.enabled else torch.float16 if prec.fp16.enabled \
+            else torch.float32
+
+    def _write_lock(self) -> None:
+        import deepspeed
+
+        lock = {
+            "lmspec": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "deepspeed": deepspeed.__version__,
+            "seed": self.spec.seed,
+            "worldSize": self.world.size,
+            "dataFingerprint": self.data.fingerprint,
+            "dataFiles": self.data.files,
+            "deepspeedConfig": self.ds_config,
+        }
+        (self.run_dir / "lock.json").write_text(json.dumps(lock, indent=2) + "\n")
+
+    def _load_checkpoint(self) -> None:
+        tag = checkpoint.latest_complete(self.ckpt_dir)
+        if tag is None:
+            if self.world.is_main:
+                print(f"lmspec: no complete checkpoint in {self.ckpt_dir}; starting from scratch")
+            return
+        _, state = self.engine.load_checkpoint(str(self.ckpt_dir), tag=tag)
+        self.step, self.epoch, self.micro = state["step"], state["epoch"], state["micro"]
+        self.best, self.bad_validations = state["best"], state["bad_validations"]
+        if self.world.is_main:
+            print(f"lmspec: resumed from {self.ckpt_dir / tag} (step {self.step})")
+
+    # --- train ---------------------------------------------------------------------------------
+
+    def train(self) -> None:
+        spec, engine = self.spec, self.engine
+        gas = spec.batch.gradient_accumulation_steps
+        mb = spec.batch.micro_batch_size
+        bar = self._progress_bar()
+        engine.train()
+        window_loss, window_micro, window_start = 0.0, 0, time.perf_counter()
+        started = time.perf_counter()
+        while self.epoch < spec.stopping.epochs and not self._done():
+            shard = self._epoch_shard(self.epoch)
+            while self.micro < self.micro_per_epoch and not self._done():
+                rows = slice(self.micro * mb, (self.micro + 1) * mb)
+                x, y = shard.inputs[rows], shard.targets[rows]
+                if self.task != "causal-lm":
+                    rng = np.random.default_rng(_seed(spec.seed, self.epoch, self.micro, self.world.rank))
+                    x = self.data.transform.augment(x, rng)
+                torch.manual_seed(_seed(spec.seed, self.epoch, self.micro, self.world.rank, 1))
+                loss = compute_loss(engine(self._inputs(x)), self._targets(y), spec.loss)
+                engine.backward(loss)
+                engine.step()
+                self.micro += 1
+                window_loss += float(loss.detach())
+                window_micro += 1
+                if self.micro % gas:
+                    continue
+                # An optimizer step is complete.
+                self.step += 1
+                if self.first_step_s is None:
+                    self.first_step_s = time.perf_counter() - started
+                if self.micro == self.micro_per_epoch:
+                    self.epoch, self.micro = self.epoch + 1, 0
+                samples = window_micro * mb * self.world.size
+                rate = samples / max(time.perf_counter() - window_start, 1e-9)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(loss):.4f}", samples_s=f"{rate:.0f}")
+                if self.step % spec.logging.interval == 0 or self.step == self.total_steps:
+                    self._log_train(window_loss / window_micro, rate)
+                    window_loss, window_micro, window_start = 0.0, 0, time.perf_counter()
+                interval = spec.validation.interval
+                if (interval and self.step % interval == 0) or (interval is None and self.micro == 0):
+                    self._validate()
+                every = spec.checkpointing.interval
+                if every and self.step % every == 0 and not self._done():
+                    self._save_checkpoint()
+                if self.fault is not None and self.fault == (self.world.rank, self.step):
+                    os.kill(os.getpid(), 9)
+        if bar is not None:
+            bar.close()
+        self._save_checkpoint()
+
+    def _done(self) -> bool:
+        return self.stopped_early or self.step >= self.total_steps
+
+    def _epoch_shard(self, epoch: int) -> Any:
+        from ..data.split import Split, permutation
+
+        train = self.data.train
+        order = permutation(len(train), _seed(self.spec.seed, epoch))
+        return Split(train.inputs[order], train.targets[order]).shard(self.world.rank, self.world.size)
+
+    def _inputs(self, x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        return t if self.task == "causal-lm" else t.to(self.input_dtype)
+
+    def _targets(self, y: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(y)).to(self.device)
+
+    def _progress_bar(self) -> Any:
+        if not (self.world.is_main and self.spec.logging.progress_bar and sys.stderr.isatty()):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True)
+
+    def _log_train(self, local_loss: float, rate: float) -> None:
+        import torch.distributed as dist
+
+        t = torch.tensor([local_loss], dtype=torch.float64)
+        dist.all_reduce(t)
+        if self.log is not None:
+            lr = float(self.engine.get_lr()[0])
+            self.log.write("train", self.step, {"loss": float(t) / self.world.size},
+                           epoch=self.epoch, lr=lr, samples_per_s=round(rate, 2))
+
+    def _validate(self) -> None:
+        v = self.spec.validation
+        if len(self.data.validation) == 0:
+            return
+        values = self.evaluate_split(self.data.validation, v.metrics)
+        if self.log is not None:
+            self.log.write("validation", self.step, values, epoch=self.epoch)
+        es = v.early_stopping
+        if es is None:
+            return
+        value = values.get(es.metric)
+        if value is None:
+            value = self.evaluate_split(self.data.validation, [es.metric])[es.metric]
+        better = self.best is None or (
+            value < self.best - es.min_delta if es.mode == "min" else value > self.best + es.min_delta)
+        if better:
+            self.best, self.bad_validations = value, 0
+        else:
+            self.bad_validations += 1
+            if self.bad_validations >= es.patience:
+                self.stopped_early = True
+                if self.world.is_main:
+                    print(f"lmspec: early stopping at step {self.step}: validation {es.metric} "
+                          f"has not improved for {es.patience} validations (best {self.best:.6g})")
+
+    def _save_checkpoint(self) -> None:
+        if checkpoint.tag_for(self.step) in checkpoint.complete_tags(self.ckpt_dir):
+            return
+        state = {"step": self.step, "epoch": self.epoch, "micro": self.micro,
+                 "best": self.best, "bad_validations": self.bad_validations}
+        checkpoint.save(self.engine, self.ckpt_dir, step=self.step, state=state,
+                        keep_last=self.spec.checkpointing.keep_last)
+
+    # --- evaluate ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate_split(self, split: Any, metrics: list[str]) -> dict[str, float]:
+        """Metrics of a split, each rank taking rows ``rank::world``; reduced across ranks."""
+        self.engine.eval()
+        mb = self.spec.batch.micro_batch_size
+        idx = np.arange(self.world.rank, len(split), self.world.size)
+        # Every rank runs the same number of forward passes: ZeRO-3 gathers parameters
+        # collectively inside forward, so a rank with fewer rows runs a discarded pass.
+        batches = -(-(-(-len(split) // self.world.size)) // mb)
+        sums = Sums()
+        for b in range(batches):
+            rows = idx[b * mb:(b + 1) * mb]
+            out = self.engine(self._inputs(split.inputs[rows if len(rows) else [0]]))
+            if len(rows):
+                sums.add(out, self._targets(split.targets[rows]), self.task)
+        self.engine.train()
+        return sums.reduce().values(metrics)
+
+    def evaluate(self) -> dict[str, float]:
+        ev = self.spec.evaluation
+        test = self.data.test
+        values: dict[str, float] = {}
+        if ev.enabled and len(test) > 0:
+            values = self.evaluate_split(test, ev.metrics)
+            if self.log is not None:
+                self.log.write("test", self.step, values)
+        # Predictions of the trained engine on the first test rows (every rank runs them, as
+        # ZeRO-3 requires); rank 0 keeps them to compare with the exported model.
+        source = test if len(test) > 0 else self.data.train
+        x = source.inputs[:PREDICTION_ROWS]
+        self.engine.eval()
+        with torch.no_grad():
+            pred = self.engine(self._inputs(x)).float().cpu().numpy()
+        if self.world.is_main:
+            np.save(self.run_dir / "final_inputs.npy", x)
+            np.save(self.run_dir / "final_predictions.npy", pred)
+        return values
+
+    # --- save ----------------------------------------------------------------------------------
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """fp32 weights, whole, from any ZeRO stage (collective; complete on rank 0 only)."""
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        module = self.engine.module
+        state: dict[str, torch.Tensor] = {}
+        for name, p in module.named_parameters():
+            full = safe_get_full_fp32_param(p)
+            if full is None:  # not managed by a ZeRO or bf16 optimizer: the parameter is fp32
+                full = p.detach()
+            state[name] = full.detach().float().cpu().clone()
+        for name, b in module.named_buffers():
+            if name in module.state_dict():
+                state[name] = b.detach().cpu().clone()
+        return state
+
+    def save(self, metrics: dict[str, float]) -> Path:
+        from ..export import save_export
+
+        state = self.full_state_dict()
+        out = self.run_dir / "export"
+        if self.world.is_main:
+            save_export(out, self.model_obj, state, self.data.transform.state_dict(),
+                        job=self.job.metadata.name, metrics=metrics, input_width=self.input_width)
+            summary = {"steps": self.step, "epochs": self.epoch, "stoppedEarly": self.stopped_early,
+                       "firstStepSeconds": self.first_step_s, "test": metrics}
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return out
+
+    # --- entry point ---------------------------------------------------------------------------
+
+    def run(self) -> dict[str, float]:
+        self.setup()
+        try:
+            started = time.perf_counter()
+            self.train()
+            metrics = self.evaluate()
+            out = self.save(metrics)
+            if self.world.is_main:
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+                print(f"lmspec: trained {self.step} steps in {time.perf_counter() - started:.1f}s"
+                      + (f"; test {shown}" if shown else "") + f"; exported to {out}")
+            return metrics
+        finally:
+            if self.log is not None:
+                self.log.close()

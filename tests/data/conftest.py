@@ -1,0 +1,72 @@
+"""Fixtures for the data pipeline tests: build Dataset manifests and write real data files."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmspec.v1alpha1 import Dataset
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _dataset(**spec: Any) -> Dataset:
+    return Dataset.model_validate(
+        {"apiVersion": "lmspec.io/v1alpha1", "kind": "Dataset", "metadata": {"name": "t"},
+         "spec": spec}, by_alias=True)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def make_dataset() -> Callable[..., Dataset]:
+    """``make_dataset(sources=[...], features=[...])``: a Dataset from camelCase spec keys."""
+    return _dataset
+
+
+@pytest.fixture
+def write_csv() -> Callable[..., Path]:
+    """``write_csv(path, header, rows)``."""
+    return _write_csv
+
+
+@pytest.fixture
+def example_data() -> Path:
+    return REPO / "examples" / "data"
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> Path:
+    """``toy.csv``: 20 rows; x = row, y = (row % 5) * 2, color alternates, label lo/hi by x."""
+    rows = [[float(i), float(i % 5) * 2.0, "red" if i % 2 else "blue", "hi" if i >= 10 else "lo"]
+            for i in range(20)]
+    _write_csv(tmp_path / "toy.csv", ["x", "y", "color", "label"], rows)
+    return tmp_path
+
+
+@pytest.fixture
+def toy_spec() -> Callable[..., dict[str, Any]]:
+    """The spec of a Dataset over ``toy.csv``; keyword arguments replace top-level keys."""
+
+    def make(**over: Any) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "sources": [{"path": "toy.csv"}],
+            "features": [{"name": "x"}, {"name": "y"}],
+            "target": {"name": "label", "dtype": "string"},
+            "splits": {"ratios": {"train": 0.6, "validation": 0.2, "test": 0.2}, "seed": 3},
+        }
+        spec.update(over)
+        return spec
+
+    return make

@@ -1,0 +1,110 @@
+"""Tokenizers, packing and language-model datasets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lmspec.data import DataError, Tokenizer, prepare
+from lmspec.data._text import pack, split_single_document
+
+
+@pytest.fixture
+def tokenizer_file(tmp_path):
+    """A real word-level tokenizer.json with an end-of-text token, built with ``tokenizers``."""
+    from tokenizers import Tokenizer as HF
+    from tokenizers import models, pre_tokenizers, trainers
+
+    tok = HF(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(special_tokens=["[UNK]", "<|endoftext|>"])
+    tok.train_from_iterator(["the cat sat on the mat", "a dog ran"], trainer)
+    path = tmp_path / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+def test_byte_tokenizer_round_trip():
+    tok = Tokenizer.byte()
+    text = "Grüße, 世界 🙂"
+    assert tok.encode(text) == list(text.encode())
+    assert tok.decode(tok.encode(text)) == text
+    assert Tokenizer.from_state_dict(json.loads(json.dumps(tok.state_dict()))).encode("x") == [120]
+    assert tok.vocab_size == 256 and tok.eos_id is None
+    with pytest.raises(ValueError):
+        tok.decode([256])
+
+
+def test_file_tokenizer_round_trip(tokenizer_file):
+    tok = Tokenizer.from_file(tokenizer_file)
+    ids = tok.encode("the cat ran")
+    assert len(ids) == 3 and tok.decode(ids) == "the cat ran"
+    assert tok.eos_id is not None
+    again = Tokenizer.from_state_dict(json.loads(json.dumps(tok.state_dict())))
+    assert again.encode("the cat ran") == ids and again.vocab_size == tok.vocab_size
+
+
+def test_pack_windows_shift_by_one():
+    s = pack(["abcdefg"], Tokenizer.byte(), 3)
+    assert s.inputs.tolist() == [list(b"abc"), list(b"def")]
+    assert s.targets.tolist() == [list(b"bcd"), list(b"efg")]
+    assert pack(["ab"], Tokenizer.byte(), 3).inputs.shape == (0, 3)
+
+
+def test_pack_separates_documents_with_eos(tokenizer_file):
+    tok = Tokenizer.from_file(tokenizer_file)
+    s = pack(["the cat", "a dog"], tok, 5)
+    stream = [*tok.encode("the cat"), tok.eos_id, *tok.encode("a dog"), tok.eos_id]
+    assert s.inputs[0].tolist() == stream[:5] and s.targets[0].tolist() == stream[1:6]
+
+
+def test_single_document_is_split_by_contiguous_ranges():
+    parts = split_single_document("0123456789", {"train": 0.8, "validation": 0.1, "test": 0.1})
+    assert parts == {"train": ["01234567"], "validation": ["8"], "test": ["9"]}
+
+
+def _lm(make_dataset, sources, tokenizer=None, length=16, **kw):
+    return make_dataset(
+        sources=sources,
+        preprocessing=[{"type": "tokenize", "tokenizer": tokenizer or {"type": "byte"}, **kw},
+                       {"type": "pack", "sequenceLength": length}])
+
+
+def test_lm_dataset_from_text_files(example_data, make_dataset):
+    data = prepare(_lm(make_dataset, [{"path": "licenses/*.txt"}], length=64), example_data,
+                   model_task="causal-lm")
+    assert data.train.inputs.dtype == np.int64 and data.train.inputs.shape[1] == 64
+    assert np.array_equal(data.train.inputs[:, 1:], data.train.targets[:, :-1])
+    assert len(data.train) > 2000 and len(data.validation) > 0 and len(data.test) > 0
+    assert len(data.files) == 14 and data.transform.tokenizer is not None
+    assert data.transform.task == "causal-lm"
+
+
+def test_lm_dataset_from_jsonl_with_file_tokenizer(tmp_path, make_dataset, tokenizer_file):
+    docs = [{"body": "the cat sat on the mat " * 3}, {"body": "a dog ran " * 4}, {"body": None}]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(d) for d in docs))
+    ds = _lm(make_dataset, [{"path": "d.jsonl"}], {"type": "file", "path": "tokenizer.json"},
+             length=4, column="body")
+    ds.spec.splits.ratios = {"train": 1.0}
+    data = prepare(ds, tmp_path, model_task="causal-lm")
+    assert len(data.train) == (18 + 1 + 12 + 1 - 1) // 4
+    assert "tokenizer.json" in data.files and "d.jsonl" in data.files
+    served = data.transform.tokenizer
+    assert served is not None and served.decode(data.train.inputs[0].tolist()) == "the cat sat on"
+
+
+def test_lm_errors(tmp_path, make_dataset, tokenizer_file):
+    (tmp_path / "a.txt").write_text("tiny")
+    with pytest.raises(DataError) as e:
+        prepare(_lm(make_dataset, [{"path": "a.txt"}]), tmp_path, model_task="causal-lm")
+    assert "fewer than 17 tokens" in str(e.value)
+    ds = _lm(make_dataset, [{"path": "a.txt"}], {"type": "file", "path": "tokenizer.json",
+                                                 "sha256": "1" * 64})
+    with pytest.raises(DataError) as e:
+        prepare(ds, tmp_path, model_task="causal-lm")
+    assert e.value.field == "spec.preprocessing[0].tokenizer.sha256"
+    with pytest.raises(DataError) as e:
+        prepare(_lm(make_dataset, [{"path": "a.txt"}]), tmp_path, model_task="classification")
+    assert e.value.field == "spec.preprocessing[0]"

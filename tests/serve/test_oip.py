@@ -1,0 +1,166 @@
+"""The Open Inference Protocol v2 over a real ``lmspec serve`` process: health, metadata,
+inference (equal to ``load_exported(...).predict``), request checks, limits, auth and metrics."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.integration
+
+KEY = "test-key-3f9a"
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+
+
+@pytest.fixture(scope="module")
+def server(start: Any, exports: dict[str, Path]) -> Any:
+    return start("iris", exports["iris"], key=KEY, env={"IRIS_KEYS": f"other,{KEY}"},
+                 auth={"apiKeys": [{"env": "IRIS_KEYS"}]},
+                 batching={"maxBatchSize": 8, "maxQueueDelayMicroseconds": 20000},
+                 limits={"maxBodyBytes": 4096})
+
+
+def infer_body(rows: list[list[float]], **extra: Any) -> dict[str, Any]:
+    return {"inputs": [{"name": "features", "shape": [len(rows), 4], "datatype": "FP32",
+                        "data": [v for r in rows for v in r]}], **extra}
+
+
+def test_health_is_public_and_ready(server: Any) -> None:
+    assert httpx.get(server.url + "/v2/health/live").status_code == 200
+    assert httpx.get(server.url + "/v2/health/ready").json() == {"ready": True}
+    assert httpx.get(server.url + "/v2/models/iris/ready").status_code == 200
+    assert httpx.get(server.url + "/v2/models/iris/versions/1/ready").status_code == 200
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", f"Basic {KEY}", f"Bearer {KEY}x", "Bearer"])
+def test_protected_endpoints_need_a_valid_key(server: Any, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    for method, path in [("GET", "/v2"), ("GET", "/v2/models/iris"),
+                         ("POST", "/v2/models/iris/infer")]:
+        r = httpx.request(method, server.url + path, headers=headers, json=infer_body(ROWS))
+        assert r.status_code == 401, path
+        assert "error" in r.json() and r.headers["www-authenticate"] == "Bearer"
+
+
+def test_metadata(server: Any) -> None:
+    meta = server.client.get("/v2").json()
+    assert meta["name"] == "lmspec" and "version" in meta and meta["extensions"] == []
+    model = server.client.get("/v2/models/iris").json()
+    assert model == {"name": "iris", "versions": ["1"], "platform": "pytorch_lmspec",
+                     "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}],
+                     "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, 3]}]}
+    assert server.client.get("/v2/models/iris/versions/1").json() == model
+    assert server.client.get("/v2/models/iris/versions/7").status_code == 404
+    unknown = server.client.get("/v2/models/nope")
+    assert unknown.status_code == 404 and "nope" in unknown.json()["error"]
+
+
+def test_served_predictions_equal_the_export(server: Any, exports: dict[str, Path]) -> None:
+    from lmspec.export import load_exported
+
+    expected = load_exported(exports["iris"]).predict({"features": np.array(ROWS, np.float32)})
+    r = server.client.post("/v2/models/iris/infer", json=infer_body(ROWS, id="req-42"),
+                           headers={"X-Request-ID": "trace-1"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["id"] == "req-42" and r.headers["x-request-id"] == "trace-1"
+    assert body["model_name"] == "iris" and body["model_version"] == "1"
+    [out] = body["outputs"]
+    assert out["name"] == "logits" and out["datatype"] == "FP32" and out["shape"] == [3, 3]
+    got = np.array(out["data"], np.float32).reshape(3, 3)
+    np.testing.assert_allclose(got, expected["logits"], rtol=1e-5, atol=1e-5)
+    assert got.argmax(1).tolist() == [0, 2, 1]  # setosa, virginica, versicolor: trained weights
+
+
+def test_nested_data_and_output_selection(server: Any) -> None:
+    flat = server.client.post("/v2/models/iris/infer", json=infer_body(ROWS)).json()
+    nested = infer_body(ROWS, outputs=[{"name": "logits", "parameters": {"binary_data": False}}])
+    nested["inputs"][0]["data"] = ROWS
+    r = server.client.post("/v2/models/iris/infer", json=nested)
+    assert r.status_code == 200, r.text
+    assert "id" not in r.json() and r.headers["x-request-id"]
+    assert r.json()["outputs"] == flat["outputs"]
+    bad = server.client.post("/v2/models/iris/infer", json=infer_body(ROWS, outputs=[{"name": "probs"}]))
+    assert bad.status_code == 400 and "probs" in bad.json()["error"]
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"datatype": "FP64"}, "datatype"),
+    ({"datatype": "INT32"}, "datatype"),
+    ({"shape": [3, 5]}, "shape"),
+    ({"shape": [3]}, "shape"),
+    ({"shape": [2, 4]}, "data elements"),
+    ({"data": ["a", "b", "c", "d"] * 3}, "data"),
+    ({"data": [[1, 2, 3, 4], [1, 2]]}, "data"),
+    ({"name": "x"}, "input"),
+    ({"shape": [9, 4], "data": [1.0] * 36}, "maxBatchSize"),
+])
+def test_bad_tensors_get_400(server: Any, change: dict[str, Any], words: str) -> None:
+    body = infer_body(ROWS)
+    body["inputs"][0].update(change)
+    r = server.client.post("/v2/models/iris/infer", json=body)
+    assert r.status_code == 400, r.text
+    assert set(r.json()) == {"error"} and words in r.json()["error"]
+
+
+def test_malformed_request_gets_400_in_oip_shape(server: Any) -> None:
+    r = server.client.post("/v2/models/iris/infer", content=b'{"inputs": 3}')
+    assert r.status_code == 400 and isinstance(r.json()["error"], str)
+    r = server.client.post("/v2/models/iris/infer", content=b"not json")
+    assert r.status_code == 400 and isinstance(r.json()["error"], str)
+
+
+def test_body_over_the_limit_gets_413(server: Any) -> None:
+    big = infer_body([[1.0, 2.0, 3.0, 4.0]] * 8)
+    big["pad"] = "x" * 5000
+    r = server.client.post("/v2/models/iris/infer", json=big)
+    assert r.status_code == 413 and "maxBodyBytes" in r.json()["error"]
+
+    # A chunked body has no Content-Length: the streamed length is checked too.
+    def chunks() -> Any:
+        for _ in range(10):
+            yield b" " * 1000
+
+    r = server.client.post("/v2/models/iris/infer", content=chunks())
+    assert r.status_code == 413
+
+    # A client that lies in Content-Length is cut off at the limit as well.
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\n"
+                  b"Authorization: Bearer " + KEY.encode() + b"\r\n"
+                  b"Content-Length: 100\r\nTransfer-Encoding: identity\r\n\r\n" + b" " * 100)
+        assert s.recv(100).split(b" ")[1] in (b"400", b"413")
+
+
+def test_concurrent_requests_share_forward_passes(server: Any) -> None:
+    import concurrent.futures
+
+    before_count = server.metric("lmspec_batch_size_count", queue="infer")
+    before_rows = server.metric("lmspec_batch_size_sum", queue="infer")
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda _: server.client.post(
+            "/v2/models/iris/infer", json=infer_body(ROWS[:1])).status_code, range(16)))
+    assert codes == [200] * 16
+    passes = server.metric("lmspec_batch_size_count", queue="infer") - before_count
+    rows = server.metric("lmspec_batch_size_sum", queue="infer") - before_rows
+    assert rows == 16 and passes < 16
+
+
+def test_metrics_and_openapi(server: Any) -> None:
+    text = httpx.get(server.url + "/metrics").text  # public by default
+    for name in ("lmspec_requests_total", "lmspec_request_duration_seconds_bucket",
+                 "lmspec_queue_duration_seconds_bucket", "lmspec_compute_duration_seconds_bucket",
+                 "lmspec_batch_size_bucket", "lmspec_queue_depth", "lmspec_requests_in_flight",
+                 "lmspec_time_to_first_token_seconds_bucket"):
+        assert name in text, name
+    assert 'endpoint="/v2/models/{model}/infer",status="200"' in text
+    assert 'endpoint="/v2/models/{model}/infer",status="401"' in text
+    assert server.metric("lmspec_requests_in_flight") == 0
+    doc = server.client.get("/openapi.json").json()
+    assert "/v2/models/{model}/infer" in doc["paths"] and "/v2/health/ready" in doc["paths"]

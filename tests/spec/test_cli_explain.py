@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from lmspec.cli import main
+
+
+def explain(target: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["explain", target])
+    return result.exit_code, result.output
+
+
+def test_field_shows_type_description_default_constraints_example_and_children() -> None:
+    code, out = explain("TrainingJob.spec.zero.offloadOptimizer")
+    assert code == 0, out
+    assert "FIELD:       spec.zero.offloadOptimizer" in out
+    assert "TYPE:        object" in out
+    assert "Optimizer-state offload" in out
+    assert 'DEFAULT:     `{"device": "none", "nvmePath": null, "pinMemory": false}`' in out
+    assert "CONSTRAINTS: OPTIONAL" in out
+    assert 'EXAMPLE:     `{"device": "cpu"}`' in out
+    children = out.split("FIELDS:")[1]
+    assert "device" in children and "nvmePath" in children and "pinMemory" in children
+
+
+def test_leaf_with_bounds() -> None:
+    code, out = explain("TrainingJob.spec.optimizer.lr")
+    assert code == 0
+    assert "TYPE:        number" in out
+    assert "DEFAULT:     `0.001`" in out
+    assert "MUST be > 0" in out
+
+
+def test_kind_lists_top_level_fields() -> None:
+    code, out = explain("inferenceservice")
+    assert code == 0
+    assert "KIND:        InferenceService" in out
+    for name in ("apiVersion", "kind", "metadata", "spec"):
+        assert f"\n  {name}" in out
+
+
+def test_required_field_and_enum() -> None:
+    code, out = explain("Model.spec.task")
+    assert code == 0
+    assert 'one of `"classification"`, `"regression"`, `"causal-lm"`' in out
+    assert "CONSTRAINTS: REQUIRED" in out
+
+
+def test_variants_lists_and_snake_case() -> None:
+    code, out = explain("Model.spec.architecture.dropout")
+    assert code == 0
+    assert "spec.architecture[type=mlp].dropout" in out
+    assert "spec.architecture[type=transformer].dropout" in out
+    code, out = explain("Model.spec.architecture[type=mlp].hidden_sizes")
+    assert code == 0
+    assert "spec.architecture[type=mlp].hiddenSizes" in out
+    assert "[type=transformer]" not in out
+    code, out = explain("Dataset.spec.sources.sha256")
+    assert code == 0
+    assert "FIELD:       spec.sources[].sha256" in out
+
+
+def test_unknown_path_suggests_and_exits_2() -> None:
+    code, out = explain("TrainingJob.spec.zero.offloadOptimiser")
+    assert code == 2
+    assert "TrainingJob has no field 'spec.zero.offloadOptimiser'" in out
+    assert "did you mean spec.zero.offloadOptimizer" in out
+
+
+def test_unknown_kind_exits_2() -> None:
+    code, out = explain("Trainingjobs.spec")
+    assert code == 2
+    assert "unknown kind" in out

@@ -1,0 +1,464 @@
+"""One table of manifests per rule: ``bad`` ones must trigger the rule, ``good`` near-misses must not.
+
+``CASES[rule_id] = {"bad": [case, ...], "good": [case, ...]}``. A case is YAML (or JSON) text, or
+a dict for cases text alone cannot express. In text, a comment line with a caret marks where the
+finding must be: the caret's column on the line above, followed by the expected JSON pointer::
+
+    spec:
+      task: clasification
+    #       ^ /spec/task
+
+Dict cases take these keys (all optional):
+
+- ``yaml``: text (a caret may mark the position, as above); ``raw``: bytes instead of text;
+- ``name``: file name the text is written to (default ``case.yaml``);
+- ``files``: ``{relative path: text}`` written next to it; ``paths``: what to validate
+  (default ``[name]``); ``check_env``: run environment checks; ``max_bytes``: size limit;
+- ``line``, ``column``, ``pointer``: the expected position, when no caret gives it;
+- ``also``: other rule ids the case is allowed to trigger.
+
+Good cases must produce no error at all (besides ``also``). When you add a rule to
+``lmspec.rules``, add its cases here: ``test_every_rule_has_cases`` fails until you do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+V = "apiVersion: lmspec.io/v1alpha1\n"
+
+MODEL = V + """kind: Model
+metadata:
+  name: clf
+spec:
+  task: classification
+  numClasses: 3
+  architecture:
+    type: mlp
+    hiddenSizes: [8]
+  signature:
+    inputs:
+      - {name: x, dtype: float32, shape: [-1, 4]}
+    outputs:
+      - {name: logits, dtype: float32, shape: [-1, 3]}
+"""
+
+LM = V + """kind: Model
+metadata:
+  name: lm
+spec:
+  task: causal-lm
+  architecture: {type: transformer, vocabSize: 256, contextLength: 64, width: 32, depth: 2, heads: 4}
+  signature:
+    inputs:
+      - {name: ids, dtype: int64, shape: [-1, -1]}
+    outputs:
+      - {name: logits, dtype: float32, shape: [-1, -1, 256]}
+"""
+
+DATASET = V + """kind: Dataset
+metadata:
+  name: table
+spec:
+  sources:
+    - path: data.csv
+  features:
+    - {name: a, dtype: float32}
+    - {name: b, dtype: float32}
+  target: {name: label, dtype: string, classes: [x, y, z]}
+  preprocessing:
+    - type: standardize
+      columns: [a, b]
+  splits: {by: ratio, ratios: {train: 0.8, validation: 0.1, test: 0.1}}
+"""
+
+TEXT = V + """kind: Dataset
+metadata:
+  name: corpus
+spec:
+  sources:
+    - path: corpus.txt
+  preprocessing:
+    - {type: tokenize, tokenizer: {type: byte}}
+    - {type: pack, sequenceLength: 64}
+"""
+
+JOB = V + """kind: TrainingJob
+metadata:
+  name: train
+spec:
+  model: clf
+  dataset: table
+  loss: {type: crossEntropy}
+  batch: {microBatchSize: 4, gradientAccumulationSteps: 2, globalBatchSize: 16}
+  resources: {nodes: 1, processesPerNode: 2}
+  validation: {metrics: [loss, accuracy]}
+"""
+
+LM_JOB = V + """kind: TrainingJob
+metadata:
+  name: train-lm
+spec:
+  model: lm
+  dataset: corpus
+  loss: {type: causalLm}
+  validation: {metrics: [loss, perplexity]}
+"""
+
+SERVICE = V + """kind: InferenceService
+metadata:
+  name: svc
+spec:
+  model: {path: export}
+  protocols: [oip-v2]
+  server: {host: 127.0.0.1, port: 8080}
+"""
+
+SHA_HELLO = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"  # sha256("hello")
+
+
+def _and(*docs: str) -> str:
+    return "---\n".join(docs)
+
+
+def _swap(doc: str, old: str, new: str) -> str:
+    assert old in doc, old
+    return doc.replace(old, new, 1)
+
+
+def _at(text: str, needle: str, pointer: str, **extra: Any) -> dict[str, Any]:
+    """A case whose finding is where ``|`` stands in ``needle`` (which occurs once in text)."""
+    bare = needle.replace("|", "")
+    assert text.count(bare) == 1, needle
+    offset = text.index(bare) + needle.index("|")
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return {"yaml": text, "line": line, "column": column, "pointer": pointer, **extra}
+
+
+CASES: dict[str, dict[str, list[Any]]] = {
+    # --- parse ---------------------------------------------------------------------------------
+    "parse.io": {
+        "bad": [
+            {"paths": ["missing.yaml"], "line": 1, "column": 1, "pointer": ""},
+            {"paths": ["nothing/*.yaml"], "line": 1, "column": 1, "pointer": ""},
+            {"files": {"empty/README.md": "no manifests"}, "paths": ["empty"],
+             "line": 1, "column": 1, "pointer": ""},
+        ],
+        "good": [{"yaml": MODEL, "name": "m.yml", "paths": ["*.yml"]}],
+    },
+    "parse.encoding": {
+        "bad": [
+            {"raw": b"apiVersion: \xff\n", "line": 1, "column": 13, "pointer": ""},
+            {"raw": b"\x00\x01\x02binary", "line": 1, "column": 1, "pointer": ""},
+        ],
+        "good": [{"raw": MODEL.encode("utf-16")}, {"raw": b"\xef\xbb\xbf" + MODEL.encode()}],
+    },
+    "parse.too-large": {
+        "bad": [
+            {"yaml": MODEL, "max_bytes": 100, "line": 1, "column": 1, "pointer": ""},
+            # "billion laughs": nine aliases per level
+            _swap(MODEL, "spec:\n", """x-bomb:
+  a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]
+  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+  d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+  e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+  f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+#        ^
+spec:
+"""),
+            _swap(MODEL, "spec:\n", "x-big: " + "9" * 5000 + "\n#      ^\nspec:\n"),
+        ],
+        "good": [
+            {"yaml": MODEL, "max_bytes": len(MODEL)},
+            _swap(MODEL, "spec:\n", """x-shared:
+  a: &a [1, 1, 1]
+  b: [*a, *a, *a]
+spec:
+"""),
+        ],
+    },
+    "parse.too-deep": {
+        # The root mapping is one level: 63 more fit, 64 do not.
+        "bad": [
+            _swap(MODEL, "spec:\n", "x-deep: " + "[" * 64 + "]" * 64 + "\n#" + " " * 70 + "^\nspec:\n"),
+            {"yaml": "[" * 100_000, "line": 1, "column": 1001, "pointer": ""},
+        ],
+        "good": [_swap(MODEL, "spec:\n", "x-deep: " + "[" * 63 + "]" * 63 + "\nspec:\n")],
+    },
+    "parse.syntax": {
+        "bad": [
+            _swap(MODEL, "  numClasses: 3\n", "  numClasses: 3\n numClasses: 3\n#^\n"),
+            # libyaml notices the unclosed flow sequence at the next key
+            _at(_swap(MODEL, "    hiddenSizes: [8]\n", "    hiddenSizes: [8\n"), "  signature|:", ""),
+            {"yaml": '{"apiVersion": "lmspec.io/v1alpha1",}\n', "name": "case.json",
+             "line": 1, "column": 37, "pointer": ""},
+        ],
+        "good": [
+            _swap(MODEL, "    hiddenSizes: [8]\n", "    hiddenSizes: [\n      8,\n    ]\n"),
+            {"name": "case.json", "yaml": '{"apiVersion": "lmspec.io/v1alpha1",\t"kind": "Model", '
+             '"metadata": {"name": "clf"}, "spec": {"task": "regression", "architecture": '
+             '{"type": "mlp"}, "signature": {"inputs": [{"name": "x", "dtype": "float32", '
+             '"shape": [-1, 4]}], "outputs": [{"name": "y", "dtype": "float32", "shape": [-1, 1]}]}}}'},
+        ],
+    },
+    "parse.duplicate-key": {
+        "bad": [_swap(MODEL, "  name: clf\n", "  name: clf\n  name: clf2\n# ^\n")],
+        "good": [_swap(MODEL, "  name: clf\n", "  name: clf\n  labels: {name: clf2}\n")],
+    },
+    "parse.key": {
+        "bad": [_swap(MODEL, "spec:\n", "x-map:\n  ? [a, b]\n#   ^\n  : 1\nspec:\n")],
+        "good": [_swap(MODEL, "spec:\n", "x-map:\n  ? 'a, b'\n  : 1\nspec:\n")],
+    },
+    "parse.tag": {
+        "bad": [
+            _swap(MODEL, "  numClasses: 3\n", "  numClasses: !!python/int 3\n#             ^\n"),
+            _swap(MODEL, "  numClasses: 3\n", "  numClasses: !!int three\n#             ^\n"),
+        ],
+        "good": [_swap(_swap(MODEL, "  numClasses: 3\n", "  numClasses: !!int 3\n"),
+                       "  name: clf\n", "  name: clf\n  description: !!str 1.10\n")],
+    },
+    "parse.empty": {
+        "bad": [{"yaml": "", "line": 1, "column": 1, "pointer": ""},
+                {"yaml": "---\n# nothing here\n---\n", "line": 1, "column": 1, "pointer": ""}],
+        "good": [_and("# leading empty document\n", MODEL)],
+    },
+    # --- document ------------------------------------------------------------------------------
+    "document.not-mapping": {
+        "bad": [{"yaml": "- apiVersion: lmspec.io/v1alpha1\n", "line": 1, "column": 1, "pointer": ""},
+                _at(_and(MODEL, "just a string\n"), "|just", "")],
+        "good": [_and(MODEL, _swap(MODEL, "name: clf", "name: clf-2"))],
+    },
+    "document.api-version": {
+        "bad": [
+            _swap(MODEL, V, "apiVersion: lmspec.io/v1\n#           ^ /apiVersion\n"),
+            {"yaml": MODEL.replace(V, ""), "line": 1, "column": 1, "pointer": ""},
+        ],
+        "good": [_swap(MODEL, V, "apiVersion: 'lmspec.io/v1alpha1'\n")],
+    },
+    "document.kind": {
+        "bad": [_swap(MODEL, "kind: Model\n", "kind: Modle\n#     ^ /kind\n"),
+                {"yaml": MODEL.replace("kind: Model\n", ""), "line": 1, "column": 1, "pointer": ""}],
+        "good": [_swap(MODEL, "kind: Model\n", "kind: \"Model\"\n")],
+    },
+    # --- schema --------------------------------------------------------------------------------
+    "schema.required": {
+        "bad": [
+            # a missing key is reported at the mapping it is missing from
+            _swap(MODEL, "  task: classification\n", "").replace(
+                "  numClasses: 3\n", "  numClasses: 3\n# ^ /spec/task\n"),
+            # a missing discriminator, too
+            _at(_swap(MODEL, "    type: mlp\n", ""), "    |hiddenSizes", "/spec/architecture/type"),
+        ],
+        "good": [_swap(MODEL, "  numClasses: 3\n", "")],
+    },
+    "schema.unknown-key": {
+        "bad": [
+            _swap(MODEL, "  numClasses: 3\n", "  numClass: 3\n# ^ /spec/numClass\n"),
+            _swap(SERVICE, "  server:", "  auth:\n    apiKeys:\n      - {env: A}\n      - {evn: B}\n"
+                  "#        ^ /spec/auth/apiKeys/1/evn\n  server:"),
+            _swap(MODEL, "    hiddenSizes: [8]\n", "    hiddenSize: [8]\n#   ^ /spec/architecture/hiddenSize\n"),
+        ],
+        "good": [_swap(MODEL, "  numClasses: 3\n", "  numClasses: 3\n  x-numClass: 3\n"),
+                 _swap(SERVICE, "  server:", "  auth:\n    apiKeys:\n      - {env: A, x-note: b}\n  server:")],
+    },
+    "schema.type": {
+        "bad": [
+            _swap(MODEL, "  numClasses: 3\n", "  numClasses: '3'\n#             ^ /spec/numClasses\n"),
+            _swap(MODEL, "    hiddenSizes: [8]\n", "    hiddenSizes: 8\n#                ^ /spec/architecture/hiddenSizes\n"),
+            _swap(SERVICE, "  server:", "  auth:\n    apiKeys: [3]\n#             ^ /spec/auth/apiKeys/0\n  server:"),
+            _at(_swap(SERVICE, "port: 8080", "port: 8080.5"), "port: |8080.5", "/spec/server/port"),
+        ],
+        "good": [_swap(MODEL, "  numClasses: 3\n", "  numClasses: 3.0\n"),
+                 _swap(SERVICE, "port: 8080", "port: 8.08e3")],
+    },
+    "schema.enum": {
+        "bad": [
+            _swap(MODEL, "  task: classification\n", "  task: clasification\n#       ^ /spec/task\n"),
+            _swap(MODEL, "    type: mlp\n", "    type: mpl\n#         ^ /spec/architecture/type\n"),
+        ],
+        "good": [_swap(MODEL, "  task: classification\n  numClasses: 3\n", "  task: regression\n")],
+    },
+    "schema.bound": {
+        "bad": [
+            _swap(MODEL, "  numClasses: 3\n", "  numClasses: 1\n#             ^ /spec/numClasses\n"),
+            _swap(MODEL, "hiddenSizes: [8]\n", "hiddenSizes: [8, 0]\n#                    ^ /spec/architecture/hiddenSizes/1\n"),
+        ],
+        "good": [_swap(MODEL, "  numClasses: 3\n", "  numClasses: 2\n").replace("[-1, 3]", "[-1, 2]")],
+    },
+    "schema.pattern": {
+        "bad": [_swap(MODEL, "  name: clf\n", "  name: Clf_1\n#       ^ /metadata/name\n")],
+        "good": [_swap(MODEL, "  name: clf\n", "  name: clf-1\n")],
+    },
+    "schema.invalid": {"bad": [], "good": [MODEL]},
+    # --- semantic: Model -----------------------------------------------------------------------
+    "model.task-architecture": {
+        "bad": [_swap(LM, "  task: causal-lm\n", "  task: regression\n#       ^ /spec/task\n"),
+                _swap(MODEL, "  task: classification\n  numClasses: 3\n", "  task: causal-lm\n")
+                .replace("    type: mlp\n", "    type: mlp\n#         ^ /spec/architecture/type\n"),
+                ],
+        "good": [LM],
+        "also": ["model.lm-signature"],
+    },
+    "model.output-size": {
+        "bad": [_at(_swap(MODEL, "  numClasses: 3\n", "  numClasses: 4\n"), "shape: |[-1, 3]",
+                    "/spec/signature/outputs/0/shape")],
+        "good": [_swap(MODEL, "  numClasses: 3\n", "  numClasses: 4\n").replace("[-1, 3]", "[-1, 4]")],
+    },
+    "model.transformer-heads": {
+        "bad": [_at(_swap(LM, "heads: 4}", "heads: 5}"), "heads: |5", "/spec/architecture/heads")],
+        "good": [_swap(LM, "heads: 4}", "heads: 8}")],
+    },
+    "model.lm-signature": {
+        "bad": [_at(_swap(LM, "{name: ids, dtype: int64", "{name: ids, dtype: float32"),
+                    "ids, dtype: |float32", "/spec/signature/inputs/0/dtype")],
+        "good": [_swap(LM, "{name: ids, dtype: int64", "{name: ids, dtype: int32")],
+    },
+    # --- semantic: Dataset ---------------------------------------------------------------------
+    "dataset.split-ratios": {
+        "bad": [_at(_swap(DATASET, "ratios: {train: 0.8,", "ratios: {train: 0.9,"),
+                    "ratios: |{train", "/spec/splits/ratios")],
+        "good": [_swap(DATASET, "ratios: {train: 0.8, validation: 0.1, test: 0.1}",
+                       "ratios: {train: 0.7, validation: 0.2, test: 0.1}")],
+    },
+    "dataset.split-files": {
+        "bad": [_at(_swap(_swap(DATASET, "    - path: data.csv\n", "    - {path: a.csv, split: validation}\n"),
+                          "{by: ratio, ratios: {train: 0.8, validation: 0.1, test: 0.1}}", "{by: file}"),
+                    "    |- {path: a.csv", "/spec/sources")],
+        "good": [_swap(DATASET, "    - path: data.csv\n",
+                       "    - {path: a.csv, split: train}\n    - {path: b.csv, split: validation}\n")
+                 .replace("  splits: {by: ratio, ratios: {train: 0.8, validation: 0.1, test: 0.1}}\n",
+                          "  splits: {by: file}\n")],
+    },
+    "dataset.unknown-column": {
+        "bad": [_swap(DATASET, "      columns: [a, b]\n", "      columns: [a, c]\n#                  ^ /spec/preprocessing/0/columns/1\n")],
+        "good": [_swap(DATASET, "      columns: [a, b]\n", "      columns: [b, a]\n")],
+    },
+    "dataset.step-order": {
+        "bad": [_swap(TEXT, "    - {type: tokenize, tokenizer: {type: byte}}\n    - {type: pack, sequenceLength: 64}\n",
+                      "    - {type: pack, sequenceLength: 64}\n#     ^ /spec/preprocessing/0\n"
+                      "    - {type: tokenize, tokenizer: {type: byte}}\n")],
+        "good": [TEXT],
+    },
+    # --- semantic: TrainingJob -----------------------------------------------------------------
+    "trainingjob.batch-world-size": {
+        "bad": [_at(_and(MODEL, DATASET, _swap(JOB, "globalBatchSize: 16}", "globalBatchSize: 32}")),
+                    "globalBatchSize: |32", "/spec/batch/globalBatchSize")],
+        "good": [_and(MODEL, DATASET, JOB)],
+    },
+    "trainingjob.precision-exclusive": {
+        "bad": [_at(_and(MODEL, DATASET, JOB + "  precision: {fp16: {enabled: true}, bf16: {enabled: true}}\n"),
+                    "precision: |{fp16", "/spec/precision")],
+        "good": [_and(MODEL, DATASET, JOB + "  precision: {fp16: {enabled: false}, bf16: {enabled: true}}\n")],
+    },
+    "trainingjob.zero3-only": {
+        "bad": [_at(_and(MODEL, DATASET, JOB + "  zero: {stage: 2, offloadParam: {device: cpu}}\n"),
+                    "offloadParam: |{device: cpu}", "/spec/zero/offloadParam")],
+        "good": [_and(MODEL, DATASET, JOB + "  zero: {stage: 3, offloadParam: {device: cpu}}\n")],
+    },
+    "trainingjob.offload-stage": {
+        "bad": [_at(_and(MODEL, DATASET, JOB + "  zero: {stage: 0, offloadOptimizer: {device: cpu}}\n"),
+                    "{device: |cpu}", "/spec/zero/offloadOptimizer/device")],
+        "good": [_and(MODEL, DATASET, JOB + "  zero: {stage: 1, offloadOptimizer: {device: cpu}}\n")],
+    },
+    "trainingjob.nvme-path": {
+        "bad": [_at(_and(MODEL, DATASET, JOB + "  zero:\n    stage: 2\n    offloadOptimizer: {device: nvme}\n"),
+                    "offloadOptimizer: |{device: nvme}", "/spec/zero/offloadOptimizer")],
+        "good": [_and(MODEL, DATASET, JOB + "  zero:\n    stage: 2\n"
+                      "    offloadOptimizer: {device: nvme, nvmePath: /local_nvme}\n")],
+    },
+    "trainingjob.loss-task": {
+        "bad": [_and(MODEL, DATASET, _swap(JOB, "  loss: {type: crossEntropy}\n",
+                                           "  loss: {type: mse}\n#              ^ /spec/loss/type\n"))],
+        "good": [_and(MODEL, DATASET, JOB)],
+    },
+    "trainingjob.lm-tokenizer": {
+        "bad": [_and(LM, _swap(TEXT, "    - {type: tokenize, tokenizer: {type: byte}}\n    - {type: pack, sequenceLength: 64}\n",
+                               "    - {type: dedupe}\n"),
+                     _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n"))],
+        "good": [_and(LM, TEXT, LM_JOB)],
+    },
+    "trainingjob.metric-task": {
+        "bad": [_at(_and(MODEL, DATASET, _swap(JOB, "metrics: [loss, accuracy]}", "metrics: [loss, perplexity]}")),
+                    "[loss, |perplexity]", "/spec/validation/metrics/1")],
+        "good": [_and(LM, TEXT, LM_JOB)],
+    },
+    "trainingjob.classes": {
+        "bad": [_and(MODEL, _swap(DATASET, "classes: [x, y, z]", "classes: [x, y]"),
+                     _swap(JOB, "  dataset: table\n", "  dataset: table\n#          ^ /spec/dataset\n"))],
+        "good": [_and(MODEL, DATASET, JOB)],
+    },
+    "trainingjob.context-length": {
+        "bad": [_and(LM, _swap(TEXT, "sequenceLength: 64", "sequenceLength: 65"),
+                     _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n"))],
+        "good": [_and(LM, TEXT, LM_JOB)],
+    },
+    # --- semantic: InferenceService ------------------------------------------------------------
+    "inferenceservice.inline-secret": {
+        "bad": [_swap(SERVICE, "  server:", "  auth:\n    apiKeys: [sk-12345]\n#             ^ /spec/auth/apiKeys/0\n  server:")],
+        "good": [_swap(SERVICE, "  server:", "  auth:\n    apiKeys: [{env: SK_12345}]\n  server:")],
+    },
+    "inferenceservice.model-source": {
+        "bad": [_swap(SERVICE, "  model: {path: export}\n",
+                      "  model: {trainingJob: train, path: export}\n#        ^ /spec/model\n"),
+                _swap(SERVICE, "  model: {path: export}\n", "  model: {}\n#        ^ /spec/model\n")],
+        "good": [_and(MODEL, DATASET, JOB, _swap(SERVICE, "{path: export}", "{trainingJob: train}"))],
+        "also": ["reference.missing"],
+    },
+    "inferenceservice.key-source": {
+        "bad": [_swap(SERVICE, "  server:", "  auth:\n    apiKeys:\n      - {env: A, file: /k}\n"
+                      "#       ^ /spec/auth/apiKeys/0\n  server:")],
+        "good": [_swap(SERVICE, "  server:", "  auth:\n    apiKeys:\n      - {env: A}\n      - {file: /k}\n  server:")],
+    },
+    "inferenceservice.public-bind": {
+        "bad": [_at(_swap(SERVICE, "host: 127.0.0.1", "host: 0.0.0.0"), "host: |0.0.0.0", "/spec/server/host")],
+        "good": [_swap(SERVICE, "host: 127.0.0.1", "host: 127.0.1.1"),
+                 _swap(SERVICE, "host: 127.0.0.1", "host: 0.0.0.0").replace(
+                     "  server:", "  auth: {apiKeys: [{env: KEYS}]}\n  server:")],
+    },
+    "inferenceservice.protocol-task": {
+        "bad": [_at(_and(MODEL, DATASET, JOB, _swap(SERVICE, "  protocols: [oip-v2]\n",
+                                                    "  protocols: [oip-v2, openai]\n")
+                         .replace("{path: export}", "{trainingJob: train}")),
+                    "[oip-v2, |openai]", "/spec/protocols/1")],
+        "good": [_and(LM, TEXT, LM_JOB, _swap(SERVICE, "  protocols: [oip-v2]\n", "  protocols: [oip-v2, openai]\n")
+                      .replace("{path: export}", "{trainingJob: train-lm}"))],
+    },
+    # --- references ----------------------------------------------------------------------------
+    "reference.missing": {
+        "bad": [_and(MODEL, _swap(JOB, "  dataset: table\n", "  dataset: tabel\n#          ^ /spec/dataset\n"))],
+        "good": [_and(MODEL, DATASET, JOB)],
+    },
+    "reference.duplicate": {
+        "bad": [_and(MODEL, _swap(MODEL, "  name: clf\n", "  name: clf\n#       ^ /metadata/name\n"))],
+        "good": [_and(MODEL, _swap(DATASET, "  name: table\n", "  name: clf\n"))],
+    },
+    "reference.wrong-kind": {
+        "bad": [_and(MODEL, DATASET, _swap(JOB, "  dataset: table\n", "  dataset: clf\n#          ^ /spec/dataset\n"))],
+        "good": [_and(MODEL, DATASET, JOB)],
+    },
+    # --- environment (--check-env) -------------------------------------------------------------
+    "env.file-missing": {
+        "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: data.csv\n#           ^ /spec/sources/0/path\n"),
+                 "check_env": True},
+                {"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: shards/*.csv\n#           ^ /spec/sources/0/path\n"),
+                 "files": {"data.csv": "a,b,label\n"}, "check_env": True}],
+        "good": [{"yaml": DATASET, "files": {"data.csv": "a,b,label\n"}, "check_env": True},
+                 {"yaml": _swap(DATASET, "path: data.csv", "path: shards/*.csv"),
+                  "files": {"shards/0.csv": "a,b,label\n"}, "check_env": True}],
+    },
+    "env.sha256-mismatch": {
+        "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n",
+                               f"    - path: data.csv\n      sha256: {SHA_HELLO}\n#             ^ /spec/sources/0/sha256\n"),
+                 "files": {"data.csv": "hello\n"}, "check_env": True}],
+        "good": [{"yaml": _swap(DATASET, "    - path: data.csv\n", f"    - path: data.csv\n      sha256: {SHA_HELLO}\n"),
+                  "files": {"data.csv": "hello"}, "check_env": True}],
+    },
+}
+
+UNREACHABLE: dict[str, str] = {
+    "schema.invalid": "the catch-all for pydantic error types that no v1alpha1 field produces today "
+                      "(e.g. a custom validator's value_error); test_schema_invalid_fallback covers it",
+}
+"""Rules no manifest can trigger yet, with the reason; they still need good cases."""
