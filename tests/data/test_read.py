@@ -201,3 +201,10 @@ def test_iris_example(example_data):
         counts = np.bincount(split.targets, minlength=3)
         assert counts.min() == counts.max()  # stratified: equal classes, as in the full data
     assert list(data.files) == ["../data/iris.csv"]
+
+
+def test_blank_lines_count_as_rows(tmp_path, make_dataset):
+    (tmp_path / "d.csv").write_text("a,b,t\n1,2,x\n\n3,oops,y\n")
+    err = _error(tmp_path, make_dataset(sources=[{"path": "d.csv"}], features=FEATURES,
+                                        target=TARGET, splits=ALL_TRAIN))
+    assert (err.row, err.column) == (4, "b")

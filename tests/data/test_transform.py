@@ -50,7 +50,7 @@ def test_bad_serving_input_is_a_clear_value_error(prepared):
     t = prepared[0].transform
     with pytest.raises(ValueError, match=r"shape \[N, 3\]"):
         t.transform_features(np.zeros((2, 4)))
-    with pytest.raises(ValueError, match="'v'.*not a finite number"):
+    with pytest.raises(ValueError, match=r"'v'.*not a finite number"):
         t.transform_features(np.array([[0.0, 1.0, np.nan]]))
     with pytest.raises(ValueError, match="not a category id"):
         t.transform_features(np.array([[0.0, 7.0, 0.0]]))

@@ -169,6 +169,12 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"iris": iris_export(root / "iris"), "lm": lm_export(root / "lm")}
 
 
+@pytest.fixture(name="service_manifest")
+def service_manifest_fixture() -> Any:
+    """:func:`service_manifest`, for tests."""
+    return service_manifest
+
+
 @pytest.fixture(scope="module")
 def start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Start servers: ``start(name, export, key=..., env=..., **spec)``; stopped at module end."""

@@ -2,7 +2,7 @@
 
 >>> cases = load_suite("conformance/v1alpha1", tiers=["semantic"])
 >>> cases[0].id, cases[0].tier
-('dataset/split-files/triggers', 'semantic')
+('trainingjob/loss-task/triggers', 'semantic')
 """
 
 from __future__ import annotations

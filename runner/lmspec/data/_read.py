@@ -172,19 +172,23 @@ def _read_csv(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[RawColumns, 
     if not records or not records[0]:
         raise DataError("the file is empty; a csv source needs a header row", file=fi.display, row=1)
     header = [h.strip() for h in records[0]]
-    # Blank lines count as rows, as in a spreadsheet, so reported rows match what a user sees.
-    numbered = [(n, r) for n, r in enumerate(records[1:], start=2) if r]
+    body = records[1:]
     width = len(header)
-    for n, r in numbered:
-        if len(r) != width:
-            raise DataError(f"has {len(r)} fields; the header has {width}", file=fi.display, row=n)
-    rows = np.fromiter((n for n, _ in numbered), dtype=np.int64, count=len(numbered))
+    if set(map(len, body)) <= {width}:
+        rows = np.arange(2, len(body) + 2, dtype=np.int64)  # the common case, checked in bulk
+    else:
+        # Blank lines count as rows, as in a spreadsheet, so reported rows match what users see.
+        numbered = [(n, r) for n, r in enumerate(body, start=2) if r]
+        for n, r in numbered:
+            if len(r) != width:
+                raise DataError(f"has {len(r)} fields; the header has {width}", file=fi.display, row=n)
+        rows = np.fromiter((n for n, _ in numbered), dtype=np.int64, count=len(numbered))
+        body = [r for _, r in numbered]
+    wanted = [c.name for c in columns if c.name in header]
+    index = [header.index(n) for n in wanted]
     raw: RawColumns = {}
-    for c in columns:
-        if c.name in header:
-            j = header.index(c.name)
-            raw[c.name] = np.array([r[j] for _, r in numbered], dtype=str) if numbered \
-                else np.array([], dtype=str)
+    for name, j in zip(wanted, index, strict=True):
+        raw[name] = np.array([r[j] for r in body], dtype=str) if body else np.array([], dtype=str)
     return raw, rows, header
 
 

@@ -1,0 +1,156 @@
+"""Causal language models over a real ``lmspec serve`` process: the OpenAI-compatible API (through
+the official ``openai`` client), the OIP ``generate`` extension, streaming, limits, and clients
+that disconnect mid-stream."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(start: Any, exports: dict[str, Path]) -> Any:
+    return start("tiny-lm", exports["lm"], protocols=["oip-v2", "openai"],
+                 generation={"maxTokens": 6, "temperature": 0.0},
+                 limits={"maxTokens": 240})
+
+
+@pytest.fixture(scope="module")
+def client(server: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+
+
+def test_models(client: openai.OpenAI) -> None:
+    [model] = client.models.list().data
+    assert model.id == "tiny-lm" and model.object == "model" and model.owned_by == "lmspec"
+
+
+def test_completion_defaults_and_usage(client: openai.OpenAI) -> None:
+    r = client.completions.create(model="tiny-lm", prompt="Hello")
+    assert r.object == "text_completion" and r.model == "tiny-lm" and r.id.startswith("cmpl-")
+    [choice] = r.choices
+    assert choice.finish_reason == "length"
+    assert r.usage is not None
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (5, 6, 11)
+    # Greedy decoding (the manifest's temperature 0) is deterministic.
+    assert client.completions.create(model="tiny-lm", prompt="Hello").choices[0].text == choice.text
+
+
+def test_seeded_sampling_is_reproducible(client: openai.OpenAI) -> None:
+    def text(seed: int) -> str:
+        return client.completions.create(model="tiny-lm", prompt="ab", max_tokens=12,
+                                         temperature=1.5, top_p=0.95, seed=seed).choices[0].text
+    assert text(1) == text(1)
+    assert len({text(s) for s in range(2, 6)}) > 1
+
+
+def test_stop_string_ends_generation(client: openai.OpenAI) -> None:
+    free = client.completions.create(model="tiny-lm", prompt="Hello", max_tokens=8).choices[0].text
+    stop = free[3:5]
+    assert stop
+    r = client.completions.create(model="tiny-lm", prompt="Hello", max_tokens=8, stop=[stop])
+    assert r.choices[0].finish_reason == "stop"
+    assert r.choices[0].text == free[: free.index(stop)]
+
+
+def test_streamed_completion_equals_unstreamed(client: openai.OpenAI) -> None:
+    whole = client.completions.create(model="tiny-lm", prompt="Hi", max_tokens=10).choices[0].text
+    chunks = list(client.completions.create(model="tiny-lm", prompt="Hi", max_tokens=10, stream=True,
+                                            stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == whole
+    assert chunks[-2].choices[0].finish_reason == "length"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 10
+
+
+def test_chat(client: openai.OpenAI) -> None:
+    messages: Any = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    r = client.chat.completions.create(model="tiny-lm", messages=messages, max_tokens=5)
+    assert r.object == "chat.completion" and r.choices[0].message.role == "assistant"
+    assert r.usage is not None
+    # The documented template: "<role>: <content>\n" per message, then "assistant:".
+    assert r.usage.prompt_tokens == len("system: Be brief.\nuser: Hi\nassistant:")
+    stream = list(client.chat.completions.create(model="tiny-lm", messages=messages, max_tokens=5,
+                                                 stream=True))
+    assert stream[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in stream) == r.choices[0].message.content
+    assert stream[-1].choices[0].finish_reason == "length"
+
+
+def test_raw_stream_format(server: Any) -> None:
+    with httpx.stream("POST", server.url + "/v1/completions", timeout=30,
+                      json={"model": "tiny-lm", "prompt": "x", "max_tokens": 3, "stream": True}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        body = r.read().decode()
+    events = body.split("\n\n")
+    assert events[-2:] == ["data: [DONE]", ""]
+    assert all(e.startswith("data: ") for e in events[:-1])
+
+
+@pytest.mark.parametrize("request_, status, param", [
+    ({"prompt": "x" * 250, "max_tokens": 10}, 400, "max_tokens"),    # context length 256
+    ({"prompt": "x", "max_tokens": 241}, 400, "max_tokens"),         # limits.maxTokens 240
+    ({"prompt": "x", "temperature": 3}, 400, "temperature"),
+    ({"prompt": "x", "n": 2}, 400, "n"),
+    ({"prompt": "x", "model": "gpt-9"}, 404, "model"),
+])
+def test_openai_errors(server: Any, request_: dict[str, Any], status: int, param: str) -> None:
+    r = httpx.post(server.url + "/v1/completions", json={"model": "tiny-lm", **request_})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["param"] == param
+
+
+def test_openai_client_raises_on_context_overflow(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="maximum context length is 256"):
+        client.completions.create(model="tiny-lm", prompt="y" * 300, max_tokens=1)
+
+
+def test_oip_generate(server: Any) -> None:
+    assert server.client.get("/v2").json()["extensions"] == ["generate"]
+    r = server.client.post("/v2/models/tiny-lm/generate",
+                           json={"text_input": "Hello", "parameters": {"max_tokens": 6}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_name"] == "tiny-lm" and body["model_version"] == "1"
+    with server.client.stream("POST", "/v2/models/tiny-lm/generate_stream",
+                              json={"text_input": "Hello", "parameters": {"max_tokens": 6}}) as s:
+        events = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: ")]
+    assert "".join(e["text_output"] for e in events) == body["text_output"]
+    assert events[-1]["finish_reason"] == "length"
+    too_long = server.client.post("/v2/models/tiny-lm/generate",
+                                  json={"text_input": "x" * 255, "parameters": {"max_tokens": 5}})
+    assert too_long.status_code == 400 and "context length" in too_long.json()["error"]
+
+
+def test_disconnect_mid_stream_frees_the_work(server: Any, client: openai.OpenAI) -> None:
+    def steps() -> float:
+        return server.metric("lmspec_batch_size_count", queue="generate")
+
+    before = steps()
+    with httpx.stream("POST", server.url + "/v1/completions", timeout=30,
+                      json={"model": "tiny-lm", "prompt": "x", "max_tokens": 240, "stream": True,
+                            "temperature": 1.0}) as r:
+        lines = r.iter_lines()
+        got = [next(lines) for _ in range(6)]
+        assert any(line.startswith("data: {") for line in got)
+    # The generation stops: forward passes stop being counted, nothing stays in flight.
+    deadline = time.monotonic() + 10
+    while server.metric("lmspec_requests_in_flight") > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.metric("lmspec_requests_in_flight") == 0
+    assert server.metric("lmspec_queue_depth", queue="generate") == 0
+    settled = steps()
+    time.sleep(0.5)
+    assert steps() == settled
+    assert settled - before < 120  # the 240-token generation was cut short
+    # And the server is unharmed.
+    assert client.completions.create(model="tiny-lm", prompt="ok", max_tokens=2).choices[0].text is not None
+    assert server.metric("lmspec_time_to_first_token_seconds_count") > 0

@@ -1,0 +1,62 @@
+"""Every manifest shown in the documentation is a valid manifest, and every example runs the
+command its first line names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import lmspec
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "spec").rglob("*.md")), *sorted((ROOT / "conformance").glob("*.md"))]
+FENCE = re.compile(r"```ya?ml\n(.*?)```", re.S)
+
+
+def _manifest_blocks() -> list[tuple[str, str]]:
+    blocks = []
+    for doc in DOCS:
+        for i, m in enumerate(FENCE.finditer(doc.read_text(encoding="utf-8"))):
+            text = m.group(1)
+            if re.search(r"^apiVersion:", text, re.M):
+                blocks.append((f"{doc.relative_to(ROOT)}#{i}", text))
+    return blocks
+
+
+BLOCKS = _manifest_blocks()
+
+
+def test_docs_contain_manifests() -> None:
+    assert any(name.startswith("README.md") for name, _ in BLOCKS)
+    assert len(BLOCKS) >= 3
+
+
+@pytest.mark.parametrize(("name", "text"), BLOCKS, ids=[n for n, _ in BLOCKS])
+def test_manifest_in_docs_is_valid(name: str, text: str) -> None:
+    # Snippets show one manifest at a time, so references to others are not required here.
+    report = lmspec.validate_text(text, name + ".yaml", references=False)
+    assert report.ok, "\n".join(f"{f.line}:{f.column} {f.rule} {f.message}" for f in report.findings)
+
+
+EXAMPLE_FILES = sorted(p for p in (ROOT / "examples").rglob("*.yaml") if "data" not in p.parts)
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=[str(p.relative_to(ROOT)) for p in EXAMPLE_FILES])
+def test_example_starts_with_its_command(path: Path) -> None:
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert re.match(r"^# lmspec (run|serve|validate|plan) examples/[\w-]+", first), first
+
+
+def test_examples_are_valid_with_environment_checks() -> None:
+    report = lmspec.validate([str(ROOT / "examples")], check_env=True)
+    assert report.ok, "\n".join(f"{f.file}:{f.line} {f.rule} {f.message}" for f in report.findings)
+    assert report.documents >= 12
+
+
+def test_readme_python_snippet_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    snippet = next(m.group(1) for m in re.finditer(r"```python\n(.*?)```", readme, re.S) if "lmspec.load" in m.group(1))
+    monkeypatch.chdir(ROOT)
+    exec(compile(snippet, "README.md", "exec"), {})

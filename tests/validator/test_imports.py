@@ -1,0 +1,45 @@
+"""``import lmspec`` and ``lmspec validate`` stay light: no training or serving stack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import EXAMPLES, ROOT
+
+HEAVY = ("torch", "deepspeed", "fastapi", "uvicorn", "transformers")
+
+PROBE = """
+import json, sys
+{body}
+print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))
+"""
+
+
+def _modules(body: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", PROBE.format(body=body)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.integration
+def test_import_lmspec_is_light() -> None:
+    loaded = _modules("import lmspec")
+    assert "pydantic" in loaded  # the probe works
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+@pytest.mark.integration
+def test_validate_command_is_light() -> None:
+    body = (
+        "from lmspec.cli import main\n"
+        "try:\n"
+        f"    main.main(args=['validate', {str(EXAMPLES)!r}, '-o', 'sarif'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+    )
+    loaded = _modules(body)
+    assert "lmspec" in loaded and "click" in loaded
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
