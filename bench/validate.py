@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -199,15 +200,17 @@ def generate(out: Path, n: int, seed: int = 1) -> dict[str, str]:
 
 # --- running -----------------------------------------------------------------------------------
 
-def _time(cmd: list[str], repeats: int, cwd: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
-    times = []
-    proc = None
+def _time(cmd: list[str], repeats: int, cwd: Path) -> tuple[float, float]:
+    """Median wall-clock and CPU (user + system) seconds of ``repeats`` runs of ``cmd``."""
+    walls, cpus = [], []
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-        times.append(time.perf_counter() - start)
-    assert proc is not None
-    return statistics.median(times), proc
+        subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+        walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def _bundle(tmp: Path) -> Path:
@@ -267,19 +270,22 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v}" for k, v in sorted(damaged.items())))
         print(f"schema: {schema.relative_to(ROOT) if schema.is_relative_to(ROOT) else schema}")
 
-        lm_all, _ = _time([str(BIN / "lmspec"), "validate", "."], args.repeats, corpus)
-        cj_all, _ = _time([str(BIN / "check-jsonschema"), "--schemafile", str(schema), *files],
+        (lm_all, lm_all_cpu) = _time([str(BIN / "lmspec"), "validate", "."], args.repeats, corpus)
+        (cj_all, cj_all_cpu) = _time([str(BIN / "check-jsonschema"), "--schemafile", str(schema), *files],
                           args.repeats, corpus)
         one = files[0]
-        lm_one, _ = _time([str(BIN / "lmspec"), "validate", "--allow-missing-refs", one],
+        (lm_one, lm_one_cpu) = _time([str(BIN / "lmspec"), "validate", "--allow-missing-refs", one],
                           args.cold_repeats, corpus)
-        cj_one, _ = _time([str(BIN / "check-jsonschema"), "--schemafile", str(schema), one],
+        (cj_one, cj_one_cpu) = _time([str(BIN / "check-jsonschema"), "--schemafile", str(schema), one],
                           args.cold_repeats, corpus)
 
         print(f"\n{'':<28}{'lmspec':>10}{'check-jsonschema':>19}{'ratio':>9}")
         print(f"{f'{len(files)} files, one call':<28}{lm_all:>9.2f}s{cj_all:>18.2f}s{cj_all / lm_all:>8.1f}×")
         print(f"{'1 file (cold start)':<28}{lm_one:>9.3f}s{cj_one:>18.3f}s{cj_one / lm_one:>8.1f}×")
         print(f"{'files per second':<28}{len(files) / lm_all:>10.0f}{len(files) / cj_all:>19.0f}")
+        print(f"{f'{len(files)} files, CPU time':<28}{lm_all_cpu:>9.2f}s{cj_all_cpu:>18.2f}s"
+              f"{cj_all_cpu / lm_all_cpu:>8.1f}×")
+        print(f"{'1 file, CPU time':<28}{lm_one_cpu:>9.3f}s{cj_one_cpu:>18.3f}s{cj_one_cpu / lm_one_cpu:>8.1f}×")
         print(f"(median of {args.repeats} runs over the corpus, {args.cold_repeats} single-file runs; "
               f"{os.cpu_count()} CPUs)")
 

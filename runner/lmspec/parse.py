@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -48,13 +50,14 @@ class ParseError(Exception):
         self.column = column
 
 
-@dataclass
+@dataclass(slots=True)
 class Loc:
-    """Position of one node, and of its children for mappings and sequences."""
+    """Position of a mapping or sequence, of its keys, and of its children (a :class:`Loc` for
+    containers, just the position for scalars: manifests are mostly scalars)."""
 
     pos: Position
     keys: dict[str, Position] = field(default_factory=dict)
-    children: dict[str | int, Loc] = field(default_factory=dict)
+    children: dict[str | int, Loc | Position] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,10 +80,12 @@ class Document:
         loc = self.loc
         for i, part in enumerate(path):
             if key and i == len(path) - 1 and part in loc.keys:
-                return loc.keys[part]  # type: ignore[index]
+                return loc.keys[str(part)]
             child = loc.children.get(part)
             if child is None:
                 return loc.pos
+            if isinstance(child, tuple):  # a scalar: nothing below it
+                return child
             loc = child
         return loc.pos
 
@@ -105,12 +110,21 @@ _EXPLICIT = {
 }
 
 
+_NOT_A_STRING_START = frozenset("0123456789+-.~tTfFnN")
+"""First characters of the plain scalars that are not strings (numbers, booleans, null)."""
+
+
 def resolve_plain(value: str) -> Any:
     """The value of an untagged plain scalar under the YAML 1.2 core schema."""
-    if value in _BOOL:
-        return _BOOL[value]
-    if _NULL.match(value):
-        return None
+    first = value[:1]
+    if not first or first not in _NOT_A_STRING_START:  # most scalars: no pattern can match
+        return None if not first else value
+    if first in "tTfF":
+        return _BOOL.get(value, value)
+    if first in "nN~":
+        return None if _NULL.match(value) else value
+    if value.isascii() and value.isdigit():  # plain decimal digits, the commonest number
+        return int(value)
     if _INT10.match(value):
         return int(value)
     if _FLOAT.match(value):
@@ -126,6 +140,13 @@ def resolve_plain(value: str) -> Any:
     return value
 
 
+def _plain(event: yaml.ScalarEvent, file: str) -> Any:
+    raw = event.value
+    if raw and raw[0] not in _NOT_A_STRING_START:
+        return raw
+    return _scalar(event, file)
+
+
 def _scalar(event: yaml.ScalarEvent, file: str) -> Any:
     try:
         value = _scalar_value(event, file)
@@ -135,9 +156,8 @@ def _scalar(event: yaml.ScalarEvent, file: str) -> Any:
     else:
         too_big = isinstance(value, int) and value.bit_length() > MAX_INT_BITS
     if too_big:
-        m = event.start_mark
         raise ParseError("parse.too-large", f"integer literal longer than {MAX_INT_BITS} bits",
-                         file, m.line + 1, m.column + 1)
+                         file, *_pos(event.start_mark))
     return value
 
 
@@ -148,17 +168,15 @@ def _scalar_value(event: yaml.ScalarEvent, file: str) -> Any:
     if tag == "!":  # the non-specific tag: a string
         return event.value
     if tag not in _EXPLICIT:
-        m = event.start_mark
-        raise ParseError("parse.tag", f"unsupported tag {tag!r}", file, m.line + 1, m.column + 1)
+        raise ParseError("parse.tag", f"unsupported tag {tag!r}", file, *_pos(event.start_mark))
     if tag == _STR_TAG:
         return event.value
     value = resolve_plain(event.value)
-    expected = {"tag:yaml.org,2002:int": int, "tag:yaml.org,2002:float": (int, float),
+    expected: Any = {"tag:yaml.org,2002:int": int, "tag:yaml.org,2002:float": (int, float),
                 "tag:yaml.org,2002:bool": bool, "tag:yaml.org,2002:null": type(None)}.get(tag)
     if expected is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
-        m = event.start_mark
         raise ParseError("parse.tag", f"{event.value!r} is not a valid {tag.rsplit(':', 1)[-1]}",
-                         file, m.line + 1, m.column + 1)
+                         file, *_pos(event.start_mark))
     return float(value) if tag.endswith(":float") else value
 
 
@@ -166,59 +184,95 @@ def _pos(mark: Any) -> Position:
     return (mark.line + 1, mark.column + 1)
 
 
+def _duplicate(key: str, loc: Loc, pos: Position, file: str) -> ParseError:
+    first = loc.keys.get(key, pos)
+    return ParseError("parse.duplicate-key", f"duplicate key {key!r} (first defined at line {first[0]})",
+                      file, *pos)
+
+
+_ScalarEvent = yaml.ScalarEvent
+_AliasEvent = yaml.AliasEvent
+_MappingStartEvent = yaml.MappingStartEvent
+_MappingEndEvent = yaml.MappingEndEvent
+_SequenceStartEvent = yaml.SequenceStartEvent
+_SequenceEndEvent = yaml.SequenceEndEvent
+_DocumentStartEvent = yaml.DocumentStartEvent
+_DocumentEndEvent = yaml.DocumentEndEvent
+_StreamEndEvent = yaml.StreamEndEvent
+
+
 def _documents(stream: str, file: str) -> Iterator[tuple[Any, Loc]]:
     parser = _Parser(stream)
+    get_event = parser.get_event
     try:
         # Containers under construction: [value, loc, pending_key, pending_key_pos, size, anchor].
         stack: list[list[Any]] = []
-        anchors: dict[str, tuple[Any, Loc, int]] = {}
+        anchors: dict[str, tuple[Any, Loc | Position, int]] = {}
         nodes = 0
-        root: tuple[Any, Loc] | None = None
+        root: tuple[Any, Loc | Position] | None = None
         while True:
-            event = parser.get_event()
-            if isinstance(event, yaml.StreamEndEvent):
-                return
-            if isinstance(event, yaml.DocumentStartEvent):
-                anchors.clear()
-                nodes = 0
-                root = None
-                continue
-            if isinstance(event, yaml.DocumentEndEvent):
-                assert root is not None
-                yield root
-                continue
-            if isinstance(event, yaml.StreamStartEvent):
-                continue
-
+            event = get_event()
+            cls = type(event)
             value: Any
+            loc: Loc | Position
             size = 1
-            if isinstance(event, yaml.AliasEvent):
-                if event.anchor not in anchors:
-                    m = event.start_mark
-                    raise ParseError("parse.syntax", f"unknown alias *{event.anchor}", file, *_pos(m))
-                value, loc, size = anchors[event.anchor]
-                loc = Loc(_pos(event.start_mark), loc.keys, loc.children)
-            elif isinstance(event, yaml.ScalarEvent):
-                value = _scalar(event, file)
-                loc = Loc(_pos(event.start_mark))
+            if cls is _ScalarEvent:
+                m = event.start_mark
+                pos = (m.line + 1, m.column + 1)
+                parent = stack[-1] if stack else None
+                if (parent is not None and parent[2] is None and type(parent[0]) is dict
+                        and event.tag is None and not event.anchor):
+                    # The common case, a plain key: kept as written (`1:` and `on:` are the
+                    # keys "1" and "on"), never resolved.
+                    key = event.value
+                    if key in parent[0]:
+                        raise _duplicate(key, parent[1], pos, file)
+                    parent[2], parent[3] = key, pos
+                    parent[4] += 1
+                    nodes += 1
+                    continue
+                if event.tag is None:  # untagged: plain scalars are resolved, quoted ones are strings
+                    value = _plain(event, file) if event.implicit[0] else event.value
+                else:
+                    value = _scalar(event, file)
+                loc = pos
                 if event.anchor:
                     anchors[event.anchor] = (value, loc, 1)
-            elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            elif cls is _MappingStartEvent or cls is _SequenceStartEvent:
                 if len(stack) >= MAX_DEPTH:
                     raise ParseError("parse.too-deep", f"nesting deeper than {MAX_DEPTH} levels",
                                      file, *_pos(event.start_mark))
-                is_map = isinstance(event, yaml.MappingStartEvent)
-                if event.tag not in (None, "!", _MAP_TAG if is_map else _SEQ_TAG):
+                is_map = cls is _MappingStartEvent
+                if event.tag is not None and event.tag not in ("!", _MAP_TAG if is_map else _SEQ_TAG):
                     raise ParseError("parse.tag", f"unsupported tag {event.tag!r}", file,
                                      *_pos(event.start_mark))
                 container: Any = {} if is_map else []
                 stack.append([container, Loc(_pos(event.start_mark)), None, None, 1, event.anchor])
                 continue
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            elif cls is _MappingEndEvent or cls is _SequenceEndEvent:
                 value, loc, _k, _kp, size, anchor = stack.pop()
                 if anchor:
                     anchors[anchor] = (value, loc, size)
-            else:  # pragma: no cover - no other event kinds exist
+            elif cls is _AliasEvent:
+                if event.anchor not in anchors:
+                    m = event.start_mark
+                    raise ParseError("parse.syntax", f"unknown alias *{event.anchor}", file, *_pos(m))
+                value, target, size = anchors[event.anchor]
+                pos = _pos(event.start_mark)
+                loc = pos if isinstance(target, tuple) else Loc(pos, target.keys, target.children)
+            elif cls is _DocumentStartEvent:
+                anchors.clear()
+                nodes = 0
+                root = None
+                continue
+            elif cls is _DocumentEndEvent:
+                assert root is not None
+                data, top = root
+                yield data, (top if isinstance(top, Loc) else Loc(top))
+                continue
+            elif cls is _StreamEndEvent:
+                return
+            else:  # the stream start
                 continue
 
             nodes += size
@@ -232,20 +286,18 @@ def _documents(stream: str, file: str) -> Iterator[tuple[Any, Loc]]:
             parent = stack[-1]
             parent[4] += size
             container = parent[0]
-            if isinstance(container, list):
+            if type(container) is list:
                 parent[1].children[len(container)] = loc
                 container.append(value)
             elif parent[2] is None:
+                where = loc if isinstance(loc, tuple) else loc.pos
                 if isinstance(value, (dict, list)):
-                    raise ParseError("parse.key", "mapping keys must be scalars", file, *loc.pos)
+                    raise ParseError("parse.key", "mapping keys must be scalars", file, *where)
                 # Keys are kept as written: `1:` and `on:` are the keys "1" and "on".
-                key = event.value if isinstance(event, yaml.ScalarEvent) else str(value)
+                key = event.value if cls is _ScalarEvent else str(value)
                 if key in container:
-                    first = parent[1].keys[key]
-                    raise ParseError("parse.duplicate-key",
-                                     f"duplicate key {key!r} (first defined at line {first[0]})",
-                                     file, *loc.pos)
-                parent[2], parent[3] = key, loc.pos
+                    raise _duplicate(key, parent[1], where, file)
+                parent[2], parent[3] = key, where
             else:
                 key = parent[2]
                 container[key] = value
@@ -261,8 +313,8 @@ def _documents(stream: str, file: str) -> Iterator[tuple[Any, Loc]]:
                              file, line, column) from None
         if exc.context:
             cm = exc.context_mark
-            where = f" at line {cm.line + 1}, column {cm.column + 1}" if cm and cm is not mark else ""
-            problem = f"{problem} ({exc.context}{where})"
+            started = f" at line {cm.line + 1}, column {cm.column + 1}" if cm and cm is not mark else ""
+            problem = f"{problem} ({exc.context}{started})"
         raise ParseError("parse.syntax", problem, file, line, column) from None
     except yaml.YAMLError as exc:  # reader errors: control characters and the like
         raise ParseError("parse.syntax", str(exc).splitlines()[0], file) from None
@@ -335,12 +387,34 @@ def parse_text(text: str, file: str = "<stdin>") -> list[Document]:
     return docs
 
 
+def read_bounded(fh: BinaryIO, max_bytes: int) -> bytes:
+    """At most ``max_bytes + 1`` bytes of ``fh`` (one more than allowed, so the caller can tell).
+
+    ``fh.read(max_bytes + 1)`` would allocate the whole limit (16 MiB) for every small file;
+    regular files are read by their size, pipes and terminals in chunks.
+    """
+    try:
+        regular = stat.S_ISREG(os.fstat(fh.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # streams without a file descriptor
+        regular = False
+    if regular:
+        return fh.read(max_bytes + 1) if os.fstat(fh.fileno()).st_size > max_bytes else fh.read()
+    chunks, size = [], 0
+    while size <= max_bytes:
+        chunk = fh.read(min(1 << 20, max_bytes + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def parse_file(path: str | Path, *, max_bytes: int = MAX_BYTES) -> list[Document]:
     """All documents of a file. Raises :class:`ParseError`, also for unreadable files."""
     name = str(path)
     try:
         with open(path, "rb") as fh:
-            raw = fh.read(max_bytes + 1)
+            raw = read_bounded(fh, max_bytes)
     except FileNotFoundError:
         raise ParseError("parse.io", "no such file", name) from None
     except IsADirectoryError:

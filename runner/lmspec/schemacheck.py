@@ -30,6 +30,7 @@ def check_document(doc: Document) -> tuple[BaseModel | None, list[Finding]]:
     version = data.get("apiVersion")
     if version not in SUPPORTED_VERSIONS:
         supported = ", ".join(SUPPORTED_VERSIONS)
+        path: tuple[str | int, ...]
         if version is None:
             msg, path = "apiVersion is missing", ()
         else:
@@ -168,7 +169,8 @@ def _from_error(doc: Document, cls: type[BaseModel], err: ErrorDetails,
         if etype == "union_tag_invalid":
             path = (*path, ctx.get("discriminator", "type").strip("'"))
             value = ctx.get("tag")
-        close = difflib.get_close_matches(str(value), [s.strip(" '") for s in str(expected).replace(" or ", ",").split(",")], n=1)
+        choices = [s.strip(" '") for s in str(expected).replace(" or ", ",").split(",")]
+        close = difflib.get_close_matches(str(value), choices, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         return _finding(doc, rules.SCHEMA_ENUM, path,
                         f"{_describe(value)} is not one of {expected}",

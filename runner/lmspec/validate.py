@@ -5,6 +5,7 @@ Every layer runs on everything it can, so one run reports all problems at once.
 
 from __future__ import annotations
 
+import difflib
 import glob
 import hashlib
 import os
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 from . import rules
 from .checks import REFERENCES, Index, run_checks
 from .findings import Finding, Report, pointer
-from .parse import MAX_BYTES, Document, ParseError, decode, parse_file, parse_text
+from .parse import MAX_BYTES, Document, ParseError, decode, parse_file, parse_text, read_bounded
 from .schemacheck import check_document
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -157,7 +158,7 @@ def _read_stdin(stdin_text: str | None, max_bytes: int) -> str:
         raw = stdin_text.encode("utf-8", "surrogatepass")
     else:
         # Read bytes, not text: the encoding checks must apply to stdin as to files.
-        raw = sys.stdin.buffer.read(max_bytes + 1)
+        raw = read_bounded(sys.stdin.buffer, max_bytes)
     if len(raw) > max_bytes:
         raise ParseError("parse.too-large", f"input larger than {max_bytes} bytes", "<stdin>")
     return decode(raw, "<stdin>")
@@ -210,12 +211,16 @@ def _references(result: ManifestSet, *, check_missing: bool) -> Iterator[Finding
     for m in result.manifests:
         first = seen.setdefault((m.kind, m.name), m)
         if first is not m:
+            line = first.document.locate(("metadata", "name"))[0]
             yield _at(m, rules.REFERENCE_DUPLICATE, ("metadata", "name"),
-                      f"a {m.kind} named {m.name!r} is already defined in {first.file}:{first.document.locate(('metadata', 'name'))[0]}",
+                      f"a {m.kind} named {m.name!r} is already defined in {first.file}:{line}",
                       "rename one of them")
     names: dict[str, list[str]] = {}
+    by_kind: dict[str, list[str]] = {}
     for m in result.manifests:
         names.setdefault(m.name, []).append(m.kind)
+    for kind, defined in seen:
+        by_kind.setdefault(kind, []).append(defined)
     for m in result.manifests:
         for path, kind, get in REFERENCES.get(m.kind, []):
             name = get(m.obj)
@@ -227,9 +232,16 @@ def _references(result: ManifestSet, *, check_missing: bool) -> Iterator[Finding
                           f"{path[-1]} must name a {kind}, but {name!r} is a {others[0]}",
                           f"name a {kind} manifest")
             elif check_missing:
-                candidates = sorted(n for (k, n) in seen if k == kind)
-                hint = f"{kind}s given: {', '.join(candidates)}" if candidates else \
-                    f"pass the file that defines the {kind} too"
+                candidates = by_kind.get(kind, [])
+                # difflib is quadratic-ish; beyond a few hundred names a guess costs too much.
+                close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6) \
+                    if len(candidates) <= 200 else []
+                if close:
+                    hint = f"did you mean {close[0]!r}?"
+                elif 0 < len(candidates) <= 10:
+                    hint = f"{kind}s given: {', '.join(sorted(candidates))}"
+                else:
+                    hint = f"pass the file that defines the {kind} too"
                 yield _at(m, rules.REFERENCE_MISSING, path, f"no {kind} named {name!r} among the inputs", hint)
 
 

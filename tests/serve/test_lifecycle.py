@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +27,8 @@ def test_full_queue_rejects_with_retry_after(start: Any, exports: dict[str, Path
     # A long queue delay keeps under-full batches waiting, so the two-slot queue fills for sure.
     server = start("busy", exports["lm"], protocols=["oip-v2", "openai"],
                    batching={"maxBatchSize": 64, "maxQueueDelayMicroseconds": 300_000,
-                             "maxQueueSize": 2})
+                             "maxQueueSize": 2},
+                   limits={"requestTimeoutSeconds": 2})
 
     def infer(_: int) -> httpx.Response:
         return server.client.post("/v2/models/busy/infer", json=ids_body())
@@ -52,6 +52,11 @@ def test_full_queue_rejects_with_retry_after(start: Any, exports: dict[str, Path
     assert ok["shape"] == [1, 3, 256] and ok["datatype"] == "FP32"
     assert server.metric("lmspec_queue_depth", queue="infer") == 0
 
+    # Each lone generation step waits out the 0.3 s queue delay: 20 steps pass the 2 s timeout.
+    slow = server.client.post("/v1/completions", json={"model": "busy", "prompt": "a", "max_tokens": 20})
+    assert slow.status_code == 504 and slow.json()["error"]["type"] == "timeout"
+    assert server.metric("lmspec_queue_depth", queue="generate") == 0
+
 
 def test_sigterm_drains_in_flight_requests(start: Any, exports: dict[str, Path]) -> None:
     server = start("drain", exports["lm"], protocols=["openai"], batching={"enabled": False},
@@ -60,12 +65,14 @@ def test_sigterm_drains_in_flight_requests(start: Any, exports: dict[str, Path])
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(server.client.post, "/v1/completions", json=body) for _ in range(8)]
         deadline = time.monotonic() + 10
-        while server.metric("lmspec_requests_in_flight") < 8 and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+                server.metric("lmspec_requests_in_flight") < 8
+                or server.metric("lmspec_batch_size_count", queue="generate") < 8):
             time.sleep(0.01)
         assert server.metric("lmspec_requests_in_flight") == 8
         # Batching off: one sequence per forward pass.
         assert (server.metric("lmspec_batch_size_sum", queue="generate")
-                == server.metric("lmspec_batch_size_count", queue="generate") > 0)
+                == server.metric("lmspec_batch_size_count", queue="generate"))
         server.proc.send_signal(signal.SIGTERM)
         time.sleep(0.05)
         assert httpx.get(server.url + "/v2/health/ready").status_code == 503
@@ -93,17 +100,19 @@ def test_startup_errors_are_clear(tmp_path: Path, exports: dict[str, Path],
                              auth={"apiKeys": [{"env": "LMSPEC_TEST_UNSET_KEYS"}]})
     r = lmspec_serve(str(keyed), "--port", "0")
     assert r.returncode == 2 and "LMSPEC_TEST_UNSET_KEYS is not set" in r.stderr
+    filed = service_manifest(tmp_path / "f", "f", exports["iris"],
+                             auth={"apiKeys": [{"file": str(tmp_path / "no-such-keys")}]})
+    r = lmspec_serve(str(filed), "--port", "0")
+    assert r.returncode == 2 and "spec.auth.apiKeys[0]" in r.stderr and "no-such-keys" in r.stderr
 
     wrong = service_manifest(tmp_path / "c", "c", exports["iris"], protocols=["openai"])
     r = lmspec_serve(str(wrong), "--port", "0")
     assert r.returncode == 2 and "not a causal language model" in r.stderr
 
-    job = tmp_path / "d" / "job.yaml"
-    service = yaml.safe_load((Path(__file__).parents[2] / "examples/iris/serve.yaml").read_text())
-    job.parent.mkdir()
-    (job.parent / "serve.yaml").write_text(yaml.safe_dump(service))
-    r = lmspec_serve(str(job.parent), "--port", "0", cwd=tmp_path)
-    assert r.returncode == 2 and "iris-train" in r.stderr
+    # The example names its TrainingJob; run from an empty directory, the job's export is absent.
+    r = lmspec_serve(str(Path(__file__).parents[2] / "examples" / "iris"), "--port", "0", cwd=tmp_path)
+    assert r.returncode == 2 and "runs/iris-train/export" in r.stderr
+    assert "run `lmspec run" in r.stderr and "train.yaml" in r.stderr
 
     invalid = tmp_path / "e.yaml"
     invalid.write_text("apiVersion: lmspec.io/v1alpha1\nkind: InferenceService\nmetadata: {name: x}\n"

@@ -1,12 +1,9 @@
-"""Shared helpers of the validator tests."""
+"""The validator tests import the case table (rule_cases.py) and the Hypothesis strategies
+(strategies.py) that live next to them."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-
-# The case table and the strategies are plain modules next to the tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (a table of manifests: long YAML lines read best unbroken)
 """One table of manifests per rule: ``bad`` ones must trigger the rule, ``good`` near-misses must not.
 
 ``CASES[rule_id] = {"bad": [case, ...], "good": [case, ...]}``. A case is YAML (or JSON) text, or
@@ -393,6 +394,11 @@ spec:
         "bad": [_and(LM, _swap(TEXT, "sequenceLength: 64", "sequenceLength: 65"),
                      _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n"))],
         "good": [_and(LM, TEXT, LM_JOB)],
+    },
+    "trainingjob.memory-fit": {
+        "bad": [_at(_and(LM, TEXT, LM_JOB + "  resources: {memoryPerDevice: 64KB}\n"),
+                    "memoryPerDevice: |64KB", "/spec/resources/memoryPerDevice")],
+        "good": [_and(LM, TEXT, LM_JOB + "  resources: {memoryPerDevice: 1GiB}\n")],
     },
     # --- semantic: InferenceService ------------------------------------------------------------
     "inferenceservice.inline-secret": {

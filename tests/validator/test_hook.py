@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 
 import yaml
-from conftest import ROOT
 
 from lmspec.cli import COMMANDS
+
+ROOT = Path(__file__).resolve().parents[2]
+
 
 
 def test_pre_commit_hook() -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, ROOT
 
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
 HEAVY = ("torch", "deepspeed", "fastapi", "uvicorn", "transformers")
 
 PROBE = """

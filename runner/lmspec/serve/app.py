@@ -372,12 +372,17 @@ def _oip_routes(app: FastAPI, state: State) -> None:
     async def generate_stream(model: str, body: GenerateRequest, request: Request,
                               version: str | None = None) -> Response:
         gen = _oip_generation(state, model, version, body, request)
+        timeout = state.service.spec.limits.request_timeout_seconds
+        deadline = time.monotonic() + timeout
 
         async def events() -> AsyncIterator[bytes]:
             head = {"model_name": state.name, "model_version": "1"}
             try:
                 async for piece in gen:
                     yield sse({**head, "text_output": piece})
+                    if time.monotonic() > deadline:
+                        raise ApiError(504, "the request took longer than "
+                                       f"limits.requestTimeoutSeconds ({timeout} s)")
             except ApiError as exc:
                 yield sse({"error": exc.message})
                 return

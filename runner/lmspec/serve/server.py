@@ -106,9 +106,6 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
     """Validate, resolve and serve; returns the exit status (0 after a clean drain)."""
     import lmspec
 
-    from .app import create_app
-    from .predictor import load_export
-
     manifests = lmspec.load(paths)
     chosen = pick_service(manifests, service)
     obj: InferenceService = chosen.obj
@@ -122,7 +119,11 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
     host = host or spec.server.host
     port = spec.server.port if port is None else port
 
+    # Heavy imports only once the configuration is known to be good.
     import uvicorn
+
+    from .app import create_app
+    from .predictor import load_export
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     asgi, state = create_app(obj, lambda: load_export(export), keys=keys)

@@ -23,6 +23,7 @@ dropout masks the uninterrupted run would have.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -88,6 +89,7 @@ class Recipe:
         self.stopped_early = False
         self.log: MetricsLog | None = None
         self.first_step_s: float | None = None
+        self.train_seconds = 0.0
         fault = os.environ.get(FAULT_ENV, "")
         self.fault = tuple(int(v) for v in fault.split(":")) if fault else None
 
@@ -143,6 +145,11 @@ class Recipe:
         self.input_width = width
         torch.manual_seed(self.spec.seed)  # the same initial weights on every rank
         if self.spec.zero.stage == 3:
+            if self.task == "causal-lm":
+                # zero.Init patches tensor constructors, which breaks torch._dynamo if it is first
+                # imported inside (transformers imports it lazily): import it beforehand.
+                importlib.import_module("torch._dynamo")
+                importlib.import_module("transformers.generation.utils")
             # Partition parameters as they are created instead of materialising the whole model
             # on every rank first.
             with deepspeed.zero.Init(config_dict_or_path=self.ds_config):
@@ -203,6 +210,12 @@ class Recipe:
                 print(f"lmspec: no complete checkpoint in {self.ckpt_dir}; starting from scratch")
             return
         _, state = self.engine.load_checkpoint(str(self.ckpt_dir), tag=tag)
+        # The partitioned ZeRO optimizers restore their states but not the param groups' current
+        # learning rate; take it from the restored schedule, or the first step would use the
+        # rate the schedule set at construction.
+        sched = self.engine.lr_scheduler
+        for group, lr in zip(sched.optimizer.param_groups, sched.get_last_lr(), strict=True):
+            group["lr"] = lr
         self.step, self.epoch, self.micro = state["step"], state["epoch"], state["micro"]
         self.best, self.bad_validations = state["best"], state["bad_validations"]
         if self.world.is_main:
@@ -218,45 +231,49 @@ class Recipe:
         engine.train()
         window_loss, window_micro, window_start = 0.0, 0, time.perf_counter()
         started = time.perf_counter()
+        shard: Any = None
+        shard_epoch = -1
         while self.epoch < spec.stopping.epochs and not self._done():
-            shard = self._epoch_shard(self.epoch)
-            while self.micro < self.micro_per_epoch and not self._done():
-                rows = slice(self.micro * mb, (self.micro + 1) * mb)
-                x, y = shard.inputs[rows], shard.targets[rows]
-                if self.task != "causal-lm":
-                    rng = np.random.default_rng(_seed(spec.seed, self.epoch, self.micro, self.world.rank))
-                    x = self.data.transform.augment(x, rng)
-                torch.manual_seed(_seed(spec.seed, self.epoch, self.micro, self.world.rank, 1))
-                loss = compute_loss(engine(self._inputs(x)), self._targets(y), spec.loss)
-                engine.backward(loss)
-                engine.step()
-                self.micro += 1
-                window_loss += float(loss.detach())
-                window_micro += 1
-                if self.micro % gas:
-                    continue
-                # An optimizer step is complete.
-                self.step += 1
-                if self.first_step_s is None:
-                    self.first_step_s = time.perf_counter() - started
-                if self.micro == self.micro_per_epoch:
-                    self.epoch, self.micro = self.epoch + 1, 0
-                samples = window_micro * mb * self.world.size
-                rate = samples / max(time.perf_counter() - window_start, 1e-9)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{float(loss):.4f}", samples_s=f"{rate:.0f}")
-                if self.step % spec.logging.interval == 0 or self.step == self.total_steps:
-                    self._log_train(window_loss / window_micro, rate)
-                    window_loss, window_micro, window_start = 0.0, 0, time.perf_counter()
-                interval = spec.validation.interval
-                if (interval and self.step % interval == 0) or (interval is None and self.micro == 0):
-                    self._validate()
-                every = spec.checkpointing.interval
-                if every and self.step % every == 0 and not self._done():
-                    self._save_checkpoint()
-                if self.fault is not None and self.fault == (self.world.rank, self.step):
-                    os.kill(os.getpid(), 9)
+            if shard_epoch != self.epoch:
+                shard, shard_epoch = self._epoch_shard(self.epoch), self.epoch
+            rows = slice(self.micro * mb, (self.micro + 1) * mb)
+            x, y = shard.inputs[rows], shard.targets[rows]
+            # Derived from (seed, epoch, micro batch, rank) only: a resumed run draws the same.
+            if self.task != "causal-lm":
+                rng = np.random.default_rng(_seed(spec.seed, self.epoch, self.micro, self.world.rank))
+                x = self.data.transform.augment(x, rng)
+            torch.manual_seed(_seed(spec.seed, self.epoch, self.micro, self.world.rank, 1))
+            loss = compute_loss(engine(self._inputs(x)), self._targets(y), spec.loss)
+            engine.backward(loss)
+            engine.step()
+            self.micro += 1
+            window_loss += float(loss.detach())
+            window_micro += 1
+            if self.micro % gas:
+                continue
+            # An optimizer step is complete.
+            self.step += 1
+            if self.first_step_s is None:
+                self.first_step_s = time.perf_counter() - started
+            if self.micro == self.micro_per_epoch:
+                self.epoch, self.micro = self.epoch + 1, 0
+            samples = window_micro * mb * self.world.size
+            rate = samples / max(time.perf_counter() - window_start, 1e-9)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss):.4f}", samples_s=f"{rate:.0f}")
+            if self.step % spec.logging.interval == 0 or self.step == self.total_steps:
+                self._log_train(window_loss / window_micro, rate)
+                window_loss, window_micro, window_start = 0.0, 0, time.perf_counter()
+            interval = spec.validation.interval
+            if (interval and self.step % interval == 0) or (interval is None and self.micro == 0):
+                self._validate()
+            every = spec.checkpointing.interval
+            if every and self.step % every == 0 and not self._done():
+                self._save_checkpoint()
+            if self.fault is not None and self.fault == (self.world.rank, self.step):
+                os.kill(os.getpid(), 9)
+        self.train_seconds = time.perf_counter() - started
         if bar is not None:
             bar.close()
         self._save_checkpoint()
@@ -395,7 +412,8 @@ class Recipe:
             save_export(out, self.model_obj, state, self.data.transform.state_dict(),
                         job=self.job.metadata.name, metrics=metrics, input_width=self.input_width)
             summary = {"steps": self.step, "epochs": self.epoch, "stoppedEarly": self.stopped_early,
-                       "firstStepSeconds": self.first_step_s, "test": metrics}
+                       "firstStepSeconds": self.first_step_s,
+                       "trainSeconds": self.train_seconds, "test": metrics}
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return out
 

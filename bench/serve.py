@@ -1,0 +1,209 @@
+"""Closed-loop load test of ``lmspec serve``: dynamic batching on vs off, at several concurrencies.
+
+    .venv/bin/python bench/serve.py                    # ~1 minute
+    .venv/bin/python bench/serve.py --hidden 32,32     # the iris example's own (tiny) MLP
+
+Each of C clients sends one OIP v2 infer request (one iris row), waits for the answer, and sends
+the next; requests/s, p50 and p99 latency are measured per row of the table. The load generator is
+one asyncio process speaking plain HTTP/1.1 over keep-alive connections, so that on a small machine
+it takes as little CPU as possible from the server it measures.
+
+The model is the iris MLP (``examples/iris``) with its real preprocessing and briefly trained
+weights, but, by default, with wider hidden layers than the example's [32, 32]: a forward pass of
+the example itself costs microseconds, far less than the HTTP handling around it, so batching could
+not matter. The output says which widths were measured. With ``runs/iris-train/export`` present and
+``--hidden 32,32`` that export is served as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+ROW = [5.9, 3.0, 4.2, 1.5]
+
+
+def build_export(out: Path, hidden: list[int], steps: int) -> tuple[Path, str]:
+    """An iris MLP export with the Dataset's fitted transform; returns (path, description)."""
+    import numpy as np
+    import torch
+
+    import lmspec
+    from lmspec.data import prepare
+    from lmspec.export import save_export
+    from lmspec.nn import build_model
+
+    existing = ROOT / "runs" / "iris-train" / "export"
+    if hidden == [32, 32] and (existing / "export.json").is_file():
+        return existing, f"iris MLP hidden [32, 32], trained by `lmspec run` ({existing})"
+    manifests = lmspec.load([str(ROOT / "examples" / "iris")])
+    dataset, model_m = manifests.get("Dataset", "iris"), manifests.get("Model", "iris-mlp")
+    assert dataset is not None and model_m is not None
+    arch = model_m.obj.spec.architecture.model_copy(update={"hidden_sizes": hidden})
+    manifest = model_m.obj.model_copy(
+        update={"spec": model_m.obj.spec.model_copy(update={"architecture": arch})})
+    data = prepare(dataset.obj, dataset.base_dir, model_task="classification")
+    torch.manual_seed(0)
+    model = build_model(manifest.spec)
+    x = torch.from_numpy(np.asarray(data.train.inputs, dtype=np.float32))
+    y = torch.from_numpy(np.asarray(data.train.targets, dtype=np.int64))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    with torch.no_grad():
+        test_x = torch.from_numpy(np.asarray(data.test.inputs, dtype=np.float32))
+        acc = float((model(test_x).argmax(1).numpy() == np.asarray(data.test.targets)).mean())
+    params = sum(p.numel() for p in model.parameters())
+    save_export(out, manifest, model.state_dict(), data.transform.state_dict(), job="bench",
+                metrics={"accuracy": acc})
+    return out, (f"iris MLP widened to hidden {hidden} ({params:,} parameters), trained {steps} "
+                 f"full-batch steps in-process, test accuracy {acc:.2f}")
+
+
+def forward_cost(export: Path, threads: int) -> str:
+    import numpy as np
+    import torch
+
+    from lmspec.export import load_exported
+
+    ex = load_exported(export)
+    torch.set_num_threads(threads)
+    parts = []
+    for rows in (1, 32, 64):
+        x = {"features": np.tile(np.array([ROW], np.float32), (rows, 1))}
+        ex.predict(x)
+        n, t = 0, time.perf_counter()
+        while time.perf_counter() - t < 0.3:
+            ex.predict(x)
+            n += 1
+        parts.append(f"batch {rows}: {(time.perf_counter() - t) / n * 1e3:.2f} ms")
+    return (f"forward pass incl. preprocessing, in-process, {threads} torch thread(s): "
+            + ", ".join(parts))
+
+
+def start_server(work: Path, export: Path, batching: dict[str, Any],
+                 threads: int) -> tuple[subprocess.Popen[bytes], str, int]:
+    work.mkdir(parents=True, exist_ok=True)
+    doc = {"apiVersion": "lmspec.io/v1alpha1", "kind": "InferenceService",
+           "metadata": {"name": "iris"},
+           "spec": {"model": {"path": str(export)}, "batching": batching,
+                    "limits": {"requestTimeoutSeconds": 60}}}
+    (work / "service.yaml").write_text(yaml.safe_dump(doc))
+    log = (work / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "lmspec", "serve", str(work / "service.yaml"),
+                             "--port", "0"], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = re.search(r"listening on http://([\d.]+):(\d+)", (work / "server.log").read_text())
+        if found and "is ready" in (work / "server.log").read_text():
+            return proc, found.group(1), int(found.group(2))
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise SystemExit(f"server did not start:\n{(work / 'server.log').read_text()}")
+
+
+async def _client(host: str, port: int, request: bytes, stop_at: float, record_from: float,
+                  latencies: list[float], errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            t1 = time.perf_counter()
+            if t0 >= record_from:
+                if head.startswith(b"HTTP/1.1 200"):
+                    latencies.append(t1 - t0)
+                else:
+                    errors.append(1)
+    finally:
+        writer.close()
+
+
+async def closed_loop(host: str, port: int, concurrency: int, warmup: float,
+                      duration: float) -> tuple[float, float, float, int]:
+    body = json.dumps({"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32",
+                                   "data": ROW}]}).encode()
+    request = (f"POST /v2/models/iris/infer HTTP/1.1\r\nHost: {host}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    start = time.perf_counter()
+    latencies: list[float] = []
+    errors: list[int] = []
+    record_from, stop_at = start + warmup, start + warmup + duration
+    await asyncio.gather(*(_client(host, port, request, stop_at, record_from, latencies, errors)
+                           for _ in range(concurrency)))
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return len(latencies) / duration, statistics.median(latencies) * 1e3, p99 * 1e3, len(errors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hidden", default="2048,2048,2048,2048",
+                        help="hidden layer widths of the MLP (the example uses 32,32)")
+    parser.add_argument("--steps", type=int, default=30, help="training steps for the weights")
+    parser.add_argument("--concurrency", default="1,8,32,64")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds measured per row")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds discarded per row")
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--delay-us", type=int, default=2000, help="maxQueueDelayMicroseconds")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of the server (OMP_NUM_THREADS); on 2 shared cores "
+                             "one compute thread avoids OpenMP spinning against the event loop")
+    args = parser.parse_args()
+    hidden = [int(h) for h in args.hidden.split(",")]
+    levels = [int(c) for c in args.concurrency.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="lmspec-bench-") as tmp:
+        export, described = build_export(Path(tmp) / "export", hidden, args.steps)
+        print(f"model: {described}")
+        print(forward_cost(export, args.threads))
+        print(f"machine: {os.cpu_count()} CPU(s); server and load generator share them")
+        modes = {
+            "on": {"enabled": True, "maxBatchSize": args.max_batch_size,
+                   "maxQueueDelayMicroseconds": args.delay_us, "maxQueueSize": 4096},
+            "off": {"enabled": False, "maxBatchSize": args.max_batch_size, "maxQueueSize": 4096},
+        }
+        results: dict[tuple[str, int], tuple[float, float, float, int]] = {}
+        print(f"\n{'batching':<9}{'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+        for mode, batching in modes.items():
+            proc, host, port = start_server(Path(tmp) / mode, export, batching, args.threads)
+            try:
+                for c in levels:
+                    row = asyncio.run(closed_loop(host, port, c, args.warmup, args.duration))
+                    results[(mode, c)] = row
+                    rps, p50, p99, errs = row
+                    print(f"{mode:<9}{c:>8}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}{errs:>8}", flush=True)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
+        if ("on", 32) in results and ("off", 32) in results:
+            on, off = results[("on", 32)], results[("off", 32)]
+            print(f"\nat 32 clients: batching on/off throughput {on[0] / off[0]:.2f}x; "
+                  f"p99 {on[2]:.1f} ms (on) vs {off[2]:.1f} ms (off)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""``lmspec plan``: parameter counts and ZeRO memory per device, without torch."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..output import render
+from ..plan import Count, all_states, count_parameters, model_states, parse_bytes
+from ..validate import ManifestSet, ValidationFailed, load
+
+
+def _count(manifests: ManifestSet, model_name: str, dataset_name: str | None) -> Count:
+    model = manifests.get("Model", model_name)
+    assert model is not None
+    dataset = manifests.get("Dataset", dataset_name) if dataset_name else None
+    n_features = len(dataset.obj.spec.features) if dataset is not None else None
+    return count_parameters(model.obj.spec, n_features=n_features or None)
+
+
+def _size(n: int) -> str:
+    """Binary units, as DeepSpeed's estimators print them: ``12.50 GiB``."""
+    value, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{value:8.2f} {unit:3s}"
+
+
+@click.command("plan")
+@click.argument("paths", nargs=-1, required=True)
+def command(paths: tuple[str, ...]) -> None:
+    """Print each Model's parameter count and, for each TrainingJob, the model-state memory per
+    device at every ZeRO stage and offload choice (ZeRO paper formulas; activations excluded).
+    The job's own choice is marked with *."""
+    try:
+        manifests = load(list(paths))
+    except ValidationFailed as exc:
+        sys.stdout.write(render(exc.report, "text"))
+        sys.exit(1)
+    for m in manifests.of_kind("Model"):
+        c = _count(manifests, m.name, None)
+        shown = f"{c.params:,}" if c.params is not None else c.note
+        click.echo(f"Model {m.name}: {shown} parameters")
+    for j in manifests.of_kind("TrainingJob"):
+        spec = j.obj.spec
+        c = _count(manifests, spec.model, spec.dataset)
+        world = spec.resources.nodes * spec.resources.processes_per_node
+        precision = "bf16" if spec.precision.bf16.enabled else "fp16" if spec.precision.fp16.enabled else "fp32"
+        click.echo(f"\nTrainingJob {j.name}: Model {spec.model}, {world} data-parallel rank(s), "
+                   f"{precision}, optimizer {spec.optimizer.type}")
+        if c.params is None or c.largest_layer is None:
+            click.echo(f"  parameter count {c.note}; no memory plan")
+            continue
+        chosen = model_states(spec, c.params, c.largest_layer)
+        limit = parse_bytes(spec.resources.memory_per_device) if spec.resources.memory_per_device else None
+        click.echo(f"  {c.params:,} parameters, largest layer {c.largest_layer:,}")
+        click.echo("    stage  offload               device         host" + ("  fits" if limit else ""))
+        for s in all_states(spec, c.params, c.largest_layer):
+            mark = "*" if (s.stage, s.offload) == (chosen.stage, chosen.offload) else " "
+            fits = ("   yes" if s.device_bytes <= limit else "    no") if limit else ""
+            click.echo(f"  {mark} {s.stage:5d}  {s.offload:16s} {_size(s.device_bytes)} {_size(s.host_bytes)}{fits}")
+        if limit:
+            click.echo(f"  memoryPerDevice {spec.resources.memory_per_device}")

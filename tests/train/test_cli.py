@@ -1,0 +1,49 @@
+"""``lmspec run`` refuses bad input before training, with a clear message and no traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from train_helpers import REPO, iris_job, lmspec_run, write_manifests, IRIS_DATASET, IRIS_MODEL, IRIS_JOB, merge
+
+from lmspec.cli import main
+
+
+def test_invalid_manifests_are_reported_like_validate(tmp_path: Path) -> None:
+    job = merge(IRIS_JOB, {"spec": {"precision": {"fp16": {"enabled": True}, "bf16": {"enabled": True}}}})
+    f = write_manifests(tmp_path, IRIS_DATASET, IRIS_MODEL, job)
+    out = CliRunner().invoke(main, ["run", str(f)])
+    assert out.exit_code == 1
+    assert "error[trainingjob.precision-exclusive]" in out.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_job_selection(tmp_path: Path) -> None:
+    second = merge(IRIS_JOB, {"metadata": {"name": "other"}})
+    f = write_manifests(tmp_path, IRIS_DATASET, IRIS_MODEL, IRIS_JOB, second)
+    out = CliRunner().invoke(main, ["run", str(f)])
+    assert out.exit_code == 1 and "choose one with --job" in out.output
+    out = CliRunner().invoke(main, ["run", str(f), "--job", "nope"])
+    assert out.exit_code == 1 and "no TrainingJob named 'nope'" in out.output
+
+
+def test_export_deepspeed_config() -> None:
+    out = CliRunner().invoke(main, ["export", "deepspeed-config", str(REPO / "examples" / "iris")])
+    assert out.exit_code == 0, out.output
+    cfg = json.loads(out.output)
+    assert cfg["train_micro_batch_size_per_gpu"] == 16 and cfg["gradient_clipping"] == 0.0
+
+
+def test_bad_data_is_one_line_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "iris.csv"
+    lines = (REPO / "examples" / "data" / "iris.csv").read_text().splitlines()
+    lines[5] = "5.0,abc,1.4,0.2,setosa"
+    bad.write_text("\n".join(lines) + "\n")
+    f, _ = iris_job(tmp_path)
+    f.write_text(f.read_text().replace(str(REPO / "examples" / "data" / "iris.csv"), str(bad)))
+    result = lmspec_run(str(f))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "lmspec: error:" in result.stderr and "row 6" in result.stderr

@@ -1,0 +1,111 @@
+"""Real DeepSpeed runs with two CPU ranks: every ZeRO stage, optimizer offload, bf16, resume after
+a kill, and a failed rank. Each launch checks several things, since starting ranks is slow."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from train_helpers import iris_job, lmspec_run, merge, write_manifests
+from safetensors.numpy import load_file
+
+from lmspec.export import load_exported
+
+pytestmark = pytest.mark.integration
+
+TWO = ("--nproc", "2")
+
+
+def _train_losses(run_dir: Path) -> list[float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r["loss"] for r in map(json.loads, lines) if r["split"] == "train"]
+
+
+def _check_run(run_dir: Path, *, atol: float) -> dict[str, Any]:
+    """Loss fell, and the export reproduces the trained engine's predictions."""
+    losses = _train_losses(run_dir)
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+    exported = load_exported(run_dir / "export")
+    x = np.load(run_dir / "final_inputs.npy")
+    expected = np.load(run_dir / "final_predictions.npy")
+    with torch.no_grad():
+        got = exported.model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=atol)
+    lock = json.loads((run_dir / "lock.json").read_text())
+    assert lock["worldSize"] == 2 and lock["dataFingerprint"]
+    return lock
+
+
+@pytest.mark.parametrize(("name", "spec", "atol"), [
+    ("stage0-bf16", {"zero": {"stage": 0}, "precision": {"bf16": {"enabled": True}}}, 0.05),
+    ("stage1-offload", {"zero": {"stage": 1, "offloadOptimizer": {"device": "cpu"}}}, 1e-6),
+])
+def test_iris_two_ranks(tmp_path: Path, name: str, spec: dict[str, Any], atol: float) -> None:
+    manifests, run_dir = iris_job(tmp_path, **spec)
+    result = lmspec_run(str(manifests), *TWO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lock = _check_run(run_dir, atol=atol)
+    assert lock["deepspeedConfig"]["zero_optimization"]["stage"] == spec["zero"]["stage"]
+    assert (run_dir / "rendered.yaml").is_file()
+
+
+def test_transformer_stage3(tmp_path: Path) -> None:
+    """A GPT-style model built inside zero.Init, parameters partitioned over both ranks."""
+    from train_helpers import REPO
+
+    import yaml
+
+    docs = [yaml.safe_load((REPO / "examples" / "tinylm" / f).read_text())
+            for f in ("dataset.yaml", "model.yaml", "train.yaml")]
+    docs[0]["spec"]["sources"][0]["path"] = str(REPO / "examples" / "data" / "licenses" / "*.txt")
+    docs[1] = merge(docs[1], {"spec": {"architecture": {"width": 32, "depth": 1, "heads": 2}}})
+    run_dir = tmp_path / "run"
+    docs[2] = merge(docs[2], {"spec": {
+        "zero": {"stage": 3}, "stopping": {"epochs": 1, "maxSteps": 12},
+        "batch": {"microBatchSize": 4}, "validation": {"interval": 6},
+        "checkpointing": {"interval": 6}, "logging": {"interval": 1, "progressBar": False},
+        "evaluation": {"metrics": ["loss", "perplexity"]}, "output": {"dir": str(run_dir)}}})
+    result = lmspec_run(str(write_manifests(tmp_path, *docs)), *TWO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _check_run(run_dir, atol=1e-4)
+    # Stage 3 checkpoints hold one parameter partition per rank.
+    assert len(list((run_dir / "checkpoints" / "step12").glob("zero_pp_rank_*_model_states.pt"))) == 2
+
+
+def test_kill_and_resume_gives_the_same_weights(tmp_path: Path) -> None:
+    spec = {"zero": {"stage": 2}, "checkpointing": {"interval": 2, "keepLast": 2}}
+    whole, whole_dir = iris_job(tmp_path / "whole", **spec)
+    broken, broken_dir = iris_job(tmp_path / "broken", **spec)
+    assert lmspec_run(str(whole), *TWO).returncode == 0
+
+    # 12 steps; the first checkpoint is at step 2. Kill rank 1 at a random later step.
+    step = random.randint(3, 11)
+    killed = lmspec_run(str(broken), *TWO, env={"LMSPEC_FAULT_AT": f"1:{step}"})
+    assert killed.returncode == 1
+    assert "training failed" in killed.stderr
+    assert not (broken_dir / "export").exists()
+
+    resumed = lmspec_run(str(broken), *TWO, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"(step {step - step % 2})" in resumed.stdout
+    a = load_file(str(whole_dir / "export" / "model.safetensors"))
+    b = load_file(str(broken_dir / "export" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_a_failed_rank_stops_the_run(tmp_path: Path) -> None:
+    manifests, run_dir = iris_job(tmp_path, stopping={"epochs": 50})
+    started = time.monotonic()
+    result = lmspec_run(str(manifests), *TWO, env={"LMSPEC_FAULT_AT": "1:2"}, timeout=120)
+    assert result.returncode == 1
+    assert "training failed: a rank exited" in result.stderr
+    assert time.monotonic() - started < 90
+    assert not (run_dir / "export").exists()
