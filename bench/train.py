@@ -60,7 +60,6 @@ def run_lmspec(paths: list[str], run_dir: Path) -> tuple[float, float, list[floa
 def run_plain(recipe: object, steps: int) -> tuple[float, list[float]]:
     """The loop a DeepSpeed user would write by hand, fed the recipe's batches."""
     import deepspeed
-    import numpy as np
     import torch
 
     from lmspec.data.split import Split, permutation
@@ -93,7 +92,7 @@ def run_plain(recipe: object, steps: int) -> tuple[float, list[float]]:
             loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
             engine.backward(loss)
             engine.step()
-            window += float(loss)
+            window += float(loss.detach())
             if (micro + 1) % gas == 0:
                 step += 1
                 losses.append(window / gas)

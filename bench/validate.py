@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         lm_ok, lm_rules = _lmspec_verdicts(corpus)
         cj_ok = _cjs_verdicts(corpus, schema, files)
         lmspec_only = {"semantic", "reference"}
-        explained, unexplained = [], []
+        explained: list[str] = []
+        unexplained: list[str] = []
         from lmspec.rules import RULES
 
         for f in files:

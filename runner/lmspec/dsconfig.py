@@ -127,10 +127,7 @@ def lr_multiplier(schedule: Schedule, peak_lr: float, step: int, total_steps: in
         return 1.0
     min_ratio = min(schedule.min_lr / peak_lr, 1.0)
     progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-    if schedule.type == "linear":
-        shape = 1.0 - progress
-    else:
-        shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+    shape = 1.0 - progress if schedule.type == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
     return min_ratio + (1.0 - min_ratio) * shape
 
 

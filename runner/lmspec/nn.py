@@ -77,7 +77,8 @@ class CausalLM(nn.Module):
     def enable_activation_checkpointing(self) -> None:
         # Non-reentrant checkpointing works with ZeRO's parameter hooks and needs no inputs that
         # require grad (token ids never do).
-        self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable: Any = self.lm.gradient_checkpointing_enable
+        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def build_model(spec: ModelSpec, *, input_width: int | None = None, base_dir: Path | None = None) -> nn.Module:
@@ -172,7 +173,8 @@ def _huggingface(arch: HuggingFace) -> CausalLM:
         config = AutoConfig.for_model(arch.model_type, **arch.config)
     except (ValueError, TypeError) as exc:
         raise ModelError(f"Hugging Face model type {arch.model_type!r}: {exc}") from None
-    return CausalLM(AutoModelForCausalLM.from_config(config))
+    lm: nn.Module = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+    return CausalLM(lm)
 
 
 def load_weights(model: nn.Module, path: Path, *, sha256: str | None = None) -> None:
@@ -204,7 +206,7 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str 
 def unique_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A state dict with every tensor once (tied weights kept under their first name), as fp32
     contiguous CPU tensors: the form safetensors stores."""
-    seen: set[tuple[int, int]] = set()
+    seen: set[tuple[int, Any]] = set()
     out: dict[str, torch.Tensor] = {}
     for name, t in state.items():
         key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else (id(t), 0)

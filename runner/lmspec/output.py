@@ -12,8 +12,6 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path, PurePath
-from urllib.parse import quote
-from xml.sax.saxutils import escape, quoteattr
 
 from ._version import __version__
 from .findings import Finding, Report
@@ -63,10 +61,14 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 
 
 def _xml(value: str) -> str:
+    from xml.sax.saxutils import escape  # imported here: it pulls in urllib.request
+
     return escape(_XML_INVALID.sub("\ufffd", value))
 
 
 def _xml_attr(value: str) -> str:
+    from xml.sax.saxutils import quoteattr
+
     return quoteattr(_XML_INVALID.sub("\ufffd", value))
 
 
@@ -151,6 +153,8 @@ def artifact_uri(file: str) -> str | None:
             path = path.relative_to(Path.cwd())
         except ValueError:
             return path.as_uri()
+    from urllib.parse import quote
+
     parts = PurePath(os.path.normpath(path)).as_posix()
     return quote(parts, safe="/")
 
@@ -216,6 +220,17 @@ def _pascal(rule_id: str) -> str:
     return "".join(w[:1].upper() + w[1:] for w in rule_id.replace(".", "-").split("-"))
 
 
+def _relative(file: str) -> str:
+    """``file`` relative to the working directory (the checkout, in CI) when it lies inside it."""
+    path = Path(file)
+    if path.is_absolute():
+        try:
+            return path.relative_to(Path.cwd()).as_posix()
+        except ValueError:
+            pass
+    return file
+
+
 # --- GitHub Actions ----------------------------------------------------------------------------
 
 def _gh_data(value: str) -> str:
@@ -234,7 +249,7 @@ def github(report: Report, *, strict: bool = False) -> str:
     for f in report.findings:
         level = "error" if f.severity == "error" or strict else "warning"
         message = f.message + (f" (at {f.pointer})" if f.pointer else "") + (f". hint: {f.hint}" if f.hint else "")
-        props = f"file={_gh_property(f.file)},line={f.line},col={f.column},title={_gh_property(f.rule)}"
+        props = f"file={_gh_property(_relative(f.file))},line={f.line},col={f.column},title={_gh_property(f.rule)}"
         lines.append(f"::{level} {props}::{_gh_data(message)}")
     lines.append(_summary_line(report, strict=strict))
     return "\n".join(lines) + "\n"

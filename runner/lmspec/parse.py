@@ -141,10 +141,17 @@ def resolve_plain(value: str) -> Any:
 
 
 def _plain(event: yaml.ScalarEvent, file: str) -> Any:
-    raw = event.value
-    if raw and raw[0] not in _NOT_A_STRING_START:
-        return raw
-    return _scalar(event, file)
+    try:
+        value = resolve_plain(event.value)
+    except ValueError:  # an integer literal beyond the interpreter's conversion limit
+        value = None
+        too_big = True
+    else:
+        too_big = type(value) is int and value.bit_length() > MAX_INT_BITS
+    if too_big:
+        raise ParseError("parse.too-large", f"integer literal longer than {MAX_INT_BITS} bits",
+                         file, *_pos(event.start_mark))
+    return value
 
 
 def _scalar(event: yaml.ScalarEvent, file: str) -> Any:
@@ -232,7 +239,9 @@ def _documents(stream: str, file: str) -> Iterator[tuple[Any, Loc]]:
                     nodes += 1
                     continue
                 if event.tag is None:  # untagged: plain scalars are resolved, quoted ones are strings
-                    value = _plain(event, file) if event.implicit[0] else event.value
+                    value = event.value
+                    if event.implicit[0] and (not value or value[0] in _NOT_A_STRING_START):
+                        value = _plain(event, file)
                 else:
                     value = _scalar(event, file)
                 loc = pos

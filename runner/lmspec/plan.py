@@ -166,7 +166,8 @@ def model_states(spec: TrainingJobSpec, params: int, largest_layer: int, *, stag
     n = spec.resources.nodes * spec.resources.processes_per_node
     p, g, k = bytes_per_param(spec)
     psi, big = params, largest_layer
-    host = 0
+    host = 0.0
+    device: float
     if offload == "none":
         device = {
             0: (p + g + k) * psi,

@@ -81,7 +81,9 @@ TRAININGJOB_METRIC_TASK = _rule("trainingjob.metric-task", "error", "semantic", 
 TRAININGJOB_CLASSES = _rule("trainingjob.classes", "error", "semantic", "The Dataset's classes disagree with the Model's numClasses or output width.")
 TRAININGJOB_CONTEXT = _rule("trainingjob.context-length", "error", "semantic", "Packed sequences are longer than the Model's context length.")
 INFERENCE_PROTOCOL_TASK = _rule("inferenceservice.protocol-task", "error", "semantic", "The OpenAI-compatible protocol is asked for a model that is not a causal language model.")
-TRAININGJOB_MEMORY_FIT = _rule("trainingjob.memory-fit", "warning", "semantic", "resources.memoryPerDevice cannot hold the planned model states for the chosen ZeRO stage and offload.")
+TRAININGJOB_MEMORY_FIT = _rule("trainingjob.memory-fit", "warning", "semantic",
+                               "resources.memoryPerDevice cannot hold the planned model states for "
+                               "the chosen ZeRO stage and offload.")
 
 # Layer 4: references between manifests.
 REFERENCE_MISSING = _rule("reference.missing", "error", "reference", "A referenced manifest is not among the inputs.")

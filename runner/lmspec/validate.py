@@ -92,11 +92,7 @@ def expand(paths: Iterable[str]) -> tuple[list[str], list[Finding]]:
         if p == "-":
             files.append(p)
         elif os.path.isdir(p):
-            found = sorted(
-                str(f) for f in Path(p).rglob("*")
-                if f.suffix in MANIFEST_SUFFIXES and f.is_file()
-                and not any(part.startswith(".") for part in f.relative_to(p).parts)
-            )
+            found = _scan(p)
             if not found:
                 # An empty directory in CI is almost always a wrong path: say so, never pass.
                 problems.append(_io_finding(p, "the directory holds no .yaml, .yml or .json file"))
@@ -109,6 +105,17 @@ def expand(paths: Iterable[str]) -> tuple[list[str], list[Finding]]:
         else:
             files.append(p)
     return list(dict.fromkeys(files)), problems
+
+
+def _scan(directory: str) -> list[str]:
+    """Manifest files under ``directory``, sorted; hidden files and directories are skipped and
+    symbolic links to directories are not followed."""
+    found = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [os.path.normpath(os.path.join(root, n)) for n in names
+                  if n.endswith(MANIFEST_SUFFIXES) and not n.startswith(".")]
+    return sorted(f for f in found if os.path.isfile(f))
 
 
 def _io_finding(file: str, message: str) -> Finding:

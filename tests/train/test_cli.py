@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from train_helpers import REPO, iris_job, lmspec_run, write_manifests, IRIS_DATASET, IRIS_MODEL, IRIS_JOB, merge
+from train_helpers import IRIS_DATASET, IRIS_JOB, IRIS_MODEL, REPO, iris_job, lmspec_run, merge, write_manifests
 
 from lmspec.cli import main
 

@@ -22,7 +22,7 @@ def example_texts() -> list[str]:
 
 
 def example_documents() -> list[dict[str, Any]]:
-    docs = []
+    docs: list[dict[str, Any]] = []
     for text in example_texts():
         docs.extend(d for d in yaml.safe_load_all(text) if isinstance(d, dict))
     return docs
@@ -66,7 +66,7 @@ def _get(node: Any, path: tuple[Any, ...]) -> Any:
 def mutated_data(draw: st.DrawFn) -> dict[str, Any]:
     """A valid manifest with one to three structural changes: a key deleted, a key inserted, a
     value replaced by another type, or a string replaced by random Unicode."""
-    doc = copy.deepcopy(draw(st.sampled_from(DOCUMENTS)))
+    doc: dict[str, Any] = copy.deepcopy(draw(st.sampled_from(DOCUMENTS)))
     for _ in range(draw(st.integers(1, 3))):
         paths = _paths(doc)
         path = draw(st.sampled_from(paths))

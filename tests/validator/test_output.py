@@ -7,7 +7,7 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 from click.testing import CliRunner
 
@@ -216,6 +216,12 @@ def test_github_annotations_and_step_summary(project: Path, tmp_path: Path) -> N
     text = summary.read_text()
     assert text.startswith("earlier step\n### lmspec validate: ❌ invalid")
     assert "| `manifests/bad.yaml:7:3` | error | `schema.unknown-key` | `/spec/numClass` |" in text
+
+
+def test_github_paths_are_relative_to_the_checkout(project: Path) -> None:
+    report = lmspec.validate([str(project / "manifests" / "bad.yaml")])
+    annotations = render(report, "github").splitlines()[:-1]
+    assert annotations and all(line.startswith("::error file=manifests/bad.yaml,") for line in annotations)
 
 
 def test_github_escapes_workflow_command_syntax() -> None:

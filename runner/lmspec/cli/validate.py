@@ -38,13 +38,14 @@ def command(paths: tuple[str, ...], fmt: str, check_env: bool, strict: bool, all
     try:
         docs, report = read(list(paths), max_bytes=max_bytes)
         validate_documents(docs, report, check_env=check_env, references=not allow_missing_refs)
+        sys.stdout.write(render(report, fmt, strict=strict))
+        if fmt == "github":
+            try:
+                write_github_summary(report, strict=strict)
+            except OSError as exc:  # the verdict matters more than the summary: warn and go on
+                click.echo(f"lmspec: cannot write $GITHUB_STEP_SUMMARY: {exc}", err=True)
+        code = report.exit_code(strict=strict)
     finally:
-        if gc_was_enabled:
+        if gc_was_enabled:  # for callers that run the command in-process
             gc.enable()
-    sys.stdout.write(render(report, fmt, strict=strict))
-    if fmt == "github":
-        try:
-            write_github_summary(report, strict=strict)
-        except OSError as exc:  # the verdict matters more than the summary: warn and go on
-            click.echo(f"lmspec: cannot write $GITHUB_STEP_SUMMARY: {exc}", err=True)
-    sys.exit(report.exit_code(strict=strict))
+    sys.exit(code)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import platform
 import sys
@@ -37,7 +38,7 @@ import torch
 
 from .._version import __version__
 from ..dsconfig import deepspeed_config, lr_lambda
-from ..nn import build_model, load_state
+from ..nn import CausalLM, build_model, load_state
 from ..v1alpha1 import Dataset, Model, TrainingJob
 from ..validate import Manifest, ManifestSet
 from . import checkpoint
@@ -158,7 +159,7 @@ class Recipe:
                 self._load_initial_weights_zero3(model)
         else:
             model = build_model(spec, input_width=width, base_dir=self.model_manifest.base_dir)
-        if self.spec.activation_checkpointing.enabled and hasattr(model, "enable_activation_checkpointing"):
+        if self.spec.activation_checkpointing.enabled and isinstance(model, CausalLM):
             model.enable_activation_checkpointing()
         self.model = model
 
@@ -247,7 +248,8 @@ class Recipe:
             engine.backward(loss)
             engine.step()
             self.micro += 1
-            window_loss += float(loss.detach())
+            loss_value = float(loss.detach())
+            window_loss += loss_value
             window_micro += 1
             if self.micro % gas:
                 continue
@@ -261,7 +263,7 @@ class Recipe:
             rate = samples / max(time.perf_counter() - window_start, 1e-9)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.4f}", samples_s=f"{rate:.0f}")
+                bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.0f}")
             if self.step % spec.logging.interval == 0 or self.step == self.total_steps:
                 self._log_train(window_loss / window_micro, rate)
                 window_loss, window_micro, window_start = 0.0, 0, time.perf_counter()
@@ -355,7 +357,8 @@ class Recipe:
         idx = np.arange(self.world.rank, len(split), self.world.size)
         # Every rank runs the same number of forward passes: ZeRO-3 gathers parameters
         # collectively inside forward, so a rank with fewer rows runs a discarded pass.
-        batches = -(-(-(-len(split) // self.world.size)) // mb)
+        per_rank = math.ceil(len(split) / self.world.size)
+        batches = math.ceil(per_rank / mb)
         sums = Sums()
         for b in range(batches):
             rows = idx[b * mb:(b + 1) * mb]

@@ -1,0 +1,29 @@
+"""Every training example runs as its first line says, offline, and exports a servable model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from train_helpers import REPO, lmspec_run
+
+from lmspec.export import load_exported
+
+EXAMPLES = ["iris", "regression", "tinylm"]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_command_line(name: str) -> None:
+    for f in (REPO / "examples" / name).glob("*.yaml"):
+        first = f.read_text().splitlines()[0]
+        assert first.startswith("# lmspec "), f
+        assert first.endswith(f"examples/{name}"), f
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_runs(tmp_path: Path, name: str) -> None:
+    result = lmspec_run(str(REPO / "examples" / name), "--output", str(tmp_path / "run"), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = load_exported(tmp_path / "run" / "export")
+    assert exported.info["metrics"]
