@@ -276,7 +276,7 @@ def _job_data_fits_model(j: TrainingJob, index: Index) -> Iterator[Issue]:
 
 @check("TrainingJob")
 def _job_memory_fit(j: TrainingJob, index: Index) -> Iterator[Issue]:
-    from .plan import count_parameters, model_states, parse_bytes
+    from .plan import count_parameters, format_bytes, model_states, parse_bytes
 
     limit_text = j.spec.resources.memory_per_device
     model = _model_of(j, index)
@@ -289,10 +289,9 @@ def _job_memory_fit(j: TrainingJob, index: Index) -> Iterator[Issue]:
     states = model_states(j.spec, count.params, count.largest_layer)
     limit = parse_bytes(limit_text)
     if states.device_bytes > limit:
-        gib = 1024**3
         yield (rules.TRAININGJOB_MEMORY_FIT, ("spec", "resources", "memoryPerDevice"),
                f"Model {model.metadata.name!r} ({count.params:,} parameters) needs "
-               f"{states.device_bytes / gib:.2f} GiB per device for model states alone at ZeRO "
+               f"{format_bytes(states.device_bytes)} per device for model states alone at ZeRO "
                f"stage {states.stage} (offload: {states.offload}), more than memoryPerDevice {limit_text}",
                "raise zero.stage, offload the optimizer (zero.offloadOptimizer.device: cpu), add "
                "processes, or train in bf16; `lmspec plan` prints every option")

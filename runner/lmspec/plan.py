@@ -47,6 +47,15 @@ def parse_bytes(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
+def format_bytes(n: float) -> str:
+    """``1536`` → ``"1.50 KiB"``; binary units, as ``memoryPerDevice`` examples use."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} B" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TiB"
+
+
 def input_width(spec: ModelSpec) -> int | None:
     """Features per row, from the first input's last dimension (None when it is -1)."""
     width = spec.signature.inputs[0].shape[-1]
