@@ -159,6 +159,16 @@ def _out_of_range(text: str) -> str:
     return text
 
 
+def _semantic(text: str) -> str:
+    """A rule JSON Schema cannot express: batch arithmetic, ratios, widths, protocol vs task."""
+    for old, new in (("globalBatchSize: ", "globalBatchSize: 1"), ("train: 0.8", "train: 0.85"),
+                     ("  numClasses: ", "  numClasses: 99\n  x-was: "),
+                     ("protocols: [oip-v2]", "protocols: [oip-v2, openai]")):
+        if old in text:
+            return text.replace(old, new, 1)
+    return text
+
+
 # Each damage: (name, whether JSON Schema can see it, transform).
 DAMAGE: list[tuple[str, bool, Callable[[str], str]]] = [
     ("unknown-key", True, _sub("  name:", "  nmae:")),
@@ -169,8 +179,7 @@ DAMAGE: list[tuple[str, bool, Callable[[str], str]]] = [
     ("bound", True, lambda t: _out_of_range(t)),
     ("yaml-syntax", True, lambda t: t.replace("\n", "\n  : [\n", 1)),
     ("duplicate-key", True, lambda t: t + "kind: Model\n"),
-    ("semantic", False, lambda t: t.replace("globalBatchSize: ", "globalBatchSize: 1", 1)
-        if "globalBatchSize" in t else t.replace("train: 0.8", "train: 0.85", 1)),
+    ("semantic", False, lambda t: _semantic(t)),
 ]
 
 
