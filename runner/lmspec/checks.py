@@ -37,6 +37,7 @@ def check(kind: str) -> Callable[[Check], Check]:
     def register(fn: Check) -> Check:
         CHECKS[kind].append(fn)
         return fn
+
     return register
 
 
@@ -46,6 +47,7 @@ def run_checks(manifest: Any, index: Index) -> Iterator[Issue]:
 
 
 # --- Model -------------------------------------------------------------------------------------
+
 
 def _output_width(m: Model) -> int | None:
     width = m.spec.signature.outputs[0].shape[-1]
@@ -57,40 +59,59 @@ def _model_task_architecture(m: Model, _: Index) -> Iterator[Issue]:
     arch = m.spec.architecture
     lm_arch = isinstance(arch, (Transformer, HuggingFace))
     if isinstance(arch, Transformer) and m.spec.task != "causal-lm":
-        yield (rules.MODEL_TASK_ARCHITECTURE, ("spec", "task"),
-               f"architecture 'transformer' is a causal language model, but task is {m.spec.task!r}",
-               "set task: causal-lm, or use an mlp or sequential architecture")
+        yield (
+            rules.MODEL_TASK_ARCHITECTURE,
+            ("spec", "task"),
+            f"architecture 'transformer' is a causal language model, but task is {m.spec.task!r}",
+            "set task: causal-lm, or use an mlp or sequential architecture",
+        )
     if m.spec.task == "causal-lm" and not lm_arch:
-        yield (rules.MODEL_TASK_ARCHITECTURE, ("spec", "architecture", "type"),
-               f"task 'causal-lm' needs a transformer or huggingface architecture, not {arch.type!r}",
-               "use architecture type transformer")
+        yield (
+            rules.MODEL_TASK_ARCHITECTURE,
+            ("spec", "architecture", "type"),
+            f"task 'causal-lm' needs a transformer or huggingface architecture, not {arch.type!r}",
+            "use architecture type transformer",
+        )
 
 
 @check("Model")
 def _model_output_size(m: Model, _: Index) -> Iterator[Issue]:
     width = _output_width(m)
-    if m.spec.task == "classification" and m.spec.num_classes is not None and width is not None \
-            and width != m.spec.num_classes:
-        yield (rules.MODEL_OUTPUT_SIZE, ("spec", "signature", "outputs", 0, "shape"),
-               f"output width {width} differs from numClasses {m.spec.num_classes}",
-               f"make the last dimension {m.spec.num_classes}")
+    if (
+        m.spec.task == "classification"
+        and m.spec.num_classes is not None
+        and width is not None
+        and width != m.spec.num_classes
+    ):
+        yield (
+            rules.MODEL_OUTPUT_SIZE,
+            ("spec", "signature", "outputs", 0, "shape"),
+            f"output width {width} differs from numClasses {m.spec.num_classes}",
+            f"make the last dimension {m.spec.num_classes}",
+        )
     arch = m.spec.architecture
     if isinstance(arch, Sequential) and width is not None:
         linear = [(i, la) for i, la in enumerate(arch.layers) if isinstance(la, LinearLayer)]
         if linear and linear[-1][1].out_features != width:
             i, last = linear[-1]
-            yield (rules.MODEL_OUTPUT_SIZE, ("spec", "architecture", "layers", i, "outFeatures"),
-                   f"the last linear layer has {last.out_features} outputs but the signature's output width is {width}",
-                   f"set outFeatures: {width}")
+            yield (
+                rules.MODEL_OUTPUT_SIZE,
+                ("spec", "architecture", "layers", i, "outFeatures"),
+                f"the last linear layer has {last.out_features} outputs but the signature's output width is {width}",
+                f"set outFeatures: {width}",
+            )
 
 
 @check("Model")
 def _model_heads(m: Model, _: Index) -> Iterator[Issue]:
     arch = m.spec.architecture
     if isinstance(arch, Transformer) and arch.width % arch.heads:
-        yield (rules.MODEL_HEADS, ("spec", "architecture", "heads"),
-               f"width {arch.width} is not divisible by heads {arch.heads}",
-               "choose heads dividing width (e.g. width 128 with 4 heads)")
+        yield (
+            rules.MODEL_HEADS,
+            ("spec", "architecture", "heads"),
+            f"width {arch.width} is not divisible by heads {arch.heads}",
+            "choose heads dividing width (e.g. width 128 with 4 heads)",
+        )
 
 
 @check("Model")
@@ -99,17 +120,25 @@ def _model_lm_signature(m: Model, _: Index) -> Iterator[Issue]:
         return
     sig = m.spec.signature
     if sig.inputs[0].dtype not in ("int32", "int64"):
-        yield (rules.MODEL_LM_SIGNATURE, ("spec", "signature", "inputs", 0, "dtype"),
-               f"a causal language model takes token ids, not {sig.inputs[0].dtype}", "use dtype int64")
+        yield (
+            rules.MODEL_LM_SIGNATURE,
+            ("spec", "signature", "inputs", 0, "dtype"),
+            f"a causal language model takes token ids, not {sig.inputs[0].dtype}",
+            "use dtype int64",
+        )
     arch = m.spec.architecture
     width = _output_width(m)
     if isinstance(arch, Transformer) and width is not None and width != arch.vocab_size:
-        yield (rules.MODEL_LM_SIGNATURE, ("spec", "signature", "outputs", 0, "shape"),
-               f"output width {width} differs from vocabSize {arch.vocab_size}",
-               "logits have one entry per token id: use -1 or the vocabulary size")
+        yield (
+            rules.MODEL_LM_SIGNATURE,
+            ("spec", "signature", "outputs", 0, "shape"),
+            f"output width {width} differs from vocabSize {arch.vocab_size}",
+            "logits have one entry per token id: use -1 or the vocabulary size",
+        )
 
 
 # --- Dataset -----------------------------------------------------------------------------------
+
 
 @check("Dataset")
 def _dataset_splits(d: Dataset, _: Index) -> Iterator[Issue]:
@@ -117,11 +146,19 @@ def _dataset_splits(d: Dataset, _: Index) -> Iterator[Issue]:
     if splits.by == "ratio":
         total = sum(splits.ratios.values())
         if abs(total - 1.0) > 1e-6:
-            yield (rules.DATASET_SPLIT_RATIOS, ("spec", "splits", "ratios"),
-                   f"split ratios sum to {total:g}, not 1", "adjust the ratios so they add up to 1")
+            yield (
+                rules.DATASET_SPLIT_RATIOS,
+                ("spec", "splits", "ratios"),
+                f"split ratios sum to {total:g}, not 1",
+                "adjust the ratios so they add up to 1",
+            )
     elif not any(s.split == "train" for s in d.spec.sources):
-        yield (rules.DATASET_SPLIT_FILES, ("spec", "sources"),
-               "splits are by file but no source has split: train", "add split: train to a source")
+        yield (
+            rules.DATASET_SPLIT_FILES,
+            ("spec", "sources"),
+            "splits are by file but no source has split: train",
+            "add split: train to a source",
+        )
 
 
 @check("Dataset")
@@ -134,8 +171,12 @@ def _dataset_columns(d: Dataset, _: Index) -> Iterator[Issue]:
         known.add("text")
     hint = "declare it under features or target" + (f" (known: {', '.join(sorted(known))})" if known else "")
     if d.spec.splits.stratify is not None and d.spec.splits.stratify not in known:
-        yield (rules.DATASET_UNKNOWN_COLUMN, ("spec", "splits", "stratify"),
-               f"stratify column {d.spec.splits.stratify!r} is not declared", hint)
+        yield (
+            rules.DATASET_UNKNOWN_COLUMN,
+            ("spec", "splits", "stratify"),
+            f"stratify column {d.spec.splits.stratify!r} is not declared",
+            hint,
+        )
     for i, step in enumerate(d.spec.preprocessing):
         names: list[tuple[Path, str]] = []
         cols = getattr(step, "columns", None)
@@ -156,11 +197,16 @@ def _dataset_step_order(d: Dataset, _: Index) -> Iterator[Issue]:
         if isinstance(step, Tokenize):
             tokenized = True
         elif isinstance(step, Pack) and not tokenized:
-            yield (rules.DATASET_STEP_ORDER, ("spec", "preprocessing", i),
-                   "pack comes before any tokenize step", "add a tokenize step before pack")
+            yield (
+                rules.DATASET_STEP_ORDER,
+                ("spec", "preprocessing", i),
+                "pack comes before any tokenize step",
+                "add a tokenize step before pack",
+            )
 
 
 # --- TrainingJob -------------------------------------------------------------------------------
+
 
 @check("TrainingJob")
 def _job_batch(j: TrainingJob, _: Index) -> Iterator[Issue]:
@@ -168,17 +214,24 @@ def _job_batch(j: TrainingJob, _: Index) -> Iterator[Issue]:
     world = r.nodes * r.processes_per_node
     product = b.micro_batch_size * b.gradient_accumulation_steps * world
     if b.global_batch_size is not None and b.global_batch_size != product:
-        yield (rules.TRAININGJOB_BATCH, ("spec", "batch", "globalBatchSize"),
-               f"globalBatchSize {b.global_batch_size} ≠ microBatchSize {b.micro_batch_size} × "
-               f"gradientAccumulationSteps {b.gradient_accumulation_steps} × world size {world} = {product}",
-               "change one of them, or drop globalBatchSize and let it follow")
+        yield (
+            rules.TRAININGJOB_BATCH,
+            ("spec", "batch", "globalBatchSize"),
+            f"globalBatchSize {b.global_batch_size} ≠ microBatchSize {b.micro_batch_size} × "
+            f"gradientAccumulationSteps {b.gradient_accumulation_steps} × world size {world} = {product}",
+            "change one of them, or drop globalBatchSize and let it follow",
+        )
 
 
 @check("TrainingJob")
 def _job_precision(j: TrainingJob, _: Index) -> Iterator[Issue]:
     if j.spec.precision.fp16.enabled and j.spec.precision.bf16.enabled:
-        yield (rules.TRAININGJOB_PRECISION, ("spec", "precision"),
-               "fp16 and bf16 are both enabled", "enable at most one of them")
+        yield (
+            rules.TRAININGJOB_PRECISION,
+            ("spec", "precision"),
+            "fp16 and bf16 are both enabled",
+            "enable at most one of them",
+        )
 
 
 @check("TrainingJob")
@@ -194,17 +247,27 @@ def _job_zero(j: TrainingJob, _: Index) -> Iterator[Issue]:
         }
         for key, is_set in stage3.items():
             if is_set:
-                yield (rules.TRAININGJOB_ZERO3_ONLY, (*base, key),
-                       f"{key} only has an effect at ZeRO stage 3 (stage is {z.stage}); DeepSpeed ignores it",
-                       "set zero.stage: 3, or remove it")
+                yield (
+                    rules.TRAININGJOB_ZERO3_ONLY,
+                    (*base, key),
+                    f"{key} only has an effect at ZeRO stage 3 (stage is {z.stage}); DeepSpeed ignores it",
+                    "set zero.stage: 3, or remove it",
+                )
     if z.stage == 0 and z.offload_optimizer.device != "none":
-        yield (rules.TRAININGJOB_OFFLOAD_STAGE, (*base, "offloadOptimizer", "device"),
-               "optimizer offload needs ZeRO stage 1 or higher", "set zero.stage: 2 (or 1 or 3)")
+        yield (
+            rules.TRAININGJOB_OFFLOAD_STAGE,
+            (*base, "offloadOptimizer", "device"),
+            "optimizer offload needs ZeRO stage 1 or higher",
+            "set zero.stage: 2 (or 1 or 3)",
+        )
     for key, off in (("offloadOptimizer", z.offload_optimizer), ("offloadParam", z.offload_param)):
         if off.device == "nvme" and not off.nvme_path:
-            yield (rules.TRAININGJOB_NVME_PATH, (*base, key),
-                   f"{key}.device is nvme but nvmePath is not set",
-                   "add nvmePath: a directory on a fast local disk")
+            yield (
+                rules.TRAININGJOB_NVME_PATH,
+                (*base, key),
+                f"{key}.device is nvme but nvmePath is not set",
+                "add nvmePath: a directory on a fast local disk",
+            )
 
 
 def _model_of(j: TrainingJob, index: Index) -> Model | None:
@@ -233,16 +296,22 @@ def _job_task(j: TrainingJob, index: Index) -> Iterator[Issue]:
     task = model.spec.task
     want = _LOSS_FOR_TASK[task]
     if j.spec.loss.type != want:
-        yield (rules.TRAININGJOB_LOSS_TASK, ("spec", "loss", "type"),
-               f"loss {j.spec.loss.type!r} does not fit Model {model.metadata.name!r} with task {task!r}",
-               f"use loss type {want!r}")
+        yield (
+            rules.TRAININGJOB_LOSS_TASK,
+            ("spec", "loss", "type"),
+            f"loss {j.spec.loss.type!r} does not fit Model {model.metadata.name!r} with task {task!r}",
+            f"use loss type {want!r}",
+        )
     allowed = _METRICS_FOR_TASK[task]
     for section in ("validation", "evaluation"):
         for i, metric in enumerate(getattr(j.spec, section).metrics):
             if metric not in allowed:
-                yield (rules.TRAININGJOB_METRIC_TASK, ("spec", section, "metrics", i),
-                       f"metric {metric!r} does not apply to task {task!r}",
-                       "allowed: " + ", ".join(sorted(allowed)))
+                yield (
+                    rules.TRAININGJOB_METRIC_TASK,
+                    ("spec", section, "metrics", i),
+                    f"metric {metric!r} does not apply to task {task!r}",
+                    "allowed: " + ", ".join(sorted(allowed)),
+                )
 
 
 @check("TrainingJob")
@@ -253,25 +322,34 @@ def _job_data_fits_model(j: TrainingJob, index: Index) -> Iterator[Issue]:
     steps = data.spec.preprocessing
     if model.spec.task == "causal-lm":
         if not any(isinstance(s, Tokenize) for s in steps):
-            yield (rules.TRAININGJOB_LM_TOKENIZER, ("spec", "dataset"),
-                   f"Model {model.metadata.name!r} is a causal language model but Dataset "
-                   f"{data.metadata.name!r} has no tokenize step",
-                   "add a tokenize step (tokenizer type byte needs no file) and a pack step")
+            yield (
+                rules.TRAININGJOB_LM_TOKENIZER,
+                ("spec", "dataset"),
+                f"Model {model.metadata.name!r} is a causal language model but Dataset "
+                f"{data.metadata.name!r} has no tokenize step",
+                "add a tokenize step (tokenizer type byte needs no file) and a pack step",
+            )
         arch = model.spec.architecture
         for s in steps:
             if isinstance(s, Pack) and isinstance(arch, Transformer) and s.sequence_length > arch.context_length:
-                yield (rules.TRAININGJOB_CONTEXT, ("spec", "dataset"),
-                       f"Dataset {data.metadata.name!r} packs {s.sequence_length} tokens but Model "
-                       f"{model.metadata.name!r} has contextLength {arch.context_length}",
-                       "lower pack.sequenceLength or raise contextLength")
+                yield (
+                    rules.TRAININGJOB_CONTEXT,
+                    ("spec", "dataset"),
+                    f"Dataset {data.metadata.name!r} packs {s.sequence_length} tokens but Model "
+                    f"{model.metadata.name!r} has contextLength {arch.context_length}",
+                    "lower pack.sequenceLength or raise contextLength",
+                )
     if model.spec.task == "classification" and data.spec.target and data.spec.target.classes:
         n = len(data.spec.target.classes)
         declared = model.spec.num_classes or _output_width(model)
         if declared is not None and declared != n:
-            yield (rules.TRAININGJOB_CLASSES, ("spec", "dataset"),
-                   f"Dataset {data.metadata.name!r} declares {n} classes but Model "
-                   f"{model.metadata.name!r} has {declared} outputs",
-                   "make numClasses and the output width equal the number of classes")
+            yield (
+                rules.TRAININGJOB_CLASSES,
+                ("spec", "dataset"),
+                f"Dataset {data.metadata.name!r} declares {n} classes but Model "
+                f"{model.metadata.name!r} has {declared} outputs",
+                "make numClasses and the output width equal the number of classes",
+            )
 
 
 @check("TrainingJob")
@@ -289,23 +367,30 @@ def _job_memory_fit(j: TrainingJob, index: Index) -> Iterator[Issue]:
     states = model_states(j.spec, count.params, count.largest_layer)
     limit = parse_bytes(limit_text)
     if states.device_bytes > limit:
-        yield (rules.TRAININGJOB_MEMORY_FIT, ("spec", "resources", "memoryPerDevice"),
-               f"Model {model.metadata.name!r} ({count.params:,} parameters) needs "
-               f"{format_bytes(states.device_bytes)} per device for model states alone at ZeRO "
-               f"stage {states.stage} (offload: {states.offload}), more than memoryPerDevice {limit_text}",
-               "raise zero.stage, offload the optimizer (zero.offloadOptimizer.device: cpu), add "
-               "processes, or train in bf16; `lmspec plan` prints every option")
+        yield (
+            rules.TRAININGJOB_MEMORY_FIT,
+            ("spec", "resources", "memoryPerDevice"),
+            f"Model {model.metadata.name!r} ({count.params:,} parameters) needs "
+            f"{format_bytes(states.device_bytes)} per device for model states alone at ZeRO "
+            f"stage {states.stage} (offload: {states.offload}), more than memoryPerDevice {limit_text}",
+            "raise zero.stage, offload the optimizer (zero.offloadOptimizer.device: cpu), add "
+            "processes, or train in bf16; `lmspec plan` prints every option",
+        )
 
 
 # --- InferenceService --------------------------------------------------------------------------
+
 
 @check("InferenceService")
 def _service_model_source(s: InferenceService, _: Index) -> Iterator[Issue]:
     src = s.spec.model
     if (src.training_job is None) == (src.path is None):
-        yield (rules.INFERENCE_MODEL_SOURCE, ("spec", "model"),
-               "model must name exactly one of trainingJob and path",
-               "keep either trainingJob: <name> or path: <export dir>")
+        yield (
+            rules.INFERENCE_MODEL_SOURCE,
+            ("spec", "model"),
+            "model must name exactly one of trainingJob and path",
+            "keep either trainingJob: <name> or path: <export dir>",
+        )
 
 
 @check("InferenceService")
@@ -313,21 +398,31 @@ def _service_secrets(s: InferenceService, _: Index) -> Iterator[Issue]:
     for i, key in enumerate(s.spec.auth.api_keys):
         path: Path = ("spec", "auth", "apiKeys", i)
         if isinstance(key, str):
-            yield (rules.INFERENCE_INLINE_SECRET, path,
-                   "an API key is written inline in the manifest",
-                   "remove it from the file (and rotate it); use {env: VAR} or {file: path}")
+            yield (
+                rules.INFERENCE_INLINE_SECRET,
+                path,
+                "an API key is written inline in the manifest",
+                "remove it from the file (and rotate it); use {env: VAR} or {file: path}",
+            )
         elif (key.env is None) == (key.file is None):
-            yield (rules.INFERENCE_KEY_SOURCE, path, "a key source must name exactly one of env and file",
-                   "write {env: VAR} or {file: path}")
+            yield (
+                rules.INFERENCE_KEY_SOURCE,
+                path,
+                "a key source must name exactly one of env and file",
+                "write {env: VAR} or {file: path}",
+            )
 
 
 @check("InferenceService")
 def _service_bind(s: InferenceService, _: Index) -> Iterator[Issue]:
     host = s.spec.server.host
     if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127.") and not s.spec.auth.api_keys:
-        yield (rules.INFERENCE_PUBLIC_BIND, ("spec", "server", "host"),
-               f"the server listens on {host} with no API keys: anyone who can reach it can use it",
-               "add auth.apiKeys, or bind to 127.0.0.1")
+        yield (
+            rules.INFERENCE_PUBLIC_BIND,
+            ("spec", "server", "host"),
+            f"the server listens on {host} with no API keys: anyone who can reach it can use it",
+            "add auth.apiKeys, or bind to 127.0.0.1",
+        )
 
 
 @check("InferenceService")
@@ -337,9 +432,12 @@ def _service_protocol(s: InferenceService, index: Index) -> Iterator[Issue]:
     job = index.get("TrainingJob", s.spec.model.training_job)
     model = _model_of(job, index) if isinstance(job, TrainingJob) else None
     if model is not None and model.spec.task != "causal-lm":
-        yield (rules.INFERENCE_PROTOCOL_TASK, ("spec", "protocols", s.spec.protocols.index("openai")),
-               f"protocol 'openai' serves language models, but Model {model.metadata.name!r} has task {model.spec.task!r}",
-               "remove 'openai' from protocols")
+        yield (
+            rules.INFERENCE_PROTOCOL_TASK,
+            ("spec", "protocols", s.spec.protocols.index("openai")),
+            f"protocol 'openai' serves language models, but Model {model.metadata.name!r} has task {model.spec.task!r}",
+            "remove 'openai' from protocols",
+        )
 
 
 REFERENCES: dict[str, list[tuple[Path, str, Callable[[Any], str | None]]]] = {

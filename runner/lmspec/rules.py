@@ -33,7 +33,9 @@ def _rule(id: str, severity: Severity, layer: Layer, summary: str) -> str:
 # Layer 1: reading the input.
 PARSE_IO = _rule("parse.io", "error", "parse", "The file cannot be read.")
 PARSE_ENCODING = _rule("parse.encoding", "error", "parse", "The input is binary or not UTF-8/UTF-16 text.")
-PARSE_TOO_LARGE = _rule("parse.too-large", "error", "parse", "The file, or a document's alias expansion, exceeds the size limit.")
+PARSE_TOO_LARGE = _rule(
+    "parse.too-large", "error", "parse", "The file, or a document's alias expansion, exceeds the size limit."
+)
 PARSE_TOO_DEEP = _rule("parse.too-deep", "error", "parse", "Mappings and sequences are nested too deeply.")
 PARSE_SYNTAX = _rule("parse.syntax", "error", "parse", "The input is not well-formed YAML or JSON.")
 PARSE_DUPLICATE_KEY = _rule("parse.duplicate-key", "error", "parse", "A mapping has the same key twice.")
@@ -43,53 +45,137 @@ PARSE_EMPTY = _rule("parse.empty", "error", "parse", "The input holds no documen
 
 # Layer 2: routing each document to its kind's schema.
 DOCUMENT_NOT_MAPPING = _rule("document.not-mapping", "error", "document", "A document is not a mapping.")
-DOCUMENT_API_VERSION = _rule("document.api-version", "error", "document", "apiVersion is missing or not a supported version.")
+DOCUMENT_API_VERSION = _rule(
+    "document.api-version", "error", "document", "apiVersion is missing or not a supported version."
+)
 DOCUMENT_KIND = _rule("document.kind", "error", "document", "kind is missing or not a kind of this version.")
 
 # Layer 2: the kind's schema.
 SCHEMA_REQUIRED = _rule("schema.required", "error", "schema", "A required key is missing.")
-SCHEMA_UNKNOWN_KEY = _rule("schema.unknown-key", "error", "schema", "A key is not defined here (keys starting with x- are extensions and always allowed).")
+SCHEMA_UNKNOWN_KEY = _rule(
+    "schema.unknown-key",
+    "error",
+    "schema",
+    "A key is not defined here (keys starting with x- are extensions and always allowed).",
+)
 SCHEMA_TYPE = _rule("schema.type", "error", "schema", "A value has the wrong type.")
 SCHEMA_ENUM = _rule("schema.enum", "error", "schema", "A value is not one of the allowed values.")
-SCHEMA_BOUND = _rule("schema.bound", "error", "schema", "A number, string or list is outside its allowed range or length.")
+SCHEMA_BOUND = _rule(
+    "schema.bound", "error", "schema", "A number, string or list is outside its allowed range or length."
+)
 SCHEMA_PATTERN = _rule("schema.pattern", "error", "schema", "A string does not match its required pattern.")
 SCHEMA_INVALID = _rule("schema.invalid", "error", "schema", "A value is invalid for another schema reason.")
 
 # Layer 3: rules within one manifest.
-MODEL_TASK_ARCHITECTURE = _rule("model.task-architecture", "error", "semantic", "The architecture cannot perform the model's task.")
-MODEL_OUTPUT_SIZE = _rule("model.output-size", "error", "semantic", "The classifier's output width disagrees with numClasses or the architecture's last layer.")
-MODEL_HEADS = _rule("model.transformer-heads", "error", "semantic", "A transformer's width is not divisible by its number of heads.")
-MODEL_LM_SIGNATURE = _rule("model.lm-signature", "error", "semantic", "A causal language model's signature is not token ids in, logits out.")
+MODEL_TASK_ARCHITECTURE = _rule(
+    "model.task-architecture", "error", "semantic", "The architecture cannot perform the model's task."
+)
+MODEL_OUTPUT_SIZE = _rule(
+    "model.output-size",
+    "error",
+    "semantic",
+    "The classifier's output width disagrees with numClasses or the architecture's last layer.",
+)
+MODEL_HEADS = _rule(
+    "model.transformer-heads", "error", "semantic", "A transformer's width is not divisible by its number of heads."
+)
+MODEL_LM_SIGNATURE = _rule(
+    "model.lm-signature", "error", "semantic", "A causal language model's signature is not token ids in, logits out."
+)
 DATASET_SPLIT_RATIOS = _rule("dataset.split-ratios", "error", "semantic", "Split ratios do not sum to 1.")
-DATASET_SPLIT_FILES = _rule("dataset.split-files", "error", "semantic", "Splits by file, but no source is assigned to the training split.")
-DATASET_UNKNOWN_COLUMN = _rule("dataset.unknown-column", "error", "semantic", "A step or the split names a column that is neither a feature nor the target.")
+DATASET_SPLIT_FILES = _rule(
+    "dataset.split-files", "error", "semantic", "Splits by file, but no source is assigned to the training split."
+)
+DATASET_UNKNOWN_COLUMN = _rule(
+    "dataset.unknown-column",
+    "error",
+    "semantic",
+    "A step or the split names a column that is neither a feature nor the target.",
+)
 DATASET_STEP_ORDER = _rule("dataset.step-order", "error", "semantic", "Packing needs a tokenize step before it.")
-TRAININGJOB_BATCH = _rule("trainingjob.batch-world-size", "error", "semantic", "globalBatchSize is not microBatchSize × gradientAccumulationSteps × world size.")
+TRAININGJOB_BATCH = _rule(
+    "trainingjob.batch-world-size",
+    "error",
+    "semantic",
+    "globalBatchSize is not microBatchSize × gradientAccumulationSteps × world size.",
+)
 TRAININGJOB_PRECISION = _rule("trainingjob.precision-exclusive", "error", "semantic", "fp16 and bf16 are both enabled.")
-TRAININGJOB_ZERO3_ONLY = _rule("trainingjob.zero3-only", "warning", "semantic", "An option that only means something at ZeRO stage 3 is set below it.")
-TRAININGJOB_OFFLOAD_STAGE = _rule("trainingjob.offload-stage", "error", "semantic", "Optimizer offload is set without ZeRO (stage 0).")
+TRAININGJOB_ZERO3_ONLY = _rule(
+    "trainingjob.zero3-only",
+    "warning",
+    "semantic",
+    "An option that only means something at ZeRO stage 3 is set below it.",
+)
+TRAININGJOB_OFFLOAD_STAGE = _rule(
+    "trainingjob.offload-stage", "error", "semantic", "Optimizer offload is set without ZeRO (stage 0)."
+)
 TRAININGJOB_NVME_PATH = _rule("trainingjob.nvme-path", "error", "semantic", "Offload to nvme without nvmePath.")
-INFERENCE_INLINE_SECRET = _rule("inferenceservice.inline-secret", "error", "semantic", "An API key is written in the manifest instead of an environment variable or file.")
-INFERENCE_MODEL_SOURCE = _rule("inferenceservice.model-source", "error", "semantic", "model must name exactly one of trainingJob and path.")
-INFERENCE_KEY_SOURCE = _rule("inferenceservice.key-source", "error", "semantic", "An API key source must name exactly one of env and file.")
-INFERENCE_PUBLIC_BIND = _rule("inferenceservice.public-bind", "warning", "semantic", "The server binds to a non-loopback address without authentication.")
+INFERENCE_INLINE_SECRET = _rule(
+    "inferenceservice.inline-secret",
+    "error",
+    "semantic",
+    "An API key is written in the manifest instead of an environment variable or file.",
+)
+INFERENCE_MODEL_SOURCE = _rule(
+    "inferenceservice.model-source", "error", "semantic", "model must name exactly one of trainingJob and path."
+)
+INFERENCE_KEY_SOURCE = _rule(
+    "inferenceservice.key-source", "error", "semantic", "An API key source must name exactly one of env and file."
+)
+INFERENCE_PUBLIC_BIND = _rule(
+    "inferenceservice.public-bind",
+    "warning",
+    "semantic",
+    "The server binds to a non-loopback address without authentication.",
+)
 
 # Layer 3: rules across manifests (they need the referenced manifest).
 TRAININGJOB_LOSS_TASK = _rule("trainingjob.loss-task", "error", "semantic", "The loss does not fit the Model's task.")
-TRAININGJOB_LM_TOKENIZER = _rule("trainingjob.lm-tokenizer", "error", "semantic", "A causal language model is trained on a Dataset without a tokenize step.")
-TRAININGJOB_METRIC_TASK = _rule("trainingjob.metric-task", "error", "semantic", "A metric does not fit the Model's task.")
-TRAININGJOB_CLASSES = _rule("trainingjob.classes", "error", "semantic", "The Dataset's classes disagree with the Model's numClasses or output width.")
-TRAININGJOB_CONTEXT = _rule("trainingjob.context-length", "error", "semantic", "Packed sequences are longer than the Model's context length.")
-INFERENCE_PROTOCOL_TASK = _rule("inferenceservice.protocol-task", "error", "semantic", "The OpenAI-compatible protocol is asked for a model that is not a causal language model.")
-TRAININGJOB_MEMORY_FIT = _rule("trainingjob.memory-fit", "warning", "semantic",
-                               "resources.memoryPerDevice cannot hold the planned model states for "
-                               "the chosen ZeRO stage and offload.")
+TRAININGJOB_LM_TOKENIZER = _rule(
+    "trainingjob.lm-tokenizer",
+    "error",
+    "semantic",
+    "A causal language model is trained on a Dataset without a tokenize step.",
+)
+TRAININGJOB_METRIC_TASK = _rule(
+    "trainingjob.metric-task", "error", "semantic", "A metric does not fit the Model's task."
+)
+TRAININGJOB_CLASSES = _rule(
+    "trainingjob.classes",
+    "error",
+    "semantic",
+    "The Dataset's classes disagree with the Model's numClasses or output width.",
+)
+TRAININGJOB_CONTEXT = _rule(
+    "trainingjob.context-length", "error", "semantic", "Packed sequences are longer than the Model's context length."
+)
+INFERENCE_PROTOCOL_TASK = _rule(
+    "inferenceservice.protocol-task",
+    "error",
+    "semantic",
+    "The OpenAI-compatible protocol is asked for a model that is not a causal language model.",
+)
+TRAININGJOB_MEMORY_FIT = _rule(
+    "trainingjob.memory-fit",
+    "warning",
+    "semantic",
+    "resources.memoryPerDevice cannot hold the planned model states for the chosen ZeRO stage and offload.",
+)
 
 # Layer 4: references between manifests.
 REFERENCE_MISSING = _rule("reference.missing", "error", "reference", "A referenced manifest is not among the inputs.")
-REFERENCE_DUPLICATE = _rule("reference.duplicate", "error", "reference", "Two manifests of the same kind have the same name.")
-REFERENCE_WRONG_KIND = _rule("reference.wrong-kind", "error", "reference", "A reference names a manifest of another kind.")
+REFERENCE_DUPLICATE = _rule(
+    "reference.duplicate", "error", "reference", "Two manifests of the same kind have the same name."
+)
+REFERENCE_WRONG_KIND = _rule(
+    "reference.wrong-kind", "error", "reference", "A reference names a manifest of another kind."
+)
 
 # Layer 5: the environment (--check-env).
-ENV_FILE_MISSING = _rule("env.file-missing", "error", "environment", "A referenced data, weights or tokenizer file does not exist (or a glob matches nothing).")
+ENV_FILE_MISSING = _rule(
+    "env.file-missing",
+    "error",
+    "environment",
+    "A referenced data, weights or tokenizer file does not exist (or a glob matches nothing).",
+)
 ENV_SHA256 = _rule("env.sha256-mismatch", "error", "environment", "A file's SHA-256 differs from the manifest's.")

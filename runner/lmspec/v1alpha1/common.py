@@ -11,8 +11,17 @@ from ._base import Int, Name, Spec
 API_VERSION = "lmspec.io/v1alpha1"
 
 DType = Literal[
-    "bool", "uint8", "int8", "int16", "int32", "int64",
-    "float16", "bfloat16", "float32", "float64", "string",
+    "bool",
+    "uint8",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float16",
+    "bfloat16",
+    "float32",
+    "float64",
+    "string",
 ]
 """Element types of tensors and columns. ``string`` is text (BYTES in the inference protocol)."""
 
@@ -39,9 +48,7 @@ class Metadata(Spec):
 class TensorSpec(Spec):
     """One named input or output tensor of a model."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=128)] = Field(
-        examples=["features"]
-    )
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=128)] = Field(examples=["features"])
     """Tensor name as it appears in inference requests and responses."""
 
     dtype: DType = Field(examples=["float32"])
@@ -54,10 +61,14 @@ class TensorSpec(Spec):
 class Signature(Spec):
     """The model's inputs and outputs; the server derives its protocol metadata from it."""
 
-    inputs: list[TensorSpec] = Field(min_length=1, examples=[[{"name": "features", "dtype": "float32", "shape": [-1, 4]}]])
+    inputs: list[TensorSpec] = Field(
+        min_length=1, examples=[[{"name": "features", "dtype": "float32", "shape": [-1, 4]}]]
+    )
     """Input tensors, in order."""
 
-    outputs: list[TensorSpec] = Field(min_length=1, examples=[[{"name": "logits", "dtype": "float32", "shape": [-1, 3]}]])
+    outputs: list[TensorSpec] = Field(
+        min_length=1, examples=[[{"name": "logits", "dtype": "float32", "shape": [-1, 3]}]]
+    )
     """Output tensors, in order."""
 
 
@@ -67,5 +78,7 @@ class FileRef(Spec):
     path: str = Field(min_length=1, examples=["weights/model.safetensors"])
     """Path, relative to the manifest's directory unless absolute."""
 
-    sha256: Sha256 | None = Field(default=None, examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"])
+    sha256: Sha256 | None = Field(
+        default=None, examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
+    )
     """Lowercase hex SHA-256 of the file; checked by ``lmspec validate --check-env`` and by the runner."""

@@ -22,7 +22,9 @@ class Source(Spec):
     format: Literal["csv", "jsonl", "parquet", "text"] | None = Field(default=None, examples=["csv"])
     """File format; inferred from the extension (.csv, .jsonl, .parquet, .txt) when omitted."""
 
-    sha256: Sha256 | None = Field(default=None, examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"])
+    sha256: Sha256 | None = Field(
+        default=None, examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
+    )
     """Lowercase hex SHA-256 of the file (only for a single file, not a glob)."""
 
     split: SplitName | None = Field(default=None, examples=["validation"])
@@ -155,7 +157,9 @@ class FileTokenizer(Spec):
     path: str = Field(min_length=1, examples=["tokenizer/tokenizer.json"])
     """Path to ``tokenizer.json``, relative to the manifest's directory unless absolute."""
 
-    sha256: Sha256 | None = Field(default=None, examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"])
+    sha256: Sha256 | None = Field(
+        default=None, examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
+    )
     """Lowercase hex SHA-256 of the file."""
 
 
@@ -191,6 +195,10 @@ Step = Annotated[
 ]
 
 
+def _default_ratios() -> dict[SplitName, float]:
+    return {"train": 0.8, "validation": 0.1, "test": 0.1}
+
+
 class Splits(Spec):
     """How rows are divided into training, validation and test splits."""
 
@@ -198,7 +206,7 @@ class Splits(Spec):
     """``ratio``: a seeded random partition of all rows; ``file``: each source's ``split``."""
 
     ratios: dict[SplitName, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
-        default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1},
+        default_factory=_default_ratios,
         examples=[{"train": 0.7, "validation": 0.15, "test": 0.15}],
     )
     """Fraction of rows per split, for ``by: ratio``; must sum to 1."""
@@ -245,11 +253,15 @@ class Dataset(Spec):
     metadata: Metadata = Field(examples=[{"name": "iris", "description": "Fisher's iris data"}])
     """Name, labels, annotations and description."""
 
-    spec: DatasetSpec = Field(examples=[{
-        "sources": [{"path": "data/iris.csv"}],
-        "features": [{"name": "sepal_length"}, {"name": "sepal_width"}],
-        "target": {"name": "species", "classes": ["setosa", "versicolor", "virginica"]},
-        "preprocessing": [{"type": "standardize"}, {"type": "labelEncode", "column": "species"}],
-        "splits": {"by": "ratio", "seed": 7, "stratify": "species"},
-    }])
+    spec: DatasetSpec = Field(
+        examples=[
+            {
+                "sources": [{"path": "data/iris.csv"}],
+                "features": [{"name": "sepal_length"}, {"name": "sepal_width"}],
+                "target": {"name": "species", "classes": ["setosa", "versicolor", "virginica"]},
+                "preprocessing": [{"type": "standardize"}, {"type": "labelEncode", "column": "species"}],
+                "splits": {"by": "ratio", "seed": 7, "stratify": "species"},
+            }
+        ]
+    )
     """The data set's definition."""

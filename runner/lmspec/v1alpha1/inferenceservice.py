@@ -68,7 +68,9 @@ class Limits(Spec):
 class KeySource(Spec):
     """Where API keys come from: an environment variable or a file, never the manifest itself."""
 
-    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = Field(default=None, examples=["LMSPEC_API_KEYS"])
+    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = Field(
+        default=None, examples=["LMSPEC_API_KEYS"]
+    )
     """Environment variable holding one key, or several separated by commas."""
 
     file: str | None = Field(default=None, examples=["/run/secrets/api-keys"])
@@ -105,15 +107,20 @@ class Generation(Spec):
     """Strings that end generation."""
 
 
+Protocol = Literal["oip-v2", "openai"]
+
+
+def _default_protocols() -> list[Protocol]:
+    return ["oip-v2"]
+
+
 class InferenceServiceSpec(Spec):
     """What to serve and how."""
 
     model: ModelSource = Field(examples=[{"trainingJob": "iris-train"}])
     """The model to serve."""
 
-    protocols: list[Literal["oip-v2", "openai"]] = Field(
-        default_factory=lambda: ["oip-v2"], min_length=1, examples=[["oip-v2", "openai"]]
-    )
+    protocols: list[Protocol] = Field(default_factory=_default_protocols, min_length=1, examples=[["oip-v2", "openai"]])
     """Protocols to speak: the Open Inference Protocol v2, and (language models only) the
     OpenAI-compatible completions API."""
 
@@ -146,9 +153,13 @@ class InferenceService(Spec):
     metadata: Metadata = Field(examples=[{"name": "iris"}])
     """Name, labels, annotations and description."""
 
-    spec: InferenceServiceSpec = Field(examples=[{
-        "model": {"trainingJob": "iris-train"},
-        "protocols": ["oip-v2"],
-        "server": {"host": "127.0.0.1", "port": 8080},
-    }])
+    spec: InferenceServiceSpec = Field(
+        examples=[
+            {
+                "model": {"trainingJob": "iris-train"},
+                "protocols": ["oip-v2"],
+                "server": {"host": "127.0.0.1", "port": 8080},
+            }
+        ]
+    )
     """The service's definition."""

@@ -70,9 +70,7 @@ class NormLayer(Spec):
     """Added to the variance for numerical stability."""
 
 
-Layer = Annotated[
-    LinearLayer | ActivationLayer | DropoutLayer | NormLayer, Field(discriminator="type")
-]
+Layer = Annotated[LinearLayer | ActivationLayer | DropoutLayer | NormLayer, Field(discriminator="type")]
 
 
 class Sequential(Spec):
@@ -145,8 +143,12 @@ class ModelSpec(Spec):
     """The network, chosen from the registry of named architectures by ``type``."""
 
     signature: Signature = Field(
-        examples=[{"inputs": [{"name": "features", "dtype": "float32", "shape": [-1, 4]}],
-                   "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 3]}]}]
+        examples=[
+            {
+                "inputs": [{"name": "features", "dtype": "float32", "shape": [-1, 4]}],
+                "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 3]}],
+            }
+        ]
     )
     """Names, element types and shapes of the inputs and outputs."""
 
@@ -173,11 +175,17 @@ class Model(Spec):
     metadata: Metadata = Field(examples=[{"name": "iris-mlp", "labels": {"team": "vision"}}])
     """Name, labels, annotations and description."""
 
-    spec: ModelSpec = Field(examples=[{
-        "task": "classification",
-        "numClasses": 3,
-        "architecture": {"type": "mlp", "hiddenSizes": [32, 32]},
-        "signature": {"inputs": [{"name": "features", "dtype": "float32", "shape": [-1, 4]}],
-                      "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 3]}]},
-    }])
+    spec: ModelSpec = Field(
+        examples=[
+            {
+                "task": "classification",
+                "numClasses": 3,
+                "architecture": {"type": "mlp", "hiddenSizes": [32, 32]},
+                "signature": {
+                    "inputs": [{"name": "features", "dtype": "float32", "shape": [-1, 4]}],
+                    "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 3]}],
+                },
+            }
+        ]
+    )
     """The model's definition."""

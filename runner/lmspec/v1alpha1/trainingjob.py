@@ -15,6 +15,12 @@ from ._base import Int, Name, NonNegativeInt, PositiveInt, Spec
 from .common import Metadata
 
 Metric = Literal["loss", "accuracy", "mse", "mae", "perplexity"]
+
+
+def _loss_metric() -> list[Metric]:
+    return ["loss"]
+
+
 ByteSize = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")]
 
 
@@ -244,7 +250,7 @@ class Validation(Spec):
     interval: PositiveInt | None = Field(default=None, examples=[50])
     """Optimizer steps between validations; at the end of each epoch when omitted."""
 
-    metrics: list[Metric] = Field(default_factory=lambda: ["loss"], examples=[["loss", "accuracy"]])
+    metrics: list[Metric] = Field(default_factory=_loss_metric, examples=[["loss", "accuracy"]])
     """Metrics to compute."""
 
     early_stopping: EarlyStopping | None = Field(default=None, examples=[{"metric": "loss", "patience": 3}])
@@ -257,7 +263,7 @@ class Evaluation(Spec):
     enabled: bool = Field(default=True, examples=[False])
     """Evaluate the final model on the test split."""
 
-    metrics: list[Metric] = Field(default_factory=lambda: ["loss"], examples=[["accuracy"]])
+    metrics: list[Metric] = Field(default_factory=_loss_metric, examples=[["accuracy"]])
     """Metrics to report."""
 
 
@@ -335,7 +341,9 @@ class TrainingJobSpec(Spec):
     resources: Resources = Field(default_factory=Resources, examples=[{"processesPerNode": 2}])
     """The planned world size and devices."""
 
-    validation: Validation = Field(default_factory=Validation, examples=[{"interval": 50, "metrics": ["loss", "accuracy"]}])
+    validation: Validation = Field(
+        default_factory=Validation, examples=[{"interval": 50, "metrics": ["loss", "accuracy"]}]
+    )
     """Validation during training."""
 
     evaluation: Evaluation = Field(default_factory=Evaluation, examples=[{"metrics": ["accuracy"]}])
@@ -367,12 +375,16 @@ class TrainingJob(Spec):
     metadata: Metadata = Field(examples=[{"name": "iris-train"}])
     """Name, labels, annotations and description."""
 
-    spec: TrainingJobSpec = Field(examples=[{
-        "model": "iris-mlp",
-        "dataset": "iris",
-        "loss": {"type": "crossEntropy"},
-        "optimizer": {"type": "adamw", "lr": 0.01},
-        "stopping": {"epochs": 30},
-        "batch": {"microBatchSize": 16},
-    }])
+    spec: TrainingJobSpec = Field(
+        examples=[
+            {
+                "model": "iris-mlp",
+                "dataset": "iris",
+                "loss": {"type": "crossEntropy"},
+                "optimizer": {"type": "adamw", "lr": 0.01},
+                "stopping": {"epochs": 30},
+                "batch": {"microBatchSize": 16},
+            }
+        ]
+    )
     """The training job's definition."""
