@@ -144,7 +144,15 @@ class Server:
 
     def metric(self, name: str, **labels: str) -> float:
         """Value of one sample of ``/metrics`` (0 if absent)."""
+        return self.metrics(name, **labels)[0]
+
+    def metrics(self, *names: str, **labels: str) -> list[float]:
+        """Values of several samples from ONE scrape, so they are consistent with each other."""
         text = self.client.get("/metrics").text
+        return [self._sample(text, name, labels) for name in names]
+
+    @staticmethod
+    def _sample(text: str, name: str, labels: dict[str, str]) -> float:
         want = ",".join(f'{k}="{v}"' for k, v in labels.items())
         pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)"
         found = re.search("^" + pattern + "$", text, re.MULTILINE)

@@ -71,8 +71,10 @@ def test_sigterm_drains_in_flight_requests(start: Any, exports: dict[str, Path])
             time.sleep(0.01)
         assert server.metric("lmspec_requests_in_flight") == 8
         # Batching off: one sequence per forward pass.
-        assert (server.metric("lmspec_batch_size_sum", queue="generate")
-                == server.metric("lmspec_batch_size_count", queue="generate"))
+        rows, passes = server.metrics("lmspec_batch_size_sum", "lmspec_batch_size_count", queue="generate")
+        # prometheus_client updates a histogram's sum and count one after the other, so a scrape
+        # may catch one observation half-recorded; batching would put up to 8 rows in a pass.
+        assert passes >= 8 and abs(rows - passes) <= 1
         server.proc.send_signal(signal.SIGTERM)
         time.sleep(0.05)
         assert httpx.get(server.url + "/v2/health/ready").status_code == 503

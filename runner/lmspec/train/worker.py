@@ -60,4 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is written and the process group is gone. Skip the interpreter's teardown: with
+    # optimizer offload, a native DeepSpeed/torch thread sometimes outlives it and aborts the
+    # rank ("terminate called without an active exception") after a successful run.
+    os._exit(code)
