@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 
 def main_in_process(paths: list[str], job_name: str, run_dir: Path, *, resume: bool,
                     accelerator: str) -> int:
     """Train this rank; user-facing problems print one line and return 1."""
+    # DeepSpeed 0.19 calls a torch.distributed function that torch 2.13 deprecates, once per
+    # gather: a warning per step on every rank that the user can do nothing about.
+    warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor` is deprecated", category=FutureWarning)
     # DeepSpeed picks its accelerator once, at import: say which before anything imports it.
     os.environ.setdefault("DS_ACCELERATOR", accelerator)
     from ..data import DataError
