@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from ..output import render
-from ..validate import ValidationFailed
+from ._errors import reported
 
 
 @click.group("export")
@@ -26,12 +24,6 @@ def deepspeed_config(paths: tuple[str, ...], job_name: str | None) -> None:
     from ..dsconfig import deepspeed_config as generate
     from ..train.launch import RunError, select
 
-    try:
+    with reported(RunError):
         _, job = select(paths, job_name)
-    except ValidationFailed as exc:
-        sys.stdout.write(render(exc.report, "text"))
-        sys.exit(1)
-    except RunError as exc:
-        click.echo(f"lmspec: error: {exc}", err=True)
-        sys.exit(1)
     click.echo(json.dumps(generate(job.obj.spec), indent=2))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from ..output import render
 from ..plan import Count, all_states, count_parameters, model_states, parse_bytes
-from ..validate import ManifestSet, ValidationFailed, load
+from ..validate import ManifestSet, load
+from ._errors import reported
 
 
 def _count(manifests: ManifestSet, model_name: str, dataset_name: str | None) -> Count:
@@ -35,11 +33,8 @@ def command(paths: tuple[str, ...]) -> None:
     """Print each Model's parameter count and, for each TrainingJob, the model-state memory per
     device at every ZeRO stage and offload choice (ZeRO paper formulas; activations excluded).
     The job's own choice is marked with *."""
-    try:
+    with reported():
         manifests = load(list(paths))
-    except ValidationFailed as exc:
-        sys.stdout.write(render(exc.report, "text"))
-        sys.exit(1)
     for m in manifests.of_kind("Model"):
         c = _count(manifests, m.name, None)
         shown = f"{c.params:,}" if c.params is not None else c.note

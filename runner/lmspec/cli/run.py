@@ -6,8 +6,7 @@ import sys
 
 import click
 
-from ..output import render
-from ..validate import ValidationFailed
+from ._errors import reported
 
 
 @click.command("run")
@@ -26,14 +25,8 @@ def command(paths: tuple[str, ...], job_name: str | None, nproc: int | None, hos
     metrics.jsonl and checkpoints/ during it, and export/ at the end."""
     from ..train.launch import RunError, launch, select, write_run_dir
 
-    try:
+    with reported(RunError):
         manifests, job = select(paths, job_name)
         run_dir = write_run_dir(job, manifests, output)
         status = launch(paths, job, run_dir, nproc=nproc, hostfile=hostfile, resume=resume)
-    except ValidationFailed as exc:
-        sys.stdout.write(render(exc.report, "text"))
-        sys.exit(1)
-    except RunError as exc:
-        click.echo(f"lmspec: error: {exc}", err=True)
-        sys.exit(1)
     sys.exit(status)

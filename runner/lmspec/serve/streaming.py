@@ -31,18 +31,23 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work``; cancel it and raise :class:`ClientGone` if the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    watch = asyncio.ensure_future(_disconnected(request.receive))
+async def _race(task: asyncio.Future[Any], watch: Awaitable[None]) -> None:
+    """Wait until ``task`` ends or the client disconnects; whichever is left is cancelled."""
+    watcher = asyncio.ensure_future(watch)
     try:
-        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for t in (task, watch):
+        for t in (task, watcher):
             if not t.done():
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``; cancel it and raise :class:`ClientGone` if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    await _race(task, _disconnected(request.receive))
     if task.cancelled():
         raise ClientGone()
     return task.result()
@@ -74,15 +79,9 @@ class EventStream(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         task = asyncio.ensure_future(pump())
-        watch = asyncio.ensure_future(_disconnected(receive))
         try:
-            await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+            await _race(task, _disconnected(receive))
         finally:
-            for t in (task, watch):
-                if not t.done():
-                    t.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await t
             aclose = getattr(self.events, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
