@@ -164,3 +164,28 @@ def test_metrics_and_openapi(server: Any) -> None:
     assert server.metric("lmspec_requests_in_flight") == 0
     doc = server.client.get("/openapi.json").json()
     assert "/v2/models/{model}/infer" in doc["paths"] and "/v2/health/ready" in doc["paths"]
+
+
+def test_triton_http_client_works_unmodified(server: Any, exports: dict[str, Path]) -> None:
+    """NVIDIA's own Open Inference Protocol client (tritonclient.http) against lmspec serve."""
+    import tritonclient.http as httpclient
+
+    from lmspec.export import load_exported
+
+    url = server.url.removeprefix("http://")
+    client = httpclient.InferenceServerClient(url=url)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    assert client.is_server_live(headers=headers) and client.is_server_ready(headers=headers)
+    assert client.is_model_ready("iris", headers=headers)
+    meta = client.get_model_metadata("iris", headers=headers)
+    assert meta["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}]
+
+    x = np.asarray(ROWS, dtype=np.float32)
+    inp = httpclient.InferInput("features", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=False)
+    out = httpclient.InferRequestedOutput("logits", binary_data=False)
+    result = client.infer("iris", [inp], outputs=[out], request_id="triton-1", headers=headers)
+    assert result.get_response()["id"] == "triton-1"
+    expected = load_exported(exports["iris"]).predict({"features": x})["logits"]
+    np.testing.assert_allclose(result.as_numpy("logits"), expected, rtol=0, atol=1e-5)
+    client.close()
