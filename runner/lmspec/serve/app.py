@@ -31,8 +31,9 @@ from .batcher import Batcher, Policy, QueueFull
 from .errors import ApiError, error_body, is_openai
 from .gate import Gate
 from .generate import Generation, Sampling
+from .metrics import Metrics
 from .predictor import Loaded
-from .state import State
+from .state import Peers, State
 from .streaming import ClientGone, EventStream, sse, until_disconnect
 from .tensors import TensorError, decode_input, encode_output, metadata
 
@@ -146,9 +147,11 @@ async def with_limits(state: State, request: Request, work: Any) -> Any:
 # --- the application ------------------------------------------------------------------------------
 
 def create_app(service: InferenceService, loader: Callable[[], Loaded], *,
-               keys: list[str] | None = None) -> tuple[Gate, State]:
-    """The ASGI application for one InferenceService and the state it shares with the server."""
-    state = State(service=service, loader=loader, keys=[k.encode() for k in keys or []])
+               keys: list[str] | None = None, peers: Peers | None = None) -> tuple[Gate, State]:
+    """The ASGI application for one InferenceService and the state it shares with the server;
+    ``peers`` when it is one of several worker processes (metrics then go to the shared files)."""
+    state = State(service=service, loader=loader, keys=[k.encode() for k in keys or []],
+                  peers=peers, metrics=Metrics(multiprocess=peers is not None))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -203,6 +206,8 @@ async def _load(state: State) -> None:
     gc.freeze()
     state.ready = True
     state.metrics.ready.set(1)
+    if state.peers is not None and not state.draining:
+        state.peers.mark(True)
     log.info("model '%s' is ready", state.name)
 
 
@@ -284,9 +289,10 @@ def _health_routes(app: FastAPI, state: State) -> None:
 
     @app.get("/v2/health/ready", tags=["health"])
     async def ready() -> Response:
-        if state.ready and not state.draining:
+        if state.serving():
             return JSONResponse({"ready": True})
-        why = "draining" if state.draining else "loading"
+        why = ("draining" if state.draining else "loading" if not state.ready
+               else "waiting for other workers")
         return JSONResponse({"ready": False, "error": f"not ready: {why}"}, status_code=503)
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
@@ -319,7 +325,7 @@ def _oip_routes(app: FastAPI, state: State) -> None:
 
     async def model_ready(model: str, version: str | None = None) -> Response:
         _check_model(state, model, version)
-        ok = state.ready and not state.draining
+        ok = state.serving()
         return JSONResponse({"name": state.name, "ready": ok}, status_code=200 if ok else 503)
 
     async def infer(model: str, body: InferenceRequest, request: Request,

@@ -3,6 +3,9 @@ in-flight accounting and per-request metrics, all decided before any parsing.
 
 >>> app = Gate(fastapi_app, state)        # what uvicorn runs
 
+With several worker processes (``server.workers`` > 1) every response carries
+``X-Lmspec-Worker: <process id>`` of the worker that answered it.
+
 Bodies are read here, up to ``limits.maxBodyBytes`` (Content-Length is checked first, and the
 streamed length too, so a lying or chunked client gets 413 as well), then replayed to the app.
 """
@@ -65,11 +68,15 @@ class Gate:
         endpoint = self.endpoint(scope)
         started = time.perf_counter()
         status = [500]
+        # With several worker processes, say which one answered (its process id).
+        worker = str(state.peers.pid).encode() if state.peers is not None else None
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+                if worker is not None:
+                    message["headers"].append((b"x-lmspec-worker", worker))
             await send(message)
 
         tracked = path not in UNTRACKED

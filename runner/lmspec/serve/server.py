@@ -5,6 +5,9 @@
 SIGTERM (or Ctrl-C) starts a drain: readiness turns 503, new requests get 503, requests in
 flight (streams included) run to completion within ``server.gracePeriodSeconds``, then the
 process exits 0. A second signal exits at once.
+
+With ``server.workers`` > 1 this process binds the socket and supervises that many worker
+processes (:mod:`.workers`), each serving the whole API with its own copy of the model.
 """
 
 from __future__ import annotations
@@ -110,23 +113,12 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
     chosen = pick_service(manifests, service)
     obj: InferenceService = chosen.obj
     spec = obj.spec
-    if spec.server.workers != 1:
-        raise ServeError(f"{chosen.file}: spec.server.workers is {spec.server.workers}; the "
-                         "reference server runs one worker per process (start more processes "
-                         "behind a load balancer)")
     export = model_dir(manifests, chosen)
     keys = api_keys(obj, chosen.file)
     host = host or spec.server.host
     port = spec.server.port if port is None else port
 
-    # Heavy imports only once the configuration is known to be good.
-    import uvicorn
-
-    from .app import create_app
-    from .predictor import load_export
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    asgi, state = create_app(obj, lambda: load_export(export), keys=keys)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -137,15 +129,37 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
     sock.listen(2048)
     sock.set_inheritable(True)
     bound = sock.getsockname()[1]
-    config = uvicorn.Config(asgi, log_level="info", access_log=access_log, lifespan="on",
-                            timeout_graceful_shutdown=1, timeout_keep_alive=5)
-    server = _server(config, state, spec.server.grace_period_seconds)
-    state.on_fatal = server.fail
     url_host = f"[{host}]" if family == socket.AF_INET6 else host
-    print(f"lmspec serve: '{obj.metadata.name}' from {export} listening on "
-          f"http://{url_host}:{bound}", flush=True)
+    url = f"http://{url_host}:{bound}"
+    workers = spec.server.workers
+    if workers > 1:
+        from .workers import supervise
+
+        print(f"lmspec serve: '{obj.metadata.name}' from {export} listening on {url} "
+              f"({workers} workers)", flush=True)
+        return supervise(obj, export, keys, sock, access_log=access_log)
+    server = uvicorn_server(obj, export, keys, access_log=access_log)
+    print(f"lmspec serve: '{obj.metadata.name}' from {export} listening on {url}", flush=True)
     server.run(sockets=[sock])
     return int(server.exit_code)
+
+
+def uvicorn_server(service: InferenceService, export: Path, keys: list[str], *, access_log: bool,
+                   peers: Any = None) -> Any:
+    """The uvicorn server of the application, to be run on a listening socket; ``peers``
+    (:class:`.state.Peers`) when this process is one of several workers."""
+    # Heavy imports only once the configuration is known to be good.
+    import uvicorn
+
+    from .app import create_app
+    from .predictor import load_export
+
+    asgi, state = create_app(service, lambda: load_export(export), keys=keys, peers=peers)
+    config = uvicorn.Config(asgi, log_level="info", access_log=access_log, lifespan="on",
+                            timeout_graceful_shutdown=1, timeout_keep_alive=5)
+    server = _server(config, state, service.spec.server.grace_period_seconds)
+    state.on_fatal = server.fail
+    return server
 
 
 def _server(config: Any, state: Any, grace: float) -> Any:
@@ -159,12 +173,18 @@ def _server(config: Any, state: Any, grace: float) -> Any:
             pass
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if state.peers is not None and sig == signal.SIGINT:
+                # Ctrl-C reaches the whole process group; the supervisor relays it as SIGTERM,
+                # and counting it twice here would skip the drain.
+                return
             if state.draining or self.should_exit:
                 self.force_exit = True
                 self.should_exit = True
                 return
             state.draining = True
             state.metrics.ready.set(0)
+            if state.peers is not None:
+                state.peers.mark(False)
             logging.getLogger("lmspec.serve").info(
                 "%s: draining %d request(s), up to %.0f s", signal.Signals(sig).name,
                 state.in_flight, grace)
@@ -172,7 +192,19 @@ def _server(config: Any, state: Any, grace: float) -> Any:
 
         async def serve(self, sockets: list[socket.socket] | None = None) -> None:
             self._loop = asyncio.get_running_loop()
-            await super().serve(sockets)
+            watch = self._loop.create_task(self._watch_supervisor()) if state.peers else None
+            try:
+                await super().serve(sockets)
+            finally:
+                if watch is not None:
+                    watch.cancel()
+
+        async def _watch_supervisor(self) -> None:
+            """A worker whose supervisor is gone (killed outright) drains and exits too."""
+            while os.getppid() == state.peers.supervisor:
+                await asyncio.sleep(0.5)
+            logging.getLogger("lmspec.serve").warning("the supervisor process is gone")
+            self.handle_exit(signal.SIGTERM, None)
 
         async def _drain(self) -> None:
             deadline = time.monotonic() + grace

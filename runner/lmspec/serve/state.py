@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..v1alpha1 import InferenceService
 from .batcher import Batcher
@@ -30,10 +31,17 @@ class State:
     infer: Batcher | None = None
     steps: Batcher | None = None
     on_fatal: Callable[[BaseException], None] | None = None
+    peers: Peers | None = None
+    """The other worker processes, when ``server.workers`` > 1 (None: a single process)."""
 
     @property
     def name(self) -> str:
         return str(self.service.metadata.name)
+
+    def serving(self) -> bool:
+        """What readiness reports: loaded, warmed up and not draining, and with several workers,
+        every other worker too (whichever worker answers the probe, ready means all are)."""
+        return self.ready and not self.draining and (self.peers is None or self.peers.all_ready())
 
     def require_ready(self) -> Loaded:
         """The loaded model, or a 503 while loading or draining."""
@@ -50,3 +58,28 @@ class State:
         if lm is None:
             raise ApiError(400, f"model '{self.name}' is not a causal language model")
         return lm
+
+
+@dataclass
+class Peers:
+    """One worker's view of the worker processes sharing the listening socket: one readiness flag
+    per worker in memory shared with the supervisor (which clears the flag of a worker that died).
+
+    >>> peers = Peers(flags=multiprocessing.get_context("spawn").RawArray("b", 2), index=0,
+    ...               pid=os.getpid(), supervisor=os.getppid())
+    >>> peers.mark(True); peers.all_ready()
+    False
+    """
+
+    flags: Any
+    """A shared array of bytes (``multiprocessing.RawArray``), 1 where that worker is ready."""
+    index: int
+    pid: int
+    supervisor: int
+    """Process id of the supervisor; a worker whose parent changes has lost it and drains."""
+
+    def mark(self, ready: bool) -> None:
+        self.flags[self.index] = 1 if ready else 0
+
+    def all_ready(self) -> bool:
+        return all(self.flags)
