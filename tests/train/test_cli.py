@@ -47,3 +47,15 @@ def test_bad_data_is_one_line_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
     assert "lmspec: error:" in result.stderr and "row 6" in result.stderr
+
+
+def test_a_fresh_run_refuses_an_earlier_runs_checkpoints(tmp_path: Path) -> None:
+    manifests, run_dir = iris_job(tmp_path)
+    done = run_dir / "checkpoints" / "step12"
+    done.mkdir(parents=True)
+    (done / "COMPLETE").write_text('{"step": 12, "worldSize": 1, "zeroStage": 0}\n')
+    out = CliRunner().invoke(main, ["run", str(manifests)])
+    assert out.exit_code == 1
+    assert "already holds checkpoints of an earlier run (newest: step12)" in out.output
+    assert "--resume" in out.output and "Traceback" not in out.output
+    assert not (run_dir / "rendered.yaml").exists()

@@ -13,7 +13,7 @@ from ._errors import reported
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--job", "job_name", help="TrainingJob to run, when the inputs define several.")
 @click.option("--nproc", type=int, help="Processes on this machine [default: resources.processesPerNode].")
-@click.option("--hostfile", type=click.Path(exists=True, dir_okay=False),
+@click.option("--hostfile", type=click.Path(),
               help="DeepSpeed hostfile ('host slots=N' per line) to train on several machines.")
 @click.option("--output", type=click.Path(file_okay=False), help="Run directory [default: output.dir].")
 @click.option("--resume", is_flag=True, help="Continue from the newest complete checkpoint.")
@@ -27,6 +27,6 @@ def command(paths: tuple[str, ...], job_name: str | None, nproc: int | None, hos
 
     with reported(RunError):
         manifests, job = select(paths, job_name)
-        run_dir = write_run_dir(job, manifests, output)
+        run_dir = write_run_dir(job, manifests, output, resume=resume)
         status = launch(paths, job, run_dir, nproc=nproc, hostfile=hostfile, resume=resume)
     sys.exit(status)

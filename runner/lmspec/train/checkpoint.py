@@ -9,6 +9,10 @@ a broken checkpoint. So the runner saves with ``save_latest=False``, waits for e
 only then has rank 0 publish ``<tag>/COMPLETE`` with an atomic rename. Resume considers complete
 checkpoints only. The directory must be shared by all ranks (one machine, or a shared file
 system).
+
+The marker also records the world size and ZeRO stage that wrote the checkpoint: DeepSpeed can
+resume only with both unchanged, and :func:`resume_mismatch` says so before DeepSpeed fails
+half-way through loading.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ def save(engine: Any, directory: Path, *, step: int, state: dict[str, Any], keep
     if dist.get_rank() == 0:
         marker = directory / tag / MARKER
         tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"step": step}) + "\n")
+        written_by = {"step": step, "worldSize": dist.get_world_size(),
+                      "zeroStage": int(engine.zero_optimization_stage())}
+        tmp.write_text(json.dumps(written_by) + "\n")
         os.replace(tmp, marker)
         for old in complete_tags(directory)[:-keep_last]:
             shutil.rmtree(directory / old, ignore_errors=True)
@@ -61,3 +67,35 @@ def latest_complete(directory: Path) -> str | None:
     """The newest complete checkpoint's tag, or None."""
     tags = complete_tags(directory)
     return tags[-1] if tags else None
+
+
+def written_by(directory: Path, tag: str) -> dict[str, Any]:
+    """The marker of a complete checkpoint: ``{"step", "worldSize", "zeroStage"}`` (checkpoints
+    from older versions of lmspec record the step only)."""
+    try:
+        found = json.loads((directory / tag / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def resume_mismatch(directory: Path, *, world_size: int, zero_stage: int) -> str | None:
+    """Why the newest complete checkpoint cannot be resumed by this world, or None.
+
+    >>> resume_mismatch(run_dir / "checkpoints", world_size=1, zero_stage=2)
+    'cannot resume from runs/x/checkpoints/step8: it was written by 2 processes at ZeRO stage 2, …'
+    """
+    tag = latest_complete(directory)
+    if tag is None:
+        return None
+    found = written_by(directory, tag)
+    was_world, was_stage = found.get("worldSize"), found.get("zeroStage")
+    if was_world is None or was_stage is None or (was_world, was_stage) == (world_size, zero_stage):
+        return None
+    return (f"cannot resume from {directory / tag}: it was written by {was_world} processes at ZeRO "
+            f"stage {was_stage}, and this run has {world_size} at stage {zero_stage}; a checkpoint continues "
+            "only in the world that wrote it (each rank's data shard and the global batch follow the world "
+            "size, and DeepSpeed stores optimizer state per ZeRO stage, partitioned across the ranks from "
+            "stage 1). Resume with "
+            f"{was_world} processes and zero.stage {was_stage}, or train from scratch without --resume "
+            "(and checkpointing.resume) into a new output directory (--output)")

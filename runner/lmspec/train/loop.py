@@ -98,6 +98,14 @@ class Recipe:
 
     def setup(self) -> None:
         spec = self.spec
+        if self.resume:
+            # DeepSpeed fails deep inside loading a checkpoint from another world size or ZeRO
+            # stage. `lmspec run` checks before it launches; this guards ranks started otherwise,
+            # before anything (lock.json included) is written.
+            mismatch = checkpoint.resume_mismatch(self.ckpt_dir, world_size=self.world.size,
+                                                  zero_stage=spec.zero.stage)
+            if mismatch is not None:
+                raise TrainError(mismatch)
         cpu = spec.resources.accelerator == "cpu"
         self.world.init(backend="gloo" if cpu else "nccl")
         self.device = torch.device("cpu") if cpu else torch.device("cuda", self.world.local_rank)
@@ -343,7 +351,8 @@ class Recipe:
         if checkpoint.tag_for(self.step) in checkpoint.complete_tags(self.ckpt_dir):
             return
         state = {"step": self.step, "epoch": self.epoch, "micro": self.micro,
-                 "best": self.best, "bad_validations": self.bad_validations}
+                 "best": self.best, "bad_validations": self.bad_validations,
+                 "world_size": self.world.size, "zero_stage": self.spec.zero.stage}
         checkpoint.save(self.engine, self.ckpt_dir, step=self.step, state=state,
                         keep_last=self.spec.checkpointing.keep_last)
 

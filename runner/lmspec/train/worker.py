@@ -11,20 +11,18 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 
-def main_in_process(paths: list[str], job_name: str, run_dir: Path, *, resume: bool,
-                    accelerator: str) -> int:
+def main_in_process(paths: list[str], job_name: str, run_dir: Path, *, resume: bool) -> int:
     """Train this rank; user-facing problems print one line and return 1."""
     # DeepSpeed 0.19 calls a torch.distributed function that torch 2.13 deprecates, once per
     # gather: a warning per step on every rank that the user can do nothing about.
     warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor` is deprecated", category=FutureWarning)
-    # DeepSpeed picks its accelerator once, at import: say which before anything imports it.
-    os.environ.setdefault("DS_ACCELERATOR", accelerator)
     from ..data import DataError
     from ..nn import ModelError
     from ..validate import ValidationFailed
-    from .launch import RunError, select
+    from .launch import Plan, RunError, check_world, select
     from .loop import Recipe, TrainError
     from .world import World
 
@@ -32,6 +30,12 @@ def main_in_process(paths: list[str], job_name: str, run_dir: Path, *, resume: b
     prefix = f"lmspec (rank {world.rank}): error: " if world.size > 1 else "lmspec: error: "
     try:
         manifests, job = select(paths, job_name)
+        # DeepSpeed picks its accelerator once, at import: say which before anything imports
+        # it. From the job, not the environment: ranks that pdsh starts on other machines do
+        # not inherit the launcher's DS_ACCELERATOR.
+        os.environ["DS_ACCELERATOR"] = job.obj.spec.resources.accelerator
+        # `lmspec run` checked the world it planned; this is the world the launcher made.
+        check_world(job, Plan("joined", world.size, world.describe()))
         run_dir.mkdir(parents=True, exist_ok=True)
         Recipe(job, manifests, run_dir, resume=resume).run()
     except (DataError, ModelError, TrainError, RunError) as exc:
@@ -59,15 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
-    return main_in_process(args.paths, args.job, Path(args.output), resume=args.resume,
-                           accelerator=os.environ.get("DS_ACCELERATOR", "cpu"))
+    return main_in_process(args.paths, args.job, Path(args.output), resume=args.resume)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Leave the process once a rank has trained (or failed), skipping the interpreter's teardown.
+
+    Everything is written and the process group is gone, but a native DeepSpeed/torch thread
+    sometimes outlives the teardown and aborts the rank ("terminate called without an active
+    exception") after a successful run; under torchrun that fails the whole job."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Everything is written and the process group is gone. Skip the interpreter's teardown: with
-    # optimizer offload, a native DeepSpeed/torch thread sometimes outlives it and aborts the
-    # rank ("terminate called without an active exception") after a successful run.
-    os._exit(code)
+    exit_now(main())

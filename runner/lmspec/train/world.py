@@ -16,10 +16,25 @@ INIT_TIMEOUT_S = float(os.environ.get("LMSPEC_DIST_TIMEOUT", "300"))
 gives up with an error instead of hanging. ``LMSPEC_DIST_TIMEOUT`` overrides it."""
 
 
+def _slurm_tasks() -> int:
+    """Tasks of the Slurm job step this process belongs to, or 0 outside Slurm.
+
+    A batch script itself runs with ``SLURM_PROCID=0`` and ``SLURM_NTASKS`` of the allocation;
+    only a step of several tasks is a world to join. A single task is alone and may start its
+    own ranks (``lmspec run --nproc 8`` inside ``sbatch -n 1``)."""
+    env = os.environ
+    if "SLURM_PROCID" not in env or "SLURM_NTASKS" not in env:
+        return 0
+    try:
+        return int(env["SLURM_NTASKS"])
+    except ValueError:
+        return 0
+
+
 def under_launcher() -> bool:
     """True when a launcher (torchrun, deepspeed, Slurm) already started this process as a rank."""
     env = os.environ
-    return ("RANK" in env and "WORLD_SIZE" in env) or ("SLURM_PROCID" in env and "SLURM_NTASKS" in env)
+    return ("RANK" in env and "WORLD_SIZE" in env) or _slurm_tasks() > 1
 
 
 def free_port() -> int:
@@ -34,20 +49,34 @@ class World:
     rank: int
     local_rank: int
     size: int
+    launcher: str = "none"
+    """Who started this process, for messages: ``torchrun``, ``the deepspeed launcher``,
+    ``Slurm``, ``a launcher (RANK/WORLD_SIZE)`` (something else set them), or ``none``."""
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def describe(self) -> str:
+        """Where the world size comes from: ``torchrun, world size 2``, for messages."""
+        return f"{self.launcher}, world size {self.size}" if self.launcher != "none" else "a single process"
+
     @classmethod
     def from_env(cls) -> World:
         env = os.environ
         if "RANK" in env and "WORLD_SIZE" in env:
-            return cls(int(env["RANK"]), int(env.get("LOCAL_RANK", "0")), int(env["WORLD_SIZE"]))
-        if "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+            launcher = ("torchrun" if "TORCHELASTIC_RUN_ID" in env
+                        else "the deepspeed launcher" if "CROSS_RANK" in env else "a launcher (RANK/WORLD_SIZE)")
+            return cls(int(env["RANK"]), int(env.get("LOCAL_RANK", "0")), int(env["WORLD_SIZE"]), launcher)
+        if _slurm_tasks() > 1:
             return cls(int(env["SLURM_PROCID"]), int(env.get("SLURM_LOCALID", "0")),
-                       int(env["SLURM_NTASKS"]))
+                       int(env["SLURM_NTASKS"]), "Slurm")
         return cls(0, 0, 1)
+
+    def rendezvous_missing(self) -> bool:
+        """True when this rank of several cannot find rank 0: torch.distributed needs
+        MASTER_ADDR and MASTER_PORT, which Slurm does not set (torchrun and deepspeed do)."""
+        return self.size > 1 and not ("MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ)
 
     def init(self, backend: str) -> None:
         """Join (or, alone, create) the process group that DeepSpeed will use."""
@@ -60,7 +89,7 @@ class World:
         if self.size == 1:
             env.setdefault("MASTER_ADDR", "127.0.0.1")
             env.setdefault("MASTER_PORT", str(free_port()))
-        elif "MASTER_ADDR" not in env or "MASTER_PORT" not in env:
+        elif self.rendezvous_missing():
             raise RuntimeError("MASTER_ADDR and MASTER_PORT must be set when joining a world of "
                                f"{self.size} processes")
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False,
