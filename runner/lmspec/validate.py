@@ -67,6 +67,24 @@ class ManifestSet:
     def get(self, kind: str, name: str) -> Manifest | None:
         return next((m for m in self.manifests if m.kind == kind and m.name == name), None)
 
+    def pick(self, kind: str, name: str | None, *, option: str) -> Manifest:
+        """The manifest of ``kind`` named ``name``, or the only one when ``name`` is None.
+        Raises :class:`LookupError` with a message for the user; ``option`` is the command-line
+        flag that chooses among several (e.g. ``--job``)."""
+        found = self.of_kind(kind)
+        if name is not None:
+            named = self.get(kind, name)
+            if named is None:
+                have = ", ".join(m.name for m in found) or "none"
+                raise LookupError(f"no {kind} named {name!r} among the inputs (found: {have})")
+            return named
+        if not found:
+            raise LookupError(f"no {kind} among the inputs; pass the file that defines one")
+        if len(found) > 1:
+            names = ", ".join(m.name for m in found)
+            raise LookupError(f"several {kind} manifests among the inputs ({names}); choose one with {option}")
+        return found[0]
+
     def index(self) -> Index:
         by_kind: dict[str, dict[str, Any]] = {}
         for m in self.manifests:

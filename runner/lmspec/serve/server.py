@@ -33,19 +33,10 @@ class ServeError(Exception):
 
 
 def pick_service(manifests: ManifestSet, name: str | None) -> Manifest:
-    services = manifests.of_kind("InferenceService")
-    if name is not None:
-        found = manifests.get("InferenceService", name)
-        if found is None:
-            have = ", ".join(m.name for m in services) or "none"
-            raise ServeError(f"no InferenceService named '{name}' among the manifests (found: {have})")
-        return found
-    if not services:
-        raise ServeError("no InferenceService manifest among the inputs")
-    if len(services) > 1:
-        raise ServeError("several InferenceService manifests ("
-                         + ", ".join(m.name for m in services) + "): choose one with --service")
-    return services[0]
+    try:
+        return manifests.pick("InferenceService", name, option="--service")
+    except LookupError as exc:
+        raise ServeError(str(exc)) from None
 
 
 def model_dir(manifests: ManifestSet, service: Manifest) -> Path:

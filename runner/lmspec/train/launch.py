@@ -52,19 +52,10 @@ class RunError(Exception):
 def select(paths: Sequence[str], job_name: str | None) -> tuple[ManifestSet, Manifest]:
     """Load and validate the manifests (raises ValidationFailed) and pick the TrainingJob."""
     manifests = load(list(paths))
-    jobs = manifests.of_kind("TrainingJob")
-    if job_name is not None:
-        job = manifests.get("TrainingJob", job_name)
-        if job is None:
-            names = ", ".join(j.name for j in jobs) or "none"
-            raise RunError(f"no TrainingJob named {job_name!r} among the inputs (found: {names})")
-        return manifests, job
-    if len(jobs) != 1:
-        if not jobs:
-            raise RunError("no TrainingJob among the inputs; pass the file that defines one")
-        raise RunError("several TrainingJobs among the inputs ("
-                       + ", ".join(j.name for j in jobs) + "); choose one with --job")
-    return manifests, jobs[0]
+    try:
+        return manifests, manifests.pick("TrainingJob", job_name, option="--job")
+    except LookupError as exc:
+        raise RunError(str(exc)) from None
 
 
 def job_manifests(job: Manifest, manifests: ManifestSet) -> list[Manifest]:
