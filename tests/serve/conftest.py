@@ -158,6 +158,14 @@ class Server:
         found = re.search("^" + pattern + "$", text, re.MULTILINE)
         return float(found.group(1)) if found else 0.0
 
+    def start_draining(self, late_body: dict[str, Any]) -> None:
+        """SIGTERM the server and check it stops admitting: not ready, new requests get 503."""
+        self.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        assert httpx.get(self.url + "/v2/health/ready").status_code == 503
+        late = httpx.post(self.url + "/v1/completions", json=late_body)
+        assert late.status_code == 503 and "shutting down" in late.json()["error"]["message"]
+
     def stop(self) -> int:
         self.client.close()
         if self.proc.poll() is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -75,11 +74,7 @@ def test_sigterm_drains_in_flight_requests(start: Any, exports: dict[str, Path])
         # prometheus_client updates a histogram's sum and count one after the other, so a scrape
         # may catch one observation half-recorded; batching would put up to 8 rows in a pass.
         assert passes >= 8 and abs(rows - passes) <= 1
-        server.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.05)
-        assert httpx.get(server.url + "/v2/health/ready").status_code == 503
-        late = httpx.post(server.url + "/v1/completions", json=body)
-        assert late.status_code == 503 and "shutting down" in late.json()["error"]["message"]
+        server.start_draining(body)
         answers = [f.result() for f in futures]
     assert [r.status_code for r in answers] == [200] * 8
     assert all(r.json()["usage"]["completion_tokens"] == 60 for r in answers)

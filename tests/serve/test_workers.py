@@ -221,11 +221,7 @@ def test_sigterm_drains_every_worker(start: Any, exports: dict[str, Path]) -> No
                 httpx.get(server.url + "/metrics").text, "lmspec_requests_in_flight") < 6:
             time.sleep(0.01)
         assert sample(httpx.get(server.url + "/metrics").text, "lmspec_requests_in_flight") == 6
-        server.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.1)
-        assert httpx.get(server.url + "/v2/health/ready").status_code == 503
-        late = httpx.post(server.url + "/v1/completions", json=body)
-        assert late.status_code == 503 and "shutting down" in late.json()["error"]["message"]
+        server.start_draining(body)
         answers = [f.result() for f in futures]
     for c in clients:
         c.close()
