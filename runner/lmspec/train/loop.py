@@ -5,8 +5,9 @@
 What it does, in order:
 
 - setup: join the process group; prepare the data (this rank's shard); build the model (inside
-  ``deepspeed.zero.Init`` at ZeRO stage 3); hand it to DeepSpeed with the generated config and
-  the schedule's ``LambdaLR``; write ``lock.json``; resume from the newest complete checkpoint.
+  ``deepspeed.zero.Init`` at ZeRO stage 3, with the weights it gets at any other stage); hand it
+  to DeepSpeed with the generated config and the schedule's ``LambdaLR``; write ``lock.json``;
+  resume from the newest complete checkpoint.
 - train: epochs of seeded, per-epoch permutations of the training split, sharded across ranks;
   augmentation on training batches; gradient accumulation, clipping, warm-up and decay happen
   inside DeepSpeed; metrics every ``logging.interval`` steps; validation every
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..model.build import CausalLM, build_model, load_state
+from ..model.build import CausalLM, build_model
 from ..standard import Dataset, Model, TrainingJob
 from ..validator.core import Manifest, ManifestSet
 from . import checkpoint
@@ -63,6 +64,30 @@ def _seed(*parts: int) -> int:
     for p in parts:
         h = ((h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 1099511628211) % 2**64
     return h % 2**63
+
+
+def copy_into_partitioned(model: torch.nn.Module, reference: torch.nn.Module | None) -> None:
+    """Copy ``reference``'s parameters and buffers (given on rank 0 only) into a model built under
+    ``deepspeed.zero.Init``, one module at a time so that only one module is ever gathered whole.
+    Collective: every rank calls it."""
+    import deepspeed
+
+    ref = dict(reference.named_modules()) if reference is not None else None
+    for name, module in model.named_modules():
+        params = list(module.parameters(recurse=False))
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=0):
+            if ref is None:
+                continue
+            source = ref[name]
+            with torch.no_grad():
+                for (pname, p), q in zip(module.named_parameters(recurse=False),
+                                         source.parameters(recurse=False), strict=True):
+                    if p.shape != q.shape:
+                        raise TrainError(f"{name}.{pname}: built as {tuple(p.shape)} under ZeRO-3, "
+                                         f"{tuple(q.shape)} without it")
+                    p.copy_(q)
+                for b, c in zip(module.buffers(recurse=False), source.buffers(recurse=False), strict=True):
+                    b.copy_(c)
 
 
 class Recipe:
@@ -153,7 +178,14 @@ class Recipe:
         width = int(self.data.train.inputs.shape[1]) if self.task != "causal-lm" else None
         self.input_width = width
         torch.manual_seed(self.spec.seed)  # the same initial weights on every rank
+        base_dir = self.model_manifest.base_dir
         if self.spec.zero.stage == 3:
+            # Rank 0 builds the model as every other stage does (same seed, on the CPU, initial
+            # weights loaded); the others need not. Its values are then copied into the
+            # partitioned model. Initialising under zero.Init itself is not equivalent: Hugging
+            # Face's post_init runs on already-partitioned (empty) parameters and does nothing,
+            # and on GPUs the construction draws from the device's generator, not the CPU's.
+            reference = build_model(spec, input_width=width, base_dir=base_dir) if self.world.is_main else None
             if self.task == "causal-lm":
                 # zero.Init patches tensor constructors, which breaks torch._dynamo if it is first
                 # imported inside (transformers imports it lazily): import it beforehand.
@@ -163,24 +195,12 @@ class Recipe:
             # on every rank first.
             with deepspeed.zero.Init(config_dict_or_path=self.ds_config):
                 model = build_model(spec.model_copy(update={"initial_weights": None}), input_width=width)
-            if spec.initial_weights is not None:
-                self._load_initial_weights_zero3(model)
+            copy_into_partitioned(model, reference)
         else:
-            model = build_model(spec, input_width=width, base_dir=self.model_manifest.base_dir)
+            model = build_model(spec, input_width=width, base_dir=base_dir)
         if self.spec.activation_checkpointing.enabled and isinstance(model, CausalLM):
             model.enable_activation_checkpointing()
         self.model = model
-
-    def _load_initial_weights_zero3(self, model: torch.nn.Module) -> None:
-        import deepspeed
-        from safetensors.torch import load_file
-
-        ref = self.model_obj.spec.initial_weights
-        assert ref is not None
-        path = Path(ref.path) if Path(ref.path).is_absolute() else self.model_manifest.base_dir / ref.path
-        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=0):
-            if self.world.is_main:
-                load_state(model, load_file(str(path)), source=str(path))
 
     def _setup_engine(self) -> None:
         import deepspeed
