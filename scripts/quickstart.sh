@@ -16,7 +16,7 @@ echo "==> lmspec plan examples/iris"
 
 echo "==> lmspec run examples/iris"
 # A fresh run each time: lmspec refuses to train over an earlier run's checkpoints.
-rm -rf runs/iris-train
+rm -rf examples/iris/runs/iris-train
 "$lmspec" run examples/iris
 
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

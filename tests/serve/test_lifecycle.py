@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -106,10 +107,11 @@ def test_startup_errors_are_clear(tmp_path: Path, exports: dict[str, Path],
     r = lmspec_serve(str(wrong), "--port", "0")
     assert r.returncode == 2 and "not a causal language model" in r.stderr
 
-    # The example names its TrainingJob; run from an empty directory, the job's export is absent.
-    r = lmspec_serve(str(Path(__file__).parents[2] / "examples" / "iris"), "--port", "0", cwd=tmp_path)
-    assert r.returncode == 2 and "runs/iris-train/export" in r.stderr
-    assert "run `lmspec run" in r.stderr and "train.yaml" in r.stderr
+    # A copy of the example, never trained: its job's export is absent; the hint names the inputs.
+    shutil.copytree(Path(__file__).parents[2] / "examples" / "iris", tmp_path / "iris")
+    r = lmspec_serve("iris", "--port", "0", cwd=tmp_path)
+    assert r.returncode == 2 and str(tmp_path / "iris" / "runs" / "iris-train" / "export") in r.stderr
+    assert "run `lmspec run iris` first" in r.stderr
 
     invalid = tmp_path / "e.yaml"
     invalid.write_text("apiVersion: lmspec.io/v1alpha1\nkind: InferenceService\nmetadata: {name: x}\n"

@@ -9,8 +9,15 @@ from contextlib import contextmanager
 
 import click
 
-from ..validator.core import ValidationFailed
+from ..validator.core import ValidationFailed, skipped_note
+from ..validator.findings import Report
 from ..validator.report import render
+
+
+def note_skipped(report: Report) -> None:
+    """Say once, on stderr, what directory arguments passed over (nothing when nothing was)."""
+    if report.skipped:
+        click.echo(skipped_note(report.skipped), err=True)
 
 
 @contextmanager
@@ -20,6 +27,7 @@ def reported(*user_errors: type[Exception]) -> Iterator[None]:
     try:
         yield
     except ValidationFailed as exc:
+        note_skipped(exc.report)
         sys.stdout.write(render(exc.report, "text"))
         sys.exit(1)
     except user_errors as exc:

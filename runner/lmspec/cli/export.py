@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ._errors import reported
+from ._errors import note_skipped, reported
 
 
 @click.group("export")
@@ -25,5 +25,6 @@ def deepspeed_config(paths: tuple[str, ...], job_name: str | None) -> None:
     from ..train.launch import RunError, select
 
     with reported(RunError):
-        _, job = select(paths, job_name)
-    click.echo(json.dumps(generate(job.obj.spec), indent=2))
+        manifests, job = select(paths, job_name)
+        note_skipped(manifests.report)
+    click.echo(json.dumps(generate(job.obj.spec, job.base_dir), indent=2))

@@ -63,4 +63,6 @@ def command(directory: Path, name: str, force: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         click.echo(f"wrote {path}")
-    click.echo(f"next: lmspec validate {directory}")
+    # Every relative path in the manifests is relative to their folder, so these work from
+    # here as written, and from inside the folder with '.' in place of its name.
+    click.echo(f"next: lmspec validate {directory} && lmspec run {directory} && lmspec serve {directory}")

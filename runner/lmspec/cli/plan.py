@@ -6,7 +6,7 @@ import click
 
 from ..model.plan import Count, all_states, count_parameters, model_states, parse_bytes
 from ..validator.core import ManifestSet, load
-from ._errors import reported
+from ._errors import note_skipped, reported
 
 
 def _count(manifests: ManifestSet, model_name: str, dataset_name: str | None) -> Count:
@@ -35,6 +35,7 @@ def command(paths: tuple[str, ...]) -> None:
     The job's own choice is marked with *."""
     with reported():
         manifests = load(list(paths))
+    note_skipped(manifests.report)
     for m in manifests.of_kind("Model"):
         c = _count(manifests, m.name, None)
         shown = f"{c.params:,}" if c.params is not None else c.note

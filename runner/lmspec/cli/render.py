@@ -19,6 +19,7 @@ import yaml
 from ..validator.core import read, to_yaml_data, validate_documents
 from ..validator.parse import resolve_plain
 from ..validator.report import render as render_report
+from ._errors import note_skipped
 
 
 class _Dumper(yaml.SafeDumper):
@@ -61,6 +62,7 @@ def command(paths: tuple[str, ...], fmt: str, require_refs: bool) -> None:
     # Rendering one file of a project is the common case, so by default missing references do
     # not block it; every other rule (cross-manifest ones included, when both are given) applies.
     result = validate_documents(docs, report, references=require_refs)
+    note_skipped(report)
     if not report.ok or report.parse_failed:
         sys.stdout.write(render_report(report, "text"))
         sys.exit(report.exit_code())

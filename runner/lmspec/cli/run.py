@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ._errors import reported
+from ._errors import note_skipped, reported
 
 
 @click.command("run")
@@ -27,6 +27,7 @@ def command(paths: tuple[str, ...], job_name: str | None, nproc: int | None, hos
 
     with reported(RunError):
         manifests, job = select(paths, job_name)
+        note_skipped(manifests.report)
         run_dir = write_run_dir(job, manifests, output, resume=resume)
         status = launch(paths, job, run_dir, nproc=nproc, hostfile=hostfile, resume=resume)
     sys.exit(status)

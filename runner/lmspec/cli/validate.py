@@ -13,6 +13,7 @@ import click
 from ..validator.core import read, validate_documents
 from ..validator.parse import MAX_BYTES
 from ..validator.report import FORMATS, render, write_github_summary
+from ._errors import note_skipped
 
 
 @click.command("validate")
@@ -28,8 +29,9 @@ from ..validator.report import FORMATS, render, write_github_summary
               help="Refuse files (and standard input) larger than this.")
 def command(paths: tuple[str, ...], fmt: str, check_env: bool, strict: bool, allow_missing_refs: bool,
             max_bytes: int) -> None:
-    """Validate manifests: PATHS are files, directories (searched for .yaml, .yml and .json),
-    globs, or - for standard input. Exit status: 0 valid, 1 invalid, 2 unreadable input."""
+    """Validate manifests: PATHS are files, directories (their .yaml and .yml files at any
+    depth; .json files only when named, and never lmspec's own run directories), globs, or - for
+    standard input. Exit status: 0 valid, 1 invalid, 2 unreadable input."""
     # Parsing allocates many small containers that all live until the report is written, so
     # the cyclic garbage collector finds nothing to free yet rescans them again and again
     # (about 40 % of the run on large inputs). The data has no reference cycles: reference
@@ -39,6 +41,7 @@ def command(paths: tuple[str, ...], fmt: str, check_env: bool, strict: bool, all
     try:
         docs, report = read(list(paths), max_bytes=max_bytes)
         validate_documents(docs, report, check_env=check_env, references=not allow_missing_refs)
+        note_skipped(report)
         sys.stdout.write(render(report, fmt, strict=strict))
         if fmt == "github":
             try:

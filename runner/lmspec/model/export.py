@@ -32,6 +32,7 @@ import yaml
 
 from .._version import __version__
 from ..standard import Model
+from ..validator.core import OUTPUT_MARKER
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,8 +54,8 @@ class ExportError(Exception):
 
 def output_dir_for(job_manifest: Manifest) -> Path:
     """The run directory of a TrainingJob: ``output.dir`` with ``{name}`` filled in, relative to
-    the working directory (as ``lmspec run`` writes it)."""
-    return Path(job_manifest.obj.spec.output.dir.format(name=job_manifest.name))
+    the directory of the manifest's file, as every relative path in a manifest is."""
+    return job_manifest.resolve(job_manifest.obj.spec.output.dir.format(name=job_manifest.name))
 
 
 def export_dir_for(job_manifest: Manifest) -> Path:
@@ -97,6 +98,8 @@ def save_export(
         (tmp / MANIFEST).write_text(yaml.safe_dump(rendered, sort_keys=False))
         (tmp / TRANSFORM).write_text(json.dumps(transform_state, indent=2))
         (tmp / INFO).write_text(json.dumps(info, indent=2) + "\n")
+        # Never read back as manifests by a directory argument (model.yaml is one).
+        (tmp / OUTPUT_MARKER).write_text("export\n")
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -39,16 +40,24 @@ def pick_service(manifests: ManifestSet, name: str | None) -> Manifest:
         raise ServeError(str(exc)) from None
 
 
-def model_dir(manifests: ManifestSet, service: Manifest) -> Path:
-    """The export directory to serve: ``spec.model.path`` (relative to the manifest) or the
-    export of ``spec.model.trainingJob``. Raises :class:`ServeError` if it is not there."""
+def model_dir(manifests: ManifestSet, service: Manifest, *, paths: list[str] | None = None,
+              export: str | None = None) -> Path:
+    """The export directory to serve: ``export`` when given (an export directory, or a run
+    directory holding ``export/``), else ``spec.model.path`` (relative to the manifest's file)
+    or the export of ``spec.model.trainingJob``. Raises :class:`ServeError` if it is not there.
+    ``paths`` are the command's inputs, named in the hint to train the model first."""
     from ..model.export import INFO, export_dir_for
 
     source = service.obj.spec.model
     where = f"{service.file}: InferenceService '{service.name}'"
-    if source.path is not None:
-        path = Path(source.path)
-        path = path if path.is_absolute() else service.base_dir / path
+    if export is not None:
+        path = Path(export).resolve()
+        if not (path / INFO).is_file() and (path / "export" / INFO).is_file():
+            path = path / "export"
+        where = "--export"
+        hint = "name a run directory or its export/"
+    elif source.path is not None:
+        path = service.resolve(source.path)
         hint = "export a model there with `lmspec run` first"
     else:
         job = manifests.get("TrainingJob", source.training_job)
@@ -56,7 +65,10 @@ def model_dir(manifests: ManifestSet, service: Manifest) -> Path:
             raise ServeError(f"{where}: spec.model.trainingJob '{source.training_job}' is not among "
                              "the manifests; pass its TrainingJob manifest too")
         path = export_dir_for(job)
-        hint = f"run `lmspec run {job.file}` first"
+        # The same inputs that define the service define the job's model and dataset too.
+        inputs = " ".join(shlex.quote(p) for p in (paths or [job.file]))
+        several = len(manifests.of_kind("TrainingJob")) > 1
+        hint = f"run `lmspec run {inputs}" + (f" --job {job.name}" if several else "") + "` first"
     if not (path / INFO).is_file():
         raise ServeError(f"{where}: no exported model at {path} ({hint})")
     try:
@@ -69,10 +81,10 @@ def model_dir(manifests: ManifestSet, service: Manifest) -> Path:
     return path
 
 
-def api_keys(service: InferenceService, where: str) -> list[str]:
+def api_keys(service: Manifest, where: str) -> list[str]:
     """Accepted keys from the manifest's sources; a missing variable or file is an error."""
     keys: list[str] = []
-    for i, source in enumerate(service.spec.auth.api_keys):
+    for i, source in enumerate(service.obj.spec.auth.api_keys):
         field = f"{where}: spec.auth.apiKeys[{i}]"
         if isinstance(source, str):
             raise ServeError(f"{field}: inline keys are not accepted; use an env or file source")
@@ -83,7 +95,7 @@ def api_keys(service: InferenceService, where: str) -> list[str]:
             found = [k.strip() for k in value.split(",") if k.strip()]
         elif source.file is not None:
             try:
-                text = Path(source.file).expanduser().read_text()
+                text = service.resolve(source.file).read_text()
             except OSError as exc:
                 raise ServeError(f"{field}: cannot read key file {source.file}: {exc.strerror}") from None
             found = [line.strip() for line in text.splitlines() if line.strip()]
@@ -95,30 +107,46 @@ def api_keys(service: InferenceService, where: str) -> list[str]:
     return keys
 
 
-def serve(paths: list[str], *, service: str | None = None, host: str | None = None,
-          port: int | None = None, access_log: bool = False) -> int:
-    """Validate, resolve and serve; returns the exit status (0 after a clean drain)."""
-    import lmspec
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's listening socket, shared by every worker process.
 
-    manifests = lmspec.load(paths)
-    chosen = pick_service(manifests, service)
-    obj: InferenceService = chosen.obj
-    spec = obj.spec
-    export = model_dir(manifests, chosen)
-    keys = api_keys(obj, chosen.file)
-    host = host or spec.server.host
-    port = spec.server.port if port is None else port
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    Created with protocol ``IPPROTO_TCP`` rather than 0: asyncio sets ``TCP_NODELAY`` on accepted
+    connections only when the listening socket says it is TCP, and without it Nagle's algorithm
+    holds a response's last segment until the client's delayed ACK (~40 ms a request)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
+        sock.close()
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
+    return sock
+
+
+def serve(paths: list[str], *, service: str | None = None, host: str | None = None,
+          port: int | None = None, access_log: bool = False, export: str | None = None) -> int:
+    """Validate, resolve and serve; returns the exit status (0 after a clean drain)."""
+    import lmspec
+
+    manifests = lmspec.load(paths)
+    if manifests.report.skipped:
+        from ..validator.core import skipped_note
+
+        print(skipped_note(manifests.report.skipped), file=sys.stderr)
+    chosen = pick_service(manifests, service)
+    obj: InferenceService = chosen.obj
+    spec = obj.spec
+    export_path = model_dir(manifests, chosen, paths=paths, export=export)
+    keys = api_keys(chosen, chosen.file)
+    host = host or spec.server.host
+    port = spec.server.port if port is None else port
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sock = listening_socket(host, port)
+    family = sock.family
     bound = sock.getsockname()[1]
     url_host = f"[{host}]" if family == socket.AF_INET6 else host
     url = f"http://{url_host}:{bound}"
@@ -126,11 +154,11 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
     if workers > 1:
         from .workers import supervise
 
-        print(f"lmspec serve: '{obj.metadata.name}' from {export} listening on {url} "
+        print(f"lmspec serve: '{obj.metadata.name}' from {export_path} listening on {url} "
               f"({workers} workers)", flush=True)
-        return supervise(obj, export, keys, sock, access_log=access_log)
-    server = uvicorn_server(obj, export, keys, access_log=access_log)
-    print(f"lmspec serve: '{obj.metadata.name}' from {export} listening on {url}", flush=True)
+        return supervise(obj, export_path, keys, sock, access_log=access_log)
+    server = uvicorn_server(obj, export_path, keys, access_log=access_log)
+    print(f"lmspec serve: '{obj.metadata.name}' from {export_path} listening on {url}", flush=True)
     server.run(sockets=[sock])
     return int(server.exit_code)
 

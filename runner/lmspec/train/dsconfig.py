@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..standard import Offload, Schedule, TrainingJobSpec
@@ -34,15 +35,16 @@ QUIET_STEPS = 2**31 - 1
 """``steps_per_print``: the runner logs metrics itself; DeepSpeed's own step log is noise."""
 
 
-def deepspeed_config(spec: TrainingJobSpec) -> dict[str, Any]:
-    """The complete DeepSpeed config of a training job, as a JSON-ready dict."""
+def deepspeed_config(spec: TrainingJobSpec, base_dir: Path | None = None) -> dict[str, Any]:
+    """The complete DeepSpeed config of a training job, as a JSON-ready dict; a relative
+    ``nvmePath`` is resolved against ``base_dir``, the directory of the job's manifest file."""
     prec = spec.precision
     return {
         "train_micro_batch_size_per_gpu": spec.batch.micro_batch_size,
         "gradient_accumulation_steps": spec.batch.gradient_accumulation_steps,
         "gradient_clipping": float(spec.gradient_clipping),
         "optimizer": _optimizer(spec),
-        "zero_optimization": _zero(spec),
+        "zero_optimization": _zero(spec, base_dir),
         "zero_allow_untested_optimizer": spec.optimizer.type == "sgd",
         "fp16": {
             "enabled": prec.fp16.enabled,
@@ -79,14 +81,14 @@ def _optimizer(spec: TrainingJobSpec) -> dict[str, Any]:
     }
 
 
-def _offload(o: Offload) -> dict[str, Any]:
+def _offload(o: Offload, base_dir: Path | None) -> dict[str, Any]:
     block: dict[str, Any] = {"device": o.device, "pin_memory": o.pin_memory}
     if o.nvme_path is not None:
-        block["nvme_path"] = o.nvme_path
+        block["nvme_path"] = str(base_dir / o.nvme_path) if base_dir is not None else o.nvme_path
     return block
 
 
-def _zero(spec: TrainingJobSpec) -> dict[str, Any]:
+def _zero(spec: TrainingJobSpec, base_dir: Path | None) -> dict[str, Any]:
     z = spec.zero
     block: dict[str, Any] = {
         "stage": z.stage,
@@ -94,8 +96,8 @@ def _zero(spec: TrainingJobSpec) -> dict[str, Any]:
         "overlap_comm": z.overlap_comm if z.overlap_comm is not None else z.stage == 3,
         "reduce_bucket_size": z.reduce_bucket_size,
         "allgather_bucket_size": z.allgather_bucket_size,
-        "offload_optimizer": _offload(z.offload_optimizer),
-        "offload_param": _offload(z.offload_param),
+        "offload_optimizer": _offload(z.offload_optimizer, base_dir),
+        "offload_param": _offload(z.offload_param, base_dir),
     }
     if z.stage == 3:
         block |= {

@@ -31,13 +31,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
 from ..model.export import output_dir_for
 from ..standard import TrainingJobSpec
-from ..validator.core import Manifest, ManifestSet, load
+from ..validator.core import OUTPUT_MARKER, Manifest, ManifestSet, load
 from . import checkpoint
 from .world import World, free_port, under_launcher
 
@@ -79,9 +79,38 @@ def write_run_dir(job: Manifest, manifests: ManifestSet, output: str | None, *, 
                        "pass --resume to continue it, or --output DIR to start a new run elsewhere")
     if World.from_env().is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        docs = [m.obj.model_dump(mode="json", by_alias=True) for m in job_manifests(job, manifests)]
+        # Marks the directory as output: a directory argument never reads it back as manifests
+        # (a run directory inside the manifests' folder would define every manifest twice).
+        (run_dir / OUTPUT_MARKER).write_text("run\n")
+        docs = [rendered(m, run_dir) for m in job_manifests(job, manifests)]
         (run_dir / "rendered.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return run_dir
+
+
+def rendered(m: Manifest, run_dir: Path) -> dict[str, Any]:
+    """A manifest with every default filled in and every path absolute (``output.dir`` is the run
+    directory itself), so that ``rendered.yaml`` means the same from wherever it is read."""
+    data: dict[str, Any] = m.obj.model_dump(mode="json", by_alias=True)
+    spec = data["spec"]
+
+    def fix(holder: dict[str, Any] | None, key: str) -> None:
+        if holder is not None and holder.get(key) is not None:
+            holder[key] = str(m.resolve(holder[key]))
+
+    if m.kind == "Dataset":
+        for source in spec["sources"]:
+            fix(source, "path")
+        for step in spec["preprocessing"]:
+            tokenizer = step.get("tokenizer")
+            if isinstance(tokenizer, dict) and tokenizer.get("type") == "file":
+                fix(tokenizer, "path")
+    elif m.kind == "Model":
+        fix(spec.get("initialWeights"), "path")
+    elif m.kind == "TrainingJob":
+        spec["output"]["dir"] = str(run_dir)
+        for offload in ("offloadOptimizer", "offloadParam"):
+            fix(spec["zero"][offload], "nvmePath")
+    return data
 
 
 # --- hostfiles ---------------------------------------------------------------------------------

@@ -136,7 +136,7 @@ class Recipe:
         self.device = torch.device("cpu") if cpu else torch.device("cuda", self.world.local_rank)
         if not cpu:
             torch.cuda.set_device(self.device)
-        self.ds_config = deepspeed_config(spec)
+        self.ds_config = deepspeed_config(spec, self.job_manifest.base_dir)
         self._setup_data()
         self._setup_model()
         self._setup_engine()

@@ -23,7 +23,8 @@ from .parse import MAX_BYTES, Document, ParseError, decode, parse_file, parse_te
 from .schema import check_document
 from .semantic import REFERENCES, Index, run_checks
 
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+"""What a directory argument selects."""
 
 
 @dataclass
@@ -52,6 +53,11 @@ class Manifest:
         if self.document.file.startswith("<"):
             return Path.cwd()
         return Path(self.document.file).resolve().parent
+
+    def resolve(self, path: str) -> Path:
+        """A path written in the manifest: absolute as written, else relative to :attr:`base_dir`
+        (the one rule for every relative path in the standard)."""
+        return self.base_dir / path
 
 
 @dataclass
@@ -102,18 +108,29 @@ class ValidationFailed(Exception):
         super().__init__(f"{len(report.errors)} error(s) in the manifests; first: {where}")
 
 
-def expand(paths: Iterable[str]) -> tuple[list[str], list[Finding]]:
-    """Files named by paths, directories (recursively: .yaml, .yml, .json) and globs; '-' is stdin."""
+OUTPUT_MARKER = ".lmspec-output"
+"""A file that marks a directory written by an implementation (a run directory, an export):
+a directory argument never reads such a directory below it back as manifests."""
+
+
+def expand(paths: Iterable[str]) -> tuple[list[str], list[Finding], list[str]]:
+    """Files named by paths, directories and globs; '-' is stdin. Returns the files, problems
+    (an empty directory, a pattern matching nothing) and what directories held but were skipped.
+
+    A directory selects its ``.yaml`` and ``.yml`` files at any depth. It skips ``.json`` files
+    (beside manifests they are data: tokenizers, statistics; name them or use a glob to read
+    them), hidden entries, and directories marked with :data:`OUTPUT_MARKER` below it."""
     files: list[str] = []
     problems: list[Finding] = []
+    skipped: list[str] = []
     for p in paths:
         if p == "-":
             files.append(p)
         elif os.path.isdir(p):
-            found = _scan(p)
+            found = _scan(p, skipped)
             if not found:
                 # An empty directory in CI is almost always a wrong path: say so, never pass.
-                problems.append(_io_finding(p, "the directory holds no .yaml, .yml or .json file"))
+                problems.append(_io_finding(p, "the directory holds no .yaml or .yml file"))
             files.extend(found)
         elif glob.has_magic(p):
             matched = sorted(glob.glob(p, recursive=True))
@@ -122,18 +139,41 @@ def expand(paths: Iterable[str]) -> tuple[list[str], list[Finding]]:
             files.extend(f for f in matched if os.path.isfile(f))
         else:
             files.append(p)
-    return list(dict.fromkeys(files)), problems
+    return list(dict.fromkeys(files)), problems, list(dict.fromkeys(skipped))
 
 
-def _scan(directory: str) -> list[str]:
-    """Manifest files under ``directory``, sorted; hidden files and directories are skipped and
-    symbolic links to directories are not followed."""
+def _scan(directory: str, skipped: list[str]) -> list[str]:
+    """Manifest files under ``directory``, sorted; what was passed over is added to ``skipped``.
+    Symbolic links to directories are not followed."""
     found = []
     for root, dirs, names in os.walk(directory):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [os.path.normpath(os.path.join(root, n)) for n in names
-                  if n.endswith(MANIFEST_SUFFIXES) and not n.startswith(".")]
+        if root != directory and OUTPUT_MARKER in names:
+            skipped.append(os.path.normpath(root) + os.sep)
+            dirs[:] = []
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for n in names:
+            if n.startswith("."):
+                continue
+            path = os.path.normpath(os.path.join(root, n))
+            if n.endswith(MANIFEST_SUFFIXES):
+                found.append(path)
+            elif n.endswith(".json"):
+                skipped.append(path)
     return sorted(f for f in found if os.path.isfile(f))
+
+
+def skipped_note(skipped: Sequence[str]) -> str:
+    """One line naming what directory arguments passed over, or ``""``.
+
+    >>> skipped_note(["p/tokenizer.json", "p/runs/demo-train/"])
+    'lmspec: skipped p/tokenizer.json (JSON is read only when named), p/runs/demo-train/ (lmspec output)'
+    """
+    if not skipped:
+        return ""
+    said = [f"{s} (lmspec output)" if s.endswith(os.sep) else f"{s} (JSON is read only when named)"
+            for s in skipped]
+    return "lmspec: skipped " + ", ".join(said)
 
 
 def _io_finding(file: str, message: str) -> Finding:
@@ -162,7 +202,7 @@ def read(paths: Sequence[str], *, stdin_text: str | None = None,
     are refused with ``parse.too-large``.
     """
     report = Report()
-    files, problems = expand(paths)
+    files, problems, report.skipped = expand(paths)
     report.extend(problems)
     docs: list[Document] = []
     for f in files:

@@ -47,6 +47,9 @@ class Report:
     labels: dict[str, list[str]] = field(default_factory=dict)
     """File → a label per document in it, in order (``Model/iris-mlp``, or ``document 2`` when
     kind or name is unreadable); used by per-document formats such as JUnit."""
+    skipped: list[str] = field(default_factory=list)
+    """Files and directories that directory arguments passed over: ``.json`` files, and lmspec's
+    own output directories (ending in the path separator)."""
 
     @property
     def errors(self) -> list[Finding]:
