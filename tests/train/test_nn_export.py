@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,9 +12,10 @@ from safetensors.torch import save_file
 from train_helpers import IRIS_DATASET, IRIS_MODEL
 
 from lmspec.data import prepare
-from lmspec.model.build import ModelError, build_model, load_weights, unique_state
+from lmspec.model.build import CausalLM, ModelError, build_model, load_weights, unique_state
 from lmspec.model.export import load_exported, save_export
 from lmspec.v1alpha1 import Dataset, Model, ModelSpec
+from lmspec.v1alpha1.common import FileRef
 from lmspec.validator.core import sha256_file
 
 LM = {"task": "causal-lm",
@@ -71,3 +73,27 @@ def test_export_round_trip(tmp_path: Path) -> None:
         want = model(torch.from_numpy(data.transform.transform_features(raw).astype(np.float32))).numpy()
     np.testing.assert_array_equal(got, want)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("architecture", [
+    {"type": "huggingface", "modelType": "llama", "config": {
+        "vocab_size": 64, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 16,
+        "tie_word_embeddings": True}},
+    {"type": "transformer", "vocabSize": 64, "contextLength": 16, "width": 16, "depth": 1, "heads": 2},
+])
+def test_initial_weights_from_hugging_face_save_pretrained(tmp_path: Path, architecture: dict[str, Any]) -> None:
+    spec = Model.model_validate({
+        "apiVersion": "lmspec.io/v1alpha1", "kind": "Model", "metadata": {"name": "lm"},
+        "spec": {"task": "causal-lm", "architecture": architecture, "signature": {
+            "inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1, -1]}],
+            "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, -1, 64]}]}}}, strict=False).spec
+    torch.manual_seed(5)
+    pretrained = build_model(spec)
+    assert isinstance(pretrained, CausalLM)
+    pretrained.lm.save_pretrained(str(tmp_path / "hf"))  # keys "model.*" / "transformer.*", no "lm." prefix
+    weights = tmp_path / "hf" / "model.safetensors"
+    torch.manual_seed(6)
+    model = build_model(spec.model_copy(update={"initial_weights": FileRef(path=str(weights))}))
+    for (name, want), got in zip(pretrained.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(want, got), name

@@ -188,6 +188,10 @@ def load_weights(model: nn.Module, path: Path, *, sha256: str | None = None) -> 
     if sha256 is not None and (actual := sha256_file(path)) != sha256:
         raise ModelError(f"{path} has sha256 {actual}, the manifest says {sha256}")
     state = load_file(str(path))
+    if isinstance(model, CausalLM) and state and not any(k.startswith("lm.") for k in state):
+        # A Hugging Face `save_pretrained` file names the inner model's keys (`model.*`,
+        # `lm_head.*`); lmspec's wrapper holds that model as `lm`.
+        state = {f"lm.{k}": v for k, v in state.items()}
     load_state(model, state, source=str(path))
 
 
