@@ -5,6 +5,8 @@ Every layer runs on everything it can, so one run reports all problems at once.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import glob
 import hashlib
@@ -234,6 +236,9 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
     """Run layers 2-5 over parsed documents."""
     result = ManifestSet(report=report or Report())
     report = result.report
+    # Documents that fail the schema only in some fields are checked further without those
+    # fields (their defaults in their place), so that one bad value hides no other finding.
+    partial: list[tuple[Manifest, list[str]]] = []
     for doc in docs:
         if doc.file not in report.files:
             report.files.append(doc.file)
@@ -242,17 +247,71 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
         report.extend(findings)
         if obj is not None:
             result.manifests.append(Manifest(obj, doc))
+        elif (repaired := _without_bad_fields(doc, findings)) is not None:
+            partial.append(repaired)
     report.documents += len(docs)
 
-    index = result.index()
-    report.extend(_references(result, check_missing=references))
-    for m in result.manifests:
+    checked = result.manifests + [m for m, _ in partial]
+    removed = {id(m): cut for m, cut in partial}
+    index = ManifestSet(checked).index()
+    report.extend(_references(checked, check_missing=references))
+    for m in checked:
+        cut = removed.get(id(m), [])
         for rule, path, message, hint in run_checks(m.obj, index):
-            report.findings.append(_at(m, rule, path, message, hint))
-        if check_env:
+            at = pointer(path)
+            # A finding about a field that was taken out, or about the mapping that held it,
+            # would be about the gap, not about what the file says.
+            if not any(at == c or at.startswith(c + "/") or at == c.rsplit("/", 1)[0] for c in cut):
+                report.findings.append(_at(m, rule, path, message, hint))
+        if check_env and m.obj is not None and id(m) not in removed:
             report.extend(_environment(m))
     report.sort()
     return result
+
+
+def _without_bad_fields(doc: Document, findings: list[Finding]) -> tuple[Manifest, list[str]] | None:
+    """The document as a typed manifest once the keys its schema findings point at are taken out,
+    with their pointers; None when that does not make it valid (a required key, the envelope)."""
+    data = copy.deepcopy(doc.data)
+    cut: list[str] = []
+    for _ in range(4):
+        for f in findings:
+            parts = _cut_key(data, f.pointer)
+            if parts is None:
+                return None
+            cut.append(pointer(parts))
+        obj, findings = check_document(dataclasses.replace(doc, data=data))
+        if obj is not None:
+            return Manifest(obj, doc), cut
+    return None
+
+
+def _cut_key(data: Any, at: str) -> tuple[str | int, ...] | None:
+    """Remove the mapping key nearest above (or at) JSON pointer ``at`` below ``/spec/…`` or
+    ``/metadata/…``; its path, or None when there is none."""
+    parts: list[str | int] = []
+    node = data
+    for raw in at.split("/")[1:]:
+        key = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            parts.append(int(key))
+            node = node[int(key)]
+        elif isinstance(node, dict) and key in node:
+            parts.append(key)
+            node = node[key]
+        else:
+            break
+    # A list item is never removed (the items after it would move); its list's key is.
+    while parts and not isinstance(parts[-1], str):
+        parts.pop()
+    if len(parts) < 2:
+        return None
+    holder = data
+    for p in parts[:-1]:
+        holder = holder[p]
+    if isinstance(holder, dict):
+        holder.pop(parts[-1], None)
+    return tuple(parts)
 
 
 def _label(doc: Document) -> str:
@@ -271,9 +330,9 @@ def _at(m: Manifest, rule: str, path: tuple[str | int, ...], message: str, hint:
     return Finding(rule, r.severity, m.file, line, column, pointer(path), message, hint, m.document.index)
 
 
-def _references(result: ManifestSet, *, check_missing: bool) -> Iterator[Finding]:
+def _references(manifests: list[Manifest], *, check_missing: bool) -> Iterator[Finding]:
     seen: dict[tuple[str, str], Manifest] = {}
-    for m in result.manifests:
+    for m in manifests:
         first = seen.setdefault((m.kind, m.name), m)
         if first is not m:
             line = first.document.locate(("metadata", "name"))[0]
@@ -282,11 +341,11 @@ def _references(result: ManifestSet, *, check_missing: bool) -> Iterator[Finding
                       "rename one of them")
     names: dict[str, list[str]] = {}
     by_kind: dict[str, list[str]] = {}
-    for m in result.manifests:
+    for m in manifests:
         names.setdefault(m.name, []).append(m.kind)
     for kind, defined in seen:
         by_kind.setdefault(kind, []).append(defined)
-    for m in result.manifests:
+    for m in manifests:
         for path, kind, get in REFERENCES.get(m.kind, []):
             name = get(m.obj)
             if name is None or (kind, name) in seen:
