@@ -4,11 +4,13 @@ and turn pydantic's errors into findings with positions, plain messages and fix 
 from __future__ import annotations
 
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Iterator
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -145,9 +147,19 @@ def _from_error(doc: Document, cls: type[BaseModel], err: ErrorDetails,
     if etype == "extra_forbidden":
         name = str(path[-1])
         allowed = _allowed_keys(cls, err["loc"])
-        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else (
-            "allowed keys: " + ", ".join(allowed) if allowed else "remove it")
+        here = _dotted(path)
+        # A key defined elsewhere in the kind was most likely written at the wrong depth; that
+        # beats a near-miss spelling here ('offloadOptimizer' is not a typo of 'optimizer').
+        homes = [h for h in _key_homes(cls).get(name, []) if h != here]
+        close = _closest(name, allowed)
+        if close and close.lower() == name.lower():
+            hint = f"did you mean {close!r}?"
+        elif 0 < len(homes) <= 3:
+            hint = f"{name!r} belongs at " + " or ".join(homes)
+        elif close:
+            hint = f"did you mean {close!r}?"
+        else:
+            hint = "allowed keys: " + ", ".join(allowed) if allowed else "remove it"
         return _finding(doc, rules.SCHEMA_UNKNOWN_KEY, path, f"unknown key {name!r}",
                         hint + " (keys starting with 'x-' are extensions)", key=True)
     if etype in _TYPE_NAMES:
@@ -161,8 +173,11 @@ def _from_error(doc: Document, cls: type[BaseModel], err: ErrorDetails,
             hint = "quote the value (e.g. '1.10'), or YAML reads it as a number"
         elif isinstance(value, (int, bool)) and etype == "string_type":
             hint = "quote the value"
+        elif want == "a mapping":
+            hint = _mapping_hint(cls, err["loc"], path, value)
         if etype == "float_type" and isinstance(value, int) and not isinstance(value, bool):
-            return _finding(doc, rules.SCHEMA_BOUND, path, "number too large for a float")
+            return _finding(doc, rules.SCHEMA_BOUND, path,
+                            f"{_field_name(path)} must be at most 1.8e308 (a 64-bit float), got {value}")
         return _finding(doc, rules.SCHEMA_TYPE, path,
                         f"expected {want}, got {_describe(value)}", hint)
     if etype in ("literal_error", "enum", "union_tag_invalid"):
@@ -170,9 +185,14 @@ def _from_error(doc: Document, cls: type[BaseModel], err: ErrorDetails,
         if etype == "union_tag_invalid":
             path = (*path, ctx.get("discriminator", "type").strip("'"))
             value = ctx.get("tag")
-        choices = [s.strip(" '") for s in str(expected).replace(" or ", ",").split(",")]
-        close = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        raw = [s.strip() for s in str(expected).replace(" or ", ",").split(",")]
+        choices = [s.strip("'") for s in raw]
+        numbers = [s for s in raw if not s.startswith("'")]
+        if isinstance(value, str) and value.strip() in numbers:
+            hint = f"remove the quotes: {path[-1]}: {value.strip()}. "
+        else:
+            close = _closest(str(value), choices)
+            hint = f"did you mean {close!r}? " if close else ""
         return _finding(doc, rules.SCHEMA_ENUM, path,
                         f"{_describe(value)} is not one of {expected}",
                         hint + f"allowed: {expected}", key=err["loc"][-1:] == ("[key]",))
@@ -180,18 +200,125 @@ def _from_error(doc: Document, cls: type[BaseModel], err: ErrorDetails,
         tag = str(ctx.get("discriminator", "type")).strip("'")
         node = _lookup(doc.data, path)
         keys = [k for k in node if isinstance(k, str)] if isinstance(node, dict) else []
-        close = difflib.get_close_matches(tag, keys, n=1, cutoff=0.6)
-        hint = f"is {close[0]!r} a misspelling of {tag!r}? " if close else ""
+        misspelt = difflib.get_close_matches(tag, keys, n=1, cutoff=0.6)
+        hint = f"is {misspelt[0]!r} a misspelling of {tag!r}? " if misspelt else ""
         return _finding(doc, rules.SCHEMA_REQUIRED, (*path, tag), f"required key {tag!r} is missing",
                         hint + f"add {tag!r} to select the variant")
     if etype in _BOUND_TYPES:
-        return _finding(doc, rules.SCHEMA_BOUND, path, err["msg"],
-                        "see `lmspec explain` for the field's range")
+        field = f"{cls.__name__}.{_dotted(path)}".replace("[]", "")
+        return _finding(doc, rules.SCHEMA_BOUND, path, _bound_message(etype, ctx, path, value),
+                        f"`lmspec explain {field}` shows the field's range")
     if etype == "string_pattern_mismatch":
         return _finding(doc, rules.SCHEMA_PATTERN, path,
                         f"{_describe(value)} does not match {ctx.get('pattern')}",
                         _pattern_hint(path))
     return _finding(doc, rules.SCHEMA_INVALID, path, err["msg"])
+
+
+def _closest(word: str, choices: list[str]) -> str | None:
+    """The choice ``word`` most likely means: one equal to it but for case first (``AdamW`` is
+    ``adamw``, never ``adam``), else the closest spelling, compared without case."""
+    for c in choices:
+        if c.lower() == word.lower():
+            return c
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[close[0]] if close else None
+
+
+def _field_name(path: tuple[str | int, ...]) -> str:
+    """``betas[1]`` for ``(..., "betas", 1)``, ``lr`` for ``(..., "lr")``."""
+    name = ""
+    for part in reversed(path):
+        if isinstance(part, int):
+            name = f"[{part}]" + name
+        else:
+            return part + name
+    return name or "the value"
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    """``spec.sources[].path`` for ``("spec", "sources", 0, "path")``."""
+    return "".join("[]" if isinstance(p, int) else ("." if i else "") + p for i, p in enumerate(path))
+
+
+_BOUND_WORDS = {"gt": "greater than {}", "ge": "at least {}", "lt": "less than {}", "le": "at most {}"}
+
+
+def _bound_message(etype: str, ctx: dict[str, Any], path: tuple[str | int, ...], value: Any) -> str:
+    name = _field_name(path)
+    for key, words in _BOUND_WORDS.items():
+        if key in ctx:
+            return f"{name} must be {words.format(_show(ctx[key]))}, got {_show(value)}"
+    unit = "characters" if etype.startswith("string") else "items"
+    got = len(value) if isinstance(value, (str, list, dict)) else value
+    if "min_length" in ctx:
+        return f"{name} must have at least {ctx['min_length']} {unit}, got {got}"
+    if "max_length" in ctx:
+        return f"{name} must have at most {ctx['max_length']} {unit}, got {got}"
+    if etype == "finite_number":
+        return f"{name} must be a finite number, got {_show(value)}"
+    return f"{name}: {_describe(value)} is out of range"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))  # a bound of 0.0 reads as 0
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _mapping_hint(cls: type[BaseModel], loc: tuple[str | int, ...], path: tuple[str | int, ...],
+                  value: Any) -> str:
+    """The right form of a mapping written as a scalar: ``loss: crossEntropy`` → ``loss: {type:
+    crossEntropy}`` when the scalar names a variant, else the field's documented example."""
+    key = str(path[-1]) if path and isinstance(path[-1], str) else "the value"
+    tp: Any = cls
+    for part in loc[:-1]:
+        tp = _step(tp, part)
+        if tp is None:
+            return ""
+    holders = _models_in(tp)
+    field = next((f for m in holders for n, f in m.model_fields.items() if loc[-1] in (n, f.alias)), None)
+    if field is None:
+        return ""
+    if isinstance(value, str):
+        tags = [t for m in _models_in(field.annotation) if "type" in m.model_fields
+                for t in typing.get_args(m.model_fields["type"].annotation) if isinstance(t, str)]
+        tag = _closest(value, tags) if tags else None
+        if tag is not None and tag.lower() == value.lower():
+            return f"write it as a mapping: {key}: {{type: {tag}}}"
+    if field.examples:
+        example = yaml.safe_dump(field.examples[0], default_flow_style=True, sort_keys=False).strip()
+        return f"e.g. {key}: {example}"
+    return ""
+
+
+@functools.cache
+def _key_homes(cls: type[BaseModel]) -> dict[str, list[str]]:
+    """Every key a kind defines, with the dotted paths where it may be written."""
+    homes: dict[str, list[str]] = {}
+
+    def walk(tp: Any, prefix: str, depth: int) -> None:
+        tp = _unwrap(tp)
+        if depth > 12:
+            return
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            for n, f in tp.model_fields.items():
+                key = f.alias or n
+                path = f"{prefix}.{key}" if prefix else key
+                if path not in homes.setdefault(key, []):
+                    homes[key].append(path)
+                walk(f.annotation, path, depth + 1)
+            return
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin is list:
+            walk(args[0], prefix + "[]", depth + 1)
+        elif origin is not dict:
+            for a in args:
+                walk(a, prefix, depth + 1)
+
+    walk(cls, "", 0)
+    return homes
 
 
 def _pattern_hint(path: tuple[str | int, ...]) -> str:

@@ -253,6 +253,9 @@ def _job_zero(j: TrainingJob, _: Index) -> Iterator[Issue]:
             "zeroQuantizedWeights": z.zero_quantized_weights,
             "zeroQuantizedGradients": z.zero_quantized_gradients,
             "zeroHpzPartitionSize": z.zero_hpz_partition_size != 1,
+            # The stage-3 tuning knobs, when changed from their defaults.
+            **{f.alias or name: getattr(z, name) != f.default
+               for name, f in type(z).model_fields.items() if name.startswith("stage3_")},
         }
         for key, is_set in stage3.items():
             if is_set:
