@@ -59,3 +59,23 @@ def test_a_fresh_run_refuses_an_earlier_runs_checkpoints(tmp_path: Path) -> None
     assert "already holds checkpoints of an earlier run (newest: step12)" in out.output
     assert "--resume" in out.output and "Traceback" not in out.output
     assert not (run_dir / "rendered.yaml").exists()
+
+
+def test_a_missing_data_file_is_found_before_launch_with_its_resolved_path(tmp_path: Path) -> None:
+    data = merge(IRIS_DATASET, {"spec": {"sources": [{"path": "data/missing.csv"}]}})
+    f = write_manifests(tmp_path / "proj", data, IRIS_MODEL, merge(IRIS_JOB, {"spec": {"output": {"dir": "run"}}}))
+    out = CliRunner().invoke(main, ["run", str(f)])
+    assert out.exit_code == 1, out.output
+    assert "error[env.file-missing]" in out.output
+    assert str(tmp_path / "proj" / "data" / "missing.csv") in out.output
+    assert not (tmp_path / "proj" / "run").exists()
+
+
+def test_progress_lines_when_output_is_not_a_terminal(tmp_path: Path) -> None:
+    f, _ = iris_job(tmp_path, logging={"interval": 2, "progressBar": True},
+                          stopping={"epochs": 1, "maxSteps": 4})
+    result = lmspec_run(str(f))
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = [line for line in result.stdout.splitlines() if line.startswith("lmspec: step ")]
+    assert [s.split()[2] for s in steps] == ["2/4", "4/4"], result.stdout
+    assert "loss" in steps[0] and "samples/s" in steps[0]

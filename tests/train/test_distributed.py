@@ -93,6 +93,11 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path: Path) -> None:
     resumed = lmspec_run(str(broken), *TWO, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"(step {step - step % 2})" in resumed.stdout
+    # The records of the steps after the checkpoint, written before the kill, are not repeated.
+    def records(run_dir: Path) -> list[tuple[str, int]]:
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        return [(r["split"], r["step"]) for r in map(json.loads, lines)]
+    assert records(broken_dir) == records(whole_dir)
     a = load_file(str(whole_dir / "export" / "model.safetensors"))
     b = load_file(str(broken_dir / "export" / "model.safetensors"))
     assert a.keys() == b.keys()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,12 @@ def test_export_round_trip(tmp_path: Path) -> None:
         want = model(torch.from_numpy(data.transform.transform_features(raw).astype(np.float32))).numpy()
     np.testing.assert_array_equal(got, want)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary left behind
+    # Modes as for any new file (the run directory's other files): no private 0600/0700.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~mask
+    for f in out.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~mask, f.name
 
 
 @pytest.mark.parametrize("architecture", [

@@ -26,7 +26,9 @@ def command(paths: tuple[str, ...], job_name: str | None, nproc: int | None, hos
     from ..train.launch import RunError, launch, select, write_run_dir
 
     with reported(RunError):
-        manifests, job = select(paths, job_name)
+        # Data files are checked here, with their resolved paths, before ranks start and
+        # DeepSpeed builds its ops.
+        manifests, job = select(paths, job_name, check_env=True)
         note_skipped(manifests.report)
         run_dir = write_run_dir(job, manifests, output, resume=resume)
         status = launch(paths, job, run_dir, nproc=nproc, hostfile=hostfile, resume=resume)

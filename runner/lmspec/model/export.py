@@ -93,7 +93,12 @@ def save_export(
     }
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        # mkdtemp makes the directory 0700 and safetensors its file 0600; an export is shared
+        # like the rest of the run directory, with the modes the user's umask gives new files.
+        mask = _umask()
+        os.chmod(tmp, 0o777 & ~mask)
         save_file(unique_state(state_dict), str(tmp / WEIGHTS), metadata={"format": "pt"})
+        os.chmod(tmp / WEIGHTS, 0o666 & ~mask)
         rendered = model_manifest.model_dump(mode="json", by_alias=True)
         (tmp / MANIFEST).write_text(yaml.safe_dump(rendered, sort_keys=False))
         (tmp / TRANSFORM).write_text(json.dumps(transform_state, indent=2))
@@ -111,6 +116,18 @@ def save_export(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask can only set it, and setting it
+    to read it races with other threads creating files); 0o022 where /proc is not available."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 @dataclass

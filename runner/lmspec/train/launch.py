@@ -49,9 +49,12 @@ class RunError(Exception):
     """A user mistake found before training starts (printed without a traceback)."""
 
 
-def select(paths: Sequence[str], job_name: str | None) -> tuple[ManifestSet, Manifest]:
-    """Load and validate the manifests (raises ValidationFailed) and pick the TrainingJob."""
-    manifests = load(list(paths))
+def select(paths: Sequence[str], job_name: str | None, *,
+           check_env: bool = False) -> tuple[ManifestSet, Manifest]:
+    """Load and validate the manifests (raises ValidationFailed) and pick the TrainingJob; with
+    ``check_env``, data and weight files must exist and match their digests, as
+    ``lmspec validate --check-env`` checks (before any rank starts)."""
+    manifests = load(list(paths), check_env=check_env)
     try:
         return manifests, manifests.pick("TrainingJob", job_name, option="--job")
     except LookupError as exc:

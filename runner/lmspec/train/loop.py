@@ -115,6 +115,7 @@ class Recipe:
         self.stopped_early = False
         self.log: MetricsLog | None = None
         self.first_step_s: float | None = None
+        self.print_progress = False
         self.train_seconds = 0.0
         fault = os.environ.get(FAULT_ENV, "")
         self.fault = tuple(int(v) for v in fault.split(":")) if fault else None
@@ -146,7 +147,7 @@ class Recipe:
             self._load_checkpoint()
         if self.world.is_main:
             tb = self.run_dir / "tensorboard" if spec.logging.tensorboard else None
-            self.log = MetricsLog(self.run_dir / "metrics.jsonl", tb)
+            self.log = MetricsLog(self.run_dir / "metrics.jsonl", tb, keep_until=self.step)
 
     def _setup_data(self) -> None:
         from ..data import prepare
@@ -257,6 +258,9 @@ class Recipe:
         gas = spec.batch.gradient_accumulation_steps
         mb = spec.batch.micro_batch_size
         bar = self._progress_bar()
+        # Without a bar (output not a terminal: a log file, a batch job), a line per logging
+        # interval shows progress instead.
+        self.print_progress = bar is None and self.world.is_main
         engine.train()
         window_loss, window_micro, window_start = 0.0, 0, time.perf_counter()
         started = time.perf_counter()
@@ -339,8 +343,12 @@ class Recipe:
         dist.all_reduce(t)
         if self.log is not None:
             lr = float(self.engine.get_lr()[0])
-            self.log.write("train", self.step, {"loss": float(t) / self.world.size},
+            loss = float(t) / self.world.size
+            self.log.write("train", self.step, {"loss": loss},
                            epoch=self.epoch, lr=lr, samples_per_s=round(rate, 2))
+            if self.print_progress:
+                print(f"lmspec: step {self.step}/{self.total_steps} epoch {self.epoch} loss {loss:.4f} "
+                      f"lr {lr:.3g} {rate:.0f} samples/s", flush=True)
 
     def _validate(self) -> None:
         v = self.spec.validation

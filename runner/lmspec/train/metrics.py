@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,14 +88,32 @@ class Sums:
 @dataclass
 class MetricsLog:
     """Appends one JSON object per record to ``metrics.jsonl`` (rank 0 only), and mirrors the
-    numbers to TensorBoard when asked and installed."""
+    numbers to TensorBoard when asked and installed.
+
+    ``keep_until`` is the step training starts from: records of later steps, written by a run
+    that was stopped after its last checkpoint, are dropped, so a resumed run never repeats a
+    step in the file (nor keeps a half-written last line)."""
 
     path: Path
     tensorboard_dir: Path | None = None
+    keep_until: int = 0
     _fh: TextIO | None = field(default=None, init=False)
     _tb: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        kept: list[str] = []
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("step", 0) <= self.keep_until \
+                        and record.get("split") != "test":
+                    kept.append(line + "\n")
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, self.path)
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         if self.tensorboard_dir is not None:
             try:
