@@ -64,10 +64,12 @@ def test_a_fresh_run_refuses_an_earlier_runs_checkpoints(tmp_path: Path) -> None
 def test_a_missing_data_file_is_found_before_launch_with_its_resolved_path(tmp_path: Path) -> None:
     data = merge(IRIS_DATASET, {"spec": {"sources": [{"path": "data/missing.csv"}]}})
     f = write_manifests(tmp_path / "proj", data, IRIS_MODEL, merge(IRIS_JOB, {"spec": {"output": {"dir": "run"}}}))
-    out = CliRunner().invoke(main, ["run", str(f)])
-    assert out.exit_code == 1, out.output
-    assert "error[env.file-missing]" in out.output
-    assert str(tmp_path / "proj" / "data" / "missing.csv") in out.output
+    # A subprocess: were the check missing, training would start in this process.
+    out = lmspec_run(str(f), timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "error[env.file-missing]" in out.stdout
+    assert str(tmp_path / "proj" / "data" / "missing.csv") in out.stdout
+    assert "deepspeed" not in (out.stdout + out.stderr).lower()
     assert not (tmp_path / "proj" / "run").exists()
 
 
