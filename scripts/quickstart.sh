@@ -41,7 +41,6 @@ req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/iris/infer", da
                              headers={"Content-Type": "application/json"})
 answer = json.load(urllib.request.urlopen(req))
 print(json.dumps(answer, indent=2))
-logits = answer["outputs"][0]["data"]
-classes = ["setosa", "versicolor", "virginica"]
-print("predicted species:", classes[max(range(3), key=lambda i: logits[i])])
+outputs = {o["name"]: o["data"] for o in answer["outputs"]}
+print("predicted species:", outputs["label"][0])
 PY

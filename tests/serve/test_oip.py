@@ -53,7 +53,9 @@ def test_metadata(server: Any) -> None:
     model = server.client.get("/v2/models/iris").json()
     assert model == {"name": "iris", "versions": ["1"], "platform": "pytorch_lmspec",
                      "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}],
-                     "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, 3]}]}
+                     "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, 3]},
+                                 {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+                                 {"name": "label", "datatype": "BYTES", "shape": [-1]}]}
     assert server.client.get("/v2/models/iris/versions/1").json() == model
     assert server.client.get("/v2/models/iris/versions/7").status_code == 404
     unknown = server.client.get("/v2/models/nope")
@@ -70,7 +72,7 @@ def test_served_predictions_equal_the_export(server: Any, exports: dict[str, Pat
     body = r.json()
     assert body["id"] == "req-42" and r.headers["x-request-id"] == "trace-1"
     assert body["model_name"] == "iris" and body["model_version"] == "1"
-    [out] = body["outputs"]
+    out = body["outputs"][0]
     assert out["name"] == "logits" and out["datatype"] == "FP32" and out["shape"] == [3, 3]
     got = np.array(out["data"], np.float32).reshape(3, 3)
     np.testing.assert_allclose(got, expected["logits"], rtol=1e-5, atol=1e-5)
@@ -84,7 +86,7 @@ def test_nested_data_and_output_selection(server: Any) -> None:
     r = server.client.post("/v2/models/iris/infer", json=nested)
     assert r.status_code == 200, r.text
     assert "id" not in r.json() and r.headers["x-request-id"]
-    assert r.json()["outputs"] == flat["outputs"]
+    assert r.json()["outputs"] == flat["outputs"][:1]
     bad = server.client.post("/v2/models/iris/infer", json=infer_body(ROWS, outputs=[{"name": "probs"}]))
     assert bad.status_code == 400 and "probs" in bad.json()["error"]
 
@@ -189,3 +191,41 @@ def test_triton_http_client_works_unmodified(server: Any, exports: dict[str, Pat
     expected = load_exported(exports["iris"]).predict({"features": x})["logits"]
     np.testing.assert_allclose(result.as_numpy("logits"), expected, rtol=0, atol=1e-5)
     client.close()
+
+
+def test_classifier_returns_labels_and_probabilities_with_the_logits(server: Any) -> None:
+    meta = server.client.get("/v2/models/iris").json()
+    assert meta["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 3]},
+                               {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+                               {"name": "label", "datatype": "BYTES", "shape": [-1]}]
+    r = server.client.post("/v2/models/iris/infer", json=infer_body(ROWS))
+    assert r.status_code == 200, r.text
+    out = {o["name"]: o for o in r.json()["outputs"]}
+    logits = np.array(out["logits"]["data"], np.float32).reshape(3, 3)
+    probs = np.array(out["probabilities"]["data"], np.float32).reshape(3, 3)
+    want = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs, want / want.sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
+    assert out["label"] == {"name": "label", "datatype": "BYTES", "shape": [3],
+                            "data": ["setosa", "virginica", "versicolor"]}
+
+    # top_k, per output: the k most probable classes, most probable first.
+    body = infer_body(ROWS, outputs=[{"name": "label", "parameters": {"top_k": 2}},
+                                     {"name": "probabilities", "parameters": {"top_k": 2}}])
+    r = server.client.post("/v2/models/iris/infer", json=body)
+    assert r.status_code == 200, r.text
+    label, top = r.json()["outputs"]
+    assert label["shape"] == [3, 2] and top["shape"] == [3, 2]
+    assert label["data"][0::2] == ["setosa", "virginica", "versicolor"]
+    classes = ["setosa", "versicolor", "virginica"]
+    for row in range(3):
+        names, values = label["data"][2 * row:2 * row + 2], top["data"][2 * row:2 * row + 2]
+        assert values[0] >= values[1]
+        for name, value in zip(names, values, strict=True):
+            assert value == pytest.approx(float(probs[row, classes.index(name)]), rel=1e-5)
+    for k in (0, 4, "2"):
+        bad = infer_body(ROWS, outputs=[{"name": "label", "parameters": {"top_k": k}}])
+        r = server.client.post("/v2/models/iris/infer", json=bad)
+        assert r.status_code == 400 and "top_k" in r.json()["error"], r.text
+    logits_only = infer_body(ROWS, outputs=[{"name": "logits", "parameters": {"top_k": 2}}])
+    r = server.client.post("/v2/models/iris/infer", json=logits_only)
+    assert r.status_code == 400 and "top_k" in r.json()["error"], r.text

@@ -32,7 +32,7 @@ from .errors import ApiError, error_body, is_openai
 from .gate import Gate
 from .generate import Generation, Sampling
 from .metrics import Metrics
-from .predictor import Loaded
+from .predictor import Loaded, top_k
 from .state import Peers, State
 from .streaming import ClientGone, EventStream, sse, until_disconnect
 from .tensors import TensorError, decode_input, encode_output, metadata
@@ -237,6 +237,23 @@ def _run_infer(state: State) -> Callable[[list[dict[str, Any]]], list[dict[str, 
     return run
 
 
+def _top_ks(outputs: list[RequestOutput], predictor: Any, classes: int) -> dict[str, int]:
+    """The ``top_k`` parameter of each requested output that has one (400 when misused)."""
+    ks: dict[str, int] = {}
+    for o in outputs:
+        k = (o.parameters or {}).get("top_k")
+        if k is None:
+            continue
+        if o.name not in getattr(predictor, "derived", ()):
+            raise ApiError(400, f"output '{o.name}': top_k applies to a classifier's label and "
+                           "probabilities outputs only")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= max(classes, 1):
+            raise ApiError(400, f"output '{o.name}': top_k must be an integer from 1 to the number of "
+                           f"classes ({classes}), not {k!r}")
+        ks[o.name] = k
+    return ks
+
+
 def _attempt(predict: Callable[[dict[str, Any]], dict[str, Any]], payload: dict[str, Any]) -> Any:
     try:
         return predict(payload)
@@ -360,6 +377,7 @@ def _oip_routes(app: FastAPI, state: State) -> None:
         missing = [w for w in wanted if w not in out_specs]
         if missing:
             raise ApiError(400, f"unknown output(s) {missing}; the model has {sorted(out_specs)}")
+        ks = _top_ks(body.outputs or [], loaded.predictor, int(out_specs[sig.outputs[0].name].shape[-1]))
         assert state.infer is not None
         try:
             result = await with_limits(state, request, state.infer.submit(arrays, n))
@@ -368,10 +386,11 @@ def _oip_routes(app: FastAPI, state: State) -> None:
         except QueueFull:
             raise ApiError(503, "the server is overloaded (request queue full); retry later",
                            headers={"Retry-After": "1"}) from None
+        chosen = [(w, top_k(loaded.predictor, result, w, ks[w]) if w in ks else result[w]) for w in wanted]
         answer: dict[str, Any] = {"model_name": state.name, "model_version": loaded.version}
         if body.id is not None:
             answer["id"] = body.id
-        answer["outputs"] = [encode_output(out_specs[w], w, result[w]) for w in wanted]
+        answer["outputs"] = [encode_output(out_specs[w], w, value) for w, value in chosen]
         return JSONResponse(answer)
 
     async def generate(model: str, body: GenerateRequest, request: Request,

@@ -63,17 +63,50 @@ class Loaded:
         self.predictor.predict(inputs)
 
 
+DERIVED_OUTPUTS = ("probabilities", "label")
+"""Outputs a classifier's signature may declare after its first (the network's scores): the
+server derives them from the scores."""
+
+
 class ExportedPredictor:
     """:class:`Predictor` over :meth:`lmspec.model.export.Exported.predict`, so a served prediction is
-    exactly what the export predicts in Python (fitted preprocessing included)."""
+    exactly what the export predicts in Python (fitted preprocessing included).
+
+    A classifier also answers the derived outputs its signature declares: ``probabilities``
+    (softmax of the scores, [N, C]) and ``label`` (the most probable class's name, [N])."""
 
     def __init__(self, exported: Any) -> None:
         self.exported = exported
         self.signature: Signature = exported.manifest.spec.signature
+        declared = {t.name for t in self.signature.outputs[1:]}
+        self.derived = [n for n in DERIVED_OUTPUTS if n in declared] if exported.task == "classification" else []
+        classes = exported.transform.classes
+        self.classes: list[str] | None = [str(c) for c in classes] if classes is not None else None
 
     def predict(self, inputs: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.exported.predict(inputs)
+        if self.derived:
+            scores = np.asarray(result[self.signature.outputs[0].name], dtype=np.float64)
+            shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+            result["probabilities"] = (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+            if "label" in self.derived:
+                result["label"] = self.labels(scores.argmax(axis=1))
         return result
+
+    def labels(self, index: Any) -> Any:
+        """Class names of class indices (any shape); the index itself when classes are unknown."""
+        index = np.asarray(index)
+        names = self.classes or [str(i) for i in range(int(index.max(initial=0)) + 1)]
+        return np.array([names[int(i)] for i in index.reshape(-1)], dtype=object).reshape(index.shape)
+
+
+def top_k(predictor: Any, result: dict[str, Any], output: str, k: int) -> Any:
+    """The ``k`` most probable classes' ``label`` or ``probabilities``, most probable first [N, k]."""
+    probs = np.asarray(result["probabilities"])
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    if output == "label":
+        return predictor.labels(order)
+    return np.take_along_axis(probs, order, axis=1)
 
 
 class TorchLanguageModel:

@@ -82,6 +82,12 @@ MODEL_HEADS = _rule(
 MODEL_LM_SIGNATURE = _rule(
     "model.lm-signature", "error", "semantic", "A causal language model's signature is not token ids in, logits out."
 )
+MODEL_DERIVED_OUTPUTS = _rule(
+    "model.derived-outputs",
+    "error",
+    "semantic",
+    "An output after the first is not a classifier's label (string, [-1]) or probabilities (float32, [-1, C]).",
+)
 DATASET_SPLIT_RATIOS = _rule("dataset.split-ratios", "error", "semantic", "Split ratios do not sum to 1.")
 DATASET_SPLIT_FILES = _rule(
     "dataset.split-files", "error", "semantic", "Splits by file, but no source is assigned to the training split."

@@ -146,6 +146,36 @@ def _model_lm_signature(m: Model, _: Index) -> Iterator[Issue]:
         )
 
 
+_DERIVED = {"probabilities": "float32", "label": "string"}
+
+
+@check("Model")
+def _model_derived_outputs(m: Model, _: Index) -> Iterator[Issue]:
+    # The network has one output; a server derives the others from a classifier's scores.
+    outputs = m.spec.signature.outputs
+    width = _output_width(m)
+    for i, out in enumerate(outputs[1:], 1):
+        at = ("spec", "signature", "outputs", i)
+        if m.spec.task != "classification":
+            yield (rules.MODEL_DERIVED_OUTPUTS, (*at, "name"),
+                   f"output {out.name!r}: a {m.spec.task} model has one output",
+                   "remove it; only a classifier declares more (label, probabilities)")
+            continue
+        if out.name not in _DERIVED:
+            yield (rules.MODEL_DERIVED_OUTPUTS, (*at, "name"),
+                   f"output {out.name!r}: after its first output a classifier declares only label "
+                   "and probabilities, which the server derives from the scores",
+                   "name it label or probabilities, or remove it")
+            continue
+        if out.dtype != _DERIVED[out.name]:
+            yield (rules.MODEL_DERIVED_OUTPUTS, (*at, "dtype"),
+                   f"{out.name} has dtype {_DERIVED[out.name]}, not {out.dtype}", f"dtype: {_DERIVED[out.name]}")
+        want = [-1] if out.name == "label" else [-1, width if width is not None else -1]
+        if list(out.shape) != want and not (out.name == "probabilities" and list(out.shape) == [-1, -1]):
+            yield (rules.MODEL_DERIVED_OUTPUTS, (*at, "shape"),
+                   f"{out.name} has shape {want}, not {list(out.shape)}", f"shape: {want}")
+
+
 # --- Dataset -----------------------------------------------------------------------------------
 
 
