@@ -120,3 +120,21 @@ def test_plan_never_imports_torch() -> None:
     from train_helpers import REPO
 
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True)
+
+
+def test_plan_warns_about_choices_known_to_be_slow_on_the_accelerator(tmp_path: Any) -> None:
+    from train_helpers import REPO
+
+    tiny = REPO / "examples" / "tinylm"
+    text = (tiny / "train.yaml").read_text()
+    slow = text.replace("zero: {stage: 2}", "zero: {stage: 3, offloadOptimizer: {device: cpu}}")
+    assert slow != text
+    for job, warned in ((slow, True), (text, False),
+                        (slow.replace("accelerator: cpu}", "accelerator: cuda}"), False)):
+        (tmp_path / "train.yaml").write_text(job)
+        out = CliRunner().invoke(main, ["plan", str(tiny / "model.yaml"), str(tiny / "dataset.yaml"),
+                                        str(tmp_path / "train.yaml")])
+        assert out.exit_code == 0, out.output
+        assert ("slow:" in out.output) is warned, out.output
+        if warned:
+            assert "ZeRO-3 with optimizer offload on CPU ranks" in out.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..model.plan import Count, all_states, count_parameters, model_states, parse_bytes
+from ..model.plan import Count, all_states, count_parameters, model_states, parse_bytes, speed_notes
 from ..validator.core import ManifestSet, load
 from ._errors import note_skipped, reported
 
@@ -60,3 +60,5 @@ def command(paths: tuple[str, ...]) -> None:
             click.echo(f"  {mark} {s.stage:5d}  {s.offload:16s} {_size(s.device_bytes)} {_size(s.host_bytes)}{fits}")
         if limit:
             click.echo(f"  memoryPerDevice {spec.resources.memory_per_device}")
+        for note in speed_notes(spec):
+            click.echo(f"  slow: {note}")
