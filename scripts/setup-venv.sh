@@ -16,5 +16,6 @@ fi
 echo "==> installing lmspec[$extras] into $venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
 # torch first: otherwise a dependency asking for plain "torch" may pull a multi-GB CUDA build.
-"$venv/bin/python" -m pip install -q "$torch_spec"
-"$venv/bin/python" -m pip install -q -e ".[$extras]"
+# Not quiet: a line per package shows progress through the install (a few minutes on a slow line).
+"$venv/bin/python" -m pip install --progress-bar on "$torch_spec"
+"$venv/bin/python" -m pip install --progress-bar on -e ".[$extras]"

@@ -11,4 +11,5 @@ echo "==> mypy (strict)";      "$venv/bin/mypy"
 echo "==> schemas and spec";   "$venv/bin/python" -m lmspec.schemagen --check
 echo "==> examples";           "$venv/bin/lmspec" validate examples/
 echo "==> conformance";        "$venv/bin/lmspec" conformance run
-echo "==> pytest";             "$venv/bin/python" -m pytest -q "$@"
+# One line per test as it finishes, and the slowest tests at the end.
+echo "==> pytest";             "$venv/bin/python" -m pytest -v --durations=15 "$@"

@@ -118,7 +118,7 @@ class Server:
     def output(self) -> str:
         return self.log_path.read_text()
 
-    def _wait_for_url(self, timeout: float = 60) -> str:
+    def _wait_for_url(self, timeout: float = 180) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = re.search(r"listening on (http://\S+)", self.output())
@@ -129,7 +129,7 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError(f"server did not start:\n{self.output()}")
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

@@ -72,7 +72,7 @@ def iris_job(directory: Path, **job_spec: Any) -> tuple[Path, Path]:
     return write_manifests(directory, IRIS_DATASET, IRIS_MODEL, job), run_dir
 
 
-def lmspec_run(*args: str, env: dict[str, str] | None = None, timeout: float = 240,
+def lmspec_run(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
                cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """``lmspec run ARGS`` in a subprocess; output captured as text."""
     full_env = {**os.environ, **(env or {})}
