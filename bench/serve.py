@@ -1,7 +1,13 @@
-"""Closed-loop load test of ``lmspec serve``: dynamic batching on vs off, at several concurrencies.
+"""Closed-loop load test of ``lmspec serve`` (dynamic batching on and off) against KServe's
+``ModelServer`` on the same exported weights, at several concurrencies.
 
-    .venv/bin/python bench/serve.py                    # ~1 minute
-    .venv/bin/python bench/serve.py --hidden 32,32     # the iris example's own (tiny) MLP
+    .venv/bin/python bench/serve.py --kserve-python /work/venv-kserve/bin/python   # ~4 minutes
+    .venv/bin/python bench/serve.py --hidden 32,32     # one model size; no KServe baseline
+
+KServe is the baseline: ``bench/kserve_server.py`` serves the same export with the same
+``Exported.predict`` inside a ``kserve.Model``, started with the interpreter of an environment
+where ``kserve`` is installed (``--kserve-python``, or ``LMSPEC_BENCH_KSERVE_PYTHON``); without
+one the KServe rows are skipped and the output says so. Ratios are printed against it.
 
 Each of C clients sends one OIP v2 infer request (one iris row), waits for the answer, and sends
 the next; requests/s, p50 and p99 latency are measured per row of the table. The load generator is
@@ -11,8 +17,8 @@ it takes as little CPU as possible from the server it measures.
 The model is the iris MLP (``examples/iris``) with its real preprocessing and briefly trained
 weights, but, by default, with wider hidden layers than the example's [32, 32]: a forward pass of
 the example itself costs microseconds, far less than the HTTP handling around it, so batching could
-not matter. The output says which widths were measured. With ``runs/iris-train/export`` present and
-``--hidden 32,32`` that export is served as is.
+not matter. By default both sizes are measured: hidden 4 × 2048 and the example's 32,32. With
+``examples/iris/runs/iris-train/export`` present the latter is that export, served as is.
 """
 
 from __future__ import annotations
@@ -47,15 +53,18 @@ def build_export(out: Path, hidden: list[int], steps: int) -> tuple[Path, str]:
     from lmspec.model.build import build_model
     from lmspec.model.export import save_export
 
-    existing = ROOT / "runs" / "iris-train" / "export"
-    if hidden == [32, 32] and (existing / "export.json").is_file():
-        return existing, f"iris MLP hidden [32, 32], trained by `lmspec run` ({existing})"
     manifests = lmspec.load([str(ROOT / "examples" / "iris")])
     dataset, model_m = manifests.get("Dataset", "iris"), manifests.get("Model", "iris-mlp")
     assert dataset is not None and model_m is not None
+    existing = ROOT / "examples" / "iris" / "runs" / "iris-train" / "export"
+    if hidden == [32, 32] and (existing / "export.json").is_file():
+        return existing, f"iris MLP hidden [32, 32], trained by `lmspec run` ({existing})"
     arch = model_m.obj.spec.architecture.model_copy(update={"hidden_sizes": hidden})
-    manifest = model_m.obj.model_copy(
-        update={"spec": model_m.obj.spec.model_copy(update={"architecture": arch})})
+    # The network's own output only: both servers answer the logits and nothing derived.
+    signature = model_m.obj.spec.signature.model_copy(
+        update={"outputs": model_m.obj.spec.signature.outputs[:1]})
+    manifest = model_m.obj.model_copy(update={"spec": model_m.obj.spec.model_copy(
+        update={"architecture": arch, "signature": signature})})
     data = prepare(dataset.obj, dataset.base_dir, model_task="classification")
     torch.manual_seed(0)
     model = build_model(manifest.spec)
@@ -120,6 +129,40 @@ def start_server(work: Path, export: Path, batching: dict[str, Any],
     raise SystemExit(f"server did not start:\n{(work / 'server.log').read_text()}")
 
 
+def start_kserve(work: Path, export: Path, python: str,
+                 threads: int) -> tuple[subprocess.Popen[bytes], str, int]:
+    """``bench/kserve_server.py`` on a free port, with ``python`` (an environment with kserve)."""
+    import socket
+    import sysconfig
+    import urllib.request
+
+    work.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # lmspec and torch come from this environment, after KServe's own packages.
+    extra = os.pathsep.join(dict.fromkeys([str(ROOT / "runner"), sysconfig.get_paths()["purelib"],
+                                           sysconfig.get_paths()["platlib"]]))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "LMSPEC_BENCH_EXTRA_PATH": extra}
+    env.pop("PYTHONPATH", None)
+    log = (work / "kserve.log").open("w")
+    proc = subprocess.Popen([python, str(ROOT / "bench" / "kserve_server.py"), str(export), str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/iris/ready", timeout=2) as r:
+                if r.status == 200:
+                    return proc, "127.0.0.1", port
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"the KServe server did not start:\n{(work / 'kserve.log').read_text()}")
+
+
 async def _client(host: str, port: int, request: bytes, stop_at: float, record_from: float,
                   latencies: list[float], errors: list[int]) -> None:
     reader, writer = await asyncio.open_connection(host, port)
@@ -159,10 +202,59 @@ async def closed_loop(host: str, port: int, concurrency: int, warmup: float,
     return len(latencies) / duration, statistics.median(latencies) * 1e3, p99 * 1e3, len(errors)
 
 
+def measure(tmp: Path, hidden: list[int], args: argparse.Namespace, levels: list[int],
+            kserve_python: str | None) -> None:
+    """Every server and concurrency on one model size; prints the table and the ratios."""
+    export, described = build_export(tmp / "export", hidden, args.steps)
+    print(f"\nmodel: {described}")
+    print(forward_cost(export, args.threads))
+    modes: dict[str, dict[str, Any] | None] = {
+        "on": {"enabled": True, "maxBatchSize": args.max_batch_size,
+               "maxQueueDelayMicroseconds": args.delay_us, "maxQueueSize": 4096},
+        "off": {"enabled": False, "maxBatchSize": args.max_batch_size, "maxQueueSize": 4096},
+    }
+    if kserve_python is not None:
+        modes["kserve"] = None
+    results: dict[tuple[str, int], tuple[float, float, float, int]] = {}
+    print(f"\n{'server':<14}{'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for mode, batching in modes.items():
+        if batching is None:
+            assert kserve_python is not None
+            proc, host, port = start_kserve(tmp / mode, export, kserve_python, args.threads)
+            label = "kserve"
+        else:
+            proc, host, port = start_server(tmp / mode, export, batching, args.threads)
+            label = f"lmspec {mode}"
+        try:
+            for c in levels:
+                row = asyncio.run(closed_loop(host, port, c, args.warmup, args.duration))
+                results[(mode, c)] = row
+                rps, p50, p99, errs = row
+                print(f"{label:<14}{c:>8}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}{errs:>8}", flush=True)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    if ("on", 32) in results and ("off", 32) in results:
+        on, off = results[("on", 32)], results[("off", 32)]
+        print(f"\nat 32 clients: batching on/off throughput {on[0] / off[0]:.2f}x; "
+              f"p99 {on[2]:.1f} ms (on) vs {off[2]:.1f} ms (off)")
+    if kserve_python is None:
+        print("KServe baseline skipped: pass --kserve-python (see the README's Benchmarks section)")
+        return
+    for c in levels:
+        k = results[("kserve", c)][0]
+        print(f"vs KServe at {c} client(s): lmspec batching on {results[('on', c)][0] / k:.2f}x, "
+              f"off {results[('off', c)][0] / k:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hidden", default="2048,2048,2048,2048",
-                        help="hidden layer widths of the MLP (the example uses 32,32)")
+    parser.add_argument("--hidden", action="append",
+                        help="hidden layer widths of the MLP, e.g. 32,32; repeat for several sizes "
+                             "[default: 2048,2048,2048,2048 and 32,32]")
     parser.add_argument("--steps", type=int, default=30, help="training steps for the weights")
     parser.add_argument("--concurrency", default="1,8,32,64")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds measured per row")
@@ -170,39 +262,18 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--delay-us", type=int, default=2000, help="maxQueueDelayMicroseconds")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of the server (OMP_NUM_THREADS); on 2 shared cores "
+                        help="torch threads of each server (OMP_NUM_THREADS); on 2 shared cores "
                              "one compute thread avoids OpenMP spinning against the event loop")
+    parser.add_argument("--kserve-python", default=os.environ.get("LMSPEC_BENCH_KSERVE_PYTHON"),
+                        help="python of an environment with kserve installed, for the baseline "
+                             "[env LMSPEC_BENCH_KSERVE_PYTHON]")
     args = parser.parse_args()
-    hidden = [int(h) for h in args.hidden.split(",")]
+    sizes = [[int(h) for h in spec.split(",")] for spec in (args.hidden or ["2048,2048,2048,2048", "32,32"])]
     levels = [int(c) for c in args.concurrency.split(",")]
-
-    with tempfile.TemporaryDirectory(prefix="lmspec-bench-") as tmp:
-        export, described = build_export(Path(tmp) / "export", hidden, args.steps)
-        print(f"model: {described}")
-        print(forward_cost(export, args.threads))
-        print(f"machine: {os.cpu_count()} CPU(s); server and load generator share them")
-        modes = {
-            "on": {"enabled": True, "maxBatchSize": args.max_batch_size,
-                   "maxQueueDelayMicroseconds": args.delay_us, "maxQueueSize": 4096},
-            "off": {"enabled": False, "maxBatchSize": args.max_batch_size, "maxQueueSize": 4096},
-        }
-        results: dict[tuple[str, int], tuple[float, float, float, int]] = {}
-        print(f"\n{'batching':<9}{'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-        for mode, batching in modes.items():
-            proc, host, port = start_server(Path(tmp) / mode, export, batching, args.threads)
-            try:
-                for c in levels:
-                    row = asyncio.run(closed_loop(host, port, c, args.warmup, args.duration))
-                    results[(mode, c)] = row
-                    rps, p50, p99, errs = row
-                    print(f"{mode:<9}{c:>8}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}{errs:>8}", flush=True)
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(60)
-        if ("on", 32) in results and ("off", 32) in results:
-            on, off = results[("on", 32)], results[("off", 32)]
-            print(f"\nat 32 clients: batching on/off throughput {on[0] / off[0]:.2f}x; "
-                  f"p99 {on[2]:.1f} ms (on) vs {off[2]:.1f} ms (off)")
+    print(f"machine: {os.cpu_count()} CPU(s); servers and load generator share them")
+    for hidden in sizes:
+        with tempfile.TemporaryDirectory(prefix="lmspec-bench-") as tmp:
+            measure(Path(tmp), hidden, args, levels, args.kserve_python)
 
 
 if __name__ == "__main__":
