@@ -74,7 +74,7 @@ class KeySource(Spec):
     """Environment variable holding one key, or several separated by commas."""
 
     file: str | None = Field(default=None, examples=["/run/secrets/api-keys"])
-    """File holding one key per line."""
+    """File holding one key per line, relative to the manifest's directory unless absolute."""
 
 
 class Auth(Spec):

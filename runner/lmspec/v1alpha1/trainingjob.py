@@ -146,7 +146,7 @@ class Offload(Spec):
     """``none`` keeps them on the accelerator."""
 
     nvme_path: str | None = Field(default=None, examples=["/local_nvme"])
-    """Directory on a fast local disk; required for ``nvme``."""
+    """Directory on a fast local disk, relative to the manifest's directory unless absolute; required for ``nvme``."""
 
     pin_memory: bool = Field(default=False, examples=[True])
     """Use page-locked host memory (faster transfers, more host memory)."""
@@ -284,7 +284,7 @@ class Output(Spec):
     """Where the run writes its files."""
 
     dir: str = Field(default="runs/{name}", examples=["runs/iris"])
-    """Run directory, relative to the working directory; ``{name}`` is the job's name."""
+    """Run directory, relative to the manifest's directory unless absolute; ``{name}`` is the job's name."""
 
 
 class Logging(Spec):
