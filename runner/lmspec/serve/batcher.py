@@ -6,8 +6,10 @@
 
 An under-full batch waits until its oldest request has waited ``max_delay`` seconds and goes at
 once when full; while a batch computes (in the worker thread) new requests queue up, so under
-load batches fill by themselves. At most ``max_queue`` requests wait; beyond that
-:class:`QueueFull` is raised (the server answers 503/429 with ``Retry-After``).
+load batches fill by themselves. ``max_delay`` is an upper bound: when the previous pass served
+a single request and none arrived while it ran, a lone new request goes at once (with one
+client nobody else is coming, and the delay would be pure latency). At most ``max_queue``
+requests wait; beyond that :class:`QueueFull` is raised (the server answers 503/429 with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class Batcher:
         self._queued_rows = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._arrivals = 0
+        self._lone = True
+        """The last pass served one request and none arrived while it ran."""
 
     @property
     def depth(self) -> int:
@@ -78,6 +83,7 @@ class Batcher:
         item = _Item(payload, rows, asyncio.get_running_loop().create_future())
         self._queue.append(item)
         self._queued_rows += rows
+        self._arrivals += 1
         self._gauge()
         self._wake.set()
         try:
@@ -97,7 +103,7 @@ class Batcher:
             while not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
-            if self.policy.enabled:
+            if self.policy.enabled and not (self._lone and len(self._queue) == 1):
                 await self._fill()
             batch = self._take()
             if batch:
@@ -134,6 +140,7 @@ class Batcher:
 
     async def _compute(self, batch: list[_Item]) -> None:
         started = time.perf_counter()
+        arrivals = self._arrivals
         for item in batch:
             self._metrics.queue_latency.labels(queue=self._name).observe(started - item.enqueued)
         self._metrics.batch_size.labels(queue=self._name).observe(sum(i.rows for i in batch))
@@ -147,6 +154,7 @@ class Batcher:
             return
         finally:
             self._metrics.compute_latency.labels(queue=self._name).observe(time.perf_counter() - started)
+            self._lone = len(batch) == 1 and self._arrivals == arrivals
         for item, result in zip(batch, results, strict=True):
             if item.future.done():
                 continue

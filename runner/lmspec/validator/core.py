@@ -129,10 +129,13 @@ def expand(paths: Iterable[str]) -> tuple[list[str], list[Finding], list[str]]:
         if p == "-":
             files.append(p)
         elif os.path.isdir(p):
+            before = len(skipped)
             found = _scan(p, skipped)
             if not found:
                 # An empty directory in CI is almost always a wrong path: say so, never pass.
-                problems.append(_io_finding(p, "the directory holds no .yaml or .yml file"))
+                passed = len(skipped) - before
+                problems.append(_io_finding(p, "the directory holds no .yaml or .yml file" + (
+                    f" (it holds {passed} skipped: JSON files or lmspec output)" if passed else "")))
             files.extend(found)
         elif glob.has_magic(p):
             matched = sorted(glob.glob(p, recursive=True))
