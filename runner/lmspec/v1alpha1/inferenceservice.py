@@ -46,7 +46,9 @@ class Batching(Spec):
     """Largest batch, in rows, of one forward pass."""
 
     max_queue_delay_microseconds: NonNegativeInt = Field(default=2000, examples=[500])
-    """The longest an under-full batch waits for more requests after its oldest arrived; a server MAY send it sooner when no other request is expected (lmspec does after a pass that served one request alone)."""
+    """The longest an under-full batch waits for more requests after its oldest arrived; a server
+    MAY send it sooner when no other request is expected (lmspec does after a pass that served one
+    request alone)."""
 
     max_queue_size: PositiveInt = Field(default=256, examples=[1024])
     """Requests allowed to wait; beyond it the server answers 503 with ``Retry-After``."""
