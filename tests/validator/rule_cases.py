@@ -316,6 +316,12 @@ spec:
                     "ids, dtype: |float32", "/spec/signature/inputs/0/dtype")],
         "good": [_swap(LM, "{name: ids, dtype: int64", "{name: ids, dtype: int32")],
     },
+    "model.derived-outputs": {
+        "bad": [_at(MODEL + "      - {name: label, dtype: int64, shape: [-1]}\n", "label, dtype: |int64",
+                    "/spec/signature/outputs/1/dtype")],
+        "good": [MODEL + "      - {name: probabilities, dtype: float32, shape: [-1, 3]}\n"
+                         "      - {name: label, dtype: string, shape: [-1]}\n"],
+    },
     # --- semantic: Dataset ---------------------------------------------------------------------
     "dataset.split-ratios": {
         "bad": [_at(_swap(DATASET, "ratios: {train: 0.8,", "ratios: {train: 0.9,"),
