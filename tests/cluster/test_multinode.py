@@ -1,0 +1,110 @@
+"""Several nodes for real, on one machine: one TrainingJob run as 2 nodes × 1 process — two
+separate ``torchrun`` process groups meeting through a c10d rendezvous on 127.0.0.1, as two hosts
+would start it — trains exactly the same weights as 1 node × 2 processes. Once with torchrun
+started as the Kubeflow Trainer pods start it, once with the exported sbatch script's per-node
+command under the variables srun sets."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from train_helpers import IRIS_DATASET, IRIS_JOB, IRIS_MODEL, merge, write_manifests
+
+from lmspec.cluster import export
+from lmspec.train.world import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID",
+                "CROSS_RANK", "LOCAL_WORLD_SIZE")
+TIMEOUT = 240  # seconds; one run takes ~15 s on an idle 2-core machine
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in LAUNCHER_ENV and not k.startswith(("SLURM_", "PET_"))}
+    # torchrun --no-python starts the `lmspec` executable: the one beside this Python.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def _run_all(cmds: list[list[str]], envs: list[dict[str, str]], cwd: Path) -> None:
+    """Start every command at once (the nodes of one job), wait for all, fail with their output."""
+    procs = [subprocess.Popen(c, env=e, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True) for c, e in zip(cmds, envs, strict=True)]
+    outs = []
+    for p in procs:
+        try:
+            out, _ = p.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                os.killpg(q.pid, signal.SIGKILL)
+            pytest.fail(f"{p.args!r} ran over {TIMEOUT}s")
+        outs.append(out)
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out[-4000:]
+
+
+def _weights(run_dir: Path) -> dict[str, object]:
+    from safetensors.torch import load_file
+
+    return dict(load_file(run_dir / "export" / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding an iris job planned as 2 nodes × 1 process (6 optimizer steps)."""
+    root = tmp_path_factory.mktemp("multinode")
+    spec = {"resources": {"nodes": 2, "processesPerNode": 1}, "stopping": {"epochs": 2},
+            "batch": {"microBatchSize": 8, "gradientAccumulationSteps": 1, "globalBatchSize": 16},
+            "output": {"dir": "runs/{name}"}}
+    write_manifests(root / "job", IRIS_DATASET, IRIS_MODEL, merge(IRIS_JOB, {"spec": spec}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def one_node(job: Path) -> dict[str, object]:
+    """The reference: one torchrun starting both processes."""
+    cmd = ["torchrun", "--standalone", "--nnodes", "1", "--nproc_per_node", "2", "--no-python",
+           "lmspec", "run", "job/manifests.yaml", "--output", "one-node"]
+    _run_all([cmd], [_env()], job)
+    return _weights(job / "one-node")
+
+
+def _same(a: dict[str, object], b: dict[str, object]) -> None:
+    import torch
+
+    assert a.keys() == b.keys() and a
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # type: ignore[arg-type]
+
+
+def test_two_nodes_as_trainer_starts_them(job: Path, one_node: dict[str, object]) -> None:
+    port = free_port()
+    cmds = [["torchrun", "--nnodes", "2", "--node_rank", str(rank), "--nproc_per_node", "1",
+             "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "two-nodes",
+             "--no-python", "lmspec", "run", "job/manifests.yaml", "--output", "two-nodes"] for rank in (0, 1)]
+    _run_all(cmds, [_env(), _env()], job)
+    _same(_weights(job / "two-nodes"), one_node)
+
+
+def test_sbatch_node_command_on_two_nodes(job: Path, one_node: dict[str, object],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exported script's per-node command, under the variables srun sets on each node."""
+    monkeypatch.chdir(job)
+    (script,) = export("slurm", ["job"]).values()
+    assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=1" in script
+    line = next(x for x in script.splitlines() if x.startswith("NODE_COMMAND="))
+    node_command = shlex.split(line.split("=", 1)[1])[0]
+    port = str(free_port())
+    envs = [_env(SLURM_JOB_ID="4242", SLURM_NNODES="2", SLURM_NODEID=str(n), SLURM_PROCID=str(n),
+                 SLURM_NTASKS="2", SLURM_LOCALID="0", SLURM_JOB_NODELIST="localhost",
+                 MASTER_ADDR="127.0.0.1", MASTER_PORT=port) for n in (0, 1)]
+    _run_all([["bash", "-c", node_command]] * 2, envs, job)
+    _same(_weights(job / "runs" / "job"), one_node)
