@@ -115,8 +115,9 @@ def test_cel_rules_are_evaluated() -> None:
 def test_names_that_kubernetes_refuses(tmp_path: Path) -> None:
     """lmspec names may start with a digit; Trainer's CEL rule and KServe's webhook refuse that."""
     src = (REPO / OWN / "train.yaml").read_text()
-    (tmp_path / "m.yaml").write_text(src.replace("name: sft-gpu", "name: 7b-sft").replace(
-        "trainingJob: sft-gpu", "trainingJob: 7b-sft").replace("  name: chat\nspec:\n  model:", "  name: 2chat\nspec:\n  model:"))
+    src = src.replace("name: sft-gpu", "name: 7b-sft").replace("trainingJob: sft-gpu", "trainingJob: 7b-sft")
+    src = src.replace("  name: chat\nspec:\n  model:", "  name: 2chat\nspec:\n  model:")
+    (tmp_path / "m.yaml").write_text(src)
     with pytest.raises(ExportError, match=r"'7b-sft' is not a DNS-1035 label"):
         trainjob([str(tmp_path / "m.yaml")])
     with pytest.raises(ExportError, match=r"'2chat' is not a DNS-1035 label"):

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..cli.render import to_yaml
-from ..v1alpha1.cluster import Cluster
+from ..v1alpha1.cluster import Cluster, ServiceCluster, TrainingCluster
 from ..validate import Manifest, ManifestSet, load, to_yaml_data
 
 WORKSPACE = PurePosixPath("/workspace")
@@ -152,7 +152,7 @@ def node_placement(cluster: Cluster | None) -> dict[str, Any]:
     return out
 
 
-def workspace_volume(cluster: Cluster | None) -> dict[str, Any] | None:
+def workspace_volume(cluster: TrainingCluster | ServiceCluster | None) -> dict[str, Any] | None:
     """The pod volume behind ``/workspace``: the named claim or a host path. None without
     ``storage.workspace``: then the image's own ``/workspace`` is used (files baked into it)."""
     ref = cluster.storage.workspace if cluster is not None else None
@@ -164,7 +164,8 @@ def workspace_volume(cluster: Cluster | None) -> dict[str, Any] | None:
     return {"name": "workspace", "hostPath": {"path": ref, "type": "Directory"}}
 
 
-def workspace_mounts(cluster: Cluster | None, manifest_dir: PurePosixPath) -> list[dict[str, Any]]:
+def workspace_mounts(cluster: TrainingCluster | ServiceCluster | None,
+                     manifest_dir: PurePosixPath) -> list[dict[str, Any]]:
     """Mounts of the workspace (with a claim's sub-path) and, inside it, the manifests."""
     ref = cluster.storage.workspace if cluster is not None else None
     workspace: dict[str, Any] = {"name": "workspace", "mountPath": str(WORKSPACE)}
