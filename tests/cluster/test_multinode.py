@@ -1,8 +1,9 @@
 """Several nodes for real, on one machine: one TrainingJob run as 2 nodes × 1 process — two
 separate ``torchrun`` process groups meeting through a c10d rendezvous on 127.0.0.1, as two hosts
-would start it — trains exactly the same weights as 1 node × 2 processes. Once with torchrun
-started as the Kubeflow Trainer pods start it, once with the exported sbatch script's per-node
-command under the variables srun sets."""
+would start it — trains exactly the same weights as 1 node × 2 processes: with a c10d rendezvous
+(``--node_rank 0`` and ``1``), with the exported sbatch script's per-node command under the
+variables srun sets, and with the exported TrainJob's command under the ``PET_*`` variables
+Kubeflow Trainer's torch plugin sets in each node's pod (torchrun's static rendezvous)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from train_helpers import IRIS_DATASET, IRIS_JOB, IRIS_MODEL, merge, write_manifests
 
 from lmspec.cluster import export
@@ -85,7 +87,7 @@ def _same(a: dict[str, object], b: dict[str, object]) -> None:
         assert torch.equal(a[k], b[k]), k  # type: ignore[arg-type]
 
 
-def test_two_nodes_as_trainer_starts_them(job: Path, one_node: dict[str, object]) -> None:
+def test_two_nodes_c10d_rendezvous(job: Path, one_node: dict[str, object]) -> None:
     port = free_port()
     cmds = [["torchrun", "--nnodes", "2", "--node_rank", str(rank), "--nproc_per_node", "1",
              "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "two-nodes",
@@ -108,3 +110,36 @@ def test_sbatch_node_command_on_two_nodes(job: Path, one_node: dict[str, object]
                  MASTER_ADDR="127.0.0.1", MASTER_PORT=port) for n in (0, 1)]
     _run_all([["bash", "-c", node_command]] * 2, envs, job)
     _same(_weights(job / "runs" / "job"), one_node)
+
+
+def test_trainjob_command_in_two_pods(job: Path, one_node: dict[str, object],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exported TrainJob's command, in two "pods" laid out as Trainer lays them out: the
+    ConfigMap's manifests mounted in the workspace, the working directory the workspace (here a
+    temporary directory standing for /workspace), and the PET_* variables of the torch plugin."""
+    monkeypatch.chdir(job)
+    (text,) = export("kubeflow", ["job"], image="lmspec-runner:test").values()
+    _, cm, trainjob = list(yaml.safe_load_all(text))
+    trainer = trainjob["spec"]["trainer"]
+    mounts = trainjob["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
+        "replicatedJobs"][-1]["template"]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    (manifest_mount,) = [m["mountPath"] for m in mounts if m["name"] == "lmspec-manifests"]
+    port = str(free_port())
+    cmds, envs = [], []
+    for node in (0, 1):
+        workspace = job / f"pod-{node}" / "workspace"
+        mounted = workspace / Path(manifest_mount).relative_to("/workspace")
+        mounted.mkdir(parents=True)
+        for key, value in cm["data"].items():
+            (mounted / key).write_text(value)
+        # The job names its data by absolute path (as on a file system every node mounts).
+        needed = cm["metadata"]["annotations"]["lmspec.io/needs-files"].split(",")
+        assert needed and all(Path(n).is_absolute() and Path(n).is_file() for n in needed), needed
+        command = [c.replace("/workspace", str(workspace)) for c in trainer["command"]]
+        cmds.append(["bash", "-c", f"cd {shlex.quote(str(workspace))} && exec {shlex.join(command)}"])
+        envs.append(_env(**{e["name"]: e["value"] for e in trainer["env"]},
+                         PET_NNODES=str(trainer["numNodes"]), PET_NPROC_PER_NODE=str(trainer["numProcPerNode"]),
+                         PET_NODE_RANK=str(node), PET_MASTER_ADDR="127.0.0.1", PET_MASTER_PORT=port))
+    _run_all(cmds, envs, job)
+    # Rank 0 (node 0) wrote the run directory in its workspace, where output.dir points.
+    _same(_weights(job / "pod-0" / "workspace" / "runs" / "job"), one_node)
