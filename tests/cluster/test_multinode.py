@@ -7,11 +7,14 @@ Kubeflow Trainer's torch plugin sets in each node's pod (torchrun's static rende
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -61,12 +64,15 @@ def _weights(run_dir: Path) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory holding an iris job planned as 2 nodes × 1 process (6 optimizer steps)."""
+    """A directory holding an iris job planned as 2 nodes × 1 process (6 optimizer steps) and a
+    service of its model."""
     root = tmp_path_factory.mktemp("multinode")
     spec = {"resources": {"nodes": 2, "processesPerNode": 1}, "stopping": {"epochs": 2},
             "batch": {"microBatchSize": 8, "gradientAccumulationSteps": 1, "globalBatchSize": 16},
             "output": {"dir": "runs/{name}"}}
-    write_manifests(root / "job", IRIS_DATASET, IRIS_MODEL, merge(IRIS_JOB, {"spec": spec}))
+    service = {"apiVersion": "lmspec.io/v1alpha1", "kind": "InferenceService", "metadata": {"name": "iris"},
+               "spec": {"model": {"trainingJob": "job"}, "server": {"gracePeriodSeconds": 1.0}}}
+    write_manifests(root / "job", IRIS_DATASET, IRIS_MODEL, merge(IRIS_JOB, {"spec": spec}), service)
     return root
 
 
@@ -112,26 +118,26 @@ def test_sbatch_node_command_on_two_nodes(job: Path, one_node: dict[str, object]
     _same(_weights(job / "runs" / "job"), one_node)
 
 
-def test_trainjob_command_in_two_pods(job: Path, one_node: dict[str, object],
+def test_trainjob_command_in_two_pods_then_kserve_container(job: Path, one_node: dict[str, object],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The exported TrainJob's command, in two "pods" laid out as Trainer lays them out: the
     ConfigMap's manifests mounted in the workspace, the working directory the workspace (here a
-    temporary directory standing for /workspace), and the PET_* variables of the torch plugin."""
+    temporary directory standing for /workspace), and the PET_* variables of the torch plugin.
+    Then the exported KServe container serves the result from the same workspace."""
     monkeypatch.chdir(job)
     (text,) = export("kubeflow", ["job"], image="lmspec-runner:test").values()
     _, cm, trainjob = list(yaml.safe_load_all(text))
     trainer = trainjob["spec"]["trainer"]
     mounts = trainjob["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
         "replicatedJobs"][-1]["template"]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
-    (manifest_mount,) = [m["mountPath"] for m in mounts if m["name"] == "lmspec-manifests"]
+    (manifest_mount,) = [m for m in mounts if m["name"] == "lmspec-manifests"]
     port = str(free_port())
     cmds, envs = [], []
     for node in (0, 1):
         workspace = job / f"pod-{node}" / "workspace"
-        mounted = workspace / Path(manifest_mount).relative_to("/workspace")
-        mounted.mkdir(parents=True)
-        for key, value in cm["data"].items():
-            (mounted / key).write_text(value)
+        mounted = workspace / Path(manifest_mount["mountPath"]).relative_to("/workspace")
+        mounted.parent.mkdir(parents=True)
+        mounted.write_text(cm["data"][manifest_mount["subPath"]])
         # The job names its data by absolute path (as on a file system every node mounts).
         needed = cm["metadata"]["annotations"]["lmspec.io/needs-files"].split(",")
         assert needed and all(Path(n).is_absolute() and Path(n).is_file() for n in needed), needed
@@ -143,3 +149,45 @@ def test_trainjob_command_in_two_pods(job: Path, one_node: dict[str, object],
     _run_all(cmds, envs, job)
     # Rank 0 (node 0) wrote the run directory in its workspace, where output.dir points.
     _same(_weights(job / "pod-0" / "workspace" / "runs" / "job"), one_node)
+
+    # The KServe predictor container, run in the same workspace, serves what the job exported
+    # and answers the probes the InferenceService declares.
+    (text,) = export("kserve", ["job"], image="lmspec-runner:test").values()
+    isvc = list(yaml.safe_load_all(text))[-1]
+    container = isvc["spec"]["predictor"]["containers"][0]
+    port = free_port()
+    workspace = job / "pod-0" / "workspace"
+    args = [a.replace("/workspace", str(workspace)) for a in container["args"]]
+    args[args.index("--port") + 1] = str(port)  # 8080 in the pod; any free port here
+    args[args.index("--host") + 1] = "127.0.0.1"
+    server = subprocess.Popen(["lmspec", *args], cwd=workspace, env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        ready = container["readinessProbe"]["httpGet"]["path"]
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                with urllib.request.urlopen(base + ready, timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.5)
+        with urllib.request.urlopen(base + container["startupProbe"]["httpGet"]["path"], timeout=5) as r:
+            assert r.status == 200
+        body = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}
+        served = args[args.index("--service") + 1]
+        request = urllib.request.Request(f"{base}/v2/models/{served}/infer", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            answer = json.loads(r.read())
+        assert answer["outputs"][0]["shape"] == [1, 3]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.communicate()

@@ -3,9 +3,10 @@ quantities and the image.
 
 On Kubernetes the rendered manifests (``lmspec render`` output, byte for byte) travel in a
 ConfigMap. The workload's working directory is ``/workspace`` (the ``storage.workspace`` volume,
-or a fresh one per job); the ConfigMap is mounted inside it at the manifests' place relative to
-the files they name, so relative paths in the manifests (``../data/iris.csv``) resolve there as
-they do on this machine, and run directories (``output.dir``) land in the workspace.
+or the image's own directory); the ConfigMap's one file is mounted inside it at the manifests'
+place relative to the files they name, so relative paths in the manifests (``../data/iris.csv``)
+resolve there as they do on this machine, and run directories (``output.dir``) land in the
+workspace. Mounting the file alone (``subPath``) leaves the rest of that directory visible.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ class Bundle:
     """Directory of the rendered file in the workload (under ``/workspace``)."""
     local_files: tuple[PurePosixPath, ...]
     """Local files the manifests name, as the workload sees them: they must be in the workspace."""
+
+    @property
+    def manifest_file(self) -> PurePosixPath:
+        """The rendered manifests in the workload: what ``lmspec run``/``serve`` is given."""
+        return self.manifest_dir / MANIFEST_FILE
 
 
 def render(manifests: ManifestSet) -> str:
@@ -165,7 +171,7 @@ def workspace_volume(cluster: TrainingCluster | ServiceCluster | None) -> dict[s
 
 
 def workspace_mounts(cluster: TrainingCluster | ServiceCluster | None,
-                     manifest_dir: PurePosixPath) -> list[dict[str, Any]]:
+                     manifest_file: PurePosixPath) -> list[dict[str, Any]]:
     """Mounts of the workspace (with a claim's sub-path) and, inside it, the manifests."""
     ref = cluster.storage.workspace if cluster is not None else None
     workspace: dict[str, Any] = {"name": "workspace", "mountPath": str(WORKSPACE)}
@@ -173,7 +179,9 @@ def workspace_mounts(cluster: TrainingCluster | ServiceCluster | None,
         sub = ref[len("pvc://"):].split("/", 1)[1].strip("/")
         if sub:
             workspace["subPath"] = sub
-    return [workspace, {"name": "lmspec-manifests", "mountPath": str(manifest_dir), "readOnly": True}]
+    manifests = {"name": "lmspec-manifests", "mountPath": str(manifest_file), "subPath": MANIFEST_FILE,
+                 "readOnly": True}
+    return [workspace, manifests]
 
 
 def config_map(name: str, b: Bundle, labels: dict[str, str]) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from typing import Any
 from ..v1alpha1.cluster import ServiceCluster
 from ..v1alpha1.inferenceservice import KeySource
 from .common import (
-    MANIFEST_FILE,
     WORKSPACE,
     ExportError,
     bundle,
@@ -77,7 +76,7 @@ def inferenceservice(paths: Sequence[str], *, image: str | None = None,
     container: dict[str, Any] = {
         "name": "kserve-container",
         "image": chosen,
-        "args": ["serve", str(b.manifest_dir / MANIFEST_FILE), "--service", service.name,
+        "args": ["serve", str(b.manifest_file), "--service", service.name,
                  "--host", "0.0.0.0", "--port", str(PORT)],
         "workingDir": str(WORKSPACE),
         "env": [{"name": "PROTOCOL", "value": "v2"}],
@@ -100,7 +99,7 @@ def inferenceservice(paths: Sequence[str], *, image: str | None = None,
     if resources:
         container["resources"] = resources
     ws = workspace_volume(cluster)
-    mounts = workspace_mounts(cluster, b.manifest_dir)
+    mounts = workspace_mounts(cluster, b.manifest_file)
     container["volumeMounts"] = mounts if ws is not None else mounts[1:]
     volumes = [{"name": "lmspec-manifests", "configMap": {"name": configmap}}]
     if ws is not None:

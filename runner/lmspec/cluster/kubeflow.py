@@ -20,7 +20,6 @@ from typing import Any
 from ..v1alpha1.cluster import TrainingCluster
 from ..validate import Manifest
 from .common import (
-    MANIFEST_FILE,
     WORKSPACE,
     Bundle,
     ExportError,
@@ -92,7 +91,7 @@ def _patch(job_cluster: TrainingCluster | None, b: Bundle, configmap: str, fetch
     ws = workspace_volume(job_cluster)
     if ws is not None:
         volumes.insert(0, ws)
-    mounts = workspace_mounts(job_cluster, b.manifest_dir)
+    mounts = workspace_mounts(job_cluster, b.manifest_file)
     jobs = []
     for what in fetch:
         step = f"{what}-initializer"
@@ -128,7 +127,7 @@ def trainjob(paths: Sequence[str], *, image: str | None = None, job_name: str | 
     configmap = f"{name}-manifests"
     trainer: dict[str, Any] = {
         "image": chosen,
-        "command": ["torchrun", "--no-python", "lmspec", "run", str(b.manifest_dir / MANIFEST_FILE), "--job", job.name],
+        "command": ["torchrun", "--no-python", "lmspec", "run", str(b.manifest_file), "--job", job.name],
         "numNodes": spec.resources.nodes,
         "numProcPerNode": spec.resources.processes_per_node,
         "env": [{"name": "DS_ACCELERATOR", "value": spec.resources.accelerator}],
