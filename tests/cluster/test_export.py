@@ -203,3 +203,23 @@ def test_invalid_manifests_are_reported_like_validate(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["export", "kserve", str(tmp_path / "j.yaml")])
     assert result.exit_code == 1
     assert "error[inferenceservice.replica-bounds]" in result.output and "Traceback" not in result.output
+
+
+def test_slurm_maps_machines_and_extensions(tmp_path: Path) -> None:
+    src = (REPO / OWN / "train.yaml").read_text()
+    src = src.replace("      dataset: hf://datasets/example/chat-jsonl\n", "").replace(
+        "workspace: pvc://lmspec-workspace/team-a\n", "workspace: /shared/lmspec\n", 1)
+    (tmp_path / "train.yaml").write_text(src)
+    (script,) = export("slurm", [str(tmp_path / "train.yaml")]).values()
+    for line in ("#SBATCH --nodes=2", "#SBATCH --gpus-per-node=4", "#SBATCH --cpus-per-task=16",
+                 "#SBATCH --mem=204800M", "#SBATCH --partition=gpu", "#SBATCH --time=04:00:00",
+                 "#SBATCH --account=ml-team", "#SBATCH --chdir=/shared/lmspec", "export DS_ACCELERATOR=cuda"):
+        assert line in script.splitlines(), line
+    # With a working directory of its own, the script names the manifests by absolute path.
+    assert f"lmspec run {tmp_path / 'train.yaml'} --job sft-gpu" in script
+    (tmp_path / "train.yaml").write_text(src.replace("x-slurm: {partition: gpu", "x-slurm: {queue: gpu"))
+    with pytest.raises(ExportError, match=r"x-slurm.queue is not a known key"):
+        export("slurm", [str(tmp_path / "train.yaml")])
+    (tmp_path / "train.yaml").write_text(src.replace("workspace: /shared/lmspec", "workspace: pvc://ws"))
+    with pytest.raises(ExportError, match="Slurm needs a path every node mounts"):
+        export("slurm", [str(tmp_path / "train.yaml")])
