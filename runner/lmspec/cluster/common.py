@@ -18,8 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..cli.render import to_yaml
-from ..v1alpha1.cluster import Cluster, ServiceCluster, TrainingCluster
-from ..validate import Manifest, ManifestSet, load, to_yaml_data
+from ..standard import Cluster, ServiceCluster, TrainingCluster
+from ..validator.core import Manifest, ManifestSet, load, to_yaml_data
 
 WORKSPACE = PurePosixPath("/workspace")
 MANIFEST_FILE = "manifests.yaml"

@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..v1alpha1.cluster import ServiceCluster
-from ..v1alpha1.inferenceservice import KeySource
+from ..standard import KeySource, ServiceCluster
 from .common import (
     WORKSPACE,
     ExportError,

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..v1alpha1.cluster import TrainingCluster
-from ..validate import Manifest
+from ..standard import TrainingCluster
+from ..validator.core import Manifest
 from .common import (
     WORKSPACE,
     Bundle,

@@ -10,11 +10,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import rules
-from .v1alpha1 import Dataset, InferenceService, Model, TrainingJob
-from .v1alpha1.cluster import Cluster
-from .v1alpha1.dataset import Pack, Tokenize
-from .v1alpha1.model import HuggingFace, LinearLayer, Sequential, Transformer
+from ..standard import (
+    Cluster,
+    Dataset,
+    HuggingFace,
+    InferenceService,
+    LinearLayer,
+    Model,
+    Pack,
+    Sequential,
+    Tokenize,
+    TrainingJob,
+    Transformer,
+)
+from . import registry as rules
 
 Path = tuple[str | int, ...]
 Issue = tuple[str, Path, str, str]
@@ -355,7 +364,7 @@ def _job_data_fits_model(j: TrainingJob, index: Index) -> Iterator[Issue]:
 
 @check("TrainingJob")
 def _job_memory_fit(j: TrainingJob, index: Index) -> Iterator[Issue]:
-    from .plan import count_parameters, format_bytes, model_states, parse_bytes
+    from ..model.plan import count_parameters, format_bytes, model_states, parse_bytes
 
     limit_text = j.spec.resources.memory_per_device
     model = _model_of(j, index)

@@ -17,11 +17,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import rules
-from .checks import REFERENCES, Index, run_checks
+from . import registry as rules
 from .findings import Finding, Report, pointer
 from .parse import MAX_BYTES, Document, ParseError, decode, parse_file, parse_text, read_bounded
-from .schemacheck import check_document
+from .schema import check_document
+from .semantic import REFERENCES, Index, run_checks
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
