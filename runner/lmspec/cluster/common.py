@@ -11,6 +11,7 @@ workspace. Mounting the file alone (``subPath``) leaves the rest of that directo
 
 from __future__ import annotations
 
+import os.path
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -88,25 +89,13 @@ def bundle(paths: Sequence[str]) -> Bundle:
     relative = [Path(p) for _, p in named if not Path(p).is_absolute()]
     # The root is the deepest directory holding the manifests and every relative file they name;
     # the workspace mirrors the tree below it.
-    resolved = [Path(_normal(base / p)) for p in relative]
-    root = Path(_common([base, *[r.parent for r in resolved]]))
+    resolved = [Path(os.path.normpath(base / p)) for p in relative]
+    root = Path(os.path.commonpath([base, *[r.parent for r in resolved]]))
     inside = PurePosixPath(*base.relative_to(root).parts) if base != root else PurePosixPath()
     manifest_dir = WORKSPACE / inside
     files = sorted({WORKSPACE / PurePosixPath(*r.relative_to(root).parts) for r in resolved})
     absolute = sorted({PurePosixPath(p) for _, p in named if Path(p).is_absolute()})
     return Bundle(manifests, render(manifests), manifest_dir, tuple(files) + tuple(absolute))
-
-
-def _normal(path: Path) -> str:
-    import os.path
-
-    return os.path.normpath(path)
-
-
-def _common(paths: Sequence[Path]) -> str:
-    import os.path
-
-    return os.path.commonpath([str(p) for p in paths])
 
 
 def k8s_name(name: str, what: str) -> str:

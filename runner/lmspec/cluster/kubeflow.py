@@ -24,6 +24,7 @@ from .common import (
     Bundle,
     ExportError,
     bundle,
+    choose_image,
     config_map,
     k8s_cpu,
     k8s_memory,
@@ -107,8 +108,6 @@ def _patch(job_cluster: TrainingCluster | None, b: Bundle, configmap: str, fetch
 def trainjob(paths: Sequence[str], *, image: str | None = None, job_name: str | None = None) -> list[dict[str, Any]]:
     """The ClusterTrainingRuntime, ConfigMap and TrainJob that run a TrainingJob on Kubeflow
     Trainer; raises :class:`ExportError` or ``ValidationFailed``."""
-    from .common import choose_image
-
     b = bundle(paths)
     try:
         job = b.manifests.pick("TrainingJob", job_name, option="--job")
