@@ -118,8 +118,8 @@ def test_sbatch_node_command_on_two_nodes(job: Path, one_node: dict[str, object]
     _same(_weights(job / "runs" / "job"), one_node)
 
 
-def test_trainjob_command_in_two_pods_then_kserve_container(job: Path, one_node: dict[str, object],
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trainjob_command_in_two_pods_then_kserve_container(
+        job: Path, one_node: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
     """The exported TrainJob's command, in two "pods" laid out as Trainer lays them out: the
     ConfigMap's manifests mounted in the workspace, the working directory the workspace (here a
     temporary directory standing for /workspace), and the PET_* variables of the torch plugin.
