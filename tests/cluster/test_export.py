@@ -223,3 +223,23 @@ def test_slurm_maps_machines_and_extensions(tmp_path: Path) -> None:
     (tmp_path / "train.yaml").write_text(src.replace("workspace: /shared/lmspec", "workspace: pvc://ws"))
     with pytest.raises(ExportError, match="Slurm needs a path every node mounts"):
         export("slurm", [str(tmp_path / "train.yaml")])
+
+
+@pytest.mark.parametrize(("cluster", "mode", "error"), [
+    ("{replicas: {min: 1, max: 4}, autoscaling: {metric: cpu, target: 70}}", "Standard", None),
+    ("{replicas: {min: 0, max: 4}, autoscaling: {metric: rps, target: 20}}", "Knative", None),
+    ("{replicas: {min: 0, max: 4}, autoscaling: {metric: memory, target: 512}}", None, "scale to zero"),
+    ("{replicas: {min: 0, max: 4}}", None, "scale to zero"),
+    ("{replicas: {min: 2}}", "Standard", None),
+])
+def test_kserve_deployment_mode_follows_the_metric(tmp_path: Path, cluster: str, mode: str | None,
+                                                   error: str | None) -> None:
+    (tmp_path / "s.yaml").write_text("apiVersion: lmspec.io/v1alpha1\nkind: InferenceService\nmetadata: {name: s}\n"
+                                     f"spec:\n  model: {{path: export}}\n  cluster: {cluster}\n")
+    if error is not None:
+        with pytest.raises(ExportError, match=error):
+            inferenceservice([str(tmp_path / "s.yaml")], image=IMAGE)
+        return
+    isvc = inferenceservice([str(tmp_path / "s.yaml")], image=IMAGE)[-1]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == mode
+    assert all_errors(isvc) == []
