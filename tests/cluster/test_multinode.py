@@ -115,7 +115,8 @@ def test_sbatch_node_command_on_two_nodes(job: Path, one_node: dict[str, object]
                  SLURM_NTASKS="2", SLURM_LOCALID="0", SLURM_JOB_NODELIST="localhost",
                  MASTER_ADDR="127.0.0.1", MASTER_PORT=port) for n in (0, 1)]
     _run_all([["bash", "-c", node_command]] * 2, envs, job)
-    _same(_weights(job / "runs" / "job"), one_node)
+    # output.dir is relative to the manifests' directory (job/job), wherever sbatch runs.
+    _same(_weights(job / "job" / "runs" / "job"), one_node)
 
 
 def test_trainjob_command_in_two_pods_then_kserve_container(
