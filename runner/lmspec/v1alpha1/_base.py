@@ -52,7 +52,7 @@ class Spec(BaseModel):
         strict=True,
         alias_generator=to_camel,
         populate_by_name=True,
-        use_attribute_docstrings=True,
+        use_attribute_docstrings=False, defer_build=True,
         validate_default=False,
         json_schema_extra={"patternProperties": {"^x-": {}}},
     )
