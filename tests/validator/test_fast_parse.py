@@ -27,7 +27,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 
 
@@ -38,7 +38,7 @@ def _agree(text: str) -> bool:
         return False
     slow = list(parse._documents(text, "m.yaml"))  # the fast path accepted it: so must this
     assert len(fast) == len(slow)
-    for (fd, floc), (sd, sloc) in zip(fast, slow):
+    for (fd, floc), (sd, sloc) in zip(fast, slow, strict=True):
         assert _same(fd, sd), (fd, sd)
         assert floc == (sloc if isinstance(sloc, parse.Loc) else parse.Loc(sloc))
     return True
