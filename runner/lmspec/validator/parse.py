@@ -459,7 +459,7 @@ class _Fallback(Exception):
 
 
 if _CParser is not None:
-    class _Composer(_CParser):  # type: ignore[misc, valid-type]
+    class _Composer(_CParser):  # type: ignore[misc]
         """libyaml's composer without PyYAML's YAML 1.1 tag resolution: every untagged node's
         tag is left None, and the 1.2 core schema is applied to plain scalars below."""
 
