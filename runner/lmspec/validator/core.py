@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import registry as rules
+from .envdata import check_data
 from .findings import Finding, Report, pointer
 from .parse import MAX_BYTES, Document, ParseError, decode, parse_file, parse_text, read_bounded
 from .schema import check_document
@@ -210,7 +211,10 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
         for rule, path, message, hint in run_checks(m.obj, index):
             report.findings.append(_at(m, rule, path, message, hint))
         if check_env:
-            report.extend(_environment(m))
+            env = list(_environment(m))
+            report.extend(env)
+            if m.kind == "Dataset" and not env:  # the files are there and intact: read them
+                report.extend(check_data(m.obj, m.base_dir, m.file))
     report.sort()
     return result
 
