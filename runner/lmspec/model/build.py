@@ -56,10 +56,9 @@ def output_width(spec: ModelSpec) -> int:
     shape = spec.signature.outputs[0].shape
     if len(shape) >= 2 and shape[-1] > 0:
         return shape[-1]
-    if spec.task == "classification" and spec.num_classes is not None:
-        return spec.num_classes
     if spec.task == "classification":
-        raise ModelError("a classifier needs numClasses or a fixed output width in its signature")
+        assert spec.num_classes is not None, "model.num-classes: the number of outputs is unknown"
+        return spec.num_classes
     return 1
 
 
