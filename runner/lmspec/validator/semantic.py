@@ -497,6 +497,9 @@ def _job_dataset_task(j: TrainingJob, index: Index) -> Iterator[Issue]:
 def _tabular_columns(data: Dataset, task: str, where: Path) -> Iterator[Issue]:
     name, spec = data.metadata.name, data.spec
     rule = rules.TRAININGJOB_DATASET_COLUMNS
+    if any(source_format(s.path, s.format) == "text" for s in spec.sources):
+        yield (rule, where, f"Dataset {name!r} reads plain text, which has no columns but 'text'; a "
+               f"{task} Model reads features and a target", "use csv, jsonl or parquet sources")
     if not spec.features:
         yield (rule, where, f"Dataset {name!r} has no features; a {task} Model needs at least one",
                "declare the input columns under features")
