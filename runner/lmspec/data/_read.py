@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import difflib
 import glob
-import hashlib
 import json
 import math
 import os
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..files import sha256_file
 from ..standard import DatasetSpec
 from ..validator.semantic import FORMATS_BY_SUFFIX as _FORMATS_BY_SUFFIX
 from .errors import DataError
@@ -60,14 +60,6 @@ class ColumnSpec:
     name: str
     dtype: str
     field: str
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def display_path(path: Path) -> str:

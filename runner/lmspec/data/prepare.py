@@ -16,13 +16,13 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..files import atomic_write, sha256_file
 from ..standard import (
     Dataset,
     DatasetSpec,
@@ -35,7 +35,7 @@ from ..standard import (
     Tokenize,
 )
 from . import _tabular, _text
-from ._read import TEXT_COLUMN, ColumnSpec, FileInfo, Table, read_table, resolve_sources, sha256_file
+from ._read import TEXT_COLUMN, ColumnSpec, FileInfo, Table, read_table, resolve_sources
 from ._rows import apply_row_steps, null_mask
 from .errors import DataError
 from .split import SPLITS, Split, ratio_split
@@ -275,19 +275,6 @@ def _save_cache(cache_dir: Path, data: PreparedData) -> None:
         arrays[f"{n}_targets"] = data.split(n).targets
     # The json goes first and the npz last: a reader needs both, so an entry is complete once the
     # npz appears. Each is written to a temporary file and renamed, which is atomic.
-    _atomic_write(cache_dir / f"{data.fingerprint}.json",
+    atomic_write(cache_dir / f"{data.fingerprint}.json",
                   lambda f: f.write(json.dumps(meta, indent=1).encode()))
-    _atomic_write(cache_dir / f"{data.fingerprint}.npz", lambda f: np.savez(f, **arrays))
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(cache_dir / f"{data.fingerprint}.npz", lambda f: np.savez(f, **arrays))

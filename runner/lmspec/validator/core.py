@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import difflib
 import glob
-import hashlib
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..files import sha256_file
 from . import registry as rules
 from .envdata import check_data
 from .findings import Finding, Report, pointer
@@ -302,14 +302,6 @@ def _environment(m: Manifest) -> Iterator[Finding]:
                 yield _at(m, rules.ENV_SHA256, (*path, "sha256"),
                           f"{rel} has sha256 {actual}, the manifest says {digest}",
                           "the file changed: restore it, or update sha256 if the change is intended")
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def validate(paths: str | Sequence[str], *, check_env: bool = False, references: bool = True,

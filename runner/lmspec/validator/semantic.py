@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..model.signature import declared_output_width
 from ..standard import (
     Dataset,
     Dedupe,
@@ -66,8 +67,7 @@ def run_checks(manifest: Any, index: Index) -> Iterator[Issue]:
 
 
 def _output_width(m: Model) -> int | None:
-    width = m.spec.signature.outputs[0].shape[-1]
-    return width if width > 0 else None
+    return declared_output_width(m.spec)
 
 
 @check("Model")
@@ -532,12 +532,11 @@ def _tabular_columns(data: Dataset, task: str, where: Path) -> Iterator[Issue]:
 
 @check("TrainingJob")
 def _job_memory_fit(j: TrainingJob, index: Index) -> Iterator[Issue]:
-    from ..model.plan import count_parameters, format_bytes, model_states, parse_bytes
-
     limit_text = j.spec.resources.memory_per_device
     model = _model_of(j, index)
     if limit_text is None or model is None:
         return
+    from ..model.plan import count_parameters, format_bytes, model_states, parse_bytes
     data = _dataset_of(j, index)
     count = count_parameters(model.spec, n_features=len(data.spec.features) if data else None)
     if count.params is None or count.largest_layer is None:
