@@ -4,14 +4,12 @@
     atomic_write   a file appears whole or not at all (write a temporary file, fsync, rename)
     publish_dir    a directory appears whole or not at all, replacing an earlier one
 
-Standard library only: the validator uses it too.
+Standard library only, imported where used: the validator imports this module on every run.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -33,6 +31,8 @@ def sha256_file(path: str | Path) -> str:
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Create or replace ``path`` with what ``write`` writes to a binary file object; a reader
     (or a crash) never sees a partial file."""
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -54,6 +54,9 @@ def publish_dir(fill: Callable[[Path], object], dest: Path) -> Path:
     """Fill a temporary directory beside ``dest`` with ``fill(tmp)``, then move it to ``dest``
     (an earlier ``dest`` is moved aside first and removed after): ``dest`` is always either the
     old directory or the complete new one."""
+    import shutil
+    import tempfile
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         fill(tmp)
