@@ -195,8 +195,10 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
     """Run layers 2-5 over parsed documents."""
     result = ManifestSet(report=report or Report())
     report = result.report
+    known = set(report.files)
     for doc in docs:
-        if doc.file not in report.files:
+        if doc.file not in known:  # a set: a list's `in` made this quadratic in the files
+            known.add(doc.file)
             report.files.append(doc.file)
         report.labels.setdefault(doc.file, []).append(_label(doc))
         obj, findings = check_document(doc)
