@@ -26,6 +26,7 @@ from lmspec.validator.semantic import source_format
 
 pytest.importorskip("torch")
 pytest.importorskip("numpy")
+pytest.importorskip("pyarrow")
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = 48
