@@ -40,7 +40,7 @@ from .v1alpha1.model import (
     Sequential,
     Transformer,
 )
-from .v1alpha1.trainingjob import Loss, Offload, Schedule, TrainingJobSpec
+from .v1alpha1.trainingjob import Logging, Loss, Offload, Schedule, TrainingJobSpec
 
 HUB_VERSION = API_VERSION
 """The ``apiVersion`` whose models the runtime works on."""
@@ -67,6 +67,7 @@ __all__ = [
     "InferenceService",
     "LabelEncode",
     "LinearLayer",
+    "Logging",
     "Loss",
     "MinMax",
     "Model",
