@@ -130,16 +130,22 @@ def predict_table(exported: Exported, table: Table, *, max_tokens: int = 64) -> 
 
 
 def _generate(exported: Exported, table: Table, max_tokens: int) -> list[dict[str, Any]]:
+    column = exported.transform.feature_names[0]
+    texts = [t or "" for t in table.columns[column].tolist()]
+    return [{"generated": g} for g in generate(exported, texts, max_tokens=max_tokens)]
+
+
+def generate(exported: Exported, prompts: list[str], *, max_tokens: int) -> list[str]:
+    """Greedy continuations of ``prompts`` by an exported language model (as ``lmspec serve``
+    answers at temperature 0), stopping early at the tokenizer's end-of-sequence token."""
     from .serve.generate import sample
     from .serve.predictor import TorchLanguageModel, context_length_of
 
-    tokenizer = exported.transform.tokenizer
-    lm = TorchLanguageModel(exported.model, tokenizer, context_length_of(exported.manifest))
-    column = exported.transform.feature_names[0]
+    lm = TorchLanguageModel(exported.model, exported.transform.tokenizer, context_length_of(exported.manifest))
     rng = np.random.default_rng(0)  # unused at temperature 0; sample() takes one
-    records = []
-    for text in table.columns[column].tolist():
-        ids = lm.encode(text or "")[-(lm.context_length - 1):] or [0]
+    out = []
+    for text in prompts:
+        ids = lm.encode(text)[-(lm.context_length - 1):] or [0]
         new: list[int] = []
         for _ in range(max_tokens):
             window = (ids + new)[-lm.context_length:]
@@ -147,8 +153,8 @@ def _generate(exported: Exported, table: Table, max_tokens: int) -> list[dict[st
             if lm.eos_token_id is not None and token == lm.eos_token_id:
                 break
             new.append(token)
-        records.append({"generated": lm.decode(new)})
-    return records
+        out.append(lm.decode(new))
+    return out
 
 
 def predictions(exported: Exported, fi: Any, *, chunk_rows: int = CHUNK_ROWS,
