@@ -33,6 +33,7 @@ pre{background:#fff;border:1px solid #e3e3e3;padding:10px;overflow:auto;font-siz
 .note{color:#8a5a00;font-size:13px}.diff{background:#fff6e0}
 .metric{display:inline-block;background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:8px 14px;margin:4px}
 .metric b{display:block;font-size:20px}
+td.text{white-space:pre-wrap;font-family:ui-monospace,monospace;background:#f6f8fa;max-width:520px}
 """
 
 
@@ -119,7 +120,9 @@ def _test_section(run: Run, plots: list[Plot]) -> list[str]:
     if run.samples:
         body += ["<h2>Sample generations</h2>",
                  '<p class="note">greedy continuations by the exported model of held-out text</p>',
-                 _table(["prompt", "continuation"], [[p, c] for p, c in run.samples])]
+                 "<table><tr><th>prompt</th><th>continuation</th></tr>",
+                 *(f'<tr><td class="text">{escape(p)}</td><td class="text">{escape(c)}</td></tr>'
+                   for p, c in run.samples), "</table>"]
     return body
 
 
