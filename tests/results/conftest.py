@@ -1,0 +1,78 @@
+"""Real run directories, written once per test session by ``lmspec run`` on the iris and
+regression examples (few steps), for the report, predict, evaluate and tracking tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def lmspec(*args: str, env: dict[str, str] | None = None, timeout: float = 240,
+           cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``lmspec ARGS`` in a subprocess; output captured as text."""
+    return subprocess.run([sys.executable, "-m", "lmspec", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def example_manifests(name: str, directory: Path, job: Callable[[dict[str, Any]], None]) -> Path:
+    """The example's manifests, data paths made absolute and the TrainingJob's spec edited by
+    ``job``, written to ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for f in sorted((REPO / "examples" / name).glob("*.yaml")):
+        doc = yaml.safe_load(f.read_text())
+        if doc["kind"] == "Dataset":
+            for src in doc["spec"]["sources"]:
+                src["path"] = str((f.parent / src["path"]).resolve())
+        if doc["kind"] == "TrainingJob":
+            job(doc["spec"])
+        (directory / f.name).write_text(yaml.safe_dump(doc, sort_keys=False))
+    return directory
+
+
+def _iris(spec: dict[str, Any]) -> None:
+    spec["stopping"] = {"epochs": 8}
+    spec["validation"] = {"interval": 3, "metrics": ["loss", "accuracy"],
+                          "earlyStopping": {"metric": "loss", "patience": 2, "minDelta": 0.05}}
+    spec["checkpointing"] = {"interval": 5}
+    spec["logging"] = {"interval": 2, "progressBar": False}
+
+
+def _regression(spec: dict[str, Any]) -> None:
+    spec["stopping"] = {"epochs": 6}
+    spec["validation"]["interval"] = 20
+    spec["checkpointing"] = {"interval": 30, "keepLast": 1}
+    spec["logging"] = {"interval": 5, "progressBar": False}
+
+
+@pytest.fixture(scope="session")
+def iris_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(manifest directory, run directory) of an iris run killed at step 7 and resumed, so its
+    metrics hold checkpoint, resume and early-stop events."""
+    root = tmp_path_factory.mktemp("iris")
+    manifests = example_manifests("iris", root / "manifests", _iris)
+    run_dir = root / "run"
+    killed = lmspec("run", str(manifests), "--output", str(run_dir), env={"LMSPEC_FAULT_AT": "0:7"})
+    assert killed.returncode != 0, killed.stderr[-2000:]
+    resumed = lmspec("run", str(manifests), "--output", str(run_dir), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return manifests, run_dir
+
+
+@pytest.fixture(scope="session")
+def regression_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("regression")
+    manifests = example_manifests("regression", root / "manifests", _regression)
+    run_dir = root / "run"
+    result = lmspec("run", str(manifests), "--output", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return manifests, run_dir
