@@ -24,9 +24,9 @@ def lmspec(*args: str, env: dict[str, str] | None = None, timeout: float = 240,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
 
 
-def example_manifests(name: str, directory: Path, job: Callable[[dict[str, Any]], None]) -> Path:
-    """The example's manifests, data paths made absolute and the TrainingJob's spec edited by
-    ``job``, written to ``directory``."""
+def example_manifests(name: str, directory: Path, run_dir: Path, job: Callable[[dict[str, Any]], None]) -> Path:
+    """The example's manifests, data paths made absolute, the TrainingJob's output.dir set to
+    ``run_dir`` and its spec edited by ``job``, written to ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     for f in sorted((REPO / "examples" / name).glob("*.yaml")):
         doc = yaml.safe_load(f.read_text())
@@ -35,6 +35,7 @@ def example_manifests(name: str, directory: Path, job: Callable[[dict[str, Any]]
                 src["path"] = str((f.parent / src["path"]).resolve())
         if doc["kind"] == "TrainingJob":
             job(doc["spec"])
+            doc["spec"]["output"] = {"dir": str(run_dir)}
         (directory / f.name).write_text(yaml.safe_dump(doc, sort_keys=False))
     return directory
 
@@ -59,11 +60,11 @@ def iris_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(manifest directory, run directory) of an iris run killed at step 7 and resumed, so its
     metrics hold checkpoint, resume and early-stop events."""
     root = tmp_path_factory.mktemp("iris")
-    manifests = example_manifests("iris", root / "manifests", _iris)
     run_dir = root / "run"
-    killed = lmspec("run", str(manifests), "--output", str(run_dir), env={"LMSPEC_FAULT_AT": "0:7"})
+    manifests = example_manifests("iris", root / "manifests", run_dir, _iris)
+    killed = lmspec("run", str(manifests), env={"LMSPEC_FAULT_AT": "0:7"})
     assert killed.returncode != 0, killed.stderr[-2000:]
-    resumed = lmspec("run", str(manifests), "--output", str(run_dir), "--resume")
+    resumed = lmspec("run", str(manifests), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     return manifests, run_dir
 
@@ -71,8 +72,8 @@ def iris_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def regression_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("regression")
-    manifests = example_manifests("regression", root / "manifests", _regression)
     run_dir = root / "run"
-    result = lmspec("run", str(manifests), "--output", str(run_dir))
+    manifests = example_manifests("regression", root / "manifests", run_dir, _regression)
+    result = lmspec("run", str(manifests))
     assert result.returncode == 0, result.stderr[-3000:]
     return manifests, run_dir
