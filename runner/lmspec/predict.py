@@ -210,10 +210,13 @@ class Writer:
     def close(self) -> None:
         if self._parquet is not None:
             self._parquet.close()
-        if self._fh is not None and self._fh is not sys.stdout:
-            self._fh.close()
-        elif self._fh is sys.stdout:
-            sys.stdout.flush()
+        fh = self._fh
+        if fh is None:
+            return
+        if fh is sys.stdout:
+            fh.flush()
+        else:
+            fh.close()
 
 
 def predict_file(export: Path, input_path: Path, output: Path | None, *, chunk_rows: int = CHUNK_ROWS,

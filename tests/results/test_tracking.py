@@ -31,6 +31,8 @@ def _records(run_dir: Path, split: str) -> list[dict[str, Any]]:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_two_process_run_logs_to_mlflow_and_tensorboard(tmp_path: Path) -> None:
+    tracking = pytest.importorskip("mlflow.tracking")
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
     run_dir = tmp_path / "run"
     manifests = example_manifests("iris", tmp_path / "manifests", run_dir, _tracked)
     env = {"MLFLOW_TRACKING_URI": ""}  # unset: the local store in the run directory
@@ -38,9 +40,7 @@ def test_two_process_run_logs_to_mlflow_and_tensorboard(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "tracking failed" not in result.stderr
 
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
+    client = tracking.MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("iris-tracking")
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
@@ -68,9 +68,7 @@ def test_two_process_run_logs_to_mlflow_and_tensorboard(tmp_path: Path) -> None:
     local = Path(client.download_artifacts(run.info.run_id, "lock.json", str(tmp_path)))
     assert json.loads(local.read_text())["worldSize"] == 2
 
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events = accumulator.EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     scalars = events.Scalars("train/loss")
     assert [s.step for s in scalars] == [r["step"] for r in train]
@@ -87,6 +85,7 @@ def _free_port() -> int:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_unreachable_tracking_server_warns_once(tmp_path: Path) -> None:
+    pytest.importorskip("mlflow")
     run_dir = tmp_path / "run"
 
     def spec(s: dict[str, Any]) -> None:

@@ -143,6 +143,7 @@ def _add_predictions(run: Run) -> None:
         from ..predict import generate
 
         tok = exported.transform.tokenizer
+        assert tok is not None  # a language model's transform holds its tokenizer
         prompts = [tok.decode([int(i) for i in row[:PROMPT_TOKENS]]) for row in x[:SAMPLE_PROMPTS]]
         run.samples = list(zip(prompts, generate(exported, prompts, max_tokens=SAMPLE_TOKENS), strict=True))
         return
