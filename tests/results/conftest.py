@@ -77,3 +77,38 @@ def regression_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     result = lmspec("run", str(manifests))
     assert result.returncode == 0, result.stderr[-3000:]
     return manifests, run_dir
+
+
+def _tinylm(spec: dict[str, Any]) -> None:
+    spec["stopping"] = {"epochs": 1, "maxSteps": 8}
+    spec["validation"] = {"interval": 4, "metrics": ["loss", "perplexity"]}
+    spec["checkpointing"] = {"interval": 4, "keepLast": 1}
+    spec["zero"] = {"stage": 0}
+    spec["logging"] = {"interval": 2, "progressBar": False}
+
+
+@pytest.fixture(scope="session")
+def lm_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tinylm example shrunk: one licence text, a one-block decoder, 8 steps."""
+    root = tmp_path_factory.mktemp("tinylm")
+    run_dir = root / "run"
+    manifests = example_manifests("tinylm", root / "manifests", run_dir, _tinylm)
+    dataset = yaml.safe_load((manifests / "dataset.yaml").read_text())
+    dataset["spec"]["sources"] = [{"path": str(REPO / "examples/data/licenses/CC0-1.0.txt"), "format": "text"}]
+    dataset["spec"]["preprocessing"][1]["sequenceLength"] = 32
+    (manifests / "dataset.yaml").write_text(yaml.safe_dump(dataset, sort_keys=False))
+    model = yaml.safe_load((manifests / "model.yaml").read_text())
+    model["spec"]["architecture"].update({"contextLength": 64, "width": 32, "depth": 1, "heads": 2})
+    (manifests / "model.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
+    result = lmspec("run", str(manifests))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return manifests, run_dir
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """The models these tests run in-process are tiny: on a loaded 2-core machine a torch thread
+    pool makes each forward pass ~50× slower than one thread does."""
+    import torch
+
+    torch.set_num_threads(1)

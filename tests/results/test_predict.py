@@ -198,3 +198,24 @@ def test_evaluate_reproduces_the_test_metrics(tmp_path: Path, iris_run: tuple[Pa
     hits = sum(p["prediction"] == r["species"] for p, r in zip(predicted, rows, strict=True))
     assert evaluated.rows == 150
     assert evaluated.metrics["accuracy"] == pytest.approx(hits / 150)
+
+
+def test_language_model_evaluate_and_predict(tmp_path: Path, lm_run: tuple[Path, Path]) -> None:
+    from lmspec.evaluate import evaluate
+    from lmspec.predict import predict_file, resolve
+
+    manifests, run_dir = lm_run
+    target = resolve([str(manifests)], job=None, service=None)
+    got = evaluate(target, split="test")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert got.metrics == pytest.approx(summary["test"], rel=1e-6)
+    # A new text file: the same metrics as training computes them, on windows packed the same way.
+    text = (REPO / "examples/data/licenses/BSD.txt").read_text()
+    (tmp_path / "new.jsonl").write_text(json.dumps({"text": text}) + "\n")
+    on_file = evaluate(target, input_path=tmp_path / "new.jsonl")
+    assert on_file.rows == (len(text.encode()) - 1) // 32
+    assert on_file.metrics["perplexity"] == pytest.approx(np.exp(on_file.metrics["loss"]))
+    (tmp_path / "prompts.csv").write_text('text\n"Copyright (c) "\nRedistribution\n')
+    predict_file(target.export, tmp_path / "prompts.csv", tmp_path / "out.jsonl", max_tokens=5, progress=False)
+    generated = [json.loads(line)["generated"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(generated) == 2 and all(0 < len(g) <= 5 for g in generated)  # a byte a token

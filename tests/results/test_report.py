@@ -143,3 +143,28 @@ def test_not_a_run_directory(tmp_path: Path) -> None:
     result = lmspec("report", str(tmp_path), "-o", str(tmp_path / "r.html"))
     assert result.returncode == 1
     assert "has no metrics.jsonl" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_language_model_report(tmp_path: Path, lm_run: tuple[Path, Path]) -> None:
+    _, run_dir = lm_run
+    out, html, data = _report(tmp_path, run_dir)
+    figures = data["figures"]
+    _check_curves(figures, _records(run_dir))
+    assert "metric-perplexity" in figures
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert f"{summary['test']['perplexity']:.6g}" in html
+    # Three held-out prompts and the exported model's greedy continuations, as `lmspec predict`
+    # gives them for the same prompts.
+    cells = re.findall(r'<td class="text">(.*?)</td>', html, re.S)
+    assert len(cells) == 6
+    import html as html_lib
+
+    from lmspec.model.export import load_exported
+    from lmspec.predict import generate
+    from lmspec.report.runs import SAMPLE_TOKENS
+
+    prompts = [html_lib.unescape(c) for c in cells[0::2]]
+    expected = generate(load_exported(run_dir / "export"), prompts, max_tokens=SAMPLE_TOKENS)
+    assert [html_lib.unescape(c) for c in cells[1::2]] == expected
+    _self_contained(html)
+    _browser_check(tmp_path, out)

@@ -17,7 +17,7 @@ import yaml
 
 SAMPLE_PROMPTS = 3
 PROMPT_TOKENS = 24
-SAMPLE_TOKENS = 48
+SAMPLE_TOKENS = 32
 
 
 class ReportError(Exception):
