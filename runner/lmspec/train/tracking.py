@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -156,16 +157,16 @@ class Trackers:
 def failed(name: str, exc: BaseException) -> None:
     """The one report of a tracker's failure."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    message = re.sub(r"://[^/@\s]+@", "://***@", message)  # credentials in a tracking URI
     print(f"lmspec: warning: {name} tracking failed ({type(exc).__name__}: {message[:300]}); "
           "training goes on without it", file=sys.stderr, flush=True)
 
 
-def open_trackers(logging: Logging, run_dir: Path, *, job_name: str) -> Trackers:
-    """The trackers ``spec.logging`` asks for (call on rank 0 only). One that cannot start is
-    reported and left out."""
-    spec_logging = logging
+def open_trackers(spec: Logging, run_dir: Path, *, job_name: str) -> Trackers:
+    """The trackers a TrainingJob's ``spec.logging`` asks for (call on rank 0 only). One that
+    cannot start is reported and left out."""
     trackers: list[Tracker] = []
-    if spec_logging.tensorboard:
+    if spec.tensorboard:
         try:
             trackers.append(TensorBoardTracker(run_dir / "tensorboard"))
         except ImportError:
@@ -173,7 +174,7 @@ def open_trackers(logging: Logging, run_dir: Path, *, job_name: str) -> Trackers
                   "installed (pip install 'lmspec[run]'); writing metrics.jsonl only", file=sys.stderr)
         except Exception as exc:
             failed(TensorBoardTracker.name, exc)
-    ml = spec_logging.mlflow
+    ml = spec.mlflow
     if ml.enabled:
         uri = os.environ.get(ml.tracking_uri_env) or f"sqlite:///{run_dir / 'mlflow.db'}"
         try:
