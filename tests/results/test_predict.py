@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, lmspec
+from results_helpers import REPO, lmspec
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from browser import assert_not_blank, render
-from conftest import lmspec
+from results_helpers import lmspec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 pytest.importorskip("matplotlib", reason="lmspec report needs matplotlib (the report extra)")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import example_manifests, lmspec
+from results_helpers import example_manifests, lmspec
 
 from lmspec.train.tracking import Tracker, Trackers
 
