@@ -42,7 +42,7 @@ from .v1alpha1.model import (
     Sequential,
     Transformer,
 )
-from .v1alpha1.trainingjob import Loss, Offload, Schedule, TrainingJobSpec
+from .v1alpha1.trainingjob import Logging, Loss, Offload, Schedule, TrainingJobSpec
 
 HUB_VERSION = API_VERSION
 """The ``apiVersion`` whose models the runtime works on."""
@@ -71,6 +71,7 @@ __all__ = [
     "KeySource",
     "LabelEncode",
     "LinearLayer",
+    "Logging",
     "Loss",
     "MinMax",
     "Model",

@@ -21,9 +21,6 @@ sees half an export.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .._version import __version__
+from ..files import publish_dir
 from ..standard import Model
 from ..validator.core import OUTPUT_MARKER
 
@@ -91,43 +89,16 @@ def save_export(
         "outputWidth": output_width(spec),
         "metrics": metrics,
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        # mkdtemp makes the directory 0700 and safetensors its file 0600; an export is shared
-        # like the rest of the run directory, with the modes the user's umask gives new files.
-        mask = _umask()
-        os.chmod(tmp, 0o777 & ~mask)
+    def fill(tmp: Path) -> None:
         save_file(unique_state(state_dict), str(tmp / WEIGHTS), metadata={"format": "pt"})
-        os.chmod(tmp / WEIGHTS, 0o666 & ~mask)
         rendered = model_manifest.model_dump(mode="json", by_alias=True)
         (tmp / MANIFEST).write_text(yaml.safe_dump(rendered, sort_keys=False))
         (tmp / TRANSFORM).write_text(json.dumps(transform_state, indent=2))
         (tmp / INFO).write_text(json.dumps(info, indent=2) + "\n")
         # Never read back as manifests by a directory argument (model.yaml is one).
         (tmp / OUTPUT_MARKER).write_text("export\n")
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
 
-
-def _umask() -> int:
-    """The process's umask, read without changing it (os.umask can only set it, and setting it
-    to read it races with other threads creating files); 0o022 where /proc is not available."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
+    return publish_dir(fill, out_dir)
 
 
 @dataclass

@@ -9,7 +9,6 @@ import copy
 import dataclasses
 import difflib
 import glob
-import hashlib
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,7 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..files import sha256_file
 from . import registry as rules
+from .envdata import check_data
 from .findings import Finding, Report, pointer
 from .parse import MAX_BYTES, Document, ParseError, decode, parse_file, parse_text, read_bounded
 from .schema import check_document
@@ -242,8 +243,10 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
     # Documents that fail the schema only in some fields are checked further without those
     # fields (their defaults in their place), so that one bad value hides no other finding.
     partial: list[tuple[Manifest, list[str]]] = []
+    known = set(report.files)
     for doc in docs:
-        if doc.file not in report.files:
+        if doc.file not in known:  # a set: a list's `in` made this quadratic in the files
+            known.add(doc.file)
             report.files.append(doc.file)
         report.labels.setdefault(doc.file, []).append(_label(doc))
         obj, findings = check_document(doc)
@@ -257,7 +260,7 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
     checked = result.manifests + [m for m, _ in partial]
     removed = {id(m): cut for m, cut in partial}
     index = ManifestSet(checked).index()
-    report.extend(_references(checked, check_missing=references))
+    report.extend(_references(checked, check_missing=references, partial=removed))
     for m in checked:
         cut = removed.get(id(m), [])
         for rule, path, message, hint in run_checks(m.obj, index):
@@ -266,8 +269,11 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
             # would be about the gap, not about what the file says.
             if not any(at == c or at.startswith(c + "/") or at == c.rsplit("/", 1)[0] for c in cut):
                 report.findings.append(_at(m, rule, path, message, hint))
-        if check_env and m.obj is not None and id(m) not in removed:
-            report.extend(_environment(m))
+        if check_env and id(m) not in removed:
+            env = list(_environment(m))
+            report.extend(env)
+            if m.kind == "Dataset" and not env:  # the files are there and intact: read them
+                report.extend(check_data(m.obj, m.base_dir, m.file))
     report.sort()
     return result
 
@@ -333,7 +339,11 @@ def _at(m: Manifest, rule: str, path: tuple[str | int, ...], message: str, hint:
     return Finding(rule, r.severity, m.file, line, column, pointer(path), message, hint, m.document.index)
 
 
-def _references(manifests: list[Manifest], *, check_missing: bool) -> Iterator[Finding]:
+def _references(manifests: list[Manifest], *, check_missing: bool,
+                partial: Iterable[int] = ()) -> Iterator[Finding]:
+    """Duplicates and references among ``manifests``; the references of those whose ``id`` is in
+    ``partial`` (schema errors set aside) are not checked: they count only as targets."""
+    unchecked = set(partial)
     seen: dict[tuple[str, str], Manifest] = {}
     for m in manifests:
         first = seen.setdefault((m.kind, m.name), m)
@@ -349,6 +359,8 @@ def _references(manifests: list[Manifest], *, check_missing: bool) -> Iterator[F
     for kind, defined in seen:
         by_kind.setdefault(kind, []).append(defined)
     for m in manifests:
+        if id(m) in unchecked:
+            continue
         for path, kind, get in REFERENCES.get(m.kind, []):
             name = get(m.obj)
             if name is None or (kind, name) in seen:
@@ -400,14 +412,6 @@ def _environment(m: Manifest) -> Iterator[Finding]:
                 yield _at(m, rules.ENV_SHA256, (*path, "sha256"),
                           f"{rel} has sha256 {actual}, the manifest says {digest}",
                           "the file changed: restore it, or update sha256 if the change is intended")
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def validate(paths: str | Sequence[str], *, check_env: bool = False, references: bool = True,
