@@ -46,7 +46,8 @@ def test_bad_data_is_one_line_without_traceback(tmp_path: Path) -> None:
     result = lmspec_run(str(f))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
-    assert "lmspec: error:" in result.stderr and "row 6" in result.stderr
+    # Found before launch by the data check, at the file and line of the bad value.
+    assert f"{bad}:6:1: error[env.data]" in result.stdout and "'abc' is not a number" in result.stdout
 
 
 def test_a_fresh_run_refuses_an_earlier_runs_checkpoints(tmp_path: Path) -> None:
