@@ -13,27 +13,17 @@ the ``run`` extra). Never imports torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from importlib.util import find_spec
 
 from .errors import DataError
 
-if TYPE_CHECKING:
+# The validator-only install has no numpy; there only the numpy-free modules work
+# (``conversations``, ``chat_template``, ``errors``), which ``validate --check-env`` reads chat
+# records with.
+if find_spec("numpy") is not None:
     from .prepare import FORMAT_VERSION, PreparedData, prepare
     from .split import Split
     from .tokenizer import Tokenizer
     from .transform import Transform
-
-_LAZY = {"FORMAT_VERSION": "prepare", "PreparedData": "prepare", "prepare": "prepare",
-         "Split": "split", "Tokenizer": "tokenizer", "Transform": "transform"}
-
-
-def __getattr__(name: str) -> Any:
-    # Imported on first use, so the validator can read chat records (``data.conversations``)
-    # without numpy, which only the ``run`` extra installs.
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["FORMAT_VERSION", "DataError", "PreparedData", "Split", "Tokenizer", "Transform", "prepare"]
