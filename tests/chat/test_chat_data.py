@@ -274,7 +274,7 @@ def test_chat_data_needs_a_causal_lm_and_no_columns(tmp_path: Path, tok_dir: Pat
     chat = {"tokenizer": {"type": "huggingface", "path": str(tok_dir)}, "sequenceLength": 64}
     with pytest.raises(DataError, match="chat data is for causal-lm models"):
         prepare(dataset(chat, [{"path": "c.jsonl"}]), tmp_path, model_task="classification")
-    with pytest.raises(DataError, match=r"spec.features\): chat data takes no features"):
+    with pytest.raises(DataError, match=r"spec.features: chat data takes no features"):
         prepare(dataset(chat, [{"path": "c.jsonl"}], features=[{"name": "x"}]), tmp_path, model_task="causal-lm")
     with pytest.raises(DataError, match="needs a tokenizer"):
         prepare(dataset({"sequenceLength": 64}, [{"path": "c.jsonl"}]), tmp_path, model_task="causal-lm")
