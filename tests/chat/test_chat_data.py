@@ -278,3 +278,34 @@ def test_chat_data_needs_a_causal_lm_and_no_columns(tmp_path: Path, tok_dir: Pat
         prepare(dataset(chat, [{"path": "c.jsonl"}], features=[{"name": "x"}]), tmp_path, model_task="causal-lm")
     with pytest.raises(DataError, match="needs a tokenizer"):
         prepare(dataset({"sequenceLength": 64}, [{"path": "c.jsonl"}]), tmp_path, model_task="causal-lm")
+
+
+def test_shipped_python_docs_data_prepares(tok_dir: Path) -> None:
+    root = Path(__file__).resolve().parents[2] / "examples" / "data"
+    ds = dataset({"tokenizer": {"type": "huggingface", "path": str(tok_dir)}, "sequenceLength": 256,
+                  "packing": True}, [{"path": "python-docs-qa.jsonl"}],
+                 splits={"ratios": {"train": 0.9, "validation": 0.05, "test": 0.05}, "seed": 0}, license="PSF-2.0")
+    data = prepare(ds, root, model_task="causal-lm")
+    assert data.counts is not None
+    assert sum(c["conversations"] for c in data.counts.values()) == 289
+    assert data.counts["train"]["droppedUntrained"] == 0 and data.counts["train"]["trainedTokens"] > 5000
+    assert len(data.validation) > 0 and len(data.test) > 0
+
+
+def test_check_env_names_the_file_and_line_of_a_bad_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lmspec
+
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(tmp_path / "data" / "chat.jsonl", [
+        {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]},
+        {"conversations": [{"from": "human", "value": "Hi"}, {"from": "bot", "value": "Hello"}]}])
+    (tmp_path / "d.yaml").write_text(
+        "apiVersion: lmspec.io/v1alpha1\nkind: Dataset\nmetadata: {name: d}\nspec:\n"
+        "  sources: [{path: data/chat.jsonl}]\n"
+        "  chat:\n    sequenceLength: 64\n    fields: {messages: conversations, role: from, content: value}\n"
+        "    roleMap: {human: user, gpt: assistant}\n")
+    report = lmspec.validate(["d.yaml"], check_env=True)
+    [finding] = [f for f in report.findings if f.severity == "error"]
+    assert finding.rule == "env.chat-records" and finding.pointer == "/spec/chat/roleMap"
+    assert finding.message == "data/chat.jsonl, line 2: conversations[1] has unknown role 'bot'"
+    assert "map others under chat.roleMap" in finding.hint
