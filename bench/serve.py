@@ -44,8 +44,8 @@ def build_export(out: Path, hidden: list[int], steps: int) -> tuple[Path, str]:
 
     import lmspec
     from lmspec.data import prepare
-    from lmspec.export import save_export
-    from lmspec.nn import build_model
+    from lmspec.model.build import build_model
+    from lmspec.model.export import save_export
 
     existing = ROOT / "runs" / "iris-train" / "export"
     if hidden == [32, 32] and (existing / "export.json").is_file():
@@ -80,7 +80,7 @@ def forward_cost(export: Path, threads: int) -> str:
     import numpy as np
     import torch
 
-    from lmspec.export import load_exported
+    from lmspec.model.export import load_exported
 
     ex = load_exported(export)
     torch.set_num_threads(threads)

@@ -63,8 +63,8 @@ def run_plain(recipe: object, steps: int) -> tuple[float, list[float]]:
     import torch
 
     from lmspec.data.split import Split, permutation
-    from lmspec.dsconfig import deepspeed_config, lr_lambda
-    from lmspec.nn import build_model
+    from lmspec.model.build import build_model
+    from lmspec.train.dsconfig import deepspeed_config, lr_lambda
     from lmspec.train.loop import _seed
 
     r = recipe  # the recipe's prepared data and spec, so both loops see identical inputs

@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         lmspec_only = {"semantic", "reference"}
         explained: list[str] = []
         unexplained: list[str] = []
-        from lmspec.rules import RULES
+        from lmspec.validator.registry import RULES
 
         for f in files:
             if lm_ok.get(f) == cj_ok.get(f):

@@ -10,9 +10,8 @@ Importing lmspec never imports torch or deepspeed; training and serving load the
 from __future__ import annotations
 
 from ._version import __version__
-from .findings import Finding, Report
-from .v1alpha1 import API_VERSION, Dataset, InferenceService, Model, TrainingJob
-from .validate import Manifest, ManifestSet, ValidationFailed, load, validate, validate_text
+from .standard import API_VERSION, Dataset, InferenceService, Model, TrainingJob
+from .validator import Finding, Manifest, ManifestSet, Report, ValidationFailed, load, validate, validate_text
 
 __all__ = [
     "API_VERSION",

@@ -336,7 +336,7 @@ def fields_markdown(kind: str) -> str:
 
 def rules_markdown() -> str:
     """The generated table of every rule, from the registry."""
-    from .rules import RULES
+    from .validator.registry import RULES
 
     rows = ["| Rule | Severity | Layer | Summary |", "|---|---|---|---|"]
     for rule in RULES.values():

@@ -18,7 +18,7 @@ import yaml
 from chat_helpers import dataset, qa, write_jsonl, write_tokenizer
 
 from lmspec.data import prepare
-from lmspec.nn import CausalLM
+from lmspec.model.build import CausalLM
 
 
 def _records(n: int) -> list[dict[str, Any]]:

@@ -15,9 +15,9 @@ from jsonschema import Draft202012Validator
 from lmspec.cli import main
 from lmspec.conformance import Builtin, Case, run_suite
 from lmspec.conformance.suite import case_files, read_case_file
-from lmspec.parse import parse_text
-from lmspec.rules import RULES
-from lmspec.schemacheck import check_document
+from lmspec.validator.parse import parse_text
+from lmspec.validator.registry import RULES
+from lmspec.validator.schema import check_document
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "conformance" / "v1alpha1"

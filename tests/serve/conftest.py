@@ -43,8 +43,8 @@ def iris_export(out: Path, *, steps: int = 150, hidden: list[int] | None = None)
 
     import lmspec
     from lmspec.data import prepare
-    from lmspec.export import save_export
-    from lmspec.nn import build_model
+    from lmspec.model.build import build_model
+    from lmspec.model.export import save_export
 
     manifests = lmspec.load([str(IRIS)])
     dataset = manifests.get("Dataset", "iris")
@@ -74,8 +74,8 @@ def lm_export(out: Path) -> Path:
     import torch
 
     from lmspec.data import Tokenizer, Transform
-    from lmspec.export import save_export
-    from lmspec.nn import build_model
+    from lmspec.model.build import build_model
+    from lmspec.model.export import save_export
     from lmspec.v1alpha1 import Model
 
     manifest = Model.model_validate(LM_MODEL)

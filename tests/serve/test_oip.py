@@ -61,7 +61,7 @@ def test_metadata(server: Any) -> None:
 
 
 def test_served_predictions_equal_the_export(server: Any, exports: dict[str, Path]) -> None:
-    from lmspec.export import load_exported
+    from lmspec.model.export import load_exported
 
     expected = load_exported(exports["iris"]).predict({"features": np.array(ROWS, np.float32)})
     r = server.client.post("/v2/models/iris/infer", json=infer_body(ROWS, id="req-42"),
@@ -170,7 +170,7 @@ def test_triton_http_client_works_unmodified(server: Any, exports: dict[str, Pat
     """NVIDIA's own Open Inference Protocol client (tritonclient.http) against lmspec serve."""
     import tritonclient.http as httpclient
 
-    from lmspec.export import load_exported
+    from lmspec.model.export import load_exported
 
     url = server.url.removeprefix("http://")
     client = httpclient.InferenceServerClient(url=url)

@@ -107,7 +107,7 @@ def test_ready_means_every_worker_is_ready(exports: dict[str, Path]) -> None:
 
 @pytest.mark.integration
 def test_two_workers_serve_the_export(pair: Any, exports: dict[str, Path]) -> None:
-    from lmspec.export import load_exported
+    from lmspec.model.export import load_exported
 
     expected = load_exported(exports["iris"]).predict({"features": np.array(ROWS, np.float32)})
     clients = clients_on_each_worker(pair.url, 2)

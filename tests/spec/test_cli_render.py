@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 import lmspec
 from lmspec.cli import main
-from lmspec.parse import parse_text
+from lmspec.validator.parse import parse_text
 
 ROOT = Path(__file__).resolve().parents[2]
 IRIS = ROOT / "examples" / "iris"

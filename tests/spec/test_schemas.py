@@ -11,9 +11,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from lmspec import schemagen
-from lmspec.parse import Document, Loc, parse_file
-from lmspec.schemacheck import check_document
 from lmspec.v1alpha1 import KINDS
+from lmspec.validator.parse import Document, Loc, parse_file
+from lmspec.validator.schema import check_document
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_FILES = sorted((ROOT / "examples").rglob("*.yaml"))

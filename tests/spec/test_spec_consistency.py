@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from lmspec import schemagen
-from lmspec.rules import RULES
 from lmspec.v1alpha1 import KINDS
+from lmspec.validator.registry import RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "spec" / "v1alpha1"

@@ -15,7 +15,7 @@ import torch
 from safetensors.numpy import load_file
 from train_helpers import iris_job, lmspec_run, merge, write_manifests
 
-from lmspec.export import load_exported
+from lmspec.model.export import load_exported
 
 pytestmark = pytest.mark.integration
 

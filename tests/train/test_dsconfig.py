@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lmspec.dsconfig import deepspeed_config, lr_multiplier
+from lmspec.train.dsconfig import deepspeed_config, lr_multiplier
 from lmspec.v1alpha1 import TrainingJobSpec
 from lmspec.v1alpha1.trainingjob import Schedule
 

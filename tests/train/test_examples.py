@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from train_helpers import REPO, lmspec_run
 
-from lmspec.export import load_exported
+from lmspec.model.export import load_exported
 
 EXAMPLES = ["iris", "regression", "tinylm"]
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from train_helpers import IRIS_DATASET, IRIS_JOB, IRIS_MODEL, iris_job, merge, write_manifests
 
 from lmspec.cli import main
-from lmspec.export import load_exported
+from lmspec.model.export import load_exported
 from lmspec.train.launch import Plan, RunError, launcher_command, plan_world, read_hostfile
 from lmspec.train.world import World, free_port, under_launcher
 

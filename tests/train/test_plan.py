@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from lmspec.cli import main
-from lmspec.plan import count_parameters, model_states, parse_bytes
+from lmspec.model.plan import count_parameters, model_states, parse_bytes
 from lmspec.v1alpha1 import ModelSpec, TrainingJobSpec
 
 SIG = {"inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 4]}],
@@ -59,7 +59,7 @@ def test_unknown_huggingface_type() -> None:
         "num_key_value_heads": 2, "vocab_size": 100}},
 ])
 def test_plan_agrees_with_the_builders(arch: dict[str, Any]) -> None:
-    from lmspec.nn import build_model
+    from lmspec.model.build import build_model
 
     spec = model(arch, "causal-lm" if arch["type"] in ("transformer", "huggingface") else "classification")
     built = build_model(spec)

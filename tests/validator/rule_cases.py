@@ -19,7 +19,7 @@ Dict cases take these keys (all optional):
 - ``also``: other rule ids the case is allowed to trigger.
 
 Good cases must produce no error at all (besides ``also``). When you add a rule to
-``lmspec.rules``, add its cases here: ``test_every_rule_has_cases`` fails until you do.
+``lmspec.validator.registry``, add its cases here: ``test_every_rule_has_cases`` fails until you do.
 """
 
 from __future__ import annotations

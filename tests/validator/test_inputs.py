@@ -211,7 +211,7 @@ spec:
 def test_extensions_are_accepted_at_every_depth_and_round_trip() -> None:
     report = lmspec.validate_text(EXTENDED)
     assert report.ok and not report.findings
-    [doc] = lmspec.parse.parse_text(EXTENDED)
+    [doc] = lmspec.validator.parse.parse_text(EXTENDED)
     obj = InferenceService.model_validate(doc.data)
     dumped = obj.model_dump(by_alias=True, exclude_unset=True)
     assert dumped["x-root"] == {"any": ["thing"]}
@@ -221,7 +221,7 @@ def test_extensions_are_accepted_at_every_depth_and_round_trip() -> None:
     assert dumped["spec"]["server"]["x-server"] == {"deep": {"er": [1]}}
     assert dumped["spec"]["auth"]["apiKeys"][0] == {"env": "KEYS", "x-key": "note"}
     assert InferenceService.model_validate(dumped).model_dump(by_alias=True, exclude_unset=True) == dumped
-    layer = Model.model_validate(lmspec.parse.parse_text(
+    layer = Model.model_validate(lmspec.validator.parse.parse_text(
         MODEL.replace("    type: mlp\n", "    type: mlp\n    x-arch: 1\n"))[0].data)
     assert layer.model_dump(by_alias=True)["spec"]["architecture"]["x-arch"] == 1
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 import lmspec
 from lmspec.cli import main
-from lmspec.output import FORMATS, render, step_summary
-from lmspec.rules import RULES
+from lmspec.validator.registry import RULES
+from lmspec.validator.report import FORMATS, render, step_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from strategies import DOCUMENTS, dump, mutated_data, mutated_text
 
 import lmspec
-from lmspec.output import render
-from lmspec.rules import RULES
+from lmspec.validator.registry import RULES
+from lmspec.validator.report import render
 
 _BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

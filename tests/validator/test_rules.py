@@ -10,11 +10,11 @@ import pytest
 from rule_cases import CASES, UNREACHABLE
 
 import lmspec
-from lmspec.findings import Finding, Report
-from lmspec.parse import Document, parse_text
-from lmspec.rules import RULES
-from lmspec.schemacheck import _from_error
 from lmspec.v1alpha1 import Model
+from lmspec.validator.findings import Finding, Report
+from lmspec.validator.parse import Document, parse_text
+from lmspec.validator.registry import RULES
+from lmspec.validator.schema import _from_error
 
 _CARET = re.compile(r"^#( *)\^ ?(\S*)\s*$")
 
@@ -85,7 +85,7 @@ def test_good_case_is_clean(rule: str, index: int, tmp_path: Path, monkeypatch: 
 
 
 def test_every_rule_has_cases() -> None:
-    """Adding a rule to lmspec.rules without cases in rule_cases.py fails here."""
+    """Adding a rule to lmspec.validator.registry without cases in rule_cases.py fails here."""
     missing = []
     for rule in RULES:
         cases = CASES.get(rule, {})

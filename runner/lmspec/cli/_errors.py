@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 import click
 
-from ..output import render
-from ..validate import ValidationFailed
+from ..validator.core import ValidationFailed
+from ..validator.report import render
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from .. import schemagen
 from ..schemagen import FieldDoc
-from ..v1alpha1 import API_VERSION
+from ..standard import API_VERSION
 from .schema import kind_name
 
 _FIRST_SENTENCE = re.compile(r"(?<!e\.g)(?<!i\.e)\. ")

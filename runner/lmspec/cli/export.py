@@ -21,7 +21,7 @@ def deepspeed_config(paths: tuple[str, ...], job_name: str | None) -> None:
     """Print the DeepSpeed config that `lmspec run` generates for a TrainingJob, as JSON.
 
     The learning-rate schedule is not in it: the runner passes it to DeepSpeed as a LambdaLR."""
-    from ..dsconfig import deepspeed_config as generate
+    from ..train.dsconfig import deepspeed_config as generate
     from ..train.launch import RunError, select
 
     with reported(RunError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..plan import Count, all_states, count_parameters, model_states, parse_bytes
-from ..validate import ManifestSet, load
+from ..model.plan import Count, all_states, count_parameters, model_states, parse_bytes
+from ..validator.core import ManifestSet, load
 from ._errors import reported
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import click
 import yaml
 
-from ..output import render as render_report
-from ..parse import resolve_plain
-from ..validate import read, to_yaml_data, validate_documents
+from ..validator.core import read, to_yaml_data, validate_documents
+from ..validator.parse import resolve_plain
+from ..validator.report import render as render_report
 
 
 class _Dumper(yaml.SafeDumper):

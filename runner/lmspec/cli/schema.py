@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from .. import schemagen
-from ..v1alpha1 import KINDS
+from ..standard import KINDS
 
 
 def kind_name(text: str) -> str:

@@ -10,9 +10,9 @@ import sys
 
 import click
 
-from ..output import FORMATS, render, write_github_summary
-from ..parse import MAX_BYTES
-from ..validate import read, validate_documents
+from ..validator.core import read, validate_documents
+from ..validator.parse import MAX_BYTES
+from ..validator.report import FORMATS, render, write_github_summary
 
 
 @click.command("validate")

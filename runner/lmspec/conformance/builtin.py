@@ -15,9 +15,9 @@ import sys
 from typing import Any
 
 from .._version import __version__
-from ..findings import Report
-from ..parse import Document, ParseError, decode, parse_text
-from ..validate import _parse_error, validate_documents
+from ..validator.core import _parse_error, validate_documents
+from ..validator.findings import Report
+from ..validator.parse import Document, ParseError, decode, parse_text
 from .protocol import PROTOCOL_VERSION, Started, parse_start
 from .suite import document_bytes
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..v1alpha1.dataset import DatasetSpec
+from ..standard import DatasetSpec
 from .errors import DataError
 
 FORMATS_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..v1alpha1.dataset import Dedupe, DropNulls, Filter, Step
+from ..standard import Dedupe, DropNulls, Filter, Step
 from ._read import ColumnSpec, Table
 from .errors import DataError
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..v1alpha1.dataset import DatasetSpec, GaussianNoise, LabelEncode, MinMax, Standardize
+from ..standard import DatasetSpec, GaussianNoise, LabelEncode, MinMax, Standardize
 from ._read import ColumnSpec, Table
 from .errors import DataError
 from .split import Split

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..v1alpha1.dataset import Chat, ChatTokenizer
+from ..standard import Chat, ChatTokenizer
 from .chat_template import Template, check_template, find_template, resolve
 from .conversations import Conversation, read_conversations
 from .errors import DataError

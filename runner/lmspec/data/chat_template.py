@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..v1alpha1.dataset import Chat
+from ..standard import Chat
 from .errors import DataError
 
 _GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..v1alpha1.dataset import Chat
+from ..standard import Chat
 from .errors import DataError
 
 if TYPE_CHECKING:  # numpy-free at run time: the validator reads records too

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..v1alpha1 import Dataset
-from ..v1alpha1.dataset import (
+from ..standard import (
+    Dataset,
     DatasetSpec,
     FileTokenizer,
     GaussianNoise,

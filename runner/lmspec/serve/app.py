@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
-from ..v1alpha1 import InferenceService
+from ..standard import InferenceService
 from .batcher import Batcher, Policy, QueueFull
 from .errors import ApiError, error_body, is_openai
 from .gate import Gate

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..v1alpha1.common import Signature
+from ..standard import Signature
 
 
 class Predictor(Protocol):
@@ -64,7 +64,7 @@ class Loaded:
 
 
 class ExportedPredictor:
-    """:class:`Predictor` over :meth:`lmspec.export.Exported.predict`, so a served prediction is
+    """:class:`Predictor` over :meth:`lmspec.model.export.Exported.predict`, so a served prediction is
     exactly what the export predicts in Python (fitted preprocessing included)."""
 
     def __init__(self, exported: Any) -> None:
@@ -120,8 +120,8 @@ def context_length_of(manifest: Any) -> int:
 
 
 def load_export(path: str | Path) -> Loaded:
-    """Load a model exported by ``lmspec run`` (see :mod:`lmspec.export`)."""
-    from ..export import load_exported
+    """Load a model exported by ``lmspec run`` (see :mod:`lmspec.model.export`)."""
+    from ..model.export import load_exported
 
     exported = load_exported(path)
     language_model = None

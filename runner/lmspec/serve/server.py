@@ -24,8 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ..v1alpha1 import InferenceService
-from ..validate import Manifest, ManifestSet
+from ..standard import InferenceService
+from ..validator.core import Manifest, ManifestSet
 
 
 class ServeError(Exception):
@@ -42,7 +42,7 @@ def pick_service(manifests: ManifestSet, name: str | None) -> Manifest:
 def model_dir(manifests: ManifestSet, service: Manifest) -> Path:
     """The export directory to serve: ``spec.model.path`` (relative to the manifest) or the
     export of ``spec.model.trainingJob``. Raises :class:`ServeError` if it is not there."""
-    from ..export import INFO, export_dir_for
+    from ..model.export import INFO, export_dir_for
 
     source = service.obj.spec.model
     where = f"{service.file}: InferenceService '{service.name}'"
@@ -220,7 +220,7 @@ def main(paths: list[str], **kwargs: Any) -> None:
     try:
         code = serve(paths, **kwargs)
     except lmspec.ValidationFailed as exc:
-        from ..output import render
+        from ..validator.report import render
 
         sys.stderr.write(render(exc.report, "text"))
         sys.exit(1)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..v1alpha1 import InferenceService
+from ..standard import InferenceService
 from .batcher import Batcher
 from .errors import ApiError
 from .metrics import Metrics

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..v1alpha1.common import TensorSpec
+from ..standard import TensorSpec
 
 OIP_DATATYPE: dict[str, str] = {
     "bool": "BOOL", "uint8": "UINT8", "int8": "INT8", "int16": "INT16", "int32": "INT32",

@@ -43,7 +43,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ..v1alpha1 import InferenceService
+from ..standard import InferenceService
 
 log = logging.getLogger("lmspec.serve")
 

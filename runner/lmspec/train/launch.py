@@ -35,9 +35,9 @@ from typing import Literal
 
 import yaml
 
-from ..export import output_dir_for
-from ..v1alpha1.trainingjob import TrainingJobSpec
-from ..validate import Manifest, ManifestSet, load
+from ..model.export import output_dir_for
+from ..standard import TrainingJobSpec
+from ..validator.core import Manifest, ManifestSet, load
 from . import checkpoint
 from .world import World, free_port, under_launcher
 

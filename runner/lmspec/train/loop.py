@@ -37,11 +37,11 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..dsconfig import deepspeed_config, lr_lambda
-from ..nn import CausalLM, build_model, load_state
-from ..v1alpha1 import Dataset, Model, TrainingJob
-from ..validate import Manifest, ManifestSet
+from ..model.build import CausalLM, build_model, load_state
+from ..standard import Dataset, Model, TrainingJob
+from ..validator.core import Manifest, ManifestSet
 from . import checkpoint
+from .dsconfig import deepspeed_config, lr_lambda
 from .metrics import IGNORE_INDEX, MetricsLog, Sums, compute_loss
 from .world import World
 
@@ -452,7 +452,7 @@ class Recipe:
         return state
 
     def save(self, metrics: dict[str, float]) -> Path:
-        from ..export import save_export
+        from ..model.export import save_export
 
         state = self.full_state_dict()
         out = self.run_dir / "export"

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import torch
 import torch.nn.functional as F
 
-from ..v1alpha1.trainingjob import Loss
+from ..standard import Loss
 
 IGNORE_INDEX = -100
 """Token targets equal to this are ignored by the causal-LM loss (padding)."""

@@ -20,8 +20,8 @@ def main_in_process(paths: list[str], job_name: str, run_dir: Path, *, resume: b
     # gather: a warning per step on every rank that the user can do nothing about.
     warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor` is deprecated", category=FutureWarning)
     from ..data import DataError
-    from ..nn import ModelError
-    from ..validate import ValidationFailed
+    from ..model.build import ModelError
+    from ..validator.core import ValidationFailed
     from .launch import Plan, RunError, check_world, select
     from .loop import Recipe, TrainError
     from .world import World

@@ -10,10 +10,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import rules
-from .v1alpha1 import Dataset, InferenceService, Model, TrainingJob
-from .v1alpha1.dataset import Pack, Tokenize
-from .v1alpha1.model import HuggingFace, LinearLayer, Sequential, Transformer
+from ..standard import (
+    Dataset,
+    HuggingFace,
+    InferenceService,
+    LinearLayer,
+    Model,
+    Pack,
+    Sequential,
+    Tokenize,
+    TrainingJob,
+    Transformer,
+)
+from . import registry as rules
 
 Path = tuple[str | int, ...]
 Issue = tuple[str, Path, str, str]
@@ -218,7 +227,7 @@ _CHAT_FIELDS = {
 
 @check("Dataset")
 def _dataset_chat(d: Dataset, _: Index) -> Iterator[Issue]:
-    from .data.chat_template import has_generation_markers, needs_generation_markers
+    from ..data.chat_template import has_generation_markers, needs_generation_markers
 
     chat = d.spec.chat
     if chat is None:
@@ -419,7 +428,7 @@ def _context_length(model: Model) -> int | None:
 
 @check("TrainingJob")
 def _job_memory_fit(j: TrainingJob, index: Index) -> Iterator[Issue]:
-    from .plan import count_parameters, format_bytes, model_states, parse_bytes
+    from ..model.plan import count_parameters, format_bytes, model_states, parse_bytes
 
     limit_text = j.spec.resources.memory_per_device
     model = _model_of(j, index)

@@ -17,11 +17,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import rules
-from .checks import REFERENCES, Index, run_checks
+from . import registry as rules
 from .findings import Finding, Report, pointer
 from .parse import MAX_BYTES, Document, ParseError, decode, parse_file, parse_text, read_bounded
-from .schemacheck import check_document
+from .schema import check_document
+from .semantic import REFERENCES, Index, run_checks
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -305,9 +305,9 @@ def _environment(m: Manifest) -> Iterator[Finding]:
 def _environment_chat(m: Manifest) -> Iterator[Finding]:
     """Chat data: the tokenizer and template files, the template's generation markers, and every
     record's fields and roles (the first problem of each file, naming its row)."""
-    from .data.chat_template import find_template, has_generation_markers, needs_generation_markers
-    from .data.conversations import read_records, to_messages
-    from .data.errors import DataError
+    from ..data.chat_template import find_template, has_generation_markers, needs_generation_markers
+    from ..data.conversations import read_records, to_messages
+    from ..data.errors import DataError
 
     chat = m.obj.spec.chat
     tok_dir: Path | None = None

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .v1alpha1.model import (
+from ..standard import (
     MLP,
     ActivationLayer,
     DropoutLayer,
@@ -183,7 +183,7 @@ def load_weights(model: nn.Module, path: Path, *, sha256: str | None = None) -> 
     """Load a safetensors file into ``model``; tied parameters may be stored once."""
     from safetensors.torch import load_file
 
-    from .validate import sha256_file
+    from ..validator.core import sha256_file
 
     if not path.is_file():
         raise ModelError(f"weights file {path} does not exist")

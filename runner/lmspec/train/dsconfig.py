@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .v1alpha1.trainingjob import Offload, Schedule, TrainingJobSpec
+from ..standard import Offload, Schedule, TrainingJobSpec
 
 QUIET_STEPS = 2**31 - 1
 """``steps_per_print``: the runner logs metrics itself; DeepSpeed's own step log is noise."""

@@ -12,12 +12,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from . import rules
+from ..standard import KINDS, VERSIONS
+from . import registry as rules
 from .findings import Finding, pointer
 from .parse import Document
-from .v1alpha1 import API_VERSION, KINDS
 
-SUPPORTED_VERSIONS = (API_VERSION,)
+SUPPORTED_VERSIONS = tuple(VERSIONS)
 
 
 def check_document(doc: Document) -> tuple[BaseModel | None, list[Finding]]:
@@ -38,11 +38,12 @@ def check_document(doc: Document) -> tuple[BaseModel | None, list[Finding]]:
         return None, [_finding(doc, rules.DOCUMENT_API_VERSION, path, msg,
                                f"supported versions: {supported}")]
     kind = data.get("kind")
-    cls = KINDS.get(kind) if isinstance(kind, str) else None
+    kinds = VERSIONS[version]
+    cls = kinds.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        close = difflib.get_close_matches(str(kind), KINDS, n=1, cutoff=0.6) if kind else []
+        close = difflib.get_close_matches(str(kind), kinds, n=1, cutoff=0.6) if kind else []
         hint = f"did you mean {close[0]!r}? " if close else ""
-        hint += "kinds: " + ", ".join(KINDS)
+        hint += "kinds: " + ", ".join(kinds)
         msg = "kind is missing" if kind is None else f"unknown kind: {_describe(kind)}"
         return None, [_finding(doc, rules.DOCUMENT_KIND, ("kind",) if kind is not None else (), msg, hint)]
     try:

@@ -31,8 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .v1alpha1.model import MLP, HuggingFace, LinearLayer, ModelSpec, NormLayer, Sequential, Transformer
-from .v1alpha1.trainingjob import TrainingJobSpec
+from ..standard import MLP, HuggingFace, LinearLayer, ModelSpec, NormLayer, Sequential, TrainingJobSpec, Transformer
 
 GIB = 1024**3
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,

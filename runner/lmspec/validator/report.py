@@ -13,9 +13,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path, PurePath
 
-from ._version import __version__
+from .._version import __version__
 from .findings import Finding, Report
-from .rules import RULES
+from .registry import RULES
 
 JSON_FORMAT_VERSION = 1
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"

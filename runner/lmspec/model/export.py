@@ -30,15 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ._version import __version__
-from .v1alpha1 import Model
+from .._version import __version__
+from ..standard import Model
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from .data import Transform
-    from .validate import Manifest
+    from ..data import Transform
+    from ..validator.core import Manifest
 
 FORMAT = 1
 WEIGHTS = "model.safetensors"
@@ -75,7 +75,7 @@ def save_export(
     """Write an export directory (replacing any previous one) and return its path."""
     from safetensors.torch import save_file
 
-    from .nn import output_width, unique_state
+    from .build import output_width, unique_state
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -158,8 +158,8 @@ def load_exported(path: str | Path) -> Exported:
     """Load an export directory written by :func:`save_export`."""
     import torch
 
-    from .data import Transform
-    from .nn import build_model, load_weights
+    from ..data import Transform
+    from .build import build_model, load_weights
 
     path = Path(path)
     missing = [f for f in (WEIGHTS, MANIFEST, TRANSFORM, INFO) if not (path / f).is_file()]

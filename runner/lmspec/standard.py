@@ -1,0 +1,95 @@
+"""The standard as the runtime sees it: one version-neutral seam over the versioned models.
+
+The data pipeline, the model builders, the trainer, the server and the CLI import manifest types
+from here, never from a versioned package such as :mod:`lmspec.v1alpha1`. The runtime therefore
+works on one version of the standard — the *hub* (``HUB_VERSION``) — and supporting another
+``apiVersion`` means adding its models beside ``v1alpha1`` and a conversion to the hub here (the
+hub-and-spokes policy of ``spec/v1alpha1/versioning.md``), not touching the runtime.
+
+``VERSIONS`` is what the validator routes documents by: ``apiVersion`` → ``kind`` → model class.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from .v1alpha1 import API_VERSION, KINDS, Dataset, InferenceService, Model, TrainingJob
+from .v1alpha1.common import Signature, TensorSpec
+from .v1alpha1.dataset import (
+    Chat,
+    ChatFields,
+    ChatLoss,
+    ChatTokenizer,
+    DatasetSpec,
+    Dedupe,
+    DropNulls,
+    FileTokenizer,
+    Filter,
+    GaussianNoise,
+    LabelEncode,
+    MinMax,
+    Pack,
+    Standardize,
+    Step,
+    Tokenize,
+)
+from .v1alpha1.model import (
+    MLP,
+    ActivationLayer,
+    DropoutLayer,
+    HuggingFace,
+    LinearLayer,
+    ModelSpec,
+    NormLayer,
+    Sequential,
+    Transformer,
+)
+from .v1alpha1.trainingjob import Loss, Offload, Schedule, TrainingJobSpec
+
+HUB_VERSION = API_VERSION
+"""The ``apiVersion`` whose models the runtime works on."""
+
+VERSIONS: dict[str, dict[str, type[BaseModel]]] = {API_VERSION: KINDS}
+"""Every ``apiVersion`` the validator reads, with the document class of each kind."""
+
+__all__ = [
+    "API_VERSION",
+    "HUB_VERSION",
+    "KINDS",
+    "MLP",
+    "VERSIONS",
+    "ActivationLayer",
+    "Chat",
+    "ChatFields",
+    "ChatLoss",
+    "ChatTokenizer",
+    "Dataset",
+    "DatasetSpec",
+    "Dedupe",
+    "DropNulls",
+    "DropoutLayer",
+    "FileTokenizer",
+    "Filter",
+    "GaussianNoise",
+    "HuggingFace",
+    "InferenceService",
+    "LabelEncode",
+    "LinearLayer",
+    "Loss",
+    "MinMax",
+    "Model",
+    "ModelSpec",
+    "NormLayer",
+    "Offload",
+    "Pack",
+    "Schedule",
+    "Sequential",
+    "Signature",
+    "Standardize",
+    "Step",
+    "TensorSpec",
+    "Tokenize",
+    "TrainingJob",
+    "TrainingJobSpec",
+    "Transformer",
+]

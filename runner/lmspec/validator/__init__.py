@@ -1,0 +1,18 @@
+"""The validator, one module per layer, run in this order on every document it can:
+
+    parse      YAML 1.2 / JSON → plain data with a position for every node (``parse``)
+    schema     route by apiVersion/kind, check against the kind's model (``schema``)
+    semantic   rules within and across manifests, with stable ids (``semantic``, ``registry``)
+    references names that must resolve to other manifests (``core``)
+    environment  with ``check_env``: files exist and match their digests (``core``)
+    report     text, json, junit, sarif, github (``report``), built from ``findings``
+
+The validator never imports torch, deepspeed or a server framework.
+"""
+
+from __future__ import annotations
+
+from .core import Manifest, ManifestSet, ValidationFailed, load, validate, validate_text
+from .findings import Finding, Report
+
+__all__ = ["Finding", "Manifest", "ManifestSet", "Report", "ValidationFailed", "load", "validate", "validate_text"]
