@@ -96,7 +96,7 @@ def test_packed_and_separate_logits_are_equal(prepared: tuple[Any, Any, int], ki
 # --- gradient accumulation -------------------------------------------------------------------
 
 
-def _manifests(d: Path, vocab: int, micro: int, accum: int) -> Path:
+def _manifests(d: Path, vocab: int, micro: int, accum: int, ranks: int = 1) -> Path:
     data = {"apiVersion": "lmspec.io/v1alpha1", "kind": "Dataset", "metadata": {"name": "chat"},
             "spec": {"sources": [{"path": str(d / "c.jsonl")}],
                      "chat": {"tokenizer": {"type": "huggingface", "path": str(d / "tok")},
@@ -110,16 +110,17 @@ def _manifests(d: Path, vocab: int, micro: int, accum: int) -> Path:
                           "max_position_embeddings": 128}},
                       "signature": {"inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1, -1]}],
                                     "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, -1, vocab]}]}}}
-    run = d / f"run-{micro}x{accum}"
+    run = d / f"run-{micro}x{accum}x{ranks}"
     job = {"apiVersion": "lmspec.io/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "job"},
            "spec": {"model": "tiny", "dataset": "chat", "loss": {"type": "causalLm"},
                     "optimizer": {"type": "sgd", "lr": 1.0},
                     "stopping": {"epochs": 1, "maxSteps": 1},
                     "batch": {"microBatchSize": micro, "gradientAccumulationSteps": accum},
                     "zero": {"stage": 0}, "evaluation": {"enabled": False},
+                    "resources": {"processesPerNode": ranks},
                     "logging": {"interval": 1, "progressBar": False}, "seed": 1,
                     "output": {"dir": str(run)}}}
-    path = d / f"m-{micro}x{accum}.yaml"
+    path = d / f"m-{micro}x{accum}x{ranks}.yaml"
     path.write_text(yaml.safe_dump_all([data, model, job], sort_keys=False))
     return path
 
@@ -131,22 +132,25 @@ def test_loss_with_and_without_gradient_accumulation_is_equal(tmp_path: Path) ->
     write_jsonl(tmp_path / "c.jsonl", _records(4))
     vocab = len(json.loads((tok / "tokenizer.json").read_text())["model"]["vocab"]) + 3
     weights, losses = [], []
-    for micro, accum in ((4, 1), (1, 4)):
-        manifest = _manifests(tmp_path, vocab, micro, accum)
+    # Four conversations per optimizer step: one micro batch; four accumulated; two ranks of two.
+    for micro, accum, ranks in ((4, 1, 1), (1, 4, 1), (1, 2, 2)):
+        manifest = _manifests(tmp_path, vocab, micro, accum, ranks)
         env = {**os.environ, "DS_ACCELERATOR": "cpu"}
-        result = subprocess.run([sys.executable, "-m", "lmspec", "run", str(manifest)], capture_output=True,
-                                text=True, timeout=300, env=env)
+        result = subprocess.run([sys.executable, "-m", "lmspec", "run", str(manifest), "--nproc", str(ranks)],
+                                capture_output=True, text=True, timeout=300, env=env)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         assert "train data: 4 conversations, 0 truncated, 0 dropped as too long" in result.stdout
-        run = tmp_path / f"run-{micro}x{accum}"
+        run = tmp_path / f"run-{micro}x{accum}x{ranks}"
+        assert json.loads((run / "lock.json").read_text())["dataCounts"]["train"]["conversations"] == 4
         lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         losses.append(next(r["loss"] for r in lines if r["split"] == "train"))
         from safetensors.torch import load_file
 
         weights.append(load_file(str(run / "export" / "model.safetensors")))
-    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
-    for name, w in weights[0].items():
-        torch.testing.assert_close(w, weights[1][name], rtol=0, atol=2e-6)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5) and losses[2] == pytest.approx(losses[0], rel=1e-5)
+    for other in weights[1:]:
+        for name, w in weights[0].items():
+            torch.testing.assert_close(other[name], w, rtol=0, atol=2e-6)
     # The logged loss is the step's mean over trained tokens. Averaging per-micro-batch means
     # instead would give a different value here, as the conversations' trained tokens differ.
     counts = [int((np.asarray(r["trained"]) != 0).sum()) for r in _trained(tmp_path)]
@@ -158,3 +162,15 @@ def _trained(d: Path) -> list[dict[str, Any]]:
                  [{"path": "c.jsonl"}], splits={"ratios": {"train": 1.0, "validation": 0.0, "test": 0.0}})
     t = prepare(ds, d, model_task="causal-lm").train
     return [{"trained": (t.targets[r] != -100).astype(int)} for r in range(len(t))]
+
+
+@pytest.mark.integration
+def test_tokenizer_larger_than_the_models_vocabulary_is_refused(tmp_path: Path) -> None:
+    write_tokenizer(tmp_path / "tok")
+    write_jsonl(tmp_path / "c.jsonl", _records(4))
+    manifest = _manifests(tmp_path, 64, 4, 1)
+    result = subprocess.run([sys.executable, "-m", "lmspec", "run", str(manifest)], capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    assert result.returncode != 0
+    assert "but Model 'tiny' has a vocabulary of 64: the tokenizer does not belong to this model" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,8 +1,11 @@
 """Chat data → training sequences: template, loss mask, length policy and packing.
 
->>> # data = prepare_chat(spec, files, base_dir, tokenizer_dir=None)
->>> # data.splits["train"].inputs.shape, data.splits["train"].positions.shape, data.counts
->>> # ((120, 256), (120, 256), {'conversations': 400, 'truncated': 3, ...})
+>>> # parts = read_split_conversations(chat, files, by_file=False, ratios=ratios, seed=0)
+>>> # data = prepare_chat(chat, parts, base_dir, tokenizer_dir=None)
+>>> # data.splits["train"].inputs.shape, data.splits["train"].positions.shape
+>>> # ((120, 256), (120, 256))
+>>> # data.counts["train"].as_dict()
+>>> # {'conversations': 260, 'truncated': 3, 'droppedOverLength': 0, ...}
 
 Each conversation is rendered with the chat template by ``transformers``'
 ``apply_chat_template(..., return_assistant_tokens_mask=True)``, which reports the tokens inside

@@ -114,6 +114,7 @@ class Recipe:
         self.ds_config = deepspeed_config(spec)
         self._setup_data()
         self._setup_model()
+        self._check_vocabulary()
         self._setup_engine()
         if self.world.is_main:
             self._write_lock()
@@ -180,6 +181,19 @@ class Recipe:
             model.enable_activation_checkpointing()
         self.model = model
 
+    def _check_vocabulary(self) -> None:
+        """A token id beyond the model's embeddings would fail deep in the forward pass."""
+        config = getattr(getattr(self.model, "lm", None), "config", None)
+        vocab = getattr(config, "vocab_size", None)
+        if self.task != "causal-lm" or not isinstance(vocab, int):
+            return
+        top = max((int(s.inputs.max()) for s in (self.data.train, self.data.validation, self.data.test)
+                   if len(s)), default=-1)
+        if top >= vocab:
+            raise TrainError(f"Dataset {self.data_obj.metadata.name!r} has token id {top}, but Model "
+                             f"{self.model_obj.metadata.name!r} has a vocabulary of {vocab}: the "
+                             "tokenizer does not belong to this model")
+
     def _load_initial_weights_zero3(self, model: torch.nn.Module) -> None:
         import deepspeed
         from safetensors.torch import load_file
@@ -219,6 +233,8 @@ class Recipe:
             "dataFiles": self.data.files,
             "deepspeedConfig": self.ds_config,
         }
+        if self.data.counts is not None:
+            lock["dataCounts"] = self.data.counts
         (self.run_dir / "lock.json").write_text(json.dumps(lock, indent=2) + "\n")
 
     def _load_checkpoint(self) -> None:
