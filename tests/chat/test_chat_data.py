@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -309,3 +310,23 @@ def test_check_env_names_the_file_and_line_of_a_bad_record(tmp_path: Path, monke
     assert finding.rule == "env.chat-records" and finding.pointer == "/spec/chat/roleMap"
     assert finding.message == "data/chat.jsonl, line 2: conversations[1] has unknown role 'bot'"
     assert "map others under chat.roleMap" in finding.hint
+
+
+def test_lone_tokenizer_file_with_inline_template(tmp_path: Path, tok_dir: Path) -> None:
+    import hashlib
+
+    write_jsonl(tmp_path / "c.jsonl", [{"instruction": qa(i)[0], "output": qa(i)[1]} for i in range(3)])
+    path = tok_dir / "tokenizer.json"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    chat = {"format": "alpaca", "tokenizer": {"type": "file", "path": str(path), "sha256": digest},
+            "template": TEMPLATE, "sequenceLength": 64, "loss": {"endOfTurnToken": "<|eot|>"}}
+    ratios = {"ratios": {"train": 1.0, "validation": 0.0, "test": 0.0}}
+    data = prepare(dataset(chat, [{"path": "c.jsonl"}], splits=ratios), tmp_path, model_task="causal-lm")
+    eot = json.loads(path.read_text())["added_tokens"][2]
+    assert eot["content"] == "<|eot|>" and (data.train.targets == eot["id"]).sum() == 3
+    bad = {**chat, "tokenizer": {"type": "file", "path": str(path), "sha256": "0" * 64}}
+    with pytest.raises(DataError, match=r"spec.chat.tokenizer.sha256\): sha256 mismatch"):
+        prepare(dataset(bad, [{"path": "c.jsonl"}], splits=ratios), tmp_path, model_task="causal-lm")
+    unknown = {**chat, "loss": {"endOfTurnToken": "<|end|>"}}
+    with pytest.raises(DataError, match=re.escape("end-of-turn token '<|end|>' is not in the tokenizer's vocabulary")):
+        prepare(dataset(unknown, [{"path": "c.jsonl"}], splits=ratios), tmp_path, model_task="causal-lm")

@@ -137,7 +137,7 @@ TOKENIZER_DIR = "    sequenceLength: 64\n    tokenizer: {type: huggingface, path
 
 def _tok(template: str) -> dict[str, str]:
     """A tokenizer directory holding only what the validator reads: its chat template."""
-    return {"tok/tokenizer_config.json": json.dumps({"chat_template": template})}
+    return {"tok/tokenizer_config.json": json.dumps({"chat_template": template}), "tok/tokenizer.json": "{}"}
 
 
 SHA_HELLO = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"  # sha256("hello")
@@ -493,7 +493,10 @@ spec:
     },
     # --- environment (--check-env) -------------------------------------------------------------
     "env.file-missing": {
-        "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: data.csv\n#           ^ /spec/sources/0/path\n"),
+        "bad": [{"yaml": _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR + "#                                        ^ /spec/chat/tokenizer/path\n"),
+                 "files": {"chat.jsonl": CHAT_RECORD, "tok/tokenizer_config.json": json.dumps({"chat_template": GEN_TEMPLATE})},
+                 "check_env": True},
+                {"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: data.csv\n#           ^ /spec/sources/0/path\n"),
                  "check_env": True},
                 {"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: shards/*.csv\n#           ^ /spec/sources/0/path\n"),
                  "files": {"data.csv": "a,b,label\n"}, "check_env": True}],
@@ -502,7 +505,10 @@ spec:
                   "files": {"shards/0.csv": "a,b,label\n"}, "check_env": True}],
     },
     "env.sha256-mismatch": {
-        "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n",
+        "bad": [{"yaml": _swap(CHAT, "    sequenceLength: 64\n", f"    sequenceLength: 64\n    template: \"{GEN_TEMPLATE}\"\n    tokenizer: {{type: file, path: tokenizer.json, sha256: {SHA_HELLO}}}\n"
+                               "#                                                         ^ /spec/chat/tokenizer/sha256\n"),
+                 "files": {"chat.jsonl": CHAT_RECORD, "tokenizer.json": "hello\n"}, "check_env": True},
+                {"yaml": _swap(DATASET, "    - path: data.csv\n",
                                f"    - path: data.csv\n      sha256: {SHA_HELLO}\n#             ^ /spec/sources/0/sha256\n"),
                  "files": {"data.csv": "hello\n"}, "check_env": True}],
         "good": [{"yaml": _swap(DATASET, "    - path: data.csv\n", f"    - path: data.csv\n      sha256: {SHA_HELLO}\n"),

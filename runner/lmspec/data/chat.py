@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..standard import Chat, ChatTokenizer
+from ._read import sha256_file
 from .chat_template import Template, check_template, find_template, resolve
 from .conversations import Conversation, read_conversations
 from .errors import DataError
@@ -82,6 +83,9 @@ def load_tokenizer(chat: Chat, base_dir: Path, fallback_dir: Path | None) -> tup
         path = resolve(ref.path, base_dir)
         if not path.is_file():
             raise DataError(f"tokenizer file {path} does not exist", field="spec.chat.tokenizer.path")
+        if ref.sha256 is not None and (digest := sha256_file(path)) != ref.sha256:
+            raise DataError(f"sha256 mismatch: the manifest pins {ref.sha256}, the file has {digest}",
+                            file=str(path), field="spec.chat.tokenizer.sha256")
         try:
             tok: Any = PreTrainedTokenizerFast(tokenizer_file=str(path))  # type: ignore[no-untyped-call]
         except Exception as e:  # tokenizers raises plain Exceptions for a bad file

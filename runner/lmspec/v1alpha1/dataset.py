@@ -280,7 +280,8 @@ class Chat(Spec):
 
     tokenizer: ChatTokenizer | FileTokenizer | None = Field(
         default=None, discriminator="type", examples=[{"type": "huggingface", "path": "base-model"}])
-    """Tokenizer of the model to be trained; when omitted, the training job's Model provides it."""
+    """Tokenizer of the model to be trained; when omitted, the runner uses the tokenizer of the
+    TrainingJob's Model, where the Model provides one (a pretrained base)."""
 
     template: str | None = Field(default=None, min_length=1,
                                  examples=["{% for m in messages %}...{% endfor %}"])

@@ -321,6 +321,14 @@ def _environment_chat(m: Manifest) -> Iterator[Finding]:
             return
         if chat.tokenizer.type == "huggingface":
             tok_dir = target
+            if not (target / "tokenizer.json").is_file():
+                yield _at(m, rules.ENV_FILE_MISSING, ("spec", "chat", "tokenizer", "path"),
+                          f"tokenizer directory {chat.tokenizer.path!r} has no tokenizer.json",
+                          f"looked for {target / 'tokenizer.json'}")
+        elif chat.tokenizer.sha256 is not None and (actual := sha256_file(target)) != chat.tokenizer.sha256:
+            yield _at(m, rules.ENV_SHA256, ("spec", "chat", "tokenizer", "sha256"),
+                      f"{chat.tokenizer.path} has sha256 {actual}, the manifest says {chat.tokenizer.sha256}",
+                      "the file changed: restore it, or update sha256 if the change is intended")
     if chat.template_path is not None and not (m.base_dir / chat.template_path).is_file():
         yield _at(m, rules.ENV_FILE_MISSING, ("spec", "chat", "templatePath"),
                   f"file {chat.template_path!r} does not exist", f"looked for {m.base_dir / chat.template_path}")
