@@ -12,6 +12,7 @@ streamed length too, so a lying or chunked client gets 413 as well), then replay
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 import uuid
@@ -124,8 +125,17 @@ class Gate:
             return
         body = bytearray()
         more = True
+        # A slow body would hold a connection (and a drain) for as long as the client likes.
+        body_timeout = state.service.spec.server.body_timeout_seconds
+        deadline = time.monotonic() + body_timeout
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.0))
+            except asyncio.TimeoutError:
+                await send_error(send, path, 408, "the request body did not arrive within "
+                                 f"server.bodyTimeoutSeconds ({body_timeout:g} s)",
+                                 headers={"Connection": "close"})
+                return
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")

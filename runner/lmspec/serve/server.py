@@ -13,6 +13,7 @@ processes (:mod:`.workers`), each serving the whole API with its own copy of the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -143,14 +144,40 @@ def uvicorn_server(service: InferenceService, export: Path, keys: list[str], *, 
     import uvicorn
 
     from .app import create_app
+    from .connections import guarded_protocol
     from .predictor import load_export
 
     asgi, state = create_app(service, lambda: load_export(export), keys=keys, peers=peers)
+    net = service.spec.server
+    protocol = guarded_protocol(header_timeout=net.header_timeout_seconds,
+                                max_connections=_connection_bound(net.max_connections))
     config = uvicorn.Config(asgi, log_level="info", access_log=access_log, lifespan="on",
-                            timeout_graceful_shutdown=1, timeout_keep_alive=5)
+                            timeout_graceful_shutdown=1, timeout_keep_alive=5, http=protocol)
     server = _server(config, state, service.spec.server.grace_period_seconds)
     state.on_fatal = server.fail
     return server
+
+
+def _connection_bound(wanted: int) -> int:
+    """``server.maxConnections``, within what the process's descriptor limit allows: the soft
+    limit is raised to the hard one, and some descriptors stay free for files, pipes and the
+    listening socket."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted + 64:
+        target = hard if hard == resource.RLIM_INFINITY else min(hard, wanted + 64)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft - 64 < wanted:
+        logging.getLogger("lmspec.serve").warning(
+            "server.maxConnections %d exceeds what %d file descriptors allow; holding at most %d",
+            wanted, soft, max(soft - 64, 1))
+        return max(soft - 64, 1)
+    return wanted
 
 
 def _server(config: Any, state: Any, grace: float) -> Any:
