@@ -348,6 +348,11 @@ def launch(paths: Sequence[str], job: Manifest, run_dir: Path, *, nproc: int | N
         if intact is None and skipped:
             raise RunError(f"no intact checkpoint to resume in {run_dir / 'checkpoints'}: "
                            + "; ".join(skipped) + ". Train from scratch into a new directory (--output)")
+        done = finished(run_dir)
+        if done is not None:
+            if World.from_env().is_main:
+                print(done, flush=True)
+            return 0
     if spec.resources.accelerator == "cuda":
         check_cuda(job, plan)
     if plan.mode == "hosts" and shutil.which("pdsh") is None:
