@@ -17,6 +17,8 @@ sys.path.insert(0, str(REPO / "tests" / "train"))
 
 from train_helpers import IRIS_DATASET, IRIS_JOB, IRIS_MODEL, merge  # noqa: E402
 
+__all__ = ["IRIS_DATASET", "IRIS_JOB", "IRIS_MODEL", "merge"]
+
 
 def write_project(directory: Path, **job_spec: Any) -> Path:
     """Manifests + a copy of iris.csv in ``directory``; the run directory is ``directory/run``."""

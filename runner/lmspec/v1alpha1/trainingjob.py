@@ -21,7 +21,7 @@ def _loss_metric() -> list[Metric]:
     return ["loss"]
 
 
-ByteSize = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")]
+ByteSize = Annotated[str, Field(pattern=r"^[0-9]{1,15}(\.[0-9]{1,6})?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")]
 
 
 class Loss(Spec):
@@ -283,8 +283,10 @@ class Checkpointing(Spec):
 class Output(Spec):
     """Where the run writes its files."""
 
-    dir: str = Field(default="runs/{name}", examples=["runs/iris"])
-    """Run directory, relative to the working directory; ``{name}`` is the job's name."""
+    dir: Annotated[str, Field(pattern=r"^([^{}]|\{name\})*$", min_length=1)] = Field(
+        default="runs/{name}", examples=["runs/iris"])
+    """Run directory, relative to the working directory; ``{name}`` is the job's name (the only
+    substitution: other braces are not allowed)."""
 
 
 class Logging(Spec):
@@ -352,7 +354,7 @@ class TrainingJobSpec(Spec):
     checkpointing: Checkpointing = Field(default_factory=Checkpointing, examples=[{"interval": 100, "keepLast": 2}])
     """Checkpoints."""
 
-    seed: Int = Field(default=0, examples=[1234])
+    seed: Annotated[Int, Field(ge=0, le=2**63 - 1)] = Field(default=0, examples=[1234])
     """Seed for initialisation, shuffling, dropout and augmentation."""
 
     output: Output = Field(default_factory=Output, examples=[{"dir": "runs/iris"}])
