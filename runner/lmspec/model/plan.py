@@ -28,8 +28,8 @@ with param offload. Activations, communication buckets and fragmentation come on
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from ..standard import MLP, HuggingFace, LinearLayer, ModelSpec, NormLayer, Sequential, TrainingJobSpec, Transformer
