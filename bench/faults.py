@@ -135,7 +135,7 @@ def main() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     print(f"| {'fault':<46} | accepted | answered | lost |")
-    print(f"|{'"-" * 48}|---------:|---------:|-----:|")
+    print("|" + "-" * 48 + "|---------:|---------:|-----:|")
     for name, t in rows:
         print(f"| {name:<46} | {t['accepted']:>8} | {t['answered']:>8} | {t['lost']:>4} |")
 
