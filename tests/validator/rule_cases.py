@@ -454,6 +454,14 @@ spec:
                  {"yaml": _swap(DATASET, "path: data.csv", "path: shards/*.csv"),
                   "files": {"shards/0.csv": "a,b,label\n"}, "check_env": True}],
     },
+    "env.outside-project": {
+        "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: /etc/passwd\n#           ^ /spec/sources/0/path\n"),
+                 "check_env": True},
+                {"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: ../../../../*/passwd\n#           ^ /spec/sources/0/path\n"),
+                 "check_env": True}],
+        "good": [{"yaml": _swap(DATASET, "path: data.csv", "path: ./data.csv"),
+                  "files": {"data.csv": "a,b,label\n"}, "check_env": True}],
+    },
     "env.sha256-mismatch": {
         "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n",
                                f"    - path: data.csv\n      sha256: {SHA_HELLO}\n#             ^ /spec/sources/0/sha256\n"),

@@ -70,6 +70,18 @@ def model_dir(manifests: ManifestSet, service: Manifest) -> Path:
     return path
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
 def api_keys(service: InferenceService, where: str) -> list[str]:
     """Accepted keys from the manifest's sources; a missing variable or file is an error."""
     keys: list[str] = []
@@ -105,10 +117,14 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
     chosen = pick_service(manifests, service)
     obj: InferenceService = chosen.obj
     spec = obj.spec
-    export = model_dir(manifests, chosen)
     keys = api_keys(obj, chosen.file)
     host = host or spec.server.host
     port = spec.server.port if port is None else port
+    if not keys and not is_loopback(host):
+        # The validator warns about a public bind written in the manifest; --host is checked here.
+        print(f"lmspec serve: warning: listening on {host} with no API keys: anyone who can reach it "
+              "can use it (add spec.auth.apiKeys, or bind to 127.0.0.1)", file=sys.stderr, flush=True)
+    export = model_dir(manifests, chosen)
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -178,4 +178,10 @@ ENV_FILE_MISSING = _rule(
     "environment",
     "A referenced data, weights or tokenizer file does not exist (or a glob matches nothing).",
 )
+ENV_OUTSIDE_PROJECT = _rule(
+    "env.outside-project",
+    "error",
+    "environment",
+    "A referenced file lies outside the manifest's and the working directory's trees and was not read.",
+)
 ENV_SHA256 = _rule("env.sha256-mismatch", "error", "environment", "A file's SHA-256 differs from the manifest's.")
