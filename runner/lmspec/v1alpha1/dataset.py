@@ -211,7 +211,7 @@ class Splits(Spec):
     )
     """Fraction of rows per split, for ``by: ratio``; must sum to 1."""
 
-    seed: Annotated[Int, Field(ge=0, le=2**63 - 1)] = Field(default=0, examples=[42])
+    seed: Int = Field(default=0, examples=[42])
     """Seed of the split's permutation; the same seed and data give the same split everywhere."""
 
     stratify: ColumnName | None = Field(default=None, examples=["species"])

@@ -354,7 +354,7 @@ class TrainingJobSpec(Spec):
     checkpointing: Checkpointing = Field(default_factory=Checkpointing, examples=[{"interval": 100, "keepLast": 2}])
     """Checkpoints."""
 
-    seed: Annotated[Int, Field(ge=0, le=2**63 - 1)] = Field(default=0, examples=[1234])
+    seed: Int = Field(default=0, examples=[1234])
     """Seed for initialisation, shuffling, dropout and augmentation."""
 
     output: Output = Field(default_factory=Output, examples=[{"dir": "runs/iris"}])
