@@ -19,6 +19,9 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+QUIET_SECONDS = 0.5
+"""On shutdown, how long a connection with no request in progress may still send one."""
+
 
 def _raw(status: str, message: str) -> bytes:
     body = json.dumps({"error": message}).encode()
@@ -36,6 +39,7 @@ def guarded_protocol(*, header_timeout: float, max_connections: int) -> type[asy
 
     class Guarded(H11Protocol):
         _timer: asyncio.TimerHandle | None = None
+        _quiet: asyncio.TimerHandle | None = None
         _seen: Any = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -48,6 +52,8 @@ def guarded_protocol(*, header_timeout: float, max_connections: int) -> type[asy
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._quiet is not None:
+                self._quiet.cancel()
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -61,6 +67,21 @@ def guarded_protocol(*, header_timeout: float, max_connections: int) -> type[asy
         def on_response_complete(self) -> None:
             super().on_response_complete()
             self._disarm()  # uvicorn's keep-alive timer covers the idle time until the next request
+
+        def shutdown(self) -> None:
+            # uvicorn closes a connection with no request in progress at once; but a request may
+            # be on its way (a client that just connected, or reuses a kept-alive connection),
+            # and closing would lose it. Wait a moment: a request that comes is answered (503
+            # while draining, with Connection: close); a silent connection is then closed.
+            if self.cycle is None or self.cycle.response_complete:
+                if self._quiet is None and not self.transport.is_closing():
+                    self._quiet = self.loop.call_later(QUIET_SECONDS, self._close_if_quiet)
+                return
+            super().shutdown()
+
+        def _close_if_quiet(self) -> None:
+            if not self.transport.is_closing():
+                H11Protocol.shutdown(self)
 
         def _arm(self) -> None:
             if self._timer is None:

@@ -78,6 +78,9 @@ class Gate:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
                 if worker is not None:
                     message["headers"].append((b"x-lmspec-worker", worker))
+                if state.draining and not any(k.lower() == b"connection" for k, _ in message["headers"]):
+                    # No next request on this connection: it would race the connection's close.
+                    message["headers"].append((b"connection", b"close"))
             await send(message)
 
         tracked = path not in UNTRACKED

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -174,6 +175,48 @@ def uvicorn_server(service: InferenceService, export: Path, keys: list[str], *, 
     return server
 
 
+_DOWN_BODY = b'{"error": "the server is shutting down"}'
+_SHUTTING_DOWN = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                  b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_DOWN_BODY), _DOWN_BODY))
+
+
+def answer_backlog(listener: socket.socket, *, budget: float = 2.0) -> None:
+    """Answer 503 to every connection still queued on the listening socket, then close it.
+
+    Each request is read before the answer (closing a socket with unread data resets it, and the
+    reset can destroy the answer before the client reads it); everything is bounded in time."""
+    deadline = time.monotonic() + budget
+    listener.setblocking(False)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # nothing queued (or the socket is gone)
+                return
+            with conn:
+                conn.settimeout(0.2)
+                data = b""
+                with contextlib.suppress(OSError):
+                    while b"\r\n\r\n" not in data and len(data) < 65536:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    found = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                    left = min(int(found.group(1)), 1 << 20) - len(body) if found else 0
+                    while left > 0:
+                        chunk = conn.recv(min(left, 65536))
+                        if not chunk:
+                            break
+                        left -= len(chunk)
+                with contextlib.suppress(OSError):
+                    conn.sendall(_SHUTTING_DOWN)
+                    conn.shutdown(socket.SHUT_WR)
+    finally:
+        listener.close()
+
+
 def _connection_bound(wanted: int) -> int:
     """``server.maxConnections``, within what the process's descriptor limit allows: the soft
     limit is raised to the hard one, and some descriptors stay free for files, pipes and the
@@ -202,6 +245,7 @@ def _server(config: Any, state: Any, grace: float) -> Any:
 
     class Server(uvicorn.Server):
         exit_code = 0
+        _listener: socket.socket | None = None
 
         def install_signal_handlers(self) -> None:  # older uvicorn
             pass
@@ -226,12 +270,17 @@ def _server(config: Any, state: Any, grace: float) -> Any:
 
         async def serve(self, sockets: list[socket.socket] | None = None) -> None:
             self._loop = asyncio.get_running_loop()
+            # A second handle on the listening socket keeps it open after uvicorn closes its own,
+            # so connections the kernel accepted but uvicorn never took get an answer, not a reset.
+            self._listener = sockets[0].dup() if sockets else None
             watch = self._loop.create_task(self._watch_supervisor()) if state.peers else None
             try:
                 await super().serve(sockets)
             finally:
                 if watch is not None:
                     watch.cancel()
+                if self._listener is not None:
+                    answer_backlog(self._listener)
 
         async def _watch_supervisor(self) -> None:
             """A worker whose supervisor is gone (killed outright) drains and exits too."""
@@ -247,6 +296,11 @@ def _server(config: Any, state: Any, grace: float) -> Any:
             if state.in_flight > 0:
                 logging.getLogger("lmspec.serve").warning(
                     "grace period over: cancelling %d request(s)", state.in_flight)
+            if self._listener is not None:
+                # From here the kernel queues (almost) no new connection: clients that connect
+                # now are refused, which they can retry, instead of being accepted and then reset.
+                with contextlib.suppress(OSError):
+                    self._listener.listen(0)
             self.should_exit = True
 
         def fail(self, exc: BaseException) -> None:
