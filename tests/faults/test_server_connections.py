@@ -1,6 +1,7 @@
 """Slow and idle clients against a real server: half-sent headers and slow bodies are cut off
 after ``server.headerTimeoutSeconds`` / ``bodyTimeoutSeconds`` (408), and connections beyond
-``server.maxConnections`` are refused with 503 instead of using up file descriptors."""
+``server.maxConnections`` are refused with 503 instead of using up file descriptors. Also on this
+server (one process start less): outputs that overflow are a 400, not a 500."""
 
 from __future__ import annotations
 
@@ -21,7 +22,17 @@ BODY = json.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": 
 @pytest.fixture(scope="module")
 def iris(start: Any, exports: dict[str, Path]) -> Any:
     return start("iris", exports["iris"],
-                 server={"headerTimeoutSeconds": 1, "bodyTimeoutSeconds": 1, "maxConnections": 20})
+                 server={"headerTimeoutSeconds": 1, "bodyTimeoutSeconds": 1, "maxConnections": 20},
+                 batching={"maxBatchSize": 32, "maxQueueDelayMicroseconds": 50000})
+
+
+def test_finite_inputs_with_overflowing_outputs_are_400_not_500(iris: Any) -> None:
+    body = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4],
+                        "data": [3e38, -3e38, 3e38, -3e38]}]}
+    r = iris.client.post("/v2/models/iris/infer", json=body)
+    assert r.status_code == 400 and set(r.json()) == {"error"} and "not finite" in r.json()["error"], r.text
+    ok = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}
+    assert iris.client.post("/v2/models/iris/infer", json=ok).status_code == 200
 
 
 def connect(url: str) -> socket.socket:
