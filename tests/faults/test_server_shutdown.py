@@ -65,3 +65,19 @@ def test_sigterm_under_load_answers_every_accepted_request(start: Any, exports: 
     assert server.proc.wait(30) == 0
     assert tally["lost"] == 0, tally
     assert tally.get("200", 0) > 0 and tally.get("503", 0) > 0, tally
+
+
+def test_slow_body_does_not_hold_the_drain(start: Any, exports: dict[str, Path]) -> None:
+    import socket
+
+    server = start("slowbody", exports["iris"], server={"gracePeriodSeconds": 60, "bodyTimeoutSeconds": 60})
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(REQUEST.replace(b"/drain/", b"/slowbody/")[:-10])  # all but the last 10 bytes
+        time.sleep(0.5)
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        answer = s.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 503") and b"shutting down" in answer, answer
+    assert server.proc.wait(30) == 0
+    assert time.monotonic() - started < 20  # not the 60 s grace period

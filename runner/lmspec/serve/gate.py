@@ -131,14 +131,24 @@ class Gate:
         # A slow body would hold a connection (and a drain) for as long as the client likes.
         body_timeout = state.service.spec.server.body_timeout_seconds
         deadline = time.monotonic() + body_timeout
+        pending: asyncio.Future[Message] | None = None
         while more:
-            try:
-                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.0))
-            except asyncio.TimeoutError:
-                await send_error(send, path, 408, "the request body did not arrive within "
-                                 f"server.bodyTimeoutSeconds ({body_timeout:g} s)",
-                                 headers={"Connection": "close"})
-                return
+            # Waited for in slices, so a drain that starts meanwhile does not wait out a slow body.
+            pending = pending or asyncio.ensure_future(receive())
+            done, _ = await asyncio.wait({pending}, timeout=min(max(deadline - time.monotonic(), 0.0), 0.25))
+            if not done:
+                if state.draining or time.monotonic() >= deadline:
+                    pending.cancel()
+                    if state.draining:
+                        await send_error(send, path, 503, "the server is shutting down", type_="server_error",
+                                         headers={"Connection": "close"})
+                    else:
+                        await send_error(send, path, 408, "the request body did not arrive within "
+                                         f"server.bodyTimeoutSeconds ({body_timeout:g} s)",
+                                         headers={"Connection": "close"})
+                    return
+                continue
+            message, pending = pending.result(), None
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
