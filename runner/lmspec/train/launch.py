@@ -31,7 +31,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import yaml
 
@@ -85,7 +85,7 @@ def write_run_dir(job: Manifest, manifests: ManifestSet, output: str | None, *, 
     return run_dir
 
 
-_held: list[object] = []  # open lock files, held until the process exits
+_held: list[IO[str]] = []  # open lock files, held until the process exits
 
 
 def lock_run_dir(run_dir: Path) -> None:
@@ -111,6 +111,13 @@ def lock_run_dir(run_dir: Path) -> None:
     fh.write(f"pid {os.getpid()}\n")
     fh.flush()
     _held.append(fh)
+
+
+def release_run_dirs() -> None:
+    """Release the run-directory locks this process holds (for callers that go on running)."""
+    while _held:
+        fh = _held.pop()
+        fh.close()
 
 
 def finished(run_dir: Path) -> str | None:
