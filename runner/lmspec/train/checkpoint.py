@@ -25,14 +25,14 @@ cannot run code even if its digest was forged along with it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from ..files import atomic_write_text, sha256_file
 
 MARKER = "COMPLETE"
 _TAG = re.compile(r"^step(\d+)$")
@@ -51,12 +51,10 @@ def save(engine: Any, directory: Path, *, step: int, state: dict[str, Any], keep
     dist.barrier()
     if dist.get_rank() == 0:
         marker = directory / tag / MARKER
-        tmp = marker.with_suffix(".tmp")
         written_by = {"step": step, "worldSize": dist.get_world_size(),
                       "zeroStage": int(engine.zero_optimization_stage()),
                       "files": digests(directory / tag)}
-        tmp.write_text(json.dumps(written_by) + "\n")
-        os.replace(tmp, marker)
+        atomic_write_text(marker, json.dumps(written_by) + "\n")
         for old in complete_tags(directory)[:-keep_last]:
             shutil.rmtree(directory / old, ignore_errors=True)
     dist.barrier()
@@ -117,13 +115,9 @@ def digests(checkpoint_dir: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for path in sorted(p for p in checkpoint_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(checkpoint_dir).as_posix()
-        if rel in (MARKER, MARKER + ".tmp"):
-            continue
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        found[rel] = h.hexdigest()
+        if rel == MARKER or (rel.startswith(f".{MARKER}.") and rel.endswith(".tmp")):
+            continue  # the marker, or what is left of an interrupted write of it
+        found[rel] = sha256_file(path)
     return found
 
 

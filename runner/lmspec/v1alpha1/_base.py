@@ -53,7 +53,10 @@ class Spec(BaseModel):
         strict=True,
         alias_generator=to_camel,
         populate_by_name=True,
-        use_attribute_docstrings=True,
+        # Descriptions come from attribute docstrings, attached only when schemas or docs are
+        # generated (_docs.attach_field_docs); schemas are built on first use, so validating a
+        # Model does not pay for building the TrainingJob schema.
+        defer_build=True,
         validate_default=False,
         # YAML reads .inf and .nan as floats; no setting means either, and JSON cannot carry them.
         allow_inf_nan=False,

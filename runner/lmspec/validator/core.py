@@ -8,7 +8,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import glob
-import hashlib
 import itertools
 import os
 import sys
@@ -19,7 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..files import sha256_file
 from . import registry as rules
+from .envdata import check_data
 from .findings import Finding, Report, pointer
 from .parse import MAX_BYTES, Document, ParseError, decode, parse_file, parse_text, read_bounded
 from .schema import check_document
@@ -264,8 +265,10 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
     """Run layers 2-5 over parsed documents."""
     result = ManifestSet(report=report or Report())
     report = result.report
+    known = set(report.files)
     for doc in docs:
-        if doc.file not in report.files:
+        if doc.file not in known:  # a set: a list's `in` made this quadratic in the files
+            known.add(doc.file)
             report.files.append(doc.file)
         report.labels.setdefault(doc.file, []).append(_label(doc))
         obj, findings = check_document(doc)
@@ -280,7 +283,10 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
         for rule, path, message, hint in run_checks(m.obj, index):
             report.findings.append(_at(m, rule, path, message, hint))
         if check_env:
-            report.extend(_environment(m, allow_outside))
+            env = list(_environment(m, allow_outside))
+            report.extend(env)
+            if m.kind == "Dataset" and not env:  # the files are there and intact: read them
+                report.extend(check_data(m.obj, m.base_dir, m.file))
     report.sort()
     return result
 
@@ -390,14 +396,6 @@ def _environment(m: Manifest, allow_outside: Sequence[str | os.PathLike[str]] = 
                 yield _at(m, rules.ENV_SHA256, (*path, "sha256"),
                           f"{rel} has sha256 {actual}, the manifest says {digest}",
                           "the file changed: restore it, or update sha256 if the change is intended")
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def validate(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, check_env: bool = False,
