@@ -528,9 +528,9 @@ spec:
                   "files": {"shards/0.csv": "a,b,label\n"}, "check_env": True}],
     },
     "env.outside-project": {
-        "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: /etc/passwd\n#           ^ /spec/sources/0/path\n"),
+        "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: /etc/passwd.csv\n#           ^ /spec/sources/0/path\n"),
                  "check_env": True},
-                {"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: ../../../../*/passwd\n#           ^ /spec/sources/0/path\n"),
+                {"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: ../../../../*/passwd.csv\n#           ^ /spec/sources/0/path\n"),
                  "check_env": True}],
         "good": [{"yaml": _swap(DATASET, "path: data.csv", "path: ./data.csv"),
                   "files": {"data.csv": "a,b,label\n"}, "check_env": True}],

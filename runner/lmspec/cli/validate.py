@@ -73,9 +73,12 @@ def write_out(text: str) -> None:
     try:
         if stream is None:
             raise OSError("standard output is closed")
-        data = text.encode(stream.encoding or "utf-8", "surrogateescape")
-        stream.flush()
-        stream.buffer.write(data)
+        buffer = getattr(stream, "buffer", None)
+        if buffer is None:  # a text stream put in place by a caller (tests, notebooks)
+            stream.write(text)
+        else:
+            stream.flush()
+            buffer.write(text.encode(stream.encoding or "utf-8", "surrogateescape"))
         stream.flush()
     except (OSError, ValueError, UnicodeError) as exc:
         message = getattr(exc, "strerror", None) or str(exc)
