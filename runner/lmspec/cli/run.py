@@ -23,13 +23,16 @@ def command(paths: tuple[str, ...], job_name: str | None, nproc: int | None, hos
 
     The run directory (output.dir) receives rendered.yaml and lock.json before training,
     metrics.jsonl and checkpoints/ during it, and export/ at the end."""
-    from ..train.launch import RunError, launch, select, write_run_dir
+    from ..train.launch import RunError, launch, release_run_dirs, select, write_run_dir
 
-    with reported(RunError):
-        # Data files are checked here, with their resolved paths, before ranks start and
-        # DeepSpeed builds its ops.
-        manifests, job = select(paths, job_name, check_env=True)
-        note_skipped(manifests.report)
-        run_dir = write_run_dir(job, manifests, output, resume=resume)
-        status = launch(paths, job, run_dir, nproc=nproc, hostfile=hostfile, resume=resume)
+    try:
+        with reported(RunError):
+            # Data files are checked here, with their resolved paths, before ranks start and
+            # DeepSpeed builds its ops.
+            manifests, job = select(paths, job_name, check_env=True)
+            note_skipped(manifests.report)
+            run_dir = write_run_dir(job, manifests, output, resume=resume)
+            status = launch(paths, job, run_dir, nproc=nproc, hostfile=hostfile, resume=resume)
+    finally:
+        release_run_dirs()
     sys.exit(status)

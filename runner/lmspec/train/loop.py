@@ -43,7 +43,7 @@ from ..standard import Dataset, Model, TrainingJob
 from ..validator.core import Manifest, ManifestSet
 from . import checkpoint
 from .dsconfig import deepspeed_config, lr_lambda
-from .metrics import MetricsLog, Sums, compute_loss
+from .metrics import IGNORE_INDEX, MetricsLog, Sums, compute_loss
 from .tracking import open_trackers
 from .world import World
 
@@ -141,7 +141,10 @@ class Recipe:
             torch.cuda.set_device(self.device)
         self.ds_config = deepspeed_config(spec, self.job_manifest.base_dir)
         self._setup_data()
+        if self.resume:
+            self._check_same_data()
         self._setup_model()
+        self._check_vocabulary()
         self._setup_engine()
         if self.world.is_main:
             self._write_lock()
@@ -159,6 +162,15 @@ class Recipe:
         self.data = prepare(self.data_obj, self.data_manifest.base_dir, model_task=self.task,
                             cache_dir=self.run_dir / "cache", rank=self.world.rank,
                             world_size=self.world.size)
+        # Chat data masks tokens out of the loss: it is normalised by the trained tokens of the
+        # whole optimizer step (all micro batches, all ranks), not averaged per micro batch.
+        self.token_weighted = self.task == "causal-lm" and bool((self.data.train.targets == IGNORE_INDEX).any())
+        if self.data.counts is not None and self.world.is_main:
+            for name, c in self.data.counts.items():
+                print(f"lmspec: {name} data: {c['conversations']} conversations, {c['truncated']} "
+                      f"truncated, {c['droppedOverLength']} dropped as too long, "
+                      f"{c['droppedUntrained']} dropped with no trained token; {c['sequences']} "
+                      f"sequences, {c['trainedTokens']} trained tokens")
         b = self.spec.batch
         per_rank = len(self.data.train) // self.world.size
         self.micro_per_epoch = per_rank // b.micro_batch_size
@@ -207,6 +219,19 @@ class Recipe:
             model.enable_activation_checkpointing()
         self.model = model
 
+    def _check_vocabulary(self) -> None:
+        """A token id beyond the model's embeddings would fail deep in the forward pass."""
+        config = getattr(getattr(self.model, "lm", None), "config", None)
+        vocab = getattr(config, "vocab_size", None)
+        if self.task != "causal-lm" or not isinstance(vocab, int):
+            return
+        top = max((int(s.inputs.max()) for s in (self.data.train, self.data.validation, self.data.test)
+                   if len(s)), default=-1)
+        if top >= vocab:
+            raise TrainError(f"Dataset {self.data_obj.metadata.name!r} has token id {top}, but Model "
+                             f"{self.model_obj.metadata.name!r} has a vocabulary of {vocab}: the "
+                             "tokenizer does not belong to this model")
+
     def _setup_engine(self) -> None:
         import deepspeed
 
@@ -235,15 +260,51 @@ class Recipe:
             "dataFiles": self.data.files,
             "deepspeedConfig": self.ds_config,
         }
+        if self.data.counts is not None:
+            lock["dataCounts"] = self.data.counts
         (self.run_dir / "lock.json").write_text(json.dumps(lock, indent=2) + "\n")
 
+    def _check_same_data(self) -> None:
+        """A resumed run must see the data its checkpoints were trained on."""
+        try:
+            before = json.loads((self.run_dir / "lock.json").read_text())
+        except (OSError, ValueError):
+            return
+        was = before.get("dataFiles") if isinstance(before, dict) else None
+        if not isinstance(was, dict):
+            return
+        now = self.data.files
+        changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+        if changed:
+            raise TrainError(
+                f"cannot resume {self.run_dir}: the data changed since the run started "
+                f"({', '.join(changed[:5])}{' …' if len(changed) > 5 else ''} differ from lock.json); "
+                "restore the data, or train from scratch into a new directory (--output)")
+
     def _load_checkpoint(self) -> None:
-        tag = checkpoint.latest_complete(self.ckpt_dir)
+        # Every digest is checked before DeepSpeed deserialises anything; a damaged checkpoint
+        # is passed over for the newest intact one, never trained on.
+        tag, skipped = checkpoint.newest_intact(self.ckpt_dir)
+        if self.world.is_main:
+            for problem in skipped:
+                print(f"lmspec: warning: skipping a damaged checkpoint: {problem}")
         if tag is None:
+            if skipped:
+                raise TrainError(f"no intact checkpoint to resume in {self.ckpt_dir} (see above); "
+                                 "train from scratch into a new directory (--output)")
             if self.world.is_main:
                 print(f"lmspec: no complete checkpoint in {self.ckpt_dir}; starting from scratch")
             return
-        _, state = self.engine.load_checkpoint(str(self.ckpt_dir), tag=tag)
+        if skipped and self.world.is_main:
+            print(f"lmspec: falling back to the newest intact checkpoint, {self.ckpt_dir / tag}")
+        import pickle
+
+        try:
+            with checkpoint.safe_loading(self.engine):
+                _, state = self.engine.load_checkpoint(str(self.ckpt_dir), tag=tag)
+        except pickle.UnpicklingError as exc:
+            raise TrainError(f"refusing to load {self.ckpt_dir / tag}: it holds pickled objects other "
+                             f"than tensors and DeepSpeed's own state ({str(exc).splitlines()[0]})") from None
         # The partitioned ZeRO optimizers restore their states but not the param groups' current
         # learning rate; take it from the restored schedule, or the first step would use the
         # rate the schedule set at construction.
@@ -252,6 +313,8 @@ class Recipe:
             group["lr"] = lr
         self.step, self.epoch, self.micro = state["step"], state["epoch"], state["micro"]
         self.best, self.bad_validations = state["best"], state["bad_validations"]
+        # A run that stopped early ends where it stopped, however often it is resumed.
+        self.stopped_early = bool(state.get("stopped_early", False))
         self.resumed_at = self.step
         if self.world.is_main:
             print(f"lmspec: resumed from {self.ckpt_dir / tag} (step {self.step})")
@@ -271,21 +334,36 @@ class Recipe:
         started = time.perf_counter()
         shard: Any = None
         shard_epoch = -1
+        step_tokens = 0
         while self.epoch < spec.stopping.epochs and not self._done():
             if shard_epoch != self.epoch:
                 shard, shard_epoch = self._epoch_shard(self.epoch), self.epoch
             rows = slice(self.micro * mb, (self.micro + 1) * mb)
             x, y = shard.inputs[rows], shard.targets[rows]
+            if self.token_weighted and self.micro % gas == 0:
+                step_tokens = self._step_tokens(shard.targets[self.micro * mb:(self.micro + gas) * mb])
             # Derived from (seed, epoch, micro batch, rank) only: a resumed run draws the same.
             if self.task != "causal-lm":
                 rng = np.random.default_rng(_seed(spec.seed, self.epoch, self.micro, self.world.rank))
                 x = self.data.transform.augment(x, rng)
             torch.manual_seed(_seed(spec.seed, self.epoch, self.micro, self.world.rank, 1))
-            loss = compute_loss(engine(self._inputs(x)), self._targets(y), spec.loss)
+            out = engine(self._inputs(x), **self._positions(shard, rows))
+            if self.token_weighted:
+                # DeepSpeed divides by gradientAccumulationSteps and averages over ranks; this
+                # scale makes the step's gradient that of the mean over its trained tokens.
+                scale = gas * self.world.size / max(step_tokens, 1)
+                loss = compute_loss(out, self._targets(y), spec.loss, reduction="sum") * scale
+            else:
+                loss = compute_loss(out, self._targets(y), spec.loss)
             engine.backward(loss)
             engine.step()
             self.micro += 1
             loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise TrainError(
+                    f"the training loss is {loss_value} at step {self.step + 1} (epoch {self.epoch}); "
+                    "the weights are no longer usable, so the run stops without exporting. Lower "
+                    "optimizer.lr, enable gradient clipping, or check the data for extreme values")
             window_loss += loss_value
             window_micro += 1
             if self.micro % gas:
@@ -321,11 +399,24 @@ class Recipe:
         return self.stopped_early or self.step >= self.total_steps
 
     def _epoch_shard(self, epoch: int) -> Any:
-        from ..data.split import Split, permutation
+        from ..data.split import permutation
 
         train = self.data.train
         order = permutation(len(train), _seed(self.spec.seed, epoch))
-        return Split(train.inputs[order], train.targets[order]).shard(self.world.rank, self.world.size)
+        return train.take(order).shard(self.world.rank, self.world.size)
+
+    def _step_tokens(self, targets: np.ndarray) -> int:
+        import torch.distributed as dist
+
+        t = torch.tensor([int((targets != IGNORE_INDEX).sum())], dtype=torch.int64)
+        dist.all_reduce(t)
+        return int(t)
+
+    def _positions(self, split: Any, rows: Any) -> dict[str, torch.Tensor]:
+        """``position_ids`` of chat data (they restart at each packed conversation)."""
+        if split.positions is None:
+            return {}
+        return {"position_ids": torch.from_numpy(np.ascontiguousarray(split.positions[rows])).to(self.device)}
 
     def _inputs(self, x: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
@@ -387,6 +478,7 @@ class Recipe:
             return
         state = {"step": self.step, "epoch": self.epoch, "micro": self.micro,
                  "best": self.best, "bad_validations": self.bad_validations,
+                 "stopped_early": self.stopped_early,
                  "world_size": self.world.size, "zero_stage": self.spec.zero.stage}
         checkpoint.save(self.engine, self.ckpt_dir, step=self.step, state=state,
                         keep_last=self.spec.checkpointing.keep_last)
@@ -408,7 +500,8 @@ class Recipe:
         sums = Sums()
         for b in range(batches):
             rows = idx[b * mb:(b + 1) * mb]
-            out = self.engine(self._inputs(split.inputs[rows if len(rows) else [0]]))
+            use = rows if len(rows) else np.array([0])
+            out = self.engine(self._inputs(split.inputs[use]), **self._positions(split, use))
             if len(rows):
                 sums.add(out, self._targets(split.targets[rows]), self.task)
         self.engine.train()
@@ -426,11 +519,14 @@ class Recipe:
         # ZeRO-3 requires); rank 0 keeps them to compare with the exported model.
         source = test if len(test) > 0 else self.data.train
         x = source.inputs[:PREDICTION_ROWS]
+        first = slice(0, PREDICTION_ROWS)
         self.engine.eval()
         with torch.no_grad():
-            pred = self.engine(self._inputs(x)).float().cpu().numpy()
+            pred = self.engine(self._inputs(x), **self._positions(source, first)).float().cpu().numpy()
         if self.world.is_main:
             np.save(self.run_dir / "final_inputs.npy", x)
+            if source.positions is not None:
+                np.save(self.run_dir / "final_positions.npy", source.positions[first])
             np.save(self.run_dir / "final_predictions.npy", pred)
         return values
 

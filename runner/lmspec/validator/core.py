@@ -8,7 +8,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import fnmatch
 import glob
+import itertools
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -116,43 +118,52 @@ OUTPUT_MARKER = ".lmspec-output"
 a directory argument never reads such a directory below it back as manifests."""
 
 
-def expand(paths: Iterable[str]) -> tuple[list[str], list[Finding], list[str]]:
+def expand(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[Finding], list[str]]:
     """Files named by paths, directories and globs; '-' is stdin. Returns the files, problems
-    (an empty directory, a pattern matching nothing) and what directories held but were skipped.
+    and what directories held but were skipped (said once by the commands).
 
     A directory selects its ``.yaml`` and ``.yml`` files at any depth. It skips ``.json`` files
     (beside manifests they are data: tokenizers, statistics; name them or use a glob to read
-    them), hidden entries, and directories marked with :data:`OUTPUT_MARKER` below it."""
+    them), hidden entries, and directories marked with :data:`OUTPUT_MARKER` below it. An entry
+    that cannot be listed or read is a finding, so a run that checked less than it was given
+    never says "valid"."""
     files: list[str] = []
     problems: list[Finding] = []
     skipped: list[str] = []
-    for p in paths:
+    for given in paths:
+        p = os.fspath(given)
         if p == "-":
             files.append(p)
         elif os.path.isdir(p):
             before = len(skipped)
-            found = _scan(p, skipped)
-            if not found:
+            found = _scan(p, problems, skipped)
+            if not found and not problems:
                 # An empty directory in CI is almost always a wrong path: say so, never pass.
                 passed = len(skipped) - before
                 problems.append(_io_finding(p, "the directory holds no .yaml or .yml file" + (
                     f" (it holds {passed} skipped: JSON files or lmspec output)" if passed else "")))
             files.extend(found)
         elif glob.has_magic(p):
-            matched = sorted(glob.glob(p, recursive=True))
+            matched = walk_glob(p, problems)
             if not matched:
                 problems.append(_io_finding(p, "the pattern matches no file"))
-            files.extend(f for f in matched if os.path.isfile(f))
+            files.extend(matched)
         else:
             files.append(p)
     return list(dict.fromkeys(files)), problems, list(dict.fromkeys(skipped))
 
 
-def _scan(directory: str, skipped: list[str]) -> list[str]:
+def _scan(directory: str, problems: list[Finding], skipped: list[str]) -> list[str]:
     """Manifest files under ``directory``, sorted; what was passed over is added to ``skipped``.
-    Symbolic links to directories are not followed."""
+    Symbolic links to directories are not followed. Directories that cannot be listed are
+    findings."""
     found = []
-    for root, dirs, names in os.walk(directory):
+
+    def unreadable(exc: OSError) -> None:
+        problems.append(_io_finding(str(exc.filename or directory),
+                                    f"cannot list the directory: {exc.strerror or exc}"))
+
+    for root, dirs, names in os.walk(directory, onerror=unreadable):
         if root != directory and OUTPUT_MARKER in names:
             skipped.append(os.path.normpath(root) + os.sep)
             dirs[:] = []
@@ -166,7 +177,57 @@ def _scan(directory: str, skipped: list[str]) -> list[str]:
                 found.append(path)
             elif n.endswith(".json"):
                 skipped.append(path)
-    return sorted(f for f in found if os.path.isfile(f))
+    # Names that are not regular files (dangling links, FIFOs) go on to be read, and their
+    # reading reports why they cannot be.
+    return sorted(f for f in found if not os.path.isdir(f))
+
+
+def walk_glob(pattern: str, problems: list[Finding] | None = None, *, limit: int = 100_000) -> list[str]:
+    """Files matching a glob, ``**`` for any number of directories, sorted.
+
+    Written here rather than with :func:`glob.glob` because that follows symbolic links to
+    directories under ``**``, and a link loop makes it run for minutes; here links to
+    directories are not entered, hidden entries match only a pattern that starts with '.', and
+    at most ``limit`` files are listed."""
+    parts = pattern.split(os.sep)
+    fixed: list[str] = []
+    while parts and not glob.has_magic(parts[0]):
+        fixed.append(parts.pop(0))
+    root = os.sep.join(fixed) if fixed else "."
+    if fixed == [""]:
+        root = os.sep
+    found: list[str] = []
+
+    def walk(directory: str, rest: list[str]) -> None:
+        if len(found) >= limit or not rest:
+            return
+        head, tail = rest[0], rest[1:]
+        if head == "**":
+            walk(directory, tail)
+        try:
+            with os.scandir(directory) as entries:
+                listed = sorted(entries, key=lambda e: e.name)
+        except OSError as exc:
+            if problems is not None and directory != root:
+                problems.append(_io_finding(directory, f"cannot list the directory: {exc.strerror or exc}"))
+            return
+        for entry in listed:
+            if entry.name.startswith(".") and not head.startswith("."):
+                continue
+            path = entry.path if directory != "." or fixed else entry.name
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if head == "**":
+                if is_dir:
+                    walk(path, rest)
+            elif fnmatch.fnmatchcase(entry.name, head):
+                if not tail:
+                    if not entry.is_dir():
+                        found.append(path)
+                elif is_dir:
+                    walk(path, tail)
+
+    walk(root, parts)
+    return sorted(set(found))[:limit]
 
 
 def skipped_note(skipped: Sequence[str]) -> str:
@@ -200,7 +261,7 @@ _PARSE_HINTS = {
 }
 
 
-def read(paths: Sequence[str], *, stdin_text: str | None = None,
+def read(paths: Sequence[str | os.PathLike[str]], *, stdin_text: str | None = None,
          max_bytes: int = MAX_BYTES) -> tuple[list[Document], Report]:
     """Parse every input; parse problems become findings rather than exceptions.
 
@@ -210,6 +271,8 @@ def read(paths: Sequence[str], *, stdin_text: str | None = None,
     report = Report()
     files, problems, report.skipped = expand(paths)
     report.extend(problems)
+    if not files and not problems:
+        report.findings.append(_io_finding("<no input>", "no file was given: nothing was checked"))
     docs: list[Document] = []
     for f in files:
         name = "<stdin>" if f == "-" else f
@@ -228,15 +291,21 @@ def _read_stdin(stdin_text: str | None, max_bytes: int) -> str:
     if stdin_text is not None:
         raw = stdin_text.encode("utf-8", "surrogatepass")
     else:
+        if sys.stdin is None:  # started with standard input closed
+            raise ParseError("parse.io", "standard input is closed", "<stdin>")
         # Read bytes, not text: the encoding checks must apply to stdin as to files.
-        raw = read_bounded(sys.stdin.buffer, max_bytes)
+        try:
+            raw = read_bounded(sys.stdin.buffer, max_bytes)
+        except (OSError, ValueError) as exc:
+            raise ParseError("parse.io", f"cannot read standard input: {exc}", "<stdin>") from None
     if len(raw) > max_bytes:
         raise ParseError("parse.too-large", f"input larger than {max_bytes} bytes", "<stdin>")
     return decode(raw, "<stdin>")
 
 
 def validate_documents(docs: Sequence[Document], report: Report | None = None, *,
-                       check_env: bool = False, references: bool = True) -> ManifestSet:
+                       check_env: bool = False, references: bool = True,
+                       allow_outside: Sequence[str | os.PathLike[str]] = ()) -> ManifestSet:
     """Run layers 2-5 over parsed documents."""
     result = ManifestSet(report=report or Report())
     report = result.report
@@ -270,7 +339,7 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
             if not any(at == c or at.startswith(c + "/") or at == c.rsplit("/", 1)[0] for c in cut):
                 report.findings.append(_at(m, rule, path, message, hint))
         if check_env and id(m) not in removed:
-            env = list(_environment(m))
+            env = list(_environment(m, allow_outside))
             report.extend(env)
             if m.kind == "Dataset" and not env:  # the files are there and intact: read them
                 report.extend(check_data(m.obj, m.base_dir, m.file))
@@ -384,8 +453,18 @@ def _references(manifests: list[Manifest], *, check_missing: bool,
                 yield _at(m, rules.REFERENCE_MISSING, path, f"no {kind} named {name!r} among the inputs", hint)
 
 
-def _environment(m: Manifest) -> Iterator[Finding]:
-    """Layer 5: files the manifest points at exist and match their digests."""
+def _inside(path: str | Path, roots: Sequence[str]) -> bool:
+    """Whether ``path``, symbolic links resolved, lies in one of the directory trees ``roots``."""
+    real = os.path.realpath(path)
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _environment(m: Manifest, allow_outside: Sequence[str | os.PathLike[str]] = ()) -> Iterator[Finding]:
+    """Layer 5: files the manifest points at exist and match their digests.
+
+    Only files in the manifest's own directory tree or the working directory's are read (plus
+    the trees in ``allow_outside``): a manifest from elsewhere must not make the validator
+    hash, and print facts about, ``/etc/shadow`` or ``../../secrets``."""
     spec = m.obj.spec
     refs: list[tuple[tuple[str | int, ...], str, str | None]] = []
     if m.kind == "Dataset":
@@ -396,10 +475,22 @@ def _environment(m: Manifest) -> Iterator[Finding]:
                 refs.append((("spec", "preprocessing", i, "tokenizer"), tok.path, tok.sha256))
     elif m.kind == "Model" and spec.initial_weights is not None:
         refs.append((("spec", "initialWeights"), spec.initial_weights.path, spec.initial_weights.sha256))
+    roots = [os.path.realpath(m.base_dir), os.path.realpath(os.getcwd()),
+             *(os.path.realpath(a) for a in allow_outside)]
     for path, rel, digest in refs:
         target = m.base_dir / rel
-        if glob.has_magic(rel):
-            if not glob.glob(str(target), recursive=True):
+        magic = glob.has_magic(rel)
+        # A pattern is confined by its fixed leading directories, and each match again below.
+        fixed = Path(*itertools.takewhile(lambda part: not glob.has_magic(part), target.parts)) if magic else target
+        if not _inside(fixed, roots):
+            yield _at(m, rules.ENV_OUTSIDE_PROJECT, (*path, "path"),
+                      f"{rel!r} points outside the manifest's directory tree ({m.base_dir}) and the working "
+                      "directory's; it is not read",
+                      "keep data beside the manifests, or allow the directory with --allow-outside DIR")
+            continue
+        if magic:
+            matched = [f for f in walk_glob(str(target)) if _inside(f, roots)]
+            if not matched:
                 yield _at(m, rules.ENV_FILE_MISSING, (*path, "path"), f"{rel!r} matches no file",
                           f"looked in {m.base_dir}")
             continue
@@ -412,19 +503,111 @@ def _environment(m: Manifest) -> Iterator[Finding]:
                 yield _at(m, rules.ENV_SHA256, (*path, "sha256"),
                           f"{rel} has sha256 {actual}, the manifest says {digest}",
                           "the file changed: restore it, or update sha256 if the change is intended")
+    if m.kind == "Dataset" and spec.chat is not None:
+        yield from _environment_chat(m)
 
 
-def validate(paths: str | Sequence[str], *, check_env: bool = False, references: bool = True,
-             stdin_text: str | None = None, max_bytes: int = MAX_BYTES) -> Report:
+def _environment_chat(m: Manifest) -> Iterator[Finding]:
+    """Chat data: the tokenizer and template files, the template's generation markers, and every
+    record's fields and roles (the first problem of each file, naming its row)."""
+    from ..data.chat_template import find_template, has_generation_markers, needs_generation_markers
+    from ..data.conversations import read_records, to_messages
+    from ..data.errors import DataError
+
+    chat = m.obj.spec.chat
+    tok_dir: Path | None = None
+    if chat.tokenizer is not None:
+        target = m.base_dir / chat.tokenizer.path
+        kind_ok = target.is_dir() if chat.tokenizer.type == "huggingface" else target.is_file()
+        if not kind_ok:
+            what = "directory" if chat.tokenizer.type == "huggingface" else "file"
+            yield _at(m, rules.ENV_FILE_MISSING, ("spec", "chat", "tokenizer", "path"),
+                      f"tokenizer {what} {chat.tokenizer.path!r} does not exist", f"looked for {target}")
+            return
+        if chat.tokenizer.type == "huggingface":
+            tok_dir = target
+            if not (target / "tokenizer.json").is_file():
+                yield _at(m, rules.ENV_FILE_MISSING, ("spec", "chat", "tokenizer", "path"),
+                          f"tokenizer directory {chat.tokenizer.path!r} has no tokenizer.json",
+                          f"looked for {target / 'tokenizer.json'}")
+        elif chat.tokenizer.sha256 is not None and (actual := sha256_file(target)) != chat.tokenizer.sha256:
+            yield _at(m, rules.ENV_SHA256, ("spec", "chat", "tokenizer", "sha256"),
+                      f"{chat.tokenizer.path} has sha256 {actual}, the manifest says {chat.tokenizer.sha256}",
+                      "the file changed: restore it, or update sha256 if the change is intended")
+    if chat.template_path is not None and not (m.base_dir / chat.template_path).is_file():
+        yield _at(m, rules.ENV_FILE_MISSING, ("spec", "chat", "templatePath"),
+                  f"file {chat.template_path!r} does not exist", f"looked for {m.base_dir / chat.template_path}")
+        return
+    try:
+        template = find_template(chat, m.base_dir, tok_dir)
+    except DataError as e:
+        yield _at(m, rules.ENV_CHAT_TEMPLATE, ("spec", "chat"), str(e))
+        return
+    where = ("spec", "chat", "templatePath") if chat.template_path is not None else ("spec", "chat", "tokenizer")
+    if chat.format != "text" and template is None and (chat.tokenizer is not None or chat.template is not None):
+        yield _at(m, rules.ENV_CHAT_TEMPLATE, where, "the tokenizer has no chat template",
+                  "set chat.template or chat.templatePath")
+    elif (template is not None and template.origin != "spec.chat.template" and needs_generation_markers(chat)
+          and not has_generation_markers(template.text)):
+        yield _at(m, rules.ENV_CHAT_TEMPLATE, where,
+                  f"the chat template in {template.origin} has no {{% generation %}} markers, so the "
+                  "assistant's tokens cannot be found for the assistant-only loss",
+                  "enclose each assistant message and its end-of-turn token in "
+                  "{% generation %}…{% endgeneration %}, or set loss.trainOnPrompt: true")
+    yield from _environment_records(m, read_records, to_messages, DataError)
+
+
+def _environment_records(m: Manifest, read_records: Any, to_messages: Any, data_error: Any) -> Iterator[Finding]:
+    chat = m.obj.spec.chat
+    for i, src in enumerate(m.obj.spec.sources):
+        pattern = str(m.base_dir / src.path)
+        paths = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(src.path) else [pattern]
+        for p in paths:
+            path = Path(p)
+            if not path.is_file():
+                continue  # reported as env.file-missing
+            fmt = src.format or {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}.get(
+                path.suffix.lower(), path.suffix.lstrip(".") or "unknown")
+            rel = os.path.relpath(path)
+            info = _RecordFile(path, str(path) if rel.startswith("..") else rel, fmt, i)
+            try:
+                for row, rec in read_records(info):
+                    to_messages(rec, chat, {"file": info.display, "row": row, "unit": info.unit})
+            except data_error as e:
+                at = ("spec", "chat", "fields") if (e.field or "").startswith("spec.chat.fields") else \
+                    ("spec", "chat", "roleMap") if e.field == "spec.chat.roleMap" else ("spec", "sources", i)
+                where = ", ".join(w for w in (e.file, f"{e.unit} {e.row}" if e.row is not None else "") if w)
+                yield _at(m, rules.ENV_CHAT_RECORDS, at, f"{where}: {e.message}" if where else e.message,
+                          e.hint or "")
+
+
+@dataclass(frozen=True)
+class _RecordFile:
+    """What reading chat records needs to know about a file."""
+
+    path: Path
+    display: str
+    format: str
+    source: int
+
+    @property
+    def unit(self) -> str:
+        return "line" if self.format == "jsonl" else "row"
+
+
+def validate(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, check_env: bool = False,
+             references: bool = True, stdin_text: str | None = None, max_bytes: int = MAX_BYTES,
+             allow_outside: Sequence[str | os.PathLike[str]] = ()) -> Report:
     """Validate files, directories or globs; returns the report (never raises for bad input).
 
     >>> lmspec.validate(["examples/iris"]).ok
     True
     """
-    if isinstance(paths, str):
+    if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     docs, report = read(paths, stdin_text=stdin_text, max_bytes=max_bytes)
-    return validate_documents(docs, report, check_env=check_env, references=references).report
+    return validate_documents(docs, report, check_env=check_env, references=references,
+                              allow_outside=allow_outside).report
 
 
 def validate_text(text: str, file: str = "<string>", **kwargs: Any) -> Report:
@@ -438,9 +621,9 @@ def validate_text(text: str, file: str = "<string>", **kwargs: Any) -> Report:
     return validate_documents(docs, report, **kwargs).report
 
 
-def load(paths: str | Sequence[str], *, check_env: bool = False) -> ManifestSet:
+def load(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, check_env: bool = False) -> ManifestSet:
     """Parse and validate manifests; raises :class:`ValidationFailed` on any error."""
-    if isinstance(paths, str):
+    if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     docs, report = read(paths)
     result = validate_documents(docs, report, check_env=check_env)
