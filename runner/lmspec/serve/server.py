@@ -153,7 +153,6 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
     chosen = pick_service(manifests, service)
     obj: InferenceService = chosen.obj
     spec = obj.spec
-    export_path = model_dir(manifests, chosen, paths=paths, export=export)
     keys = api_keys(chosen, chosen.file)
     host = host or spec.server.host
     port = spec.server.port if port is None else port
@@ -161,6 +160,7 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
         # The validator warns about a public bind written in the manifest; --host is checked here.
         print(f"lmspec serve: warning: listening on {host} with no API keys: anyone who can reach it "
               "can use it (add spec.auth.apiKeys, or bind to 127.0.0.1)", file=sys.stderr, flush=True)
+    export_path = model_dir(manifests, chosen, paths=paths, export=export)
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     sock = listening_socket(host, port)
