@@ -68,4 +68,5 @@ def test_output_dir_substitutes_only_name(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump_all([IRIS_DATASET, IRIS_MODEL,
                                         merge(IRIS_JOB, {"spec": {"output": {"dir": "runs/{name}/x"}}})]))
     job = lmspec.load([str(path)]).get("TrainingJob", "job")
-    assert job is not None and output_dir_for(job) == Path("runs/job/x")
+    # Relative to the manifest's directory, like every relative path in a manifest.
+    assert job is not None and output_dir_for(job) == tmp_path / "runs/job/x"

@@ -66,7 +66,7 @@ def test_scaffold_trains_validates_and_serves_from_inside_and_outside(tmp_path: 
         assert "tokenizer.json" in r.stderr and "runs/demo-train" in r.stderr
     r = lmspec("validate", "--check-env", "runs/demo-train", cwd=proj)
     assert r.returncode == 0, r.stdout + r.stderr
-    r = lmspec("validate", "--check-env", ".", cwd=proj / "runs" / "demo-train")
+    r = lmspec("validate", "--check-env", "--allow-outside", "../..", ".", cwd=proj / "runs" / "demo-train")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "from " + str(proj / "runs" / "demo-train" / "export") in serves(".", cwd=proj)
     assert "demo-serve" in serves("proj", cwd=tmp_path)

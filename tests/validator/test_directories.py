@@ -56,12 +56,14 @@ def test_a_run_directory_inside_the_manifests_is_never_read_back(tmp_path: Path,
     assert code == 0, out + err
     assert "runs/demo-train" in err
     assert len(lmspec.load(["."]).manifests) == 4
-    # The run directory validates on its own, data checked, from anywhere.
-    for cwd in (run_dir, tmp_path, Path("/")):
+    # The run directory validates on its own, data checked (its paths are absolute): from the
+    # project, or from anywhere once the data's tree is allowed, as for any manifest.
+    for cwd, allow in ((tmp_path / "p", []), (run_dir, ["--allow-outside", str(tmp_path / "p")]),
+                       (Path("/"), ["--allow-outside", str(tmp_path / "p")])):
         monkeypatch.chdir(cwd)
-        code, out, err = _validate("--check-env", str(run_dir))
+        code, out, err = _validate("--check-env", *allow, str(run_dir))
         assert code == 0, out + err
-        code, out, err = _validate("--check-env", os.path.relpath(run_dir / "rendered.yaml"))
+        code, out, err = _validate("--check-env", *allow, os.path.relpath(run_dir / "rendered.yaml"))
         assert code == 0, out + err
 
 
