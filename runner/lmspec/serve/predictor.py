@@ -4,19 +4,23 @@
 >>> loaded.predictor.predict({"features": np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)})
 {'logits': array([[ 4.2, -1.3, -3.0]], dtype=float32)}
 
-The server talks only to the two small protocols below, so any model that can take a batch of
-rows (and, for text generation, a batch of token sequences) can be served.
+The server talks to a :class:`Predictor` (rows in, rows out) and, for causal language models, to
+a :class:`.lm.TextModel` that the generation engine drives.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..standard import Signature
+
+if TYPE_CHECKING:
+    from ..v1alpha1.inferenceservice import InferenceServiceSpec
+    from .lm import TextModel
 
 
 class Predictor(Protocol):
@@ -27,27 +31,12 @@ class Predictor(Protocol):
     def predict(self, inputs: dict[str, Any]) -> dict[str, Any]: ...
 
 
-class LanguageModel(Protocol):
-    """Next-token logits for a batch of token sequences, plus the tokenizer."""
-
-    context_length: int
-    eos_token_id: int | None
-
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, ids: list[int]) -> str: ...
-
-    def next_token_logits(self, sequences: list[list[int]]) -> Any:
-        """Logits [len(sequences), vocab] of the token that follows each sequence."""
-        ...
-
-
 @dataclass
 class Loaded:
     """A model ready to serve."""
 
     predictor: Predictor
-    language_model: LanguageModel | None = None
+    language_model: TextModel | None = None
     version: str = "1"
 
     def warm_up(self) -> None:
@@ -76,37 +65,6 @@ class ExportedPredictor:
         return result
 
 
-class TorchLanguageModel:
-    """:class:`LanguageModel` over a causal LM module mapping ids [N, L] to logits [N, L, V]."""
-
-    def __init__(self, module: Any, tokenizer: Any, context_length: int) -> None:
-        self.module = module
-        self.tokenizer = tokenizer
-        self.context_length = context_length
-        self.eos_token_id: int | None = getattr(tokenizer, "eos_id", None)
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text))
-
-    def decode(self, ids: list[int]) -> str:
-        return str(self.tokenizer.decode(list(ids)))
-
-    def next_token_logits(self, sequences: list[list[int]]) -> Any:
-        import torch
-
-        # Right padding is exact for a causal model: position i attends only to positions <= i,
-        # so the logits at each sequence's last real token never see the padding.
-        lengths = [len(s) for s in sequences]
-        ids = torch.zeros((len(sequences), max(lengths)), dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        with torch.inference_mode():
-            out = self.module(ids)
-            logits = getattr(out, "logits", out)
-            last = logits[torch.arange(len(sequences)), torch.tensor(lengths) - 1]
-        return last.float().numpy()
-
-
 def context_length_of(manifest: Any) -> int:
     """Longest sequence a causal LM takes, from its architecture."""
     arch = manifest.spec.architecture
@@ -119,13 +77,22 @@ def context_length_of(manifest: Any) -> int:
     return 1024
 
 
-def load_export(path: str | Path) -> Loaded:
-    """Load a model exported by ``lmspec run`` (see :mod:`lmspec.model.export`)."""
+def load_export(path: str | Path, spec: InferenceServiceSpec | None = None) -> Loaded:
+    """Load a model exported by ``lmspec run`` (see :mod:`lmspec.model.export`) or a causal LM in
+    Hugging Face format, placed as ``spec.placement`` says (default: CPU, float32)."""
+    from ..v1alpha1.inferenceservice import Placement
+    from .lm import HFPredictor, from_export, is_hf_dir, load_hf_dir
+
+    path = Path(path)
+    placement = spec.placement if spec is not None else Placement()
+    if is_hf_dir(path) and not (path / "export.json").is_file():
+        lm = load_hf_dir(path, placement)
+        return Loaded(HFPredictor(lm), lm)
+
     from ..model.export import load_exported
 
     exported = load_exported(path)
     language_model = None
     if exported.task == "causal-lm":
-        language_model = TorchLanguageModel(
-            exported.model, exported.transform.tokenizer, context_length_of(exported.manifest))
+        language_model = from_export(exported, context_length_of(exported.manifest), placement)
     return Loaded(ExportedPredictor(exported), language_model)

@@ -57,12 +57,15 @@ def model_dir(manifests: ManifestSet, service: Manifest) -> Path:
                              "the manifests; pass its TrainingJob manifest too")
         path = export_dir_for(job)
         hint = f"run `lmspec run {job.file}` first"
-    if not (path / INFO).is_file():
+    if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
+        task = "causal-lm"  # a Hugging Face format directory: a causal LM (checked when loaded)
+    elif not (path / INFO).is_file():
         raise ServeError(f"{where}: no exported model at {path} ({hint})")
-    try:
-        task = json.loads((path / INFO).read_text()).get("task")
-    except (OSError, ValueError) as exc:
-        raise ServeError(f"{path / INFO}: unreadable export info: {exc}") from None
+    else:
+        try:
+            task = json.loads((path / INFO).read_text()).get("task")
+        except (OSError, ValueError) as exc:
+            raise ServeError(f"{path / INFO}: unreadable export info: {exc}") from None
     if "openai" in service.obj.spec.protocols and task != "causal-lm":
         raise ServeError(f"{where}: spec.protocols has 'openai', but the model at {path} is a "
                          f"{task} model, not a causal language model")
@@ -145,7 +148,7 @@ def uvicorn_server(service: InferenceService, export: Path, keys: list[str], *, 
     from .app import create_app
     from .predictor import load_export
 
-    asgi, state = create_app(service, lambda: load_export(export), keys=keys, peers=peers)
+    asgi, state = create_app(service, lambda: load_export(export, service.spec), keys=keys, peers=peers)
     config = uvicorn.Config(asgi, log_level="info", access_log=access_log, lifespan="on",
                             timeout_graceful_shutdown=1, timeout_keep_alive=5)
     server = _server(config, state, service.spec.server.grace_period_seconds)
