@@ -282,6 +282,8 @@ def _environment(m: Manifest) -> Iterator[Finding]:
                 refs.append((("spec", "preprocessing", i, "tokenizer"), tok.path, tok.sha256))
     elif m.kind == "Model" and spec.initial_weights is not None:
         refs.append((("spec", "initialWeights"), spec.initial_weights.path, spec.initial_weights.sha256))
+    elif m.kind == "InferenceService":
+        yield from _engine_environment(m)
     for path, rel, digest in refs:
         target = m.base_dir / rel
         if glob.has_magic(rel):
@@ -298,6 +300,22 @@ def _environment(m: Manifest) -> Iterator[Finding]:
                 yield _at(m, rules.ENV_SHA256, (*path, "sha256"),
                           f"{rel} has sha256 {actual}, the manifest says {digest}",
                           "the file changed: restore it, or update sha256 if the change is intended")
+
+
+def _engine_environment(m: Manifest) -> Iterator[Finding]:
+    """The declared engine and device exist on this machine (found without importing torch)."""
+    from ..serve.accelerators import cuda_present, vllm_installed
+
+    spec = m.obj.spec
+    if spec.engine.name == "vllm" and not vllm_installed():
+        yield _at(m, rules.ENV_ENGINE_UNAVAILABLE, ("spec", "engine", "name"),
+                  "engine 'vllm' is asked for, but the vllm package is not installed here",
+                  "pip install vllm (CUDA machines only), or use engine.name: builtin, which runs "
+                  "on CPU and CUDA")
+    if spec.placement.device == "cuda" and not cuda_present():
+        yield _at(m, rules.ENV_ENGINE_UNAVAILABLE, ("spec", "placement", "device"),
+                  "placement.device is 'cuda', but this machine has no NVIDIA driver or device",
+                  "serve here with placement.device: cpu and engine.name: builtin")
 
 
 def sha256_file(path: str | Path) -> str:
