@@ -117,6 +117,11 @@ def create_app(service: InferenceService, loader: Callable[[], Loaded], *,
             await state.infer.stop()
             if state.runner is not None:
                 await state.runner.stop()
+            upstream = state.loaded.upstream if state.loaded is not None else None
+            if upstream is not None:
+                if upstream.client is not None:
+                    await upstream.client.aclose()
+                await asyncio.to_thread(upstream.stop)
             state.executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title=f"lmspec serve: {service.metadata.name}", version=__version__,
@@ -125,6 +130,11 @@ def create_app(service: InferenceService, loader: Callable[[], Loaded], *,
     _error_handlers(app)
     _health_routes(app, state)
     protocols = service.spec.protocols
+    if service.spec.engine.name == "vllm":
+        from .proxy import add_routes as add_proxy_routes
+
+        add_proxy_routes(app, state)  # vLLM answers; the validator allows only `openai` here
+        return Gate(app, state), state
     if "oip-v2" in protocols:
         _oip_routes(app, state)
     if "openai" in protocols:
@@ -179,7 +189,7 @@ def _engine(state: State, lm: TextModel) -> EngineRunner:
 def _run_infer(state: State) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
     def run(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
         assert state.loaded is not None
-        predict = state.loaded.predictor.predict
+        predict = state.loaded.require_predictor().predict
         first = payloads[0]
         if len(payloads) == 1:
             return [_attempt(predict, first)]
@@ -269,7 +279,7 @@ def _oip_routes(app: FastAPI, state: State) -> None:
     async def model_metadata(model: str, version: str | None = None) -> dict[str, Any]:
         check_model(state, model, version)
         loaded = state.require_ready()
-        sig = loaded.predictor.signature
+        sig = loaded.require_predictor().signature
         return {"name": state.name, "versions": [loaded.version], "platform": "pytorch_lmspec",
                 "inputs": [metadata(t) for t in sig.inputs],
                 "outputs": [metadata(t) for t in sig.outputs]}
@@ -283,7 +293,7 @@ def _oip_routes(app: FastAPI, state: State) -> None:
                     version: str | None = None) -> Response:
         check_model(state, model, version)
         loaded = state.require_ready()
-        sig = loaded.predictor.signature
+        sig = loaded.require_predictor().signature
         known = {t.name for t in sig.inputs}
         given = {t.name: t for t in body.inputs}
         unknown = sorted(set(given) - known)

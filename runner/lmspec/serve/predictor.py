@@ -21,6 +21,7 @@ from ..standard import Signature
 if TYPE_CHECKING:
     from ..v1alpha1.inferenceservice import InferenceServiceSpec
     from .lm import TextModel
+    from .vllm import Upstream
 
 
 class Predictor(Protocol):
@@ -35,21 +36,32 @@ class Predictor(Protocol):
 class Loaded:
     """A model ready to serve."""
 
-    predictor: Predictor
+    predictor: Predictor | None
+    """None when another server answers (``upstream``)."""
     language_model: TextModel | None = None
     version: str = "1"
+    upstream: Upstream | None = None
+    """The OpenAI-compatible server requests are relayed to (``engine: vllm``)."""
+
+    def require_predictor(self) -> Predictor:
+        if self.predictor is None:
+            raise ValueError("this server relays to another engine and has no predictor")
+        return self.predictor
 
     def warm_up(self) -> None:
         """One forward pass on a dummy batch, so readiness means the model really runs."""
+        if self.upstream is not None:
+            return  # healthy already: it answered /health and /v1/models
         if self.language_model is not None:
             self.language_model.next_token_logits([self.language_model.encode("a") or [0]])
             return
+        predictor = self.require_predictor()
         inputs = {}
-        for spec in self.predictor.signature.inputs:
+        for spec in predictor.signature.inputs:
             shape = [1 if d < 0 else d for d in spec.shape]
             dtype = np.float32 if spec.dtype in ("float32", "float16", "bfloat16", "float64") else None
             inputs[spec.name] = np.zeros(shape, dtype=dtype or np.int64)
-        self.predictor.predict(inputs)
+        predictor.predict(inputs)
 
 
 class ExportedPredictor:

@@ -109,6 +109,16 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
     spec = obj.spec
     export = model_dir(manifests, chosen)
     keys = api_keys(obj, chosen.file)
+    from .accelerators import unavailable
+
+    why = unavailable(spec.engine.name, spec.placement.device)
+    if why is not None:
+        raise ServeError(f"{chosen.file}: InferenceService '{chosen.name}': {why}")
+    if spec.engine.name == "vllm" and not ((export / "config.json").is_file()
+                                           or (export / "adapter_config.json").is_file()):
+        raise ServeError(f"{chosen.file}: InferenceService '{chosen.name}': engine 'vllm' serves "
+                         f"models in Hugging Face format, and {export} has no config.json; use "
+                         "engine.name: builtin")
     host = host or spec.server.host
     port = spec.server.port if port is None else port
 
@@ -146,9 +156,16 @@ def uvicorn_server(service: InferenceService, export: Path, keys: list[str], *, 
     import uvicorn
 
     from .app import create_app
-    from .predictor import load_export
+    from .predictor import Loaded, load_export
+    from .vllm import start_vllm
 
-    asgi, state = create_app(service, lambda: load_export(export, service.spec), keys=keys, peers=peers)
+    def load() -> Loaded:
+        if service.spec.engine.name == "vllm":
+            upstream = start_vllm(service.spec, export, name=str(service.metadata.name))
+            return Loaded(None, upstream=upstream)
+        return load_export(export, service.spec)
+
+    asgi, state = create_app(service, load, keys=keys, peers=peers)
     config = uvicorn.Config(asgi, log_level="info", access_log=access_log, lifespan="on",
                             timeout_graceful_shutdown=1, timeout_keep_alive=5)
     server = _server(config, state, service.spec.server.grace_period_seconds)
