@@ -13,9 +13,10 @@ batching.
 2. waiting sequences are admitted, oldest first, while fewer than ``max_sequences`` run and the
    KV budget holds (see below); the others keep waiting (at most ``max_waiting`` of them);
 3. prefill: admitted prompts run through the model, oldest first, up to ``prefill_chunk_tokens``
-   prompt tokens in this iteration. A longer prompt is split into chunks over several iterations,
-   so it delays the running streams by at most one chunk's forward pass per token, never by the
-   whole prompt. A prompt whose prefill completes yields its first token and joins the batch;
+   prompt tokens in this iteration. Whole prompts that fit run together in one left-padded
+   forward pass; a longer prompt is split into chunks over several iterations, so it delays the
+   running streams by at most one chunk's forward pass per token, never by the whole prompt. A
+   prompt whose prefill completes yields its first token and joins the batch;
 4. decode: one batched forward pass gives every running sequence its next token.
 
 **KV cache.** Every sequence owns one row of the running batch's cache (transformers'
@@ -174,9 +175,9 @@ class Engine:
         touched: list[Sequence] = []
         self._drop_cancelled()
         self._admit()
-        joining = self._prefill(touched)
-        if joining:
-            self._join(joining)
+        parts = self._prefill(touched)
+        if parts:
+            self._join(parts)
         if self.running:
             try:
                 self._decode(touched)
@@ -211,34 +212,81 @@ class Engine:
                     return
                 self.prefilling.append(self.waiting.popleft())
 
-    def _prefill(self, touched: list[Sequence]) -> list[Sequence]:
+    def _prefill(self, touched: list[Sequence]) -> list[_Part]:
+        """Prefill within this iteration's token budget. Whole prompts that fit run together in
+        one left-padded forward pass; a prompt longer than what is left runs alone, one chunk per
+        iteration. Returns the caches of the sequences whose prompt is done, to join the batch."""
         budget = self.limits.prefill_chunk_tokens
-        joining: list[Sequence] = []
+        parts: list[_Part] = []
+        group: list[Sequence] = []
         for seq in list(self.prefilling):
             if budget <= 0:
                 break
-            start = seq.prefilled
-            end = min(len(seq.prompt), start + budget)
-            budget -= end - start
+            left = len(seq.prompt) - seq.prefilled
+            if seq.prefilled == 0 and left <= budget and not seq.params.prompt_logprobs:
+                group.append(seq)
+                budget -= left
+                continue
+            end = seq.prefilled + min(left, budget)
+            budget -= end - seq.prefilled
             try:
-                logits = self._prefill_chunk(seq, start, end)
+                logits = self._prefill_chunk(seq, seq.prefilled, end)
             except Exception as exc:  # this sequence fails alone
-                seq.error = exc
-                seq.cache = None
-                self.prefilling.remove(seq)
-                touched.append(seq)
+                self._fail(seq, exc, touched)
                 continue
             seq.prefilled = end
-            if end < len(seq.prompt):
-                continue
+            if end == len(seq.prompt):
+                parts += self._prefilled([seq], [logits[-1]], seq.cache, _ones(1, end, self.device), touched)
+        if group:
+            parts += self._prefill_group(group, touched)
+        return parts
+
+    def _prefill_group(self, group: list[Sequence], touched: list[Sequence]) -> list[_Part]:
+        length = max(len(s.prompt) for s in group)
+        ids = torch.zeros((len(group), length), dtype=torch.long, device=self.device)
+        mask = torch.zeros((len(group), length), dtype=torch.long, device=self.device)
+        for row, seq in enumerate(group):
+            ids[row, length - len(seq.prompt):] = torch.tensor(seq.prompt, dtype=torch.long)
+            mask[row, length - len(seq.prompt):] = 1
+        cache = DynamicCache()
+        try:
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                             cache=cache, use_cache=True, logits_to_keep=1)
+        except Exception as exc:
+            if len(group) == 1:
+                self._fail(group[0], exc, touched)
+                return []
+            # Find the culprit: each prompt alone, so one bad prompt fails only itself.
+            return [p for seq in group for p in self._prefill_group([seq], touched)]
+        for seq in group:
+            seq.prefilled = len(seq.prompt)
+        logits = out.logits[:, -1].float()
+        return self._prefilled(group, list(logits), cache, mask, touched)
+
+    def _prefilled(self, seqs: list[Sequence], logits: list[torch.Tensor], cache: Any,
+                   mask: torch.Tensor, touched: list[Sequence]) -> list[_Part]:
+        """First tokens of sequences whose prompt is done; those that go on join the batch."""
+        keep = []
+        for row, seq in enumerate(seqs):
             self.prefilling.remove(seq)
-            self._take(seq, logits[-1])
+            seq.cache = None
+            self._take(seq, logits[row])
             touched.append(seq)
-            if seq.done:
-                seq.cache = None
-            else:
-                joining.append(seq)
-        return joining
+            if not seq.done:
+                keep.append(row)
+        if not keep:
+            return []
+        if len(keep) < len(seqs):
+            index = torch.tensor(keep, dtype=torch.long, device=self.device)
+            cache.batch_select_indices(index)
+            mask = mask[index]
+        return [(cache, mask, [seqs[i] for i in keep])]
+
+    def _fail(self, seq: Sequence, exc: BaseException, touched: list[Sequence]) -> None:
+        seq.error = exc
+        seq.cache = None
+        self.prefilling.remove(seq)
+        touched.append(seq)
 
     def _prefill_chunk(self, seq: Sequence, start: int, end: int) -> torch.Tensor:
         """Run prompt[start:end] through the model on the sequence's own cache; logits of the
@@ -268,42 +316,41 @@ class Engine:
                 break
             seq.prompt_info.append(_info(seq.prompt[target], logp[i], k))
 
-    def _join(self, joining: list[Sequence]) -> None:
-        rows = ([] if self._cache is None else [(self._cache, self._mask)]) + \
-               [(s.cache, torch.ones((1, s.cache.get_seq_length()), dtype=torch.long,
-                                     device=self.device)) for s in joining]
+    def _join(self, parts: list[_Part]) -> None:
+        """Pad the new sequences' caches (and the batch's) on the left to one length and stack
+        them into the batch."""
+        rows = ([] if self._cache is None else [(self._cache, self._mask)]) + [(c, m) for c, m, _ in parts]
         length = max(int(mask.shape[1]) for _, mask in rows)
         merged = DynamicCache()
-        n_layers = len(rows[0][0].layers)
-        for layer in range(n_layers):
+        for layer in range(len(rows[0][0].layers)):
             keys = torch.cat([_pad_left(c.layers[layer].keys, length) for c, _ in rows])
             values = torch.cat([_pad_left(c.layers[layer].values, length) for c, _ in rows])
             merged.update(keys, values, layer)
         self._mask = torch.cat([torch.nn.functional.pad(m, (length - m.shape[1], 0)) for _, m in rows])
         self._cache = merged
-        for seq in joining:
-            seq.cache = None
-        self.running.extend(joining)
+        for _, _, seqs in parts:
+            self.running.extend(seqs)
 
     def _decode(self, touched: list[Sequence]) -> None:
         assert self._mask is not None
         ids = torch.tensor([[s.next_token] for s in self.running], dtype=torch.long, device=self.device)
-        positions = self._mask.sum(dim=1, keepdim=True)
+        positions = self._mask.sum(dim=1, keepdim=True)  # real tokens so far, per row
         self._mask = torch.cat([self._mask, self._mask.new_ones((len(self.running), 1))], dim=1)
         out = self.model(input_ids=ids, attention_mask=self._mask, position_ids=positions,
                          cache=self._cache, use_cache=True)
         logits = out.logits[:, -1].float()
+        greedy = torch.argmax(logits, dim=-1).tolist()  # one call for the whole batch
         for row, seq in enumerate(self.running):
             if seq.cancelled:
                 continue
-            self._take(seq, logits[row])
+            self._take(seq, logits[row], greedy[row])
             touched.append(seq)
 
-    def _take(self, seq: Sequence, logits: torch.Tensor) -> None:
+    def _take(self, seq: Sequence, logits: torch.Tensor, greedy: int | None = None) -> None:
         """Choose the sequence's next token from its logits and record it (or the end)."""
         p = seq.params
         if p.temperature <= 0:
-            token = int(torch.argmax(logits))
+            token = int(torch.argmax(logits)) if greedy is None else greedy
         else:
             scaled = _top_p(logits / p.temperature, p.top_p)
             token = int(torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=seq.generator))
@@ -344,6 +391,19 @@ class Engine:
             layer.keys = layer.keys[:, :, first:, :]
             layer.values = layer.values[:, :, first:, :]
         self._mask = self._mask[:, first:]
+
+
+_Part = tuple[Any, torch.Tensor, list[Sequence]]
+"""A cache, its [rows, length] mask and the sequences of its rows, ready to join the batch."""
+
+
+def _ones(rows: int, length: int, device: torch.device) -> torch.Tensor:
+    return torch.ones((rows, length), dtype=torch.long, device=device)
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of left-padded rows: 0 at each row's first real token."""
+    return (mask.cumsum(dim=1) - 1).clamp(min=0)
 
 
 def _pad_left(t: torch.Tensor, length: int) -> torch.Tensor:

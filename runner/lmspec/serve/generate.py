@@ -28,6 +28,9 @@ from .lm import TextModel
 from .metrics import Metrics
 
 
+BURST_SECONDS = 0.05
+
+
 @dataclass
 class Sampling:
     max_tokens: int
@@ -105,30 +108,47 @@ class EngineRunner:
                 self._wake.clear()
                 self._gauges()
                 await self._wake.wait()
+            await loop.run_in_executor(self._executor, self._burst, loop)
+
+    def _burst(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In the compute thread: engine iterations for up to ``BURST_SECONDS`` (or until idle),
+        each one's tokens handed to the event loop at once. Staying in the thread between
+        iterations saves a round trip through the event loop per token, and the loop streams
+        one iteration's tokens while the next computes; returning now and then lets other work
+        queued for the compute thread (OIP inference) run."""
+        until = time.perf_counter() + BURST_SECONDS
+        while self.engine.has_work and time.perf_counter() < until:
             started = time.perf_counter()
-            touched = await loop.run_in_executor(self._executor, self.engine.step)
-            now = time.perf_counter()
-            self._metrics.compute_latency.labels(queue="generate").observe(now - started)
-            self._metrics.batch_size.labels(queue="generate").observe(max(1, len(touched)))
-            produced = 0
+            touched = self.engine.step()
+            handed = []
             for seq in touched:
-                waiter = self._waiters.get(seq)
                 tokens, seq.pending = seq.pending, []
-                produced += len(tokens)
-                if waiter is None:
-                    continue
-                if tokens:
-                    if waiter.started:  # the first token's latency is time to first token
-                        gap = (now - waiter.last) / len(tokens)
-                        for _ in tokens:
-                            self._metrics.inter_token_latency.observe(gap)
-                    waiter.started = True
-                    waiter.last = now
-                waiter.tokens.extend(tokens)
-                waiter.ended = seq.done
-                waiter.event.set()
-            self._throughput(now, produced)
-            self._gauges()
+                handed.append((seq, tokens, seq.done))
+            loop.call_soon_threadsafe(self._deliver, handed, started, time.perf_counter())
+
+    def _deliver(self, handed: list[tuple[Sequence, list[TokenInfo], bool]], started: float,
+                 now: float) -> None:
+        """On the event loop: one iteration's tokens to the requests waiting for them."""
+        self._metrics.compute_latency.labels(queue="generate").observe(now - started)
+        self._metrics.batch_size.labels(queue="generate").observe(max(1, len(handed)))
+        produced = 0
+        for seq, tokens, ended in handed:
+            produced += len(tokens)
+            waiter = self._waiters.get(seq)
+            if waiter is None:
+                continue
+            if tokens:
+                if waiter.started:  # the first token's latency is time to first token
+                    gap = (now - waiter.last) / len(tokens)
+                    for _ in tokens:
+                        self._metrics.inter_token_latency.observe(gap)
+                waiter.started = True
+                waiter.last = now
+            waiter.tokens.extend(tokens)
+            waiter.ended = ended
+            waiter.event.set()
+        self._throughput(now, produced)
+        self._gauges()
 
     def _throughput(self, now: float, produced: int) -> None:
         """Tokens per second over the last few seconds of iterations."""
@@ -214,8 +234,11 @@ class Generation:
                     if cut > emitted:
                         yield text[emitted:cut]
                     return
-                # A trailing U+FFFD may be half of a multi-byte character: wait for the rest.
-                safe = len(text.rstrip("\ufffd")) - hold
+                # A trailing U+FFFD may be the start of a multi-byte character: wait for the
+                # rest, but for at most 3 of them (a UTF-8 character has at most 4 bytes), so a
+                # model that emits invalid bytes still streams.
+                pending = min(3, len(text) - len(text.rstrip("\ufffd")))
+                safe = len(text) - pending - hold
                 if safe > emitted:
                     yield text[emitted:safe]
                     emitted = safe
