@@ -132,7 +132,7 @@ async def one_request(client: Any, ids: list[int], new: int) -> tuple[float, lis
                 tokens = event["usage"]["completion_tokens"]
             elif event["choices"] and event["choices"][0]["text"]:
                 arrivals.append(time.perf_counter())
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
     return arrivals[0] - start, gaps, tokens, tokens == new
 
 
@@ -212,7 +212,7 @@ def main() -> None:
             note = f" ({r['short']} ended early at EOS)" if r["short"] else ""
             print(f"| {name}{note} | {tps:.0f} | {pct(r['ttft'], 0.5):.1f} / {pct(r['ttft'], 0.99):.1f} | "
                   f"{pct(r['itl'], 0.5):.1f} / {pct(r['itl'], 0.99):.1f} |")
-    serve = {c: row[1] for c, row in zip(levels, rows[2:])}
+    serve = {c: row[1] for c, row in zip(levels, rows[2:], strict=True)}
     print(f"\nsingle stream: serve / generate = {serve[levels[0]] / base['generate']:.2f} (target >= 0.9); "
           f"generate / re-run = {base['generate'] / base['rerun']:.2f}")
     print(f"aggregate: serve at concurrency {levels[-1]} / concurrency {levels[0]} = "

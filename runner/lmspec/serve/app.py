@@ -29,15 +29,15 @@ from .._version import __version__
 from ..standard import InferenceService
 from .batcher import Batcher, Policy, QueueFull
 from .common import Body, StrictBody, check_model, check_prompt, new_generation, sampling_for, with_limits
+from .engine import Engine, EngineLimits
 from .errors import ApiError, error_body
 from .gate import Gate
-from .engine import Engine, EngineLimits
 from .generate import EngineRunner, Generation
 from .metrics import Metrics
+from .openai_api import add_routes as add_openai_routes
 from .predictor import Loaded
 from .state import Peers, State
-from .streaming import ClientGone, EventStream, sse, until_disconnect
-from .openai_api import add_routes as add_openai_routes
+from .streaming import ClientGone, EventStream, sse
 from .tensors import TensorError, decode_input, encode_output, metadata
 
 if TYPE_CHECKING:

@@ -319,7 +319,9 @@ class Engine:
     def _join(self, parts: list[_Part]) -> None:
         """Pad the new sequences' caches (and the batch's) on the left to one length and stack
         them into the batch."""
-        rows = ([] if self._cache is None else [(self._cache, self._mask)]) + [(c, m) for c, m, _ in parts]
+        rows: list[tuple[Any, torch.Tensor]] = [(c, m) for c, m, _ in parts]
+        if self._cache is not None and self._mask is not None:
+            rows.insert(0, (self._cache, self._mask))
         length = max(int(mask.shape[1]) for _, mask in rows)
         merged = DynamicCache()
         for layer in range(len(rows[0][0].layers)):
@@ -417,7 +419,7 @@ def _top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     from transformers import TopPLogitsWarper
 
     warp = TopPLogitsWarper(top_p=top_p)
-    out: torch.Tensor = warp(None, logits.unsqueeze(0))[0]  # type: ignore[arg-type]
+    out: torch.Tensor = warp(None, logits.unsqueeze(0))[0]
     return out
 
 

@@ -18,15 +18,13 @@ import asyncio
 import collections
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
 
 from .engine import Busy, Engine, SamplingParams, Sequence, TokenInfo
 from .lm import TextModel
 from .metrics import Metrics
-
 
 BURST_SECONDS = 0.05
 
@@ -193,7 +191,7 @@ class Generation:
     def __aiter__(self) -> AsyncIterator[str]:
         return self._run()
 
-    async def _tokens(self) -> AsyncIterator[list[TokenInfo]]:
+    async def _tokens(self) -> AsyncGenerator[list[TokenInfo], None]:
         seq, waiter = self._seq, self._waiter
         try:
             while True:
@@ -219,7 +217,7 @@ class Generation:
         # Text that might be the start of a stop string is held back until it cannot be.
         hold = max((len(x) for x in s.stop), default=1) - 1
         ids: list[int] = []
-        tokens = self._tokens()
+        tokens = self._tokens()  # an async generator: closed explicitly below
         try:
             async for batch in tokens:
                 if not self.tokens and self.on_first_token is not None:

@@ -171,7 +171,8 @@ def load_hf_dir(path: Path, placement: Placement) -> TextModel:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
-    model.to(torch_device(placement)).eval()
+    move: Any = model.to  # transformers types .to() as a decorated method mypy cannot follow
+    model = move(torch_device(placement)).eval()
     return TextModel(model, tokenizer, context_length=context_length_of_config(model.config),
                      eos=eos_of(model.generation_config, tokenizer.eos_token_id),
                      vocab_size=int(model.config.vocab_size), hf_tokenizer=True)

@@ -166,7 +166,10 @@ INFERENCE_DTYPE_DEVICE = _rule(
     "inferenceservice.dtype-device", "error", "semantic", "float16 is asked for on CPU."
 )
 INFERENCE_ENGINE_PROTOCOL = _rule(
-    "inferenceservice.engine-protocol", "error", "semantic", "The vLLM engine is asked to speak a protocol other than openai."
+    "inferenceservice.engine-protocol",
+    "error",
+    "semantic",
+    "The vLLM engine is asked to speak a protocol other than openai.",
 )
 INFERENCE_KV_BUDGET = _rule(
     "inferenceservice.kv-budget",
