@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -132,7 +133,7 @@ async def one_request(client: Any, ids: list[int], new: int) -> tuple[float, lis
                 tokens = event["usage"]["completion_tokens"]
             elif event["choices"] and event["choices"][0]["text"]:
                 arrivals.append(time.perf_counter())
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     return arrivals[0] - start, gaps, tokens, tokens == new
 
 
