@@ -1,7 +1,7 @@
 """Text generation speed: the old re-run path, ``transformers`` ``generate`` and ``lmspec serve``.
 
     python bench/generate.py                     # ~2 minutes on 2 cores
-    python bench/generate.py --width 512 --layers 8 --new-tokens 128
+    python bench/generate.py --width 512 --layers 8 --new-tokens 256
 
 One run, one model: a llama-style causal LM in Hugging Face format (a BPE tokenizer trained on this
 repository's text, random weights; ``--width``/``--layers`` set its size) and one prompt of
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--prompt-tokens", type=int, default=160)
-    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--rounds", type=int, default=2, help="requests per client per row")
     parser.add_argument("--threads", type=int, default=1,
