@@ -148,9 +148,13 @@ def test_gateway_relays_with_its_own_auth_and_metrics(gateway: Any) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_VLLM_GPU, reason="needs a CUDA device and the vllm package (GPU machines only)")
 def test_real_vllm_behind_the_gateway(start: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
-    from conftest import hf_models  # type: ignore[import-not-found]
+    import importlib.util
 
-    model = hf_models().llama_dir(tmp_path_factory.mktemp("vllm") / "llama", width=256, layers=2)
+    spec = importlib.util.spec_from_file_location("hf_models", Path(__file__).with_name("hf_models.py"))
+    assert spec is not None and spec.loader is not None
+    hf_models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hf_models)
+    model = hf_models.llama_dir(tmp_path_factory.mktemp("vllm") / "llama", width=256, layers=2)
     server = start("vllm-chat", model, protocols=["openai"], engine={"name": "vllm", "maxModelLength": 512},
                    placement={"device": "cuda"}, generation={"temperature": 0.0})
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
