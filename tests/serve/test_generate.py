@@ -174,3 +174,29 @@ def test_disconnect_mid_stream_frees_the_work(server: Any, client: openai.OpenAI
     # And the server is unharmed.
     assert client.completions.create(model="tiny-lm", prompt="ok", max_tokens=2).choices[0].text is not None
     assert server.metric("lmspec_time_to_first_token_seconds_count") > 0
+
+
+def test_request_timeout_cancels_the_generation(exports: dict[str, Path]) -> None:
+    """In one process: a generation that outlives limits.requestTimeoutSeconds is a 504, and its
+    sequence leaves the engine."""
+    from starlette.testclient import TestClient
+
+    from lmspec.serve.app import create_app
+    from lmspec.serve.predictor import load_export
+    from lmspec.v1alpha1 import InferenceService
+
+    service = InferenceService.model_validate({
+        "apiVersion": "lmspec.io/v1alpha1", "kind": "InferenceService", "metadata": {"name": "t"},
+        "spec": {"model": {"path": str(exports["lm"])}, "protocols": ["openai"],
+                 "limits": {"requestTimeoutSeconds": 0.001}}})
+    app, state = create_app(service, lambda: load_export(exports["lm"], service.spec))
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 30
+        while not state.ready and time.monotonic() < deadline:
+            time.sleep(0.02)
+        r = client.post("/v1/completions", json={"model": "t", "prompt": "slow", "max_tokens": 200})
+        assert r.status_code == 504 and r.json()["error"]["type"] == "timeout"
+        assert state.runner is not None
+        while state.runner.engine.has_work and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert state.runner.engine.counts() == (0, 0)

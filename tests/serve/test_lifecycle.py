@@ -29,7 +29,7 @@ def test_full_queue_rejects_with_retry_after(start: Any, exports: dict[str, Path
                    batching={"maxBatchSize": 64, "maxQueueDelayMicroseconds": 300_000,
                              "maxQueueSize": 2},
                    engine={"maxSequences": 1, "maxWaitingSequences": 1},
-                   limits={"requestTimeoutSeconds": 2})
+                   limits={"requestTimeoutSeconds": 60})
 
     def infer(_: int) -> httpx.Response:
         return server.client.post("/v2/models/busy/infer", json=ids_body())
