@@ -28,7 +28,7 @@ def test_full_queue_rejects_with_retry_after(start: Any, exports: dict[str, Path
     server = start("busy", exports["lm"], protocols=["oip-v2", "openai"],
                    batching={"maxBatchSize": 64, "maxQueueDelayMicroseconds": 300_000,
                              "maxQueueSize": 2},
-                   engine={"maxSequences": 1, "maxWaitingSequences": 1},
+                   engine={"maxSequences": 1, "maxWaitingSequences": 2},
                    limits={"requestTimeoutSeconds": 60})
 
     def infer(_: int) -> httpx.Response:

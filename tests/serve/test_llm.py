@@ -163,7 +163,7 @@ def test_oip_generate_and_infer(server: Any, hf: Any) -> None:
 
 def test_queue_limit(start: Any, llama: Path) -> None:
     server = start("llama-busy", llama, protocols=["openai"],
-                   engine={"maxSequences": 1, "maxWaitingSequences": 1})
+                   engine={"maxSequences": 1, "maxWaitingSequences": 2})
 
     def complete(_: int) -> httpx.Response:
         return server.client.post("/v1/completions", json={"model": "llama-busy", "prompt": "a",
