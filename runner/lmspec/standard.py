@@ -14,6 +14,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from .v1alpha1 import API_VERSION, KINDS, Dataset, InferenceService, Model, TrainingJob
+from .v1alpha1.cluster import Cluster, ServiceCluster, TrainingCluster
 from .v1alpha1.common import Signature, TensorSpec
 from .v1alpha1.dataset import (
     DatasetSpec,
@@ -29,6 +30,7 @@ from .v1alpha1.dataset import (
     Step,
     Tokenize,
 )
+from .v1alpha1.inferenceservice import KeySource
 from .v1alpha1.model import (
     MLP,
     ActivationLayer,
@@ -40,7 +42,7 @@ from .v1alpha1.model import (
     Sequential,
     Transformer,
 )
-from .v1alpha1.trainingjob import Loss, Offload, Schedule, TrainingJobSpec
+from .v1alpha1.trainingjob import Logging, Loss, Offload, Schedule, TrainingJobSpec
 
 HUB_VERSION = API_VERSION
 """The ``apiVersion`` whose models the runtime works on."""
@@ -55,6 +57,7 @@ __all__ = [
     "MLP",
     "VERSIONS",
     "ActivationLayer",
+    "Cluster",
     "Dataset",
     "DatasetSpec",
     "Dedupe",
@@ -65,8 +68,10 @@ __all__ = [
     "GaussianNoise",
     "HuggingFace",
     "InferenceService",
+    "KeySource",
     "LabelEncode",
     "LinearLayer",
+    "Logging",
     "Loss",
     "MinMax",
     "Model",
@@ -76,11 +81,13 @@ __all__ = [
     "Pack",
     "Schedule",
     "Sequential",
+    "ServiceCluster",
     "Signature",
     "Standardize",
     "Step",
     "TensorSpec",
     "Tokenize",
+    "TrainingCluster",
     "TrainingJob",
     "TrainingJobSpec",
     "Transformer",

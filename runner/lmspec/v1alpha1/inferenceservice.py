@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ._base import Int, Name, NonNegativeInt, PositiveInt, Spec
+from .cluster import ServiceCluster
 from .common import Metadata
 
 
@@ -193,6 +194,13 @@ class InferenceServiceSpec(Spec):
 
     placement: Placement = Field(default_factory=Placement, examples=[{"device": "cuda", "dtype": "bfloat16"}])
     """Device and dtype."""
+
+    cluster: ServiceCluster | None = Field(
+        default=None, examples=[{"image": "registry.example.com/lmspec-runner:0.1.0",
+                                 "replicas": {"min": 1, "max": 4},
+                                 "autoscaling": {"metric": "concurrency", "target": 8}}]
+    )
+    """How a cluster engine (KServe, …) runs the server; ignored by ``lmspec serve``."""
 
 
 class InferenceService(Spec):
