@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..standard import Signature, TensorSpec
-from ..v1alpha1.inferenceservice import Placement
+from ..standard import Placement, Signature, TensorSpec
 
 
 class NoChatTemplate(Exception):

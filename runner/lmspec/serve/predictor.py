@@ -19,7 +19,7 @@ import numpy as np
 from ..standard import Signature
 
 if TYPE_CHECKING:
-    from ..v1alpha1.inferenceservice import InferenceServiceSpec
+    from ..standard import InferenceServiceSpec
     from .lm import TextModel
     from .vllm import Upstream
 
@@ -92,7 +92,7 @@ def context_length_of(manifest: Any) -> int:
 def load_export(path: str | Path, spec: InferenceServiceSpec | None = None) -> Loaded:
     """Load a model exported by ``lmspec run`` (see :mod:`lmspec.model.export`) or a causal LM in
     Hugging Face format, placed as ``spec.placement`` says (default: CPU, float32)."""
-    from ..v1alpha1.inferenceservice import Placement
+    from ..standard import Placement
     from .lm import HFPredictor, from_export, is_hf_dir, load_hf_dir
 
     path = Path(path)

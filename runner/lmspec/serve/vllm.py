@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..v1alpha1.inferenceservice import InferenceServiceSpec
+from ..standard import InferenceServiceSpec
 
 BLOCK_SIZE = 16
 
