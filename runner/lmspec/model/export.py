@@ -21,9 +21,6 @@ sees half an export.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .._version import __version__
+from ..files import publish_dir
 from ..standard import Model
 
 if TYPE_CHECKING:
@@ -54,7 +52,9 @@ class ExportError(Exception):
 def output_dir_for(job_manifest: Manifest) -> Path:
     """The run directory of a TrainingJob: ``output.dir`` with ``{name}`` filled in, relative to
     the working directory (as ``lmspec run`` writes it)."""
-    return Path(job_manifest.obj.spec.output.dir.format(name=job_manifest.name))
+    # A plain replacement, not str.format: the template comes from a manifest, and format()
+    # would evaluate attribute lookups such as {name.__class__}.
+    return Path(job_manifest.obj.spec.output.dir.replace("{name}", job_manifest.name))
 
 
 def export_dir_for(job_manifest: Manifest) -> Path:
@@ -90,24 +90,14 @@ def save_export(
         "outputWidth": output_width(spec),
         "metrics": metrics,
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    def fill(tmp: Path) -> None:
         save_file(unique_state(state_dict), str(tmp / WEIGHTS), metadata={"format": "pt"})
         rendered = model_manifest.model_dump(mode="json", by_alias=True)
         (tmp / MANIFEST).write_text(yaml.safe_dump(rendered, sort_keys=False))
         (tmp / TRANSFORM).write_text(json.dumps(transform_state, indent=2))
         (tmp / INFO).write_text(json.dumps(info, indent=2) + "\n")
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+
+    return publish_dir(fill, out_dir)
 
 
 @dataclass

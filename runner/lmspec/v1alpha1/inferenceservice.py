@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from ._base import Int, Name, NonNegativeInt, PositiveInt, Spec
 from .cluster import ServiceCluster
 from .common import Metadata
 
 
+def _exactly_one(a: str, b: str) -> dict[str, Any]:
+    """JSON Schema for "exactly one of a and b is given (not null)", so that schema-only tools
+    catch what the rules inferenceservice.model-source and key-source report."""
+    return {
+        "patternProperties": {"^x-": {}},
+        "oneOf": [{"required": [key], "properties": {key: {"not": {"type": "null"}}}} for key in (a, b)],
+    }
+
+
 class ModelSource(Spec):
     """What to serve: the model exported by a TrainingJob, or an export directory. Exactly one."""
+
+    model_config = ConfigDict(json_schema_extra=_exactly_one("trainingJob", "path"))
 
     training_job: Name | None = Field(default=None, examples=["iris-train"])
     """Name of a TrainingJob manifest; its exported model (``<output.dir>/export``) is served."""
@@ -38,6 +49,17 @@ class Server(Spec):
 
     grace_period_seconds: float = Field(default=30.0, ge=0.0, examples=[10.0])
     """On SIGTERM, time allowed for in-flight requests to finish before exiting."""
+
+    header_timeout_seconds: float = Field(default=10.0, gt=0.0, le=3600.0, examples=[5.0])
+    """Time a client has to send a request's headers, from connecting (or from the previous
+    response on a kept-alive connection); then 408 and the connection is closed."""
+
+    body_timeout_seconds: float = Field(default=30.0, gt=0.0, le=3600.0, examples=[10.0])
+    """Time a client has to send a request's body once its headers arrived; then 408."""
+
+    max_connections: Annotated[Int, Field(ge=1, le=1_000_000)] = Field(default=1024, examples=[4096])
+    """Open connections one server process holds; more get 503 and are closed at once, so slow
+    clients cannot use up the process's file descriptors."""
 
 
 class Batching(Spec):
@@ -68,9 +90,15 @@ class Limits(Spec):
     max_tokens: PositiveInt = Field(default=256, examples=[1024])
     """Upper bound on tokens generated per request (language models)."""
 
+    max_response_bytes: PositiveInt = Field(default=8_388_608, examples=[33_554_432])
+    """Largest response body of one inference request; a request whose answer would be larger
+    gets 400 (a small request may ask for a large answer, such as logits over a long sequence)."""
+
 
 class KeySource(Spec):
     """Where API keys come from: an environment variable or a file, never the manifest itself."""
+
+    model_config = ConfigDict(json_schema_extra=_exactly_one("env", "file"))
 
     env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = Field(
         default=None, examples=["LMSPEC_API_KEYS"]

@@ -93,6 +93,21 @@ DATASET_UNKNOWN_COLUMN = _rule(
     "A step or the split names a column that is neither a feature nor the target.",
 )
 DATASET_STEP_ORDER = _rule("dataset.step-order", "error", "semantic", "Packing needs a tokenize step before it.")
+DATASET_SPLIT_UNUSED = _rule(
+    "dataset.split-unused", "error", "semantic", "A source names a split, but splits are by ratio."
+)
+DATASET_FILTER_VALUE = _rule(
+    "dataset.filter-value", "error", "semantic", "A filter's value does not fit its operator or its column's type."
+)
+DATASET_SOURCE_FORMAT = _rule(
+    "dataset.source-format", "error", "semantic", "A source has no format and its extension does not tell one."
+)
+DATASET_TEXT_COLUMN = _rule(
+    "dataset.text-column", "error", "semantic", "A tokenize step reads another column than plain-text sources have."
+)
+MODEL_NUM_CLASSES = _rule(
+    "model.num-classes", "error", "semantic", "A classifier gives neither numClasses nor a fixed output width."
+)
 TRAININGJOB_BATCH = _rule(
     "trainingjob.batch-world-size",
     "error",
@@ -157,6 +172,24 @@ TRAININGJOB_LM_TOKENIZER = _rule(
     "error",
     "semantic",
     "A causal language model is trained on a Dataset without a tokenize step.",
+)
+TRAININGJOB_LM_PACK = _rule(
+    "trainingjob.lm-pack",
+    "error",
+    "semantic",
+    "A causal language model is trained on a Dataset that tokenizes but never packs.",
+)
+TRAININGJOB_DATASET_TASK = _rule(
+    "trainingjob.dataset-task",
+    "error",
+    "semantic",
+    "A step or setting of the Dataset does not apply to the Model's task.",
+)
+TRAININGJOB_DATASET_COLUMNS = _rule(
+    "trainingjob.dataset-columns",
+    "error",
+    "semantic",
+    "The Dataset's features or target cannot feed a classification or regression Model.",
 )
 TRAININGJOB_METRIC_TASK = _rule(
     "trainingjob.metric-task", "error", "semantic", "A metric does not fit the Model's task."
@@ -233,4 +266,16 @@ ENV_ENGINE_UNAVAILABLE = _rule(
     "environment",
     "The declared engine or device is missing on this machine (no CUDA device, or no vllm package).",
 )
+ENV_OUTSIDE_PROJECT = _rule(
+    "env.outside-project",
+    "error",
+    "environment",
+    "A referenced file lies outside the manifest's and the working directory's trees and was not read.",
+)
 ENV_SHA256 = _rule("env.sha256-mismatch", "error", "environment", "A file's SHA-256 differs from the manifest's.")
+ENV_DATA = _rule(
+    "env.data",
+    "error",
+    "environment",
+    "The data does not match the Dataset: a column is missing, a value does not parse, a label is not a class.",
+)
