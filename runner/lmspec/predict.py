@@ -137,24 +137,28 @@ def _generate(exported: Exported, table: Table, max_tokens: int) -> list[dict[st
 
 def generate(exported: Exported, prompts: list[str], *, max_tokens: int) -> list[str]:
     """Greedy continuations of ``prompts`` by an exported language model (as ``lmspec serve``
-    answers at temperature 0), stopping early at the tokenizer's end-of-sequence token."""
-    from .serve.generate import sample
-    from .serve.predictor import TorchLanguageModel, context_length_of
+    answers at temperature 0, with the same engine), stopping early at the tokenizer's
+    end-of-sequence token or at the model's context length; prompts longer than the context keep
+    their last tokens."""
+    import torch
 
-    lm = TorchLanguageModel(exported.model, exported.transform.tokenizer, context_length_of(exported.manifest))
-    rng = np.random.default_rng(0)  # unused at temperature 0; sample() takes one
-    out = []
-    for text in prompts:
-        ids = lm.encode(text)[-(lm.context_length - 1):] or [0]
-        new: list[int] = []
-        for _ in range(max_tokens):
-            window = (ids + new)[-lm.context_length:]
-            token = sample(lm.next_token_logits([window])[0], 0.0, 1.0, rng)
-            if lm.eos_token_id is not None and token == lm.eos_token_id:
-                break
-            new.append(token)
-        out.append(lm.decode(new))
-    return out
+    from .serve.engine import Engine, EngineLimits, SamplingParams
+    from .serve.lm import from_export
+    from .serve.predictor import context_length_of
+    from .standard import Placement
+
+    lm = from_export(exported, context_length_of(exported.manifest), Placement())
+    rows = max(1, min(32, len(prompts)))
+    engine = Engine(lm.model, EngineLimits(max_sequences=rows, max_waiting=len(prompts) + 1,
+                                           max_model_length=lm.context_length,
+                                           kv_cache_tokens=rows * lm.context_length,
+                                           prefill_chunk_tokens=512))
+    seqs = [engine.add(lm.encode(text)[-(lm.context_length - 1):] or [0], SamplingParams(max_tokens), lm.eos)
+            for text in prompts]
+    with torch.inference_mode():
+        while engine.has_work:
+            engine.step()
+    return [lm.decode(s.generated) for s in seqs]
 
 
 def predictions(exported: Exported, fi: Any, *, chunk_rows: int = CHUNK_ROWS,

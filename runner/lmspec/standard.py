@@ -34,7 +34,7 @@ from .v1alpha1.dataset import (
     Step,
     Tokenize,
 )
-from .v1alpha1.inferenceservice import KeySource
+from .v1alpha1.inferenceservice import InferenceServiceSpec, KeySource, Placement
 from .v1alpha1.model import (
     MLP,
     ActivationLayer,
@@ -76,6 +76,7 @@ __all__ = [
     "GaussianNoise",
     "HuggingFace",
     "InferenceService",
+    "InferenceServiceSpec",
     "KeySource",
     "LabelEncode",
     "LinearLayer",
@@ -87,6 +88,7 @@ __all__ = [
     "NormLayer",
     "Offload",
     "Pack",
+    "Placement",
     "Schedule",
     "Sequential",
     "ServiceCluster",

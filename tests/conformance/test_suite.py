@@ -27,6 +27,7 @@ NOT_IN_SUITE = {
     "parse.io": "needs an unreadable path, not an input text",
     "env.file-missing": "environment layer: needs a file system (--check-env)",
     "env.sha256-mismatch": "environment layer: needs a file system (--check-env)",
+    "env.engine-unavailable": "environment layer: depends on the machine's devices and packages (--check-env)",
     "env.chat-records": "environment layer: needs a file system (--check-env)",
     "env.chat-template": "environment layer: needs a file system (--check-env)",
     "env.outside-project": "environment layer: needs a file system (--check-env)",

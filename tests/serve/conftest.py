@@ -185,6 +185,24 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"iris": iris_export(root / "iris"), "lm": lm_export(root / "lm")}
 
 
+@pytest.fixture(scope="session")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny llama-style model with a trained BPE tokenizer and a chat template, in Hugging
+    Face format."""
+    return hf_models().llama_dir(tmp_path_factory.mktemp("hf") / "llama")
+
+
+def hf_models() -> Any:
+    """``hf_models.py`` beside this file (shared with ``bench/generate.py``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hf_models", Path(__file__).with_name("hf_models.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(name="service_manifest")
 def service_manifest_fixture() -> Any:
     """:func:`service_manifest`, for tests."""

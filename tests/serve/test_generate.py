@@ -70,18 +70,35 @@ def test_streamed_completion_equals_unstreamed(client: openai.OpenAI) -> None:
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 10
 
 
-def test_chat(client: openai.OpenAI) -> None:
-    messages: Any = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-    r = client.chat.completions.create(model="tiny-lm", messages=messages, max_tokens=5)
-    assert r.object == "chat.completion" and r.choices[0].message.role == "assistant"
-    assert r.usage is not None
-    # The documented template: "<role>: <content>\n" per message, then "assistant:".
-    assert r.usage.prompt_tokens == len("system: Be brief.\nuser: Hi\nassistant:")
-    stream = list(client.chat.completions.create(model="tiny-lm", messages=messages, max_tokens=5,
-                                                 stream=True))
-    assert stream[0].choices[0].delta.role == "assistant"
-    assert "".join(c.choices[0].delta.content or "" for c in stream) == r.choices[0].message.content
-    assert stream[-1].choices[0].finish_reason == "length"
+def test_chat_without_a_template_is_refused(client: openai.OpenAI) -> None:
+    # The byte-level model's tokenizer has no chat template: no prompt format is made up.
+    messages: Any = [{"role": "user", "content": "Hi"}]
+    with pytest.raises(openai.BadRequestError, match="no chat template") as info:
+        client.chat.completions.create(model="tiny-lm", messages=messages, max_tokens=5)
+    assert info.value.code == "no_chat_template"
+
+
+def test_unknown_parameters_are_refused(server: Any) -> None:
+    r = httpx.post(server.url + "/v1/completions",
+                   json={"model": "tiny-lm", "prompt": "x", "repetition_penalty": 1.2})
+    assert r.status_code == 400 and "repetition_penalty" in r.json()["error"]["message"]
+    r = httpx.post(server.url + "/v2/models/tiny-lm/generate",
+                   json={"text_input": "x", "parameters": {"top_k": 5}})
+    assert r.status_code == 400 and "top_k" in r.json()["error"]
+
+
+def test_n_choices_and_logprobs(client: openai.OpenAI) -> None:
+    r = client.completions.create(model="tiny-lm", prompt="ab", max_tokens=4, n=3, temperature=1.0,
+                                  seed=7, logprobs=2, echo=True)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    assert r.usage is not None and r.usage.completion_tokens == 12 and r.usage.prompt_tokens == 2
+    for c in r.choices:
+        assert c.text.startswith("ab") and c.logprobs is not None
+        assert c.logprobs.tokens is not None and c.logprobs.token_logprobs is not None
+        assert len(c.logprobs.tokens) == 2 + 4  # echoed prompt, then the completion
+        assert c.logprobs.token_logprobs[0] is None and all(
+            lp is not None and lp <= 0 for lp in c.logprobs.token_logprobs[1:])
+        assert c.logprobs.top_logprobs is not None and len(c.logprobs.top_logprobs[1]) == 2
 
 
 def test_raw_stream_format(server: Any) -> None:
@@ -98,7 +115,10 @@ def test_raw_stream_format(server: Any) -> None:
     ({"prompt": "x" * 250, "max_tokens": 10}, 400, "max_tokens"),    # context length 256
     ({"prompt": "x", "max_tokens": 241}, 400, "max_tokens"),         # limits.maxTokens 240
     ({"prompt": "x", "temperature": 3}, 400, "temperature"),
-    ({"prompt": "x", "n": 2}, 400, "n"),
+    ({"prompt": "x", "n": 33}, 400, "n"),                            # engine.maxSequences 32
+    ({"prompt": "x", "presence_penalty": 0.5}, 400, "presence_penalty"),
+    ({"prompt": [300], "max_tokens": 1}, 400, "prompt"),             # outside the byte vocabulary
+    ({"prompt": "x", "best_of": 3}, 400, "best_of"),
     ({"prompt": "x", "model": "gpt-9"}, 404, "model"),
 ])
 def test_openai_errors(server: Any, request_: dict[str, Any], status: int, param: str) -> None:
@@ -154,3 +174,29 @@ def test_disconnect_mid_stream_frees_the_work(server: Any, client: openai.OpenAI
     # And the server is unharmed.
     assert client.completions.create(model="tiny-lm", prompt="ok", max_tokens=2).choices[0].text is not None
     assert server.metric("lmspec_time_to_first_token_seconds_count") > 0
+
+
+def test_request_timeout_cancels_the_generation(exports: dict[str, Path]) -> None:
+    """In one process: a generation that outlives limits.requestTimeoutSeconds is a 504, and its
+    sequence leaves the engine."""
+    from starlette.testclient import TestClient
+
+    from lmspec.serve.app import create_app
+    from lmspec.serve.predictor import load_export
+    from lmspec.v1alpha1 import InferenceService
+
+    service = InferenceService.model_validate({
+        "apiVersion": "lmspec.io/v1alpha1", "kind": "InferenceService", "metadata": {"name": "t"},
+        "spec": {"model": {"path": str(exports["lm"])}, "protocols": ["openai"],
+                 "limits": {"requestTimeoutSeconds": 0.001}}})
+    app, state = create_app(service, lambda: load_export(exports["lm"], service.spec))
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 30
+        while not state.ready and time.monotonic() < deadline:
+            time.sleep(0.02)
+        r = client.post("/v1/completions", json={"model": "t", "prompt": "slow", "max_tokens": 200})
+        assert r.status_code == 504 and r.json()["error"]["type"] == "timeout"
+        assert state.runner is not None
+        while state.runner.engine.has_work and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert state.runner.engine.counts() == (0, 0)

@@ -207,12 +207,11 @@ def test_not_ready_until_all_workers_are(exports: dict[str, Path], service_manif
 
 @pytest.mark.integration
 def test_sigterm_drains_every_worker(start: Any, exports: dict[str, Path]) -> None:
-    # Each generation step waits out the 50 ms queue delay (the batch never fills), so every
-    # request takes about 2 s whatever the speed of the machine: long enough to be caught in flight.
+    # One sequence at a time per worker: three long generations each, in flight for a while.
     server = start("drain2", exports["lm"], protocols=["openai"],
-                   batching={"maxBatchSize": 64, "maxQueueDelayMicroseconds": 50_000},
+                   engine={"maxSequences": 1},
                    server={"workers": 2, "gracePeriodSeconds": 20})
-    body = {"model": "drain2", "prompt": "go", "max_tokens": 40, "temperature": 0}
+    body = {"model": "drain2", "prompt": "go", "max_tokens": 200, "temperature": 0}
     clients = clients_on_each_worker(server.url, 3)
     with concurrent.futures.ThreadPoolExecutor(len(clients)) as pool:
         futures = [pool.submit(c.post, "/v1/completions", json=body) for c in clients]
@@ -226,7 +225,7 @@ def test_sigterm_drains_every_worker(start: Any, exports: dict[str, Path]) -> No
     for c in clients:
         c.close()
     assert [r.status_code for r in answers] == [200] * 6
-    assert all(r.json()["usage"]["completion_tokens"] == 40 for r in answers)
+    assert all(r.json()["usage"]["completion_tokens"] == 200 for r in answers)
     assert len({worker(r) for r in answers}) == 2
     assert server.proc.wait(20) == 0
     output = server.output()

@@ -17,37 +17,39 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
 from ..standard import InferenceService
 from .batcher import Batcher, Policy, QueueFull
-from .errors import ApiError, error_body, is_openai
+from .common import Body, StrictBody, check_model, check_prompt, new_generation, sampling_for, with_limits
+from .engine import Engine, EngineLimits
+from .errors import ApiError, error_body
 from .gate import Gate
-from .generate import Generation, Sampling
+from .generate import EngineRunner, Generation
 from .metrics import Metrics
+from .openai_api import add_routes as add_openai_routes
 from .predictor import Loaded, top_k
 from .state import Peers, State
-from .streaming import ClientGone, EventStream, sse, until_disconnect
+from .streaming import ClientGone, EventStream, sse
 from .tensors import TensorError, decode_input, encode_output, metadata
+
+if TYPE_CHECKING:
+    from .lm import TextModel
 
 log = logging.getLogger("lmspec.serve")
 
 
 # --- request bodies (also the OpenAPI document) ---------------------------------------------------
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class RequestInput(_Body):
+class RequestInput(Body):
     name: str
     shape: list[int]
     datatype: str
@@ -55,12 +57,12 @@ class RequestInput(_Body):
     data: Any = None
 
 
-class RequestOutput(_Body):
+class RequestOutput(Body):
     name: str
     parameters: dict[str, Any] | None = None
 
 
-class InferenceRequest(_Body):
+class InferenceRequest(Body):
     """An OIP v2 inference request (``rest_predict_v2.yaml``: ``inference_request``)."""
 
     id: str | None = None
@@ -69,15 +71,15 @@ class InferenceRequest(_Body):
     outputs: list[RequestOutput] | None = None
 
 
-class GenerateParameters(_Body):
+class GenerateParameters(StrictBody):
     max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
     stop: str | list[str] | None = None
     seed: int | None = None
 
 
-class GenerateRequest(_Body):
+class GenerateRequest(StrictBody):
     """The OIP ``generate`` extension's request."""
 
     id: str | None = None
@@ -88,61 +90,6 @@ class GenerateRequest(_Body):
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"description": "Server-sent events, `data: {...}` per piece of text.",
           "content": {"text/event-stream": {}}}}
-
-
-# --- helpers shared with the OpenAI routes --------------------------------------------------------
-
-def sampling_for(state: State, lm_prompt_tokens: int, *, max_tokens: int | None,
-                 temperature: float | None, top_p: float | None, stop: str | list[str] | None,
-                 seed: int | None) -> Sampling:
-    """Request values over the manifest's ``generation`` defaults, checked against the limits."""
-    spec = state.service.spec
-    gen = spec.generation
-    lm = state.require_language_model()
-    tokens = gen.max_tokens if max_tokens is None else max_tokens
-    if tokens > spec.limits.max_tokens:
-        raise ApiError(400, f"max_tokens {tokens} exceeds this server's limit of "
-                       f"{spec.limits.max_tokens}", param="max_tokens")
-    if lm_prompt_tokens + tokens > lm.context_length:
-        raise ApiError(400, f"This model's maximum context length is {lm.context_length} tokens. "
-                       f"However, you requested {lm_prompt_tokens + tokens} tokens "
-                       f"({lm_prompt_tokens} in the prompt, {tokens} for the completion).",
-                       param="max_tokens", code="context_length_exceeded")
-    stops = list(gen.stop) if stop is None else ([stop] if isinstance(stop, str) else list(stop))
-    return Sampling(max_tokens=tokens,
-                    temperature=gen.temperature if temperature is None else temperature,
-                    top_p=gen.top_p if top_p is None else top_p,
-                    stop=[s for s in stops if s], seed=seed)
-
-
-def new_generation(state: State, request: Request, prompt_ids: list[int], sampling: Sampling) -> Generation:
-    lm = state.require_language_model()
-    steps = state.steps
-    assert steps is not None
-    arrived = time.perf_counter()
-
-    async def step(ids: list[int]) -> Any:
-        try:
-            return await steps.submit(ids)
-        except QueueFull:
-            raise ApiError(429 if is_openai(request.url.path) else 503,
-                           "the server is overloaded (request queue full); retry later",
-                           type_="server_error", headers={"Retry-After": "1"}) from None
-
-    def first_token() -> None:
-        state.metrics.time_to_first_token.observe(time.perf_counter() - arrived)
-
-    return Generation(lm, step, prompt_ids, sampling, on_first_token=first_token)
-
-
-async def with_limits(state: State, request: Request, work: Any) -> Any:
-    """Await work under ``limits.requestTimeoutSeconds`` (504), cancelled if the client leaves."""
-    timeout = state.service.spec.limits.request_timeout_seconds
-    try:
-        return await asyncio.wait_for(until_disconnect(request, work), timeout)
-    except asyncio.TimeoutError:
-        raise ApiError(504, f"the request took longer than limits.requestTimeoutSeconds ({timeout} s)",
-                       type_="timeout") from None
 
 
 # --- the application ------------------------------------------------------------------------------
@@ -162,16 +109,20 @@ def create_app(service: InferenceService, loader: Callable[[], Loaded], *,
         policy = Policy(max_batch_size=b.max_batch_size, max_delay=b.max_queue_delay_microseconds / 1e6,
                         max_queue=b.max_queue_size, enabled=b.enabled)
         state.infer = Batcher(_run_infer(state), state.executor, policy, state.metrics, "infer")
-        state.steps = Batcher(_run_steps(state), state.executor, policy, state.metrics, "generate")
         state.infer.start()
-        state.steps.start()
         loading = asyncio.get_running_loop().create_task(_load(state))
         try:
             yield
         finally:
             loading.cancel()
             await state.infer.stop()
-            await state.steps.stop()
+            if state.runner is not None:
+                await state.runner.stop()
+            upstream = state.loaded.upstream if state.loaded is not None else None
+            if upstream is not None:
+                if upstream.client is not None:
+                    await upstream.client.aclose()
+                await asyncio.to_thread(upstream.stop)
             state.executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title=f"lmspec serve: {service.metadata.name}", version=__version__,
@@ -180,11 +131,15 @@ def create_app(service: InferenceService, loader: Callable[[], Loaded], *,
     _error_handlers(app)
     _health_routes(app, state)
     protocols = service.spec.protocols
+    if service.spec.engine.name == "vllm":
+        from .proxy import add_routes as add_proxy_routes
+
+        add_proxy_routes(app, state)  # vLLM answers; the validator allows only `openai` here
+        return Gate(app, state), state
     if "oip-v2" in protocols:
         _oip_routes(app, state)
     if "openai" in protocols:
-        from .openai_api import add_routes
-        add_routes(app, state)
+        add_openai_routes(app, state)
     return Gate(app, state), state
 
 
@@ -193,6 +148,8 @@ async def _load(state: State) -> None:
         loaded = await asyncio.to_thread(state.loader)
         assert state.executor is not None
         await asyncio.get_running_loop().run_in_executor(state.executor, loaded.warm_up)
+        if loaded.language_model is not None:
+            state.runner = _engine(state, loaded.language_model)
     except Exception as exc:
         state.load_error = exc
         log.error("loading the model failed: %s", exc)
@@ -212,6 +169,24 @@ async def _load(state: State) -> None:
     log.info("model '%s' is ready", state.name)
 
 
+def _engine(state: State, lm: TextModel) -> EngineRunner:
+    """The generation engine over the loaded model, with the manifest's budget."""
+    cfg = state.service.spec.engine
+    length = cfg.max_model_length or lm.context_length
+    if length > lm.context_length:
+        raise ValueError(f"engine.maxModelLength {length} exceeds the model's context length "
+                         f"{lm.context_length}")
+    limits = EngineLimits(max_sequences=cfg.max_sequences, max_waiting=cfg.max_waiting_sequences,
+                          max_model_length=length,
+                          kv_cache_tokens=cfg.kv_cache_tokens or cfg.max_sequences * length,
+                          prefill_chunk_tokens=cfg.prefill_chunk_tokens)
+    assert state.executor is not None
+    runner = EngineRunner(lm, Engine(lm.model, limits), state.executor, state.metrics)
+    state.max_model_length = length
+    runner.start()
+    return runner
+
+
 class Culprit(ValueError):
     """A request that failed alone after its batch failed, while its neighbours succeeded: the
     request is at fault (answered 400), not the server."""
@@ -220,7 +195,7 @@ class Culprit(ValueError):
 def _run_infer(state: State) -> Callable[[list[dict[str, Any]]], list[Any]]:
     def run(payloads: list[dict[str, Any]]) -> list[Any]:
         assert state.loaded is not None
-        predict = state.loaded.predictor.predict
+        predict = state.loaded.require_predictor().predict
         first = payloads[0]
         if len(payloads) == 1:
             return [_attempt(predict, first)]
@@ -277,13 +252,6 @@ def _attempt(predict: Callable[[dict[str, Any]], dict[str, Any]], payload: dict[
         return exc
 
 
-def _run_steps(state: State) -> Callable[[list[list[int]]], list[Any]]:
-    def run(sequences: list[list[int]]) -> list[Any]:
-        assert state.loaded is not None and state.loaded.language_model is not None
-        return list(state.loaded.language_model.next_token_logits(sequences))
-    return run
-
-
 def _error_handlers(app: FastAPI) -> None:
     def render(request: Request, status: int, message: str, headers: dict[str, str] | None = None,
                **kw: Any) -> JSONResponse:
@@ -333,13 +301,6 @@ def _health_routes(app: FastAPI, state: State) -> None:
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def _check_model(state: State, model: str, version: str | None) -> None:
-    if model != state.name:
-        raise ApiError(404, f"unknown model '{model}' (this server serves '{state.name}')")
-    if version is not None and version != "1":
-        raise ApiError(404, f"model '{model}' has no version '{version}' (versions: ['1'])")
-
-
 def _oip_routes(app: FastAPI, state: State) -> None:
     @app.get("/v2", tags=["oip-v2"])
     async def server_metadata() -> dict[str, Any]:
@@ -349,23 +310,23 @@ def _oip_routes(app: FastAPI, state: State) -> None:
         return {"name": "lmspec", "version": __version__, "extensions": extensions}
 
     async def model_metadata(model: str, version: str | None = None) -> dict[str, Any]:
-        _check_model(state, model, version)
+        check_model(state, model, version)
         loaded = state.require_ready()
-        sig = loaded.predictor.signature
+        sig = loaded.require_predictor().signature
         return {"name": state.name, "versions": [loaded.version], "platform": "pytorch_lmspec",
                 "inputs": [metadata(t) for t in sig.inputs],
                 "outputs": [metadata(t) for t in sig.outputs]}
 
     async def model_ready(model: str, version: str | None = None) -> Response:
-        _check_model(state, model, version)
+        check_model(state, model, version)
         ok = state.serving()
         return JSONResponse({"name": state.name, "ready": ok}, status_code=200 if ok else 503)
 
     async def infer(model: str, body: InferenceRequest, request: Request,
                     version: str | None = None) -> Response:
-        _check_model(state, model, version)
+        check_model(state, model, version)
         loaded = state.require_ready()
-        sig = loaded.predictor.signature
+        sig = loaded.require_predictor().signature
         known = {t.name for t in sig.inputs}
         given = {t.name: t for t in body.inputs}
         unknown = sorted(set(given) - known)
@@ -477,9 +438,10 @@ def _infer_response(state: State, answer: dict[str, Any], outputs: list[tuple[st
 
 def _oip_generation(state: State, model: str, version: str | None, body: GenerateRequest,
                     request: Request) -> Generation:
-    _check_model(state, model, version)
+    check_model(state, model, version)
     lm = state.require_language_model()
     ids = lm.encode(body.text_input)
+    check_prompt(state, ids, param="text_input")
     p = body.parameters
     sampling = sampling_for(state, len(ids), max_tokens=p.max_tokens, temperature=p.temperature,
                             top_p=p.top_p, stop=p.stop, seed=p.seed)

@@ -50,6 +50,18 @@ class Metrics:
             "lmspec_time_to_first_token_seconds", "Time from request to first generated token.",
             buckets=LATENCY_BUCKETS, registry=r)
         self.generated_tokens = Counter("lmspec_generated_tokens", "Tokens generated.", registry=r)
+        self.inter_token_latency = Histogram(
+            "lmspec_inter_token_latency_seconds", "Time between two tokens of one generation.",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.running_sequences = Gauge("lmspec_running_sequences",
+                                       "Sequences the generation engine is generating.", registry=r,
+                                       multiprocess_mode="livesum")
+        self.waiting_sequences = Gauge("lmspec_waiting_sequences",
+                                       "Sequences waiting for a place in the engine's batch.",
+                                       registry=r, multiprocess_mode="livesum")
+        self.tokens_per_second = Gauge("lmspec_generation_tokens_per_second",
+                                       "Tokens the engine generated per second over its last 5 s.",
+                                       registry=r, multiprocess_mode="livesum")
         self.ready = Gauge("lmspec_ready", "1 when the server is ready to serve.", registry=r,
                            multiprocess_mode="livemin")
         for queue in ("infer", "generate"):  # export every series from the start

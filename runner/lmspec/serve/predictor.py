@@ -4,19 +4,24 @@
 >>> loaded.predictor.predict({"features": np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)})
 {'logits': array([[ 4.2, -1.3, -3.0]], dtype=float32)}
 
-The server talks only to the two small protocols below, so any model that can take a batch of
-rows (and, for text generation, a batch of token sequences) can be served.
+The server talks to a :class:`Predictor` (rows in, rows out) and, for causal language models, to
+a :class:`.lm.TextModel` that the generation engine drives.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..standard import Signature
+
+if TYPE_CHECKING:
+    from ..standard import InferenceServiceSpec
+    from .lm import TextModel
+    from .vllm import Upstream
 
 
 class Predictor(Protocol):
@@ -27,40 +32,36 @@ class Predictor(Protocol):
     def predict(self, inputs: dict[str, Any]) -> dict[str, Any]: ...
 
 
-class LanguageModel(Protocol):
-    """Next-token logits for a batch of token sequences, plus the tokenizer."""
-
-    context_length: int
-    eos_token_id: int | None
-
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, ids: list[int]) -> str: ...
-
-    def next_token_logits(self, sequences: list[list[int]]) -> Any:
-        """Logits [len(sequences), vocab] of the token that follows each sequence."""
-        ...
-
-
 @dataclass
 class Loaded:
     """A model ready to serve."""
 
-    predictor: Predictor
-    language_model: LanguageModel | None = None
+    predictor: Predictor | None
+    """None when another server answers (``upstream``)."""
+    language_model: TextModel | None = None
     version: str = "1"
+    upstream: Upstream | None = None
+    """The OpenAI-compatible server requests are relayed to (``engine: vllm``)."""
+
+    def require_predictor(self) -> Predictor:
+        if self.predictor is None:
+            raise ValueError("this server relays to another engine and has no predictor")
+        return self.predictor
 
     def warm_up(self) -> None:
         """One forward pass on a dummy batch, so readiness means the model really runs."""
+        if self.upstream is not None:
+            return  # healthy already: it answered /health and /v1/models
         if self.language_model is not None:
             self.language_model.next_token_logits([self.language_model.encode("a") or [0]])
             return
+        predictor = self.require_predictor()
         inputs = {}
-        for spec in self.predictor.signature.inputs:
+        for spec in predictor.signature.inputs:
             shape = [1 if d < 0 else d for d in spec.shape]
             dtype = np.float32 if spec.dtype in ("float32", "float16", "bfloat16", "float64") else None
             inputs[spec.name] = np.zeros(shape, dtype=dtype or np.int64)
-        self.predictor.predict(inputs)
+        predictor.predict(inputs)
 
 
 DERIVED_OUTPUTS = ("probabilities", "label")
@@ -142,37 +143,6 @@ def _vocab_size(model: Any) -> int | None:
     return None
 
 
-class TorchLanguageModel:
-    """:class:`LanguageModel` over a causal LM module mapping ids [N, L] to logits [N, L, V]."""
-
-    def __init__(self, module: Any, tokenizer: Any, context_length: int) -> None:
-        self.module = module
-        self.tokenizer = tokenizer
-        self.context_length = context_length
-        self.eos_token_id: int | None = getattr(tokenizer, "eos_id", None)
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text))
-
-    def decode(self, ids: list[int]) -> str:
-        return str(self.tokenizer.decode(list(ids)))
-
-    def next_token_logits(self, sequences: list[list[int]]) -> Any:
-        import torch
-
-        # Right padding is exact for a causal model: position i attends only to positions <= i,
-        # so the logits at each sequence's last real token never see the padding.
-        lengths = [len(s) for s in sequences]
-        ids = torch.zeros((len(sequences), max(lengths)), dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        with torch.inference_mode():
-            out = self.module(ids)
-            logits = getattr(out, "logits", out)
-            last = logits[torch.arange(len(sequences)), torch.tensor(lengths) - 1]
-        return last.float().numpy()
-
-
 def context_length_of(manifest: Any) -> int:
     """Longest sequence a causal LM takes, from its architecture."""
     arch = manifest.spec.architecture
@@ -185,13 +155,22 @@ def context_length_of(manifest: Any) -> int:
     return 1024
 
 
-def load_export(path: str | Path) -> Loaded:
-    """Load a model exported by ``lmspec run`` (see :mod:`lmspec.model.export`)."""
+def load_export(path: str | Path, spec: InferenceServiceSpec | None = None) -> Loaded:
+    """Load a model exported by ``lmspec run`` (see :mod:`lmspec.model.export`) or a causal LM in
+    Hugging Face format, placed as ``spec.placement`` says (default: CPU, float32)."""
+    from ..standard import Placement
+    from .lm import HFPredictor, from_export, is_hf_dir, load_hf_dir
+
+    path = Path(path)
+    placement = spec.placement if spec is not None else Placement()
+    if is_hf_dir(path) and not (path / "export.json").is_file():
+        lm = load_hf_dir(path, placement)
+        return Loaded(HFPredictor(lm), lm)
+
     from ..model.export import load_exported
 
     exported = load_exported(path)
     language_model = None
     if exported.task == "causal-lm":
-        language_model = TorchLanguageModel(
-            exported.model, exported.transform.tokenizer, context_length_of(exported.manifest))
+        language_model = from_export(exported, context_length_of(exported.manifest), placement)
     return Loaded(ExportedPredictor(exported), language_model)

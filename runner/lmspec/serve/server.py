@@ -71,12 +71,15 @@ def model_dir(manifests: ManifestSet, service: Manifest, *, paths: list[str] | N
         inputs = " ".join(shlex.quote(p) for p in (paths or [job.file]))
         several = len(manifests.of_kind("TrainingJob")) > 1
         hint = f"run `lmspec run {inputs}" + (f" --job {job.name}" if several else "") + "` first"
-    if not (path / INFO).is_file():
+    if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
+        task = "causal-lm"  # a Hugging Face format directory: a causal LM (checked when loaded)
+    elif not (path / INFO).is_file():
         raise ServeError(f"{where}: no exported model at {path} ({hint})")
-    try:
-        task = json.loads((path / INFO).read_text()).get("task")
-    except (OSError, ValueError) as exc:
-        raise ServeError(f"{path / INFO}: unreadable export info: {exc}") from None
+    else:
+        try:
+            task = json.loads((path / INFO).read_text()).get("task")
+        except (OSError, ValueError) as exc:
+            raise ServeError(f"{path / INFO}: unreadable export info: {exc}") from None
     if "openai" in service.obj.spec.protocols and task != "causal-lm":
         raise ServeError(f"{where}: spec.protocols has 'openai', but the model at {path} is a "
                          f"{task} model, not a causal language model")
@@ -161,6 +164,16 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
         print(f"lmspec serve: warning: listening on {host} with no API keys: anyone who can reach it "
               "can use it (add spec.auth.apiKeys, or bind to 127.0.0.1)", file=sys.stderr, flush=True)
     export_path = model_dir(manifests, chosen, paths=paths, export=export)
+    from .accelerators import unavailable
+
+    why = unavailable(spec.engine.name, spec.placement.device)
+    if why is not None:
+        raise ServeError(f"{chosen.file}: InferenceService '{chosen.name}': {why}")
+    if spec.engine.name == "vllm" and not ((export_path / "config.json").is_file()
+                                           or (export_path / "adapter_config.json").is_file()):
+        raise ServeError(f"{chosen.file}: InferenceService '{chosen.name}': engine 'vllm' serves "
+                         f"models in Hugging Face format, and {export_path} has no config.json; use "
+                         "engine.name: builtin")
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     sock = listening_socket(host, port)
@@ -190,9 +203,16 @@ def uvicorn_server(service: InferenceService, export: Path, keys: list[str], *, 
 
     from .app import create_app
     from .connections import guarded_protocol
-    from .predictor import load_export
+    from .predictor import Loaded, load_export
+    from .vllm import start_vllm
 
-    asgi, state = create_app(service, lambda: load_export(export), keys=keys, peers=peers)
+    def load() -> Loaded:
+        if service.spec.engine.name == "vllm":
+            upstream = start_vllm(service.spec, export, name=str(service.metadata.name))
+            return Loaded(None, upstream=upstream)
+        return load_export(export, service.spec)
+
+    asgi, state = create_app(service, load, keys=keys, peers=peers)
     net = service.spec.server
     protocol = guarded_protocol(header_timeout=net.header_timeout_seconds,
                                 max_connections=_connection_bound(net.max_connections))

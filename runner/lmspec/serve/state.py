@@ -6,13 +6,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..standard import InferenceService
 from .batcher import Batcher
 from .errors import ApiError
 from .metrics import Metrics
-from .predictor import LanguageModel, Loaded
+from .predictor import Loaded
+
+if TYPE_CHECKING:
+    from .generate import EngineRunner
+    from .lm import TextModel
 
 
 @dataclass
@@ -29,7 +33,10 @@ class State:
     started: int = field(default_factory=lambda: int(time.time()))
     executor: ThreadPoolExecutor | None = None
     infer: Batcher | None = None
-    steps: Batcher | None = None
+    runner: EngineRunner | None = None
+    """The generation engine, once a causal language model is loaded."""
+    max_model_length: int = 0
+    """Longest sequence the engine takes (``engine.maxModelLength``, else the context length)."""
     on_fatal: Callable[[BaseException], None] | None = None
     peers: Peers | None = None
     """The other worker processes, when ``server.workers`` > 1 (None: a single process)."""
@@ -53,7 +60,7 @@ class State:
                            headers={"Retry-After": "1"})
         return self.loaded
 
-    def require_language_model(self) -> LanguageModel:
+    def require_language_model(self) -> TextModel:
         lm = self.require_ready().language_model
         if lm is None:
             raise ApiError(400, f"model '{self.name}' is not a causal language model")

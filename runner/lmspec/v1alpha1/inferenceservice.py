@@ -29,7 +29,10 @@ class ModelSource(Spec):
     """Name of a TrainingJob manifest; its exported model (``<output.dir>/export``) is served."""
 
     path: str | None = Field(default=None, examples=["runs/iris-train/export"])
-    """Path to a model exported by ``lmspec run``, relative to the manifest's directory."""
+    """Path to a model exported by ``lmspec run``, or to a causal language model in Hugging Face
+    format (``config.json``, safetensors weights, tokenizer files; a LoRA adapter directory with
+    ``adapter_config.json`` is merged into the base it names), relative to the manifest's
+    directory."""
 
 
 class Server(Spec):
@@ -138,6 +141,52 @@ class Generation(Spec):
     """Strings that end generation."""
 
 
+class Engine(Spec):
+    """How a causal language model generates text, and the engine's memory budget."""
+
+    name: Literal["builtin", "vllm"] = Field(default="builtin", examples=["vllm"])
+    """``builtin``: lmspec's own engine (KV cache, continuous batching; CPU or one CUDA device).
+    ``vllm``: vLLM's OpenAI server started on loopback behind lmspec's gateway (CUDA only, models
+    in Hugging Face format, protocol ``openai`` only)."""
+
+    max_model_length: PositiveInt | None = Field(default=None, examples=[2048])
+    """Longest sequence (prompt + completion) in tokens; at most the model's context length,
+    which is the default."""
+
+    max_sequences: PositiveInt = Field(default=32, examples=[64])
+    """Sequences generating at once; more wait for a free place."""
+
+    max_waiting_sequences: PositiveInt = Field(default=256, examples=[1024])
+    """Sequences allowed to wait; beyond it the server answers 429 (OpenAI) or 503 (OIP) with
+    ``Retry-After``."""
+
+    kv_cache_tokens: PositiveInt | None = Field(default=None, examples=[65536])
+    """KV cache budget in tokens over all running sequences; a sequence is admitted only while
+    the running ones, each counted at the longest reservation (prompt + max tokens), fit. Default:
+    ``maxSequences × maxModelLength``. Must hold one sequence of ``maxModelLength``."""
+
+    prefill_chunk_tokens: PositiveInt = Field(default=512, examples=[256])
+    """Prompt tokens processed between two decode steps of the running sequences: a longer
+    prompt is prefilled in chunks, so it never stalls the other streams for longer than one
+    chunk."""
+
+
+class Placement(Spec):
+    """Where the model runs and in which floating-point type."""
+
+    device: Literal["cpu", "cuda"] = Field(default="cpu", examples=["cuda"])
+    """Device type."""
+
+    device_indices: list[NonNegativeInt] = Field(default_factory=list, max_length=64, examples=[[0]])
+    """CUDA devices to use (``cuda`` only; default ``[0]``). The builtin engine uses one device;
+    vLLM shards the model over all of them (tensor parallelism)."""
+
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(default="auto", examples=["bfloat16"])
+    """Type of weights and activations. ``auto``: float32 on CPU; on CUDA the type the weights
+    are stored in (``config.json``'s ``dtype``), float32 for lmspec exports. ``float16`` is
+    refused on CPU, where its kernels are missing or slow."""
+
+
 Protocol = Literal["oip-v2", "openai"]
 
 
@@ -169,6 +218,12 @@ class InferenceServiceSpec(Spec):
 
     generation: Generation = Field(default_factory=Generation, examples=[{"maxTokens": 32}])
     """Text generation defaults."""
+
+    engine: Engine = Field(default_factory=Engine, examples=[{"name": "builtin", "maxSequences": 64}])
+    """Generation engine of causal language models and its memory budget."""
+
+    placement: Placement = Field(default_factory=Placement, examples=[{"device": "cuda", "dtype": "bfloat16"}])
+    """Device and dtype."""
 
     cluster: ServiceCluster | None = Field(
         default=None, examples=[{"image": "registry.example.com/lmspec-runner:0.1.0",

@@ -475,6 +475,8 @@ def _environment(m: Manifest, allow_outside: Sequence[str | os.PathLike[str]] = 
                 refs.append((("spec", "preprocessing", i, "tokenizer"), tok.path, tok.sha256))
     elif m.kind == "Model" and spec.initial_weights is not None:
         refs.append((("spec", "initialWeights"), spec.initial_weights.path, spec.initial_weights.sha256))
+    elif m.kind == "InferenceService":
+        yield from _engine_environment(m)
     roots = [os.path.realpath(m.base_dir), os.path.realpath(os.getcwd()),
              *(os.path.realpath(a) for a in allow_outside)]
     for path, rel, digest in refs:
@@ -593,6 +595,22 @@ class _RecordFile:
     @property
     def unit(self) -> str:
         return "line" if self.format == "jsonl" else "row"
+
+
+def _engine_environment(m: Manifest) -> Iterator[Finding]:
+    """The declared engine and device exist on this machine (found without importing torch)."""
+    from ..serve.accelerators import cuda_present, vllm_installed
+
+    spec = m.obj.spec
+    if spec.engine.name == "vllm" and not vllm_installed():
+        yield _at(m, rules.ENV_ENGINE_UNAVAILABLE, ("spec", "engine", "name"),
+                  "engine 'vllm' is asked for, but the vllm package is not installed here",
+                  "pip install vllm (CUDA machines only), or use engine.name: builtin, which runs "
+                  "on CPU and CUDA")
+    if spec.placement.device == "cuda" and not cuda_present():
+        yield _at(m, rules.ENV_ENGINE_UNAVAILABLE, ("spec", "placement", "device"),
+                  "placement.device is 'cuda', but this machine has no NVIDIA driver or device",
+                  "serve here with placement.device: cpu and engine.name: builtin")
 
 
 def validate(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, check_env: bool = False,

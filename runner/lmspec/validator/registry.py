@@ -233,6 +233,34 @@ INFERENCE_PROTOCOL_TASK = _rule(
     "semantic",
     "The OpenAI-compatible protocol is asked for a model that is not a causal language model.",
 )
+INFERENCE_ENGINE_PLACEMENT = _rule(
+    "inferenceservice.engine-placement",
+    "error",
+    "semantic",
+    "The engine cannot run on the declared device(s): vLLM on CPU, device indices on CPU, or the "
+    "builtin engine on several devices.",
+)
+INFERENCE_DTYPE_DEVICE = _rule(
+    "inferenceservice.dtype-device", "error", "semantic", "float16 is asked for on CPU."
+)
+INFERENCE_ENGINE_PROTOCOL = _rule(
+    "inferenceservice.engine-protocol",
+    "error",
+    "semantic",
+    "The vLLM engine is asked to speak a protocol other than openai.",
+)
+INFERENCE_KV_BUDGET = _rule(
+    "inferenceservice.kv-budget",
+    "error",
+    "semantic",
+    "engine.kvCacheTokens cannot hold one sequence of the maximum model length.",
+)
+INFERENCE_CONTEXT_LENGTH = _rule(
+    "inferenceservice.context-length",
+    "error",
+    "semantic",
+    "engine.maxModelLength exceeds the served Model's context length.",
+)
 TRAININGJOB_MEMORY_FIT = _rule(
     "trainingjob.memory-fit",
     "warning",
@@ -255,6 +283,12 @@ ENV_FILE_MISSING = _rule(
     "error",
     "environment",
     "A referenced data, weights or tokenizer file does not exist (or a glob matches nothing).",
+)
+ENV_ENGINE_UNAVAILABLE = _rule(
+    "env.engine-unavailable",
+    "error",
+    "environment",
+    "The declared engine or device is missing on this machine (no CUDA device, or no vllm package).",
 )
 ENV_OUTSIDE_PROJECT = _rule(
     "env.outside-project",

@@ -716,6 +716,81 @@ def _service_protocol(s: InferenceService, index: Index) -> Iterator[Issue]:
         )
 
 
+@check("InferenceService")
+def _service_placement(s: InferenceService, _: Index) -> Iterator[Issue]:
+    engine, place = s.spec.engine, s.spec.placement
+    if engine.name == "vllm" and place.device == "cpu":
+        yield (
+            rules.INFERENCE_ENGINE_PLACEMENT,
+            ("spec", "engine", "name"),
+            "engine 'vllm' runs on CUDA devices only, but placement.device is 'cpu'",
+            "set placement.device: cuda, or use engine.name: builtin on CPU",
+        )
+    if place.device == "cpu" and place.device_indices:
+        yield (
+            rules.INFERENCE_ENGINE_PLACEMENT,
+            ("spec", "placement", "deviceIndices"),
+            "deviceIndices name CUDA devices, but placement.device is 'cpu'",
+            "remove deviceIndices, or set placement.device: cuda",
+        )
+    elif len(set(place.device_indices)) != len(place.device_indices):
+        yield (
+            rules.INFERENCE_ENGINE_PLACEMENT,
+            ("spec", "placement", "deviceIndices"),
+            f"deviceIndices {place.device_indices} name a device twice",
+            "list each device once",
+        )
+    elif engine.name == "builtin" and len(place.device_indices) > 1:
+        yield (
+            rules.INFERENCE_ENGINE_PLACEMENT,
+            ("spec", "placement", "deviceIndices"),
+            f"the builtin engine runs on one device, but deviceIndices lists {len(place.device_indices)}",
+            "keep one index, or use engine.name: vllm to shard the model over several devices",
+        )
+    if place.device == "cpu" and place.dtype == "float16":
+        yield (
+            rules.INFERENCE_DTYPE_DEVICE,
+            ("spec", "placement", "dtype"),
+            "float16 on CPU: its kernels are missing or slow there",
+            "use dtype: bfloat16 or float32 on CPU",
+        )
+    extra = [p for p in s.spec.protocols if p != "openai"]
+    if engine.name == "vllm" and extra:
+        yield (
+            rules.INFERENCE_ENGINE_PROTOCOL,
+            ("spec", "protocols", s.spec.protocols.index(extra[0])),
+            f"engine 'vllm' serves the OpenAI-compatible API only, not {extra[0]!r}",
+            "set protocols: [openai], or use engine.name: builtin",
+        )
+
+
+@check("InferenceService")
+def _service_engine_lengths(s: InferenceService, index: Index) -> Iterator[Issue]:
+    engine = s.spec.engine
+    context = None
+    if s.spec.model.training_job is not None:
+        job = index.get("TrainingJob", s.spec.model.training_job)
+        model = _model_of(job, index) if isinstance(job, TrainingJob) else None
+        context = _context_length(model) if model is not None else None
+    if engine.max_model_length is not None and context is not None and engine.max_model_length > context:
+        yield (
+            rules.INFERENCE_CONTEXT_LENGTH,
+            ("spec", "engine", "maxModelLength"),
+            f"engine.maxModelLength {engine.max_model_length} exceeds the context length {context} of "
+            "the served Model",
+            f"set maxModelLength to at most {context}, or leave it out (the default is the context length)",
+        )
+    longest = engine.max_model_length or context
+    if engine.kv_cache_tokens is not None and longest is not None and engine.kv_cache_tokens < longest:
+        yield (
+            rules.INFERENCE_KV_BUDGET,
+            ("spec", "engine", "kvCacheTokens"),
+            f"kvCacheTokens {engine.kv_cache_tokens} cannot hold one sequence of {longest} tokens "
+            "(the maximum model length)",
+            f"raise kvCacheTokens to at least {longest}, or lower engine.maxModelLength",
+        )
+
+
 REFERENCES: dict[str, list[tuple[Path, str, Callable[[Any], str | None]]]] = {
     "TrainingJob": [
         (("spec", "model"), "Model", lambda j: j.spec.model),

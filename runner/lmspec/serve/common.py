@@ -1,0 +1,110 @@
+"""Request handling shared by the protocol modules (:mod:`.app`'s OIP routes and
+:mod:`.openai_api`): request bodies' base class, sampling settings checked against the limits,
+generations started on the engine, and work bounded by the request timeout.
+
+>>> sampling = sampling_for(state, len(ids), max_tokens=8, temperature=0.0, top_p=None,
+...                         stop=None, seed=None)
+>>> gen = new_generation(state, request, ids, sampling)
+>>> text = await with_limits(state, request, gen.text())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict
+
+from .errors import ApiError, is_openai
+from .generate import Busy, Generation, Sampling
+from .state import State
+from .streaming import until_disconnect
+
+
+class Body(BaseModel):
+    """A request body that keeps fields it does not declare (the protocol modules decide what
+    to do with them)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class StrictBody(BaseModel):
+    """A request body that refuses fields it does not declare (400 naming the field), so no
+    parameter is silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def check_prompt(state: State, ids: list[int], param: str = "prompt") -> None:
+    """Token ids of a prompt: non-empty and inside the vocabulary (before they join a batch)."""
+    lm = state.require_language_model()
+    if not ids:
+        raise ApiError(400, "the prompt is empty (it must hold at least one token)", param=param)
+    bad = [i for i in ids if not 0 <= i < lm.vocab_size]
+    if bad:
+        raise ApiError(400, f"token id {bad[0]} is outside the vocabulary [0, {lm.vocab_size})",
+                       param=param)
+
+
+def sampling_for(state: State, prompt_tokens: int, *, max_tokens: int | None,
+                 temperature: float | None, top_p: float | None, stop: str | list[str] | None,
+                 seed: int | None, logprobs: int | None = None, echo: bool = False) -> Sampling:
+    """Request values over the manifest's ``generation`` defaults, checked against the limits
+    and the engine's maximum model length before any work is done."""
+    spec = state.service.spec
+    gen = spec.generation
+    state.require_language_model()
+    tokens = gen.max_tokens if max_tokens is None else max_tokens
+    if tokens > spec.limits.max_tokens:
+        raise ApiError(400, f"max_tokens {tokens} exceeds this server's limit of "
+                       f"{spec.limits.max_tokens}", param="max_tokens")
+    limit = state.max_model_length
+    if prompt_tokens + tokens > limit:
+        raise ApiError(400, f"This model's maximum context length is {limit} tokens. "
+                       f"However, you requested {prompt_tokens + tokens} tokens "
+                       f"({prompt_tokens} in the prompt, {tokens} for the completion).",
+                       param="max_tokens", code="context_length_exceeded")
+    stops = list(gen.stop) if stop is None else ([stop] if isinstance(stop, str) else list(stop))
+    return Sampling(max_tokens=tokens,
+                    temperature=gen.temperature if temperature is None else temperature,
+                    top_p=gen.top_p if top_p is None else top_p,
+                    stop=[s for s in stops if s], seed=seed, logprobs=logprobs, echo=echo)
+
+
+def new_generation(state: State, request: Request, prompt_ids: list[int], sampling: Sampling) -> Generation:
+    """Queue a generation on the engine; a full waiting queue is 429 (OpenAI) or 503 (OIP) with
+    ``Retry-After``."""
+    runner = state.runner
+    if runner is None:
+        raise ApiError(503, "the model is not ready yet", type_="server_error",
+                       headers={"Retry-After": "1"})
+    arrived = time.perf_counter()
+
+    def first_token() -> None:
+        state.metrics.time_to_first_token.observe(time.perf_counter() - arrived)
+
+    try:
+        return runner.generation(prompt_ids, sampling, on_first_token=first_token)
+    except Busy:
+        raise ApiError(429 if is_openai(request.url.path) else 503,
+                       "the server is overloaded (request queue full); retry later",
+                       type_="server_error", headers={"Retry-After": "1"}) from None
+
+
+async def with_limits(state: State, request: Request, work: Any) -> Any:
+    """Await work under ``limits.requestTimeoutSeconds`` (504), cancelled if the client leaves."""
+    timeout = state.service.spec.limits.request_timeout_seconds
+    try:
+        return await asyncio.wait_for(until_disconnect(request, work), timeout)
+    except asyncio.TimeoutError:
+        raise ApiError(504, f"the request took longer than limits.requestTimeoutSeconds ({timeout} s)",
+                       type_="timeout") from None
+
+
+def check_model(state: State, model: str, version: str | None) -> None:
+    if model != state.name:
+        raise ApiError(404, f"unknown model '{model}' (this server serves '{state.name}')")
+    if version is not None and version != "1":
+        raise ApiError(404, f"model '{model}' has no version '{version}' (versions: ['1'])")

@@ -1,0 +1,204 @@
+"""Causal language models as the server sees them: a transformers model, its tokenizer, its
+chat template and its end-of-sequence tokens, loaded from an lmspec export or from a Hugging Face
+format directory.
+
+>>> lm = load_language_model("runs/chat-sft/export-hf", Placement(device="cpu"))
+>>> lm.chat_ids([{"role": "user", "content": "Hi"}])      # the tokenizer's own chat template
+[1, 518, 25580, ...]
+
+A Hugging Face directory holds ``config.json``, safetensors weights, tokenizer files and
+optionally ``generation_config.json`` (whose ``eos_token_id`` ends generation) and a chat template
+(``tokenizer_config.json``'s ``chat_template`` or ``chat_template.jinja``). A LoRA adapter
+directory (``adapter_config.json`` + ``adapter_model.safetensors``) is loaded on top of the base
+model its ``base_model_name_or_path`` names (a local path, relative to the adapter) and merged
+into it with ``peft``, so serving it costs what serving the base costs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..standard import Placement, Signature, TensorSpec
+
+
+class NoChatTemplate(Exception):
+    """The model's tokenizer has no chat template."""
+
+
+class ModelLoadError(Exception):
+    """A model directory that cannot be served (missing files, unknown format, bad adapter)."""
+
+
+class TextModel:
+    """A causal LM ready for the engine: ``model`` maps ids to logits with a KV cache."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, context_length: int, eos: frozenset[int],
+                 vocab_size: int, hf_tokenizer: bool) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.context_length = context_length
+        self.eos = eos
+        self.vocab_size = vocab_size
+        self._hf = hf_tokenizer
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return min(self.eos) if self.eos else None
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self._hf and bool(getattr(self.tokenizer, "chat_template", None))
+
+    def encode(self, text: str) -> list[int]:
+        if self._hf:
+            return list(self.tokenizer(text)["input_ids"])
+        return list(self.tokenizer.encode(text))
+
+    def decode(self, ids: list[int]) -> str:
+        if self._hf:
+            return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+        return str(self.tokenizer.decode(list(ids)))
+
+    def token_text(self, token: int) -> str:
+        """One token as text (for log-probabilities)."""
+        if self._hf:
+            return str(self.tokenizer.decode([token]))
+        return str(self.tokenizer.decode([token]))
+
+    def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        """The prompt of a conversation, rendered by the tokenizer's chat template with the
+        assistant's turn opened (``add_generation_prompt``)."""
+        if not self.has_chat_template:
+            raise NoChatTemplate()
+        out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out
+        return [int(i) for i in ids]
+
+    def next_token_logits(self, sequences: list[list[int]]) -> Any:
+        """Logits [len(sequences), vocab] of the token after each sequence, each re-run from
+        scratch (no cache): OIP warm-up and the benchmark's baseline."""
+        lengths = [len(s) for s in sequences]
+        device = next(self.model.parameters()).device
+        ids = torch.zeros((len(sequences), max(lengths)), dtype=torch.long, device=device)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        with torch.inference_mode():
+            # Right padding is exact for a causal model: position i attends only to positions <= i.
+            logits = self.model(input_ids=ids, use_cache=False).logits
+            last = logits[torch.arange(len(sequences)), torch.tensor(lengths) - 1]
+        return last.float().cpu().numpy()
+
+
+class HFPredictor:
+    """OIP ``infer`` over a Hugging Face causal LM: ``input_ids`` [N, L] → ``logits`` [N, L, V]."""
+
+    def __init__(self, lm: TextModel) -> None:
+        self.lm = lm
+        self.signature = Signature(
+            inputs=[TensorSpec(name="input_ids", dtype="int64", shape=[-1, -1])],
+            outputs=[TensorSpec(name="logits", dtype="float32", shape=[-1, -1, lm.vocab_size])])
+
+    def predict(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        ids = np.asarray(inputs["input_ids"], dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.lm.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.lm.vocab_size})")
+        device = next(self.lm.model.parameters()).device
+        with torch.inference_mode():
+            out = self.lm.model(input_ids=torch.from_numpy(ids).to(device), use_cache=False).logits
+        return {"logits": out.float().cpu().numpy()}
+
+
+def is_hf_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
+
+
+def torch_device(placement: Placement) -> torch.device:
+    if placement.device == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError("placement.device is 'cuda' but torch sees no CUDA device "
+                                 "(serve on placement.device: cpu)")
+        return torch.device("cuda", placement.device_indices[0] if placement.device_indices else 0)
+    return torch.device("cpu")
+
+
+def torch_dtype(placement: Placement, stored: Any = None) -> torch.dtype:
+    if placement.dtype != "auto":
+        return getattr(torch, placement.dtype)  # type: ignore[no-any-return]
+    if placement.device == "cuda" and isinstance(stored, torch.dtype):
+        return stored
+    return torch.float32
+
+
+def context_length_of_config(config: Any) -> int:
+    for key in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048
+
+
+def eos_of(generation_config: Any, tokenizer_eos: int | None) -> frozenset[int]:
+    """End-of-sequence ids: the generation config's (one id or a list), else the tokenizer's."""
+    eos = getattr(generation_config, "eos_token_id", None) if generation_config is not None else None
+    if eos is None:
+        eos = tokenizer_eos
+    if eos is None:
+        return frozenset()
+    return frozenset([int(eos)] if isinstance(eos, int) else [int(e) for e in eos])
+
+
+def load_hf_dir(path: Path, placement: Placement) -> TextModel:
+    """A causal LM (or a LoRA adapter over one) in Hugging Face format."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    adapter = (path / "adapter_config.json").is_file()
+    base = _adapter_base(path) if adapter else path
+    try:
+        config = AutoConfig.from_pretrained(base, local_files_only=True)
+        dtype = torch_dtype(placement, getattr(config, "dtype", None))
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path if (path / "tokenizer_config.json").is_file()
+                                                  else base, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: cannot load a Hugging Face causal LM: {exc}") from None
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    move: Any = model.to  # transformers types .to() as a decorated method mypy cannot follow
+    model = move(torch_device(placement)).eval()
+    return TextModel(model, tokenizer, context_length=context_length_of_config(model.config),
+                     eos=eos_of(model.generation_config, tokenizer.eos_token_id),
+                     vocab_size=int(model.config.vocab_size), hf_tokenizer=True)
+
+
+def _adapter_base(path: Path) -> Path:
+    try:
+        info = json.loads((path / "adapter_config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path / 'adapter_config.json'}: unreadable: {exc}") from None
+    name = info.get("base_model_name_or_path")
+    if not name:
+        raise ModelLoadError(f"{path / 'adapter_config.json'}: no base_model_name_or_path")
+    base = Path(name)
+    base = base if base.is_absolute() else path / base
+    if not (base / "config.json").is_file():
+        raise ModelLoadError(f"{path / 'adapter_config.json'}: base model {name!r} is not a local "
+                             f"Hugging Face directory ({base} has no config.json); nothing is "
+                             "downloaded")
+    return base
+
+
+def from_export(exported: Any, context_length: int, placement: Placement) -> TextModel:
+    """The causal LM inside an lmspec export (its module wraps a transformers model)."""
+    hf = getattr(exported.model, "lm", exported.model)
+    hf.to(device=torch_device(placement), dtype=torch_dtype(placement)).eval()
+    tokenizer = exported.transform.tokenizer
+    return TextModel(hf, tokenizer, context_length=context_length,
+                     eos=eos_of(None, getattr(tokenizer, "eos_id", None)),
+                     vocab_size=int(hf.config.vocab_size), hf_tokenizer=False)

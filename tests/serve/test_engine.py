@@ -1,0 +1,150 @@
+"""The generation engine in-process: greedy output equal to ``generate`` while sequences join
+and leave the batch, prompts are prefilled together or in chunks, and sequences are cancelled;
+limits on sequences and the KV budget; models loaded from Hugging Face directories, with a LoRA
+adapter merged and in another dtype."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from lmspec.serve.engine import Busy, Engine, EngineLimits, SamplingParams
+from lmspec.serve.lm import load_hf_dir
+from lmspec.v1alpha1.inferenceservice import Placement
+
+
+def limits(**kw: Any) -> EngineLimits:
+    base = {"max_sequences": 8, "max_waiting": 16, "max_model_length": 256, "kv_cache_tokens": 4096,
+            "prefill_chunk_tokens": 24}
+    return EngineLimits(**{**base, **kw})
+
+
+def reference(model: Any, ids: list[int], n: int) -> list[int]:
+    with torch.inference_mode():
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             max_new_tokens=n, min_new_tokens=n, do_sample=False)
+    return [int(t) for t in out[0, len(ids):]]
+
+
+@pytest.fixture(scope="module")
+def gpt2() -> Any:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=256, n_positions=256, n_embd=32, n_layer=2, n_head=2,
+                                      bos_token_id=0, eos_token_id=0)).eval()
+
+
+def test_greedy_equals_generate_while_the_batch_changes(gpt2: Any) -> None:
+    torch.manual_seed(1)
+    prompts = [torch.randint(1, 256, (n,)).tolist() for n in (5, 40, 17, 3, 60, 9)]
+    counts = [20, 12, 20, 7, 20, 15]
+    expected = [reference(gpt2, p, n) for p, n in zip(prompts, counts, strict=True)]
+    engine = Engine(gpt2, limits())
+    with torch.inference_mode():
+        seqs = [engine.add(prompts[0], SamplingParams(counts[0]), frozenset())]
+        engine.step()
+        engine.step()
+        for p, n in zip(prompts[1:], counts[1:], strict=True):  # join one per iteration
+            seqs.append(engine.add(p, SamplingParams(n), frozenset()))
+            engine.step()
+        victim = engine.add(prompts[1], SamplingParams(30), frozenset())
+        engine.step()
+        victim.cancel()
+        while engine.has_work:
+            engine.step()
+    # Prompts of 40 and 60 tokens were prefilled in chunks of 24; short ones together.
+    assert [s.generated for s in seqs] == expected
+    assert all(s.finish_reason == "length" for s in seqs)
+    assert victim.finish_reason is None and len(victim.generated) < 30
+    assert engine.running == [] and engine._cache is None  # every row freed
+
+
+def test_eos_and_max_model_length_end_sequences(gpt2: Any) -> None:
+    ids = [5, 6, 7]
+    free = reference(gpt2, ids, 10)
+    engine = Engine(gpt2, limits(max_model_length=8))
+    with torch.inference_mode():
+        stopped = engine.add(ids, SamplingParams(10), frozenset({free[3]}))
+        capped = engine.add(ids, SamplingParams(10), frozenset())
+        while engine.has_work:
+            engine.step()
+    first = free.index(free[3])
+    assert stopped.generated == free[:first] and stopped.finish_reason == "stop"
+    assert capped.generated == free[:5] and capped.finish_reason == "length"  # 3 + 5 = 8 tokens
+
+
+def test_limits_on_sequences_waiting_and_kv_budget(gpt2: Any) -> None:
+    engine = Engine(gpt2, limits(max_sequences=2, max_waiting=3, kv_cache_tokens=60))
+    seqs = [engine.add([1, 2, 3], SamplingParams(17), frozenset()) for _ in range(3)]
+    with pytest.raises(Busy):
+        engine.add([1], SamplingParams(1), frozenset())
+    with torch.inference_mode():
+        engine.step()
+        # Each reserves 20 tokens; 2 rows × 20 fit in 60, 3 rows would too, but maxSequences is 2.
+        assert engine.counts() == (2, 1)
+        while engine.has_work:
+            engine.step()
+    assert all(len(s.generated) == 17 for s in seqs)
+    tight = Engine(gpt2, limits(kv_cache_tokens=30))
+    for _ in range(2):
+        tight.add([1, 2, 3], SamplingParams(17), frozenset())
+    with torch.inference_mode():
+        tight.step()
+    assert tight.counts() == (1, 1)  # a second 20-token reservation would need 40 > 30
+
+
+def test_seeded_sampling_and_logprobs(gpt2: Any) -> None:
+    engine = Engine(gpt2, limits())
+    params = SamplingParams(12, temperature=1.0, top_p=0.9, seed=3, logprobs=2, prompt_logprobs=True)
+    with torch.inference_mode():
+        a = engine.add([4, 5, 6], params, frozenset())
+        b = engine.add([4, 5, 6], params, frozenset())
+        while engine.has_work:
+            engine.step()
+    assert a.generated == b.generated and len(a.pending) == 12
+    assert all(t.logprob is not None and t.logprob <= 0 and len(t.top) == 2 for t in a.pending)
+    assert [t.id for t in a.prompt_info] == [4, 5, 6] and a.prompt_info[0].logprob is None
+
+
+# peft 0.21 still calls a transformers method that transformers 5 deprecates.
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_a_lora_adapter_is_merged_into_its_base(llama: Path, tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(2)
+    base = AutoModelForCausalLM.from_pretrained(llama)
+    tuned = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    adapter = tmp_path / "adapter"
+    tuned.save_pretrained(adapter)
+    # As a fine-tuning run leaves it: the base named by a path relative to the adapter.
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = os.path.relpath(llama, adapter)
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    lm = load_hf_dir(adapter, Placement())
+    ids = lm.encode("The server")
+    engine = Engine(lm.model, limits())
+    with torch.inference_mode():
+        seq = engine.add(ids, SamplingParams(8), frozenset())
+        while engine.has_work:
+            engine.step()
+    expected = reference(tuned.merge_and_unload().eval(), ids, 8)
+    assert seq.generated == expected[: len(seq.generated)] and seq.generated
+    assert lm.has_chat_template and lm.eos == frozenset({1, 4})
+
+
+def test_placement_dtype(llama: Path) -> None:
+    lm = load_hf_dir(llama, Placement(dtype="bfloat16"))
+    assert next(lm.model.parameters()).dtype == torch.bfloat16
+    with torch.inference_mode():
+        engine = Engine(lm.model, limits())
+        seq = engine.add(lm.encode("Hi"), SamplingParams(4), frozenset())
+        while engine.has_work:
+            engine.step()
+    assert len(seq.generated) == 4
