@@ -37,10 +37,11 @@ from .v1alpha1.model import (
     LinearLayer,
     ModelSpec,
     NormLayer,
+    Pretrained,
     Sequential,
     Transformer,
 )
-from .v1alpha1.trainingjob import Loss, Offload, Schedule, TrainingJobSpec
+from .v1alpha1.trainingjob import Adapter, Loss, Offload, Schedule, TrainingJobSpec
 
 HUB_VERSION = API_VERSION
 """The ``apiVersion`` whose models the runtime works on."""
@@ -50,6 +51,7 @@ VERSIONS: dict[str, dict[str, type[BaseModel]]] = {API_VERSION: KINDS}
 
 __all__ = [
     "API_VERSION",
+    "Adapter",
     "HUB_VERSION",
     "KINDS",
     "MLP",
@@ -74,6 +76,7 @@ __all__ = [
     "NormLayer",
     "Offload",
     "Pack",
+    "Pretrained",
     "Schedule",
     "Sequential",
     "Signature",

@@ -14,7 +14,8 @@ def _count(manifests: ManifestSet, model_name: str, dataset_name: str | None) ->
     assert model is not None
     dataset = manifests.get("Dataset", dataset_name) if dataset_name else None
     n_features = len(dataset.obj.spec.features) if dataset is not None else None
-    return count_parameters(model.obj.spec, n_features=n_features or None)
+    return count_parameters(model.obj.spec, n_features=n_features or None,
+                            pretrained_dir=manifests.index().pretrained_dir(model.obj))
 
 
 def _size(n: int) -> str:

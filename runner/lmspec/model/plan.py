@@ -29,9 +29,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ..standard import MLP, HuggingFace, LinearLayer, ModelSpec, NormLayer, Sequential, TrainingJobSpec, Transformer
+from ..standard import (
+    MLP,
+    HuggingFace,
+    LinearLayer,
+    ModelSpec,
+    NormLayer,
+    Pretrained,
+    Sequential,
+    TrainingJobSpec,
+    Transformer,
+)
 
 GIB = 1024**3
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -81,9 +92,20 @@ class Count:
     note: str = ""
 
 
-def count_parameters(spec: ModelSpec, *, n_features: int | None = None) -> Count:
-    """Trainable parameters, as the runner's builders create them (tied weights counted once)."""
+def count_parameters(spec: ModelSpec, *, n_features: int | None = None, pretrained_dir: Path | None = None) -> Count:
+    """Trainable parameters, as the runner's builders create them (tied weights counted once).
+    A pretrained base is counted from the safetensors headers in ``pretrained_dir``."""
     arch = spec.architecture
+    if isinstance(arch, Pretrained):
+        if pretrained_dir is None:
+            return Count(None, None, "unknown until the pretrained base is available")
+        from .pretrained import BaseError, count_from_headers
+
+        try:
+            total, largest, _ = count_from_headers(pretrained_dir)
+        except (BaseError, OSError, ValueError, KeyError) as e:
+            return Count(None, None, f"unknown: cannot read the safetensors headers in {pretrained_dir} ({e})")
+        return Count(total, largest)
     if isinstance(arch, Transformer):
         return _transformer(arch.vocab_size, arch.context_length, arch.width, arch.depth,
                             int(arch.mlp_ratio * arch.width), arch.tie_embeddings)

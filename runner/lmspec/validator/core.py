@@ -87,9 +87,11 @@ class ManifestSet:
 
     def index(self) -> Index:
         by_kind: dict[str, dict[str, Any]] = {}
+        dirs: dict[tuple[str, str], Path] = {}
         for m in self.manifests:
             by_kind.setdefault(m.kind, {}).setdefault(m.name, m.obj)
-        return Index(by_kind)
+            dirs.setdefault((m.kind, m.name), m.base_dir)
+        return Index(by_kind, dirs)
 
 
 class ValidationFailed(Exception):
@@ -210,7 +212,7 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
         for rule, path, message, hint in run_checks(m.obj, index):
             report.findings.append(_at(m, rule, path, message, hint))
         if check_env:
-            report.extend(_environment(m))
+            report.extend(_environment(m, index))
     report.sort()
     return result
 
@@ -270,9 +272,11 @@ def _references(result: ManifestSet, *, check_missing: bool) -> Iterator[Finding
                 yield _at(m, rules.REFERENCE_MISSING, path, f"no {kind} named {name!r} among the inputs", hint)
 
 
-def _environment(m: Manifest) -> Iterator[Finding]:
+def _environment(m: Manifest, index: Index | None = None) -> Iterator[Finding]:
     """Layer 5: files the manifest points at exist and match their digests."""
     spec = m.obj.spec
+    if m.kind == "Model":
+        yield from _pretrained_base(m, index)
     refs: list[tuple[tuple[str | int, ...], str, str | None]] = []
     if m.kind == "Dataset":
         refs += [(("spec", "sources", i), s.path, s.sha256) for i, s in enumerate(spec.sources)]
@@ -298,6 +302,40 @@ def _environment(m: Manifest) -> Iterator[Finding]:
                 yield _at(m, rules.ENV_SHA256, (*path, "sha256"),
                           f"{rel} has sha256 {actual}, the manifest says {digest}",
                           "the file changed: restore it, or update sha256 if the change is intended")
+
+
+def base_problem(m: Manifest, index: Index | None) -> tuple[str, str] | None:
+    """(message, hint) when a Model's pretrained base cannot be found or read, else None.
+    A TrainingJob's export that does not exist yet is no problem: the job may run first."""
+    from ..model.pretrained import BaseError, check_directory, hub_offline, locate
+    from ..standard import Pretrained
+
+    arch = m.obj.spec.architecture
+    if not isinstance(arch, Pretrained):
+        return None
+    idx = index or Index({})
+    try:
+        found = locate(arch, m.base_dir, export_dir_of=idx.export_dir)
+    except BaseError as e:
+        return str(e), ""
+    if found.directory is None:
+        if arch.uri is not None and not hub_offline():
+            return None  # the runner may still download it
+        return found.problem, found.hint
+    if arch.training_job is not None and not found.directory.exists():
+        return None
+    problem = check_directory(found.directory)
+    if problem is not None:
+        return problem
+    return None
+
+
+def _pretrained_base(m: Manifest, index: Index | None) -> Iterator[Finding]:
+    problem = base_problem(m, index)
+    if problem is not None:
+        arch = m.obj.spec.architecture
+        key = "path" if arch.path else "uri" if arch.uri else "trainingJob"
+        yield _at(m, rules.ENV_PRETRAINED_BASE, ("spec", "architecture", key), problem[0], problem[1])
 
 
 def sha256_file(path: str | Path) -> str:
