@@ -137,6 +137,22 @@ def _at(text: str, needle: str, pointer: str, **extra: Any) -> dict[str, Any]:
     return {"yaml": text, "line": line, "column": column, "pointer": pointer, **extra}
 
 
+BASE = V + """kind: Model
+metadata:
+  name: lm
+spec:
+  task: causal-lm
+  architecture: {type: pretrained, path: base}
+  signature:
+    inputs:
+      - {name: ids, dtype: int64, shape: [-1, -1]}
+    outputs:
+      - {name: logits, dtype: float32, shape: [-1, -1, -1]}
+"""
+BASE_FILES = {"base/config.json": '{"model_type": "llama", "max_position_embeddings": 64}\n',
+              "base/model.safetensors": "stands in for weights: only its presence is checked\n"}
+LORA_JOB = LM_JOB + "  adapter: {type: lora}\n"
+
 CASES: dict[str, dict[str, list[Any]]] = {
     # --- parse ---------------------------------------------------------------------------------
     "parse.io": {
@@ -316,6 +332,17 @@ spec:
                     "ids, dtype: |float32", "/spec/signature/inputs/0/dtype")],
         "good": [_swap(LM, "{name: ids, dtype: int64", "{name: ids, dtype: int32")],
     },
+    "model.pretrained-source": {
+        "bad": [_at(_swap(BASE, "path: base}", "path: base, uri: hf://org/tiny@main}"), "uri: |hf://org/tiny@main}",
+                    "/spec/architecture/uri"),
+                _at(_swap(BASE, "{type: pretrained, path: base}", "{type: pretrained}"), "architecture: |{type",
+                    "/spec/architecture")],
+        "good": [BASE, _swap(BASE, "path: base}", "uri: hf://org/tiny@main}")],
+    },
+    "model.hf-revision": {
+        "bad": [_at(_swap(BASE, "path: base}", "uri: hf://org/tiny}"), "uri: |hf://", "/spec/architecture/uri")],
+        "good": [_swap(BASE, "path: base}", "uri: hf://org/tiny@0123456789abcdef0123456789abcdef01234567}")],
+    },
     # --- semantic: Dataset ---------------------------------------------------------------------
     "dataset.split-ratios": {
         "bad": [_at(_swap(DATASET, "ratios: {train: 0.8,", "ratios: {train: 0.9,"),
@@ -378,7 +405,7 @@ spec:
         "bad": [_and(LM, _swap(TEXT, "    - {type: tokenize, tokenizer: {type: byte}}\n    - {type: pack, sequenceLength: 64}\n",
                                "    - {type: dedupe}\n"),
                      _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n"))],
-        "good": [_and(LM, TEXT, LM_JOB)],
+        "good": [_and(LM, TEXT, LM_JOB), {"yaml": _and(BASE, TEXT, LM_JOB), "files": BASE_FILES}],
     },
     "trainingjob.metric-task": {
         "bad": [_at(_and(MODEL, DATASET, _swap(JOB, "metrics: [loss, accuracy]}", "metrics: [loss, perplexity]}")),
@@ -391,9 +418,20 @@ spec:
         "good": [_and(MODEL, DATASET, JOB)],
     },
     "trainingjob.context-length": {
-        "bad": [_and(LM, _swap(TEXT, "sequenceLength: 64", "sequenceLength: 65"),
+        "bad": [{"yaml": _and(BASE, _swap(TEXT, "sequenceLength: 64", "sequenceLength: 65"),
+                              _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n")),
+                 "files": BASE_FILES},
+                _and(LM, _swap(TEXT, "sequenceLength: 64", "sequenceLength: 65"),
                      _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n"))],
         "good": [_and(LM, TEXT, LM_JOB)],
+    },
+    "trainingjob.adapter-base": {
+        "bad": [_at(_and(LM, TEXT, LORA_JOB), "adapter: |{type", "/spec/adapter")],
+        "good": [_and(BASE, TEXT, LORA_JOB)],
+    },
+    "trainingjob.qlora-accelerator": {
+        "bad": [_at(_and(BASE, TEXT, LM_JOB + "  adapter: {type: qlora}\n"), "type: |qlora", "/spec/adapter/type")],
+        "good": [_and(BASE, TEXT, LM_JOB + "  adapter: {type: qlora}\n  resources: {accelerator: cuda}\n")],
     },
     "trainingjob.memory-fit": {
         "bad": [_at(_and(LM, TEXT, LM_JOB + "  resources: {memoryPerDevice: 64KB}\n"),
@@ -453,6 +491,14 @@ spec:
         "good": [{"yaml": DATASET, "files": {"data.csv": "a,b,label\n"}, "check_env": True},
                  {"yaml": _swap(DATASET, "path: data.csv", "path: shards/*.csv"),
                   "files": {"shards/0.csv": "a,b,label\n"}, "check_env": True}],
+    },
+    "env.pretrained-base": {
+        "bad": [_at(BASE, "path: |base", "/spec/architecture/path", check_env=True),
+                _at(BASE, "path: |base", "/spec/architecture/path", check_env=True,
+                    files={"base/config.json": "{}\n"}),
+                _at(BASE, "path: |base", "/spec/architecture/path", check_env=True,
+                    files={"base/model.safetensors": "x\n"})],
+        "good": [{"yaml": BASE, "files": BASE_FILES, "check_env": True}],
     },
     "env.sha256-mismatch": {
         "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n",

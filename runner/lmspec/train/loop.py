@@ -96,6 +96,7 @@ class Recipe:
         self.base: ResolvedBase | None = None
         self.manifests = manifests
         self.params: dict[str, int] = {}
+        self.partitioned_load = False
         fault = os.environ.get(FAULT_ENV, "")
         self.fault = tuple(int(v) for v in fault.split(":")) if fault else None
 
@@ -230,9 +231,12 @@ class Recipe:
             # it creates and loads the model: it must stay alive until then (kept on self).
             self._hf_ds_config = HfDeepSpeedConfig(self.ds_config)
         try:
-            return load_pretrained(self.base.directory)
+            model = load_pretrained(self.base.directory)
         except ModelError as e:
             raise TrainError(str(e)) from None
+        # Recorded in the lock: at ZeRO-3 every parameter must be a partition (has a ds_id).
+        self.partitioned_load = all(hasattr(p, "ds_id") for p in model.parameters())
+        return model
 
     def _load_quantized(self) -> torch.nn.Module:
         """QLoRA: the frozen base in 4-bit NF4 (CUDA and bitsandbytes only; the validator
@@ -296,7 +300,7 @@ class Recipe:
             "parameters": self.params,
         }
         if self.base is not None:
-            lock["base"] = self.base.lock()
+            lock["base"] = {**self.base.lock(), "loadedPartitioned": self.partitioned_load}
         (self.run_dir / "lock.json").write_text(json.dumps(lock, indent=2) + "\n")
 
     def _load_checkpoint(self) -> None:

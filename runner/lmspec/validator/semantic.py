@@ -45,8 +45,9 @@ class Index:
         return self.base_dirs.get((kind, name), FsPath.cwd())
 
     def pretrained_dir(self, model: Model) -> FsPath | None:
-        """The directory of a Model's pretrained base when it exists, found without reading it."""
-        from ..model.pretrained import BaseError, check_directory, locate
+        """The directory of a Model's pretrained base when it has a ``config.json``, found without
+        reading it (whether the weights are there is ``--check-env``'s business)."""
+        from ..model.pretrained import CONFIG, BaseError, locate
 
         arch = model.spec.architecture
         if not isinstance(arch, Pretrained):
@@ -55,7 +56,7 @@ class Index:
             found = locate(arch, self.base_dir("Model", model.metadata.name), export_dir_of=self.export_dir)
         except BaseError:
             return None
-        if found.directory is None or check_directory(found.directory) is not None:
+        if found.directory is None or not (found.directory / CONFIG).is_file():
             return None
         return found.directory
 
