@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +65,25 @@ def attach_lora(lm: nn.Module, adapter: Adapter) -> Any:
     config = LoraConfig(r=adapter.rank, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
                         target_modules=targets, modules_to_save=adapter.modules_to_save or None,
                         task_type="CAUSAL_LM")
-    return get_peft_model(lm, config)
+    with _quiet_peft():
+        return get_peft_model(lm, config)
+
+
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    # peft asks the model for `is_gradient_checkpointing`, which transformers 5 deprecates in
+    # favour of `is_activation_checkpointing`; the answer is the same.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        yield
+
+
+def load_adapter(base: nn.Module, adapter_dir: Path) -> Any:
+    """A saved adapter on a loaded base (``peft.PeftModel``)."""
+    from peft import PeftModel
+
+    with _quiet_peft():
+        return PeftModel.from_pretrained(base, str(adapter_dir))
 
 
 def numel(p: torch.Tensor) -> int:
@@ -95,9 +116,8 @@ def merge_adapter(base_dir: Path, adapter_dir: Path) -> nn.Module:
 
     Done in one process after training, from the saved files: peft cannot merge into
     ZeRO-3-partitioned weights."""
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32, local_files_only=True)
-    merged: nn.Module = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload(safe_merge=True)
+    merged: nn.Module = load_adapter(base, adapter_dir).merge_and_unload(safe_merge=True)
     return merged
