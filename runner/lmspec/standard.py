@@ -51,12 +51,12 @@ VERSIONS: dict[str, dict[str, type[BaseModel]]] = {API_VERSION: KINDS}
 
 __all__ = [
     "API_VERSION",
-    "Adapter",
     "HUB_VERSION",
     "KINDS",
     "MLP",
     "VERSIONS",
     "ActivationLayer",
+    "Adapter",
     "Dataset",
     "DatasetSpec",
     "Dedupe",

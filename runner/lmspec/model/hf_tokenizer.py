@@ -43,12 +43,12 @@ def hf_tokenizer(state: dict[str, Any]) -> Any:
 
     kind = state.get("type")
     if kind == "byte":
-        return PreTrainedTokenizerFast(tokenizer_object=byte_tokenizer_object())
+        return PreTrainedTokenizerFast(tokenizer_object=byte_tokenizer_object())  # type: ignore[no-untyped-call]
     if kind == "file":
         obj = Tokenizer.from_str(str(state["json"]))
         from ..data.tokenizer import EOS_CANDIDATES
 
         vocab = obj.get_vocab(with_added_tokens=True)
         eos = next((t for t in EOS_CANDIDATES if t in vocab), None)
-        return PreTrainedTokenizerFast(tokenizer_object=obj, eos_token=eos)
+        return PreTrainedTokenizerFast(tokenizer_object=obj, eos_token=eos)  # type: ignore[no-untyped-call]
     raise ValueError(f"unknown tokenizer type {kind!r}")

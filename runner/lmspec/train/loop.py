@@ -97,6 +97,7 @@ class Recipe:
         self.manifests = manifests
         self.params: dict[str, int] = {}
         self.partitioned_load = False
+        self._hf_ds_config: Any = None
         fault = os.environ.get(FAULT_ENV, "")
         self.fault = tuple(int(v) for v in fault.split(":")) if fault else None
 
@@ -223,13 +224,13 @@ class Recipe:
         if adapter is not None and adapter.type == "qlora":
             return self._load_quantized()
         if self.spec.zero.stage == 3:
-            from transformers.integrations import HfDeepSpeedConfig
+            from transformers.integrations.deepspeed import HfDeepSpeedConfig
 
             importlib.import_module("torch._dynamo")
             importlib.import_module("transformers.generation.utils")
             # transformers reads the ZeRO-3 config through a weak reference to this object while
             # it creates and loads the model: it must stay alive until then (kept on self).
-            self._hf_ds_config = HfDeepSpeedConfig(self.ds_config)
+            self._hf_ds_config = HfDeepSpeedConfig(self.ds_config)  # type: ignore[no-untyped-call]
         try:
             model = load_pretrained(self.base.directory)
         except ModelError as e:
@@ -249,10 +250,10 @@ class Recipe:
 
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                    bnb_4bit_compute_dtype=self.input_dtype_for_spec(),
-                                   bnb_4bit_use_double_quant=True)
+                                   bnb_4bit_use_double_quant=True)  # type: ignore[no-untyped-call]
         lm = AutoModelForCausalLM.from_pretrained(str(self.base.directory), quantization_config=quant,
                                                   device_map={"": self.device}, local_files_only=True)
-        lm = prepare_model_for_kbit_training(lm, use_gradient_checkpointing=False)
+        lm = prepare_model_for_kbit_training(lm, use_gradient_checkpointing=False)  # type: ignore[no-untyped-call]
         return CausalLM(lm)
 
     def input_dtype_for_spec(self) -> torch.dtype:
@@ -535,7 +536,8 @@ class Recipe:
             save_export(out, self.model_obj, state, self.data.transform.state_dict(),
                         job=self.job.metadata.name, metrics=metrics, input_width=self.input_width,
                         write_hf=write_hf)
-            summary = {"parameters": self.params,"steps": self.step, "epochs": self.epoch, "stoppedEarly": self.stopped_early,
+            summary = {"parameters": self.params, "steps": self.step, "epochs": self.epoch,
+                       "stoppedEarly": self.stopped_early,
                        "firstStepSeconds": self.first_step_s,
                        "trainSeconds": self.train_seconds, "test": metrics}
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -551,8 +553,12 @@ class Recipe:
         # ZeRO-3 stays configured for transformers while this object lives; the export loads
         # and saves plain, whole models on rank 0.
         self._hf_ds_config = None
-        tokenizer = (load_base_tokenizer(base.directory) if base is not None
-                     else hf_tokenizer(self.data.transform.tokenizer.state_dict()))
+        lm_tokenizer = self.data.transform.tokenizer
+        if base is not None:
+            tokenizer = load_base_tokenizer(base.directory)
+        else:
+            assert lm_tokenizer is not None  # a causal-lm dataset always has one
+            tokenizer = hf_tokenizer(lm_tokenizer.state_dict())
 
         def write(tmp: Path) -> dict[str, Any]:
             info: dict[str, Any] = {"parameters": self.params,
@@ -561,11 +567,13 @@ class Recipe:
             if adapter is not None:
                 assert base is not None  # the validator requires a pretrained base for adapters
                 named = {k[len(prefix):]: v for k, v in state.items()}
-                save_adapter(module.lm, named, tmp / "adapter")
+                peft_model: Any = module.lm
+                save_adapter(peft_model, named, tmp / "adapter")
                 tokenizer.save_pretrained(str(tmp / "adapter"))
                 info["adapter"] = {"type": adapter.type, "path": "adapter", "merged": adapter.export_merged}
                 if adapter.export_merged:
-                    merge_adapter(base.directory, tmp / "adapter").save_pretrained(str(tmp))
+                    merged: Any = merge_adapter(base.directory, tmp / "adapter")
+                    merged.save_pretrained(str(tmp))
             else:
                 lm: Any = module.lm
                 lm.save_pretrained(str(tmp), state_dict={k[len(prefix):]: v for k, v in state.items()},

@@ -223,7 +223,7 @@ class Adapter(Spec):
     rank: PositiveInt = Field(default=8, examples=[16])
     """Rank r of each low-rank update."""
 
-    alpha: float = Field(default=16.0, gt=0.0, examples=[32.0])
+    alpha: PositiveInt = Field(default=16, examples=[32])
     """Scaling numerator: the update is multiplied by ``alpha / rank``."""
 
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, examples=[0.05])
