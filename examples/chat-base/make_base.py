@@ -1,14 +1,17 @@
-"""Make a small pretrained-style base model in Hugging Face format, offline, in seconds.
+"""The tokenizer of the chat examples, and small Hugging Face-format base models for tests.
 
-    python examples/chat-base/make_base.py [OUT_DIR]     # default: examples/chat-base/base
+    python examples/chat-base/make_base.py               # writes examples/chat-base/tokenizer/
+    python examples/chat-base/make_base.py --model DIR   # + a randomly initialised tiny Llama in DIR
 
-Writes a tiny Llama-architecture causal LM (randomly initialised; the ``chat-base`` TrainingJob
-then pretrains it on the licence texts), a byte-level BPE tokenizer trained with ``tokenizers``
-on the licence texts in ``examples/data/licenses``, and a chat template whose assistant turns are
-marked with ``{% generation %}`` so that assistant-only losses can find them. The weights are
-saved in several safetensors shards with an index, as large checkpoints are.
+The tokenizer is a byte-level BPE trained with ``tokenizers`` on the licence texts in
+``examples/data/licenses``, with a chat template whose assistant turns (and their end-of-turn
+token) are marked with ``{% generation %}`` so that assistant-only losses can find them. The
+``chat-base-pretrain`` TrainingJob trains a tiny Llama-architecture model with it and exports a
+Hugging Face model directory that the chat examples start from.
 
-``make_base`` is importable, so tests build the same fixture with other sizes.
+``make_base`` writes a whole tiny base (tokenizer, config, generation config, weights in several
+safetensors shards with an index, as large checkpoints are); tests and benchmarks build their
+fixtures with it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 LICENSES = HERE.parent / "data" / "licenses"
@@ -41,13 +45,11 @@ def licence_lines() -> list[str]:
     return [line for p in sorted(LICENSES.glob("*.txt")) for line in p.read_text().splitlines() if line.strip()]
 
 
-def make_base(out: Path, *, lines: Iterable[str] | None = None, vocab_size: int = 512, hidden_size: int = 64,
-              intermediate_size: int = 128, layers: int = 2, heads: int = 2, kv_heads: int = 1,
-              context: int = 256, seed: int = 0, max_shard_size: str = "100KB") -> Path:
-    """Write tokenizer, chat template, config, generation config and sharded weights to ``out``."""
-    import torch
+def make_tokenizer(out: Path, *, lines: Iterable[str] | None = None, vocab_size: int = 512) -> Any:
+    """Train the BPE tokenizer and save it with its chat template; returns the ``transformers``
+    tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -60,6 +62,18 @@ def make_base(out: Path, *, lines: Iterable[str] | None = None, vocab_size: int 
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token=EOS, pad_token="<|pad|>")
     hf_tok.chat_template = CHAT_TEMPLATE
     hf_tok.save_pretrained(str(out))
+    return hf_tok
+
+
+def make_base(out: Path, *, lines: Iterable[str] | None = None, vocab_size: int = 512, hidden_size: int = 64,
+              intermediate_size: int = 128, layers: int = 2, heads: int = 2, kv_heads: int = 1,
+              context: int = 256, seed: int = 0, max_shard_size: str = "100KB") -> Path:
+    """Write tokenizer, chat template, config, generation config and sharded weights to ``out``."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    out = Path(out)
+    hf_tok = make_tokenizer(out, lines=lines, vocab_size=vocab_size)
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(hf_tok), hidden_size=hidden_size, intermediate_size=intermediate_size,
@@ -75,5 +89,7 @@ def make_base(out: Path, *, lines: Iterable[str] | None = None, vocab_size: int 
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "base"
-    print(f"wrote {make_base(target)}")
+    make_tokenizer(HERE / "tokenizer")
+    print(f"wrote {HERE / 'tokenizer'}")
+    if sys.argv[1:2] == ["--model"] and len(sys.argv) == 3:
+        print(f"wrote {make_base(Path(sys.argv[2]))}")

@@ -543,6 +543,23 @@ class Recipe:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return out
 
+    def _tokenizer_dir(self) -> Path | None:
+        """The Hugging Face tokenizer directory exported with the model: the pretrained base's,
+        else the directory of the Dataset's ``tokenizer.json`` when it is a whole tokenizer
+        directory (``tokenizer_config.json``, chat template), so special tokens and the chat
+        template travel with a model trained from scratch."""
+        from ..standard import Tokenize
+
+        if self.base is not None:
+            return self.base.directory
+        for step in self.data_obj.spec.preprocessing:
+            if isinstance(step, Tokenize) and step.tokenizer.type == "file":
+                path = Path(step.tokenizer.path)
+                directory = (path if path.is_absolute() else self.data_manifest.base_dir / path).parent
+                if (directory / "tokenizer_config.json").is_file() and path.name == "tokenizer.json":
+                    return directory
+        return None
+
     def _hf_writer(self, module: CausalLM, state: dict[str, torch.Tensor]) -> Any:
         from ..model.adapters import merge_adapter, save_adapter
         from ..model.hf_tokenizer import hf_tokenizer
@@ -554,8 +571,9 @@ class Recipe:
         # and saves plain, whole models on rank 0.
         self._hf_ds_config = None
         lm_tokenizer = self.data.transform.tokenizer
-        if base is not None:
-            tokenizer = load_base_tokenizer(base.directory)
+        tokenizer_dir = self._tokenizer_dir()
+        if tokenizer_dir is not None:
+            tokenizer = load_base_tokenizer(tokenizer_dir)
         else:
             assert lm_tokenizer is not None  # a causal-lm dataset always has one
             tokenizer = hf_tokenizer(lm_tokenizer.state_dict())

@@ -127,12 +127,22 @@ def expand(paths: Iterable[str]) -> tuple[list[str], list[Finding]]:
     return list(dict.fromkeys(files)), problems
 
 
+def _hugging_face_dir(names: list[str]) -> bool:
+    # A Hugging Face model or tokenizer directory (a pretrained base kept beside the manifests)
+    # is all JSON but holds no manifest: its files are skipped, as if hidden.
+    return "tokenizer.json" in names or "model.safetensors.index.json" in names or (
+        "config.json" in names and any(n.endswith(".safetensors") for n in names))
+
+
 def _scan(directory: str) -> list[str]:
-    """Manifest files under ``directory``, sorted; hidden files and directories are skipped and
-    symbolic links to directories are not followed."""
+    """Manifest files under ``directory``, sorted; hidden files and directories are skipped, and
+    so are the files of Hugging Face model and tokenizer directories (``tokenizer.json``,
+    ``config.json`` with safetensors weights); symbolic links to directories are not followed."""
     found = []
     for root, dirs, names in os.walk(directory):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if _hugging_face_dir(names):
+            continue
         found += [os.path.normpath(os.path.join(root, n)) for n in names
                   if n.endswith(MANIFEST_SUFFIXES) and not n.startswith(".")]
     return sorted(f for f in found if os.path.isfile(f))
