@@ -62,10 +62,15 @@ def _logits(model: torch.nn.Module, ids: np.ndarray) -> np.ndarray:
 
 CASES = {
     "lora-zero0": {"zero": {"stage": 0}, "adapter": LORA},
-    "lora-zero2": {"zero": {"stage": 2}, "adapter": {**LORA, "exportMerged": True}},
+    "lora-zero2": {"zero": {"stage": 2}, "adapter": {**LORA, "exportMerged": True},
+                   "checkpointing": {"interval": 4, "keepLast": 1}},
     "lora-zero3": {"zero": {"stage": 3}, "adapter": {**LORA, "exportMerged": True}},
     "full-zero3-offload": {"zero": {"stage": 3, "offloadOptimizer": {"device": "cpu"}}},
 }
+
+
+FINISHED: dict[str, Path] = {}
+"""Run directories of the cases above, reused as the uninterrupted reference of the resume test."""
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -82,6 +87,7 @@ def test_finetune_two_ranks(tmp_path: Path, base_dir: Path, name: str) -> None:
     if stage == 3:  # each rank held a partition of the parameters only
         assert len(list((run_dir / "checkpoints" / "step10").glob("zero_pp_rank_*_model_states.pt"))) == 2
 
+    FINISHED[name] = run_dir
     lock = json.loads((run_dir / "lock.json").read_text())
     assert lock["worldSize"] == 2 and lock["base"]["directory"] == str(base_dir.resolve())
     assert set(lock["base"]["files"]) >= {"config.json", "tokenizer.json", "model.safetensors.index.json"}
@@ -119,3 +125,26 @@ def test_finetune_two_ranks(tmp_path: Path, base_dir: Path, name: str) -> None:
     np.testing.assert_allclose(_logits(plain, ids), trained, rtol=0, atol=1e-4)
     for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
         assert (export / f).is_file(), f
+
+
+def test_lora_kill_and_resume_gives_the_same_adapter(tmp_path: Path, base_dir: Path) -> None:
+    from safetensors.numpy import load_file
+
+    job = CASES["lora-zero2"]
+    whole = FINISHED.get("lora-zero2")
+    if whole is None:  # run alone: make the uninterrupted reference here
+        whole = tmp_path / "whole"
+        done = lmspec_run(str(_manifests(tmp_path / "w", base_dir, whole, **job)), timeout=480)
+        assert done.returncode == 0, done.stderr[-3000:]
+    broken = tmp_path / "broken"
+    manifests = _manifests(tmp_path / "b", base_dir, broken, **job)
+    killed = lmspec_run(str(manifests), env={"LMSPEC_FAULT_AT": "1:6"}, timeout=480)
+    assert killed.returncode != 0 and not (broken / "export").exists()
+    resumed = lmspec_run(str(manifests), "--resume", timeout=480)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "(step 4)" in resumed.stdout
+    a = load_file(str(whole / "export" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(broken / "export" / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and any("lora_B" in k for k in a)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
