@@ -14,6 +14,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from .v1alpha1 import API_VERSION, KINDS, Dataset, InferenceService, Model, TrainingJob
+from .v1alpha1.cluster import Cluster, ServiceCluster, TrainingCluster
 from .v1alpha1.common import Signature, TensorSpec
 from .v1alpha1.dataset import (
     DatasetSpec,
@@ -29,6 +30,7 @@ from .v1alpha1.dataset import (
     Step,
     Tokenize,
 )
+from .v1alpha1.inferenceservice import KeySource
 from .v1alpha1.model import (
     MLP,
     ActivationLayer,
@@ -57,6 +59,7 @@ __all__ = [
     "VERSIONS",
     "ActivationLayer",
     "Adapter",
+    "Cluster",
     "Dataset",
     "DatasetSpec",
     "Dedupe",
@@ -67,6 +70,7 @@ __all__ = [
     "GaussianNoise",
     "HuggingFace",
     "InferenceService",
+    "KeySource",
     "LabelEncode",
     "LinearLayer",
     "Loss",
@@ -79,11 +83,13 @@ __all__ = [
     "Pretrained",
     "Schedule",
     "Sequential",
+    "ServiceCluster",
     "Signature",
     "Standardize",
     "Step",
     "TensorSpec",
     "Tokenize",
+    "TrainingCluster",
     "TrainingJob",
     "TrainingJobSpec",
     "Transformer",

@@ -469,6 +469,31 @@ spec:
         "good": [_and(LM, TEXT, LM_JOB, _swap(SERVICE, "  protocols: [oip-v2]\n", "  protocols: [oip-v2, openai]\n")
                       .replace("{path: export}", "{trainingJob: train-lm}"))],
     },
+    "inferenceservice.replica-bounds": {
+        "bad": [_at(SERVICE + "  cluster:\n    replicas: {min: 4, max: 2}\n", "max: |2", "/spec/cluster/replicas/max")],
+        "good": [SERVICE + "  cluster:\n    replicas: {min: 2, max: 2}\n", SERVICE + "  cluster:\n    replicas: {min: 0}\n"],
+    },
+    "inferenceservice.autoscaling-target": {
+        "bad": [_at(SERVICE + "  cluster:\n    replicas: {min: 1, max: 4}\n    autoscaling: {metric: cpu, target: 150}\n",
+                    "target: |150", "/spec/cluster/autoscaling/target")],
+        "good": [SERVICE + "  cluster:\n    replicas: {min: 1, max: 4}\n    autoscaling: {metric: cpu, target: 100}\n",
+                 SERVICE + "  cluster:\n    replicas: {min: 1, max: 4}\n    autoscaling: {metric: rps, target: 150}\n"],
+    },
+    "inferenceservice.autoscaling-range": {
+        "bad": [_at(SERVICE + "  cluster:\n    replicas: {min: 2}\n    autoscaling: {metric: concurrency, target: 8}\n",
+                    "    autoscaling: |{metric", "/spec/cluster/autoscaling"),
+                _at(SERVICE + "  cluster:\n    replicas: {min: 2, max: 2}\n    autoscaling: {metric: cpu, target: 80}\n",
+                    "    autoscaling: |{metric", "/spec/cluster/autoscaling")],
+        "good": [SERVICE + "  cluster:\n    replicas: {min: 2, max: 3}\n    autoscaling: {metric: concurrency, target: 8}\n"],
+    },
+    "cluster.toleration": {
+        "bad": [_at(SERVICE + "  cluster:\n    tolerations:\n      - {key: gpu, operator: Exists, value: 'yes'}\n",
+                    "value: |'yes'", "/spec/cluster/tolerations/0/value"),
+                _at(_and(MODEL, DATASET, JOB + "  cluster:\n    tolerations:\n      - {value: x}\n"),
+                    "      - |{value: x}", "/spec/cluster/tolerations/0")],
+        "good": [SERVICE + "  cluster:\n    tolerations:\n      - {key: gpu, operator: Exists}\n      - {operator: Exists}\n",
+                 _and(MODEL, DATASET, JOB + "  cluster:\n    tolerations:\n      - {key: pool, value: gpu, effect: NoSchedule}\n")],
+    },
     # --- references ----------------------------------------------------------------------------
     "reference.missing": {
         "bad": [_and(MODEL, _swap(JOB, "  dataset: table\n", "  dataset: tabel\n#          ^ /spec/dataset\n"))],

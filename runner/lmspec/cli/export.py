@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import click
 
@@ -27,3 +29,54 @@ def deepspeed_config(paths: tuple[str, ...], job_name: str | None) -> None:
     with reported(RunError):
         _, job = select(paths, job_name)
     click.echo(json.dumps(generate(job.obj.spec), indent=2))
+
+
+def _cluster_export(target: str, paths: tuple[str, ...], image: str | None, name: str | None,
+                    out_dir: str | None) -> None:
+    from ..cluster import ExportError, export
+
+    with reported(ExportError, OSError):
+        files = export(target, paths, image=image, name=name)  # type: ignore[arg-type]
+        if out_dir is None:
+            sys.stdout.write("".join(files.values()))
+            return
+        directory = Path(out_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        for file_name, text in files.items():
+            (directory / file_name).write_text(text)
+            click.echo(str(directory / file_name))
+
+
+_IMAGE = click.option("--image", help="Container image with lmspec installed (default: spec.cluster.image).")
+_OUT = click.option("-o", "--output-dir", "out_dir", help="Write the files into this directory instead of printing.")
+
+
+@command.command("kubeflow")
+@click.argument("paths", nargs=-1, required=True)
+@_IMAGE
+@click.option("--job", "name", help="TrainingJob to export, when the inputs define several.")
+@_OUT
+def kubeflow(paths: tuple[str, ...], image: str | None, name: str | None, out_dir: str | None) -> None:
+    """A Kubeflow Trainer TrainJob (with lmspec's ClusterTrainingRuntime and a ConfigMap holding
+    the rendered manifests) that runs a TrainingJob with torchrun on every node."""
+    _cluster_export("kubeflow", paths, image, name, out_dir)
+
+
+@command.command("kserve")
+@click.argument("paths", nargs=-1, required=True)
+@_IMAGE
+@click.option("--service", "name", help="InferenceService to export, when the inputs define several.")
+@_OUT
+def kserve(paths: tuple[str, ...], image: str | None, name: str | None, out_dir: str | None) -> None:
+    """A KServe InferenceService (and a ConfigMap holding the rendered manifests) whose predictor
+    container runs lmspec serve."""
+    _cluster_export("kserve", paths, image, name, out_dir)
+
+
+@command.command("slurm")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--job", "name", help="TrainingJob to export, when the inputs define several.")
+@_OUT
+def slurm(paths: tuple[str, ...], name: str | None, out_dir: str | None) -> None:
+    """An sbatch script that runs a TrainingJob with one torchrun per node and a c10d rendezvous."""
+    _cluster_export("slurm", paths, None, name, out_dir)

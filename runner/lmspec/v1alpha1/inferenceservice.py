@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ._base import Int, Name, NonNegativeInt, PositiveInt, Spec
+from .cluster import ServiceCluster
 from .common import Metadata
 
 
@@ -138,6 +139,13 @@ class InferenceServiceSpec(Spec):
 
     generation: Generation = Field(default_factory=Generation, examples=[{"maxTokens": 32}])
     """Text generation defaults."""
+
+    cluster: ServiceCluster | None = Field(
+        default=None, examples=[{"image": "registry.example.com/lmspec-runner:0.1.0",
+                                 "replicas": {"min": 1, "max": 4},
+                                 "autoscaling": {"metric": "concurrency", "target": 8}}]
+    )
+    """How a cluster engine (KServe, …) runs the server; ignored by ``lmspec serve``."""
 
 
 class InferenceService(Spec):

@@ -12,6 +12,7 @@ from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticKnownError
 
 from ._base import Int, Name, NonNegativeInt, PositiveInt, Spec
+from .cluster import TrainingCluster
 from .common import Metadata
 
 Metric = Literal["loss", "accuracy", "mse", "mae", "perplexity"]
@@ -399,6 +400,12 @@ class TrainingJobSpec(Spec):
 
     logging: Logging = Field(default_factory=Logging, examples=[{"interval": 5}])
     """Logging."""
+
+    cluster: TrainingCluster | None = Field(
+        default=None, examples=[{"image": "registry.example.com/lmspec-runner:0.1.0",
+                                 "storage": {"workspace": "pvc://lmspec-workspace"}}]
+    )
+    """How a cluster engine (Kubeflow Trainer, Slurm, …) runs the job; ignored by ``lmspec run``."""
 
 
 class TrainingJob(Spec):

@@ -146,6 +146,27 @@ INFERENCE_PUBLIC_BIND = _rule(
     "semantic",
     "The server binds to a non-loopback address without authentication.",
 )
+INFERENCE_REPLICA_BOUNDS = _rule(
+    "inferenceservice.replica-bounds", "error", "semantic", "cluster.replicas.max is below cluster.replicas.min."
+)
+INFERENCE_AUTOSCALING_TARGET = _rule(
+    "inferenceservice.autoscaling-target",
+    "error",
+    "semantic",
+    "A cpu autoscaling target is above 100 percent.",
+)
+INFERENCE_AUTOSCALING_RANGE = _rule(
+    "inferenceservice.autoscaling-range",
+    "warning",
+    "semantic",
+    "Autoscaling is set but the replica bounds leave nothing to scale.",
+)
+CLUSTER_TOLERATION = _rule(
+    "cluster.toleration",
+    "error",
+    "semantic",
+    "A toleration with operator Exists has a value, or one with operator Equal has no key.",
+)
 
 # Layer 3: rules across manifests (they need the referenced manifest).
 TRAININGJOB_LOSS_TASK = _rule("trainingjob.loss-task", "error", "semantic", "The loss does not fit the Model's task.")

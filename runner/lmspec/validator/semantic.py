@@ -12,6 +12,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from ..standard import (
+    Cluster,
     Dataset,
     HuggingFace,
     InferenceService,
@@ -572,3 +573,50 @@ REFERENCES: dict[str, list[tuple[Path, str, Callable[[Any], str | None]]]] = {
     ],
 }
 """Every reference a kind makes: (path of the field, kind it must name, getter)."""
+
+
+# --- cluster settings (TrainingJob and InferenceService) ---------------------------------------
+
+
+def _tolerations(cluster: Cluster | None) -> Iterator[Issue]:
+    if cluster is None:
+        return
+    for i, t in enumerate(cluster.tolerations):
+        path: Path = ("spec", "cluster", "tolerations", i)
+        if t.operator == "Exists" and t.value is not None:
+            yield (rules.CLUSTER_TOLERATION, (*path, "value"),
+                   "a toleration with operator Exists matches any value; value must be omitted",
+                   "drop value, or use operator: Equal")
+        elif t.operator == "Equal" and t.key is None:
+            yield (rules.CLUSTER_TOLERATION, path, "a toleration with operator Equal needs a key",
+                   "add key (and value), or use operator: Exists to tolerate every taint")
+
+
+@check("TrainingJob")
+def _job_cluster(j: TrainingJob, _: Index) -> Iterator[Issue]:
+    yield from _tolerations(j.spec.cluster)
+
+
+@check("InferenceService")
+def _service_cluster(s: InferenceService, _: Index) -> Iterator[Issue]:
+    cluster = s.spec.cluster
+    if cluster is None:
+        return
+    yield from _tolerations(cluster)
+    low, high = cluster.replicas.min, cluster.replicas.max
+    if high is not None and high < low:
+        yield (rules.INFERENCE_REPLICA_BOUNDS, ("spec", "cluster", "replicas", "max"),
+               f"replicas.max {high} is below replicas.min {low}",
+               f"raise max to at least {low}, or lower min")
+    scaling = cluster.autoscaling
+    if scaling is None:
+        return
+    if scaling.metric == "cpu" and scaling.target > 100:
+        yield (rules.INFERENCE_AUTOSCALING_TARGET, ("spec", "cluster", "autoscaling", "target"),
+               f"a cpu target is a percentage of the requested CPU; {scaling.target} is above 100",
+               "use a target between 1 and 100")
+    if high is None or high == low:
+        yield (rules.INFERENCE_AUTOSCALING_RANGE, ("spec", "cluster", "autoscaling"),
+               f"autoscaling is set, but replicas stay at {low} (replicas.max is "
+               + ("omitted" if high is None else "equal to min") + ")",
+               f"set replicas.max above {low}, or drop autoscaling")

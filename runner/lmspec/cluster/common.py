@@ -1,0 +1,187 @@
+"""What every cluster export shares: the manifests as they travel, the pod's file layout, names,
+quantities and the image.
+
+On Kubernetes the rendered manifests (``lmspec render`` output, byte for byte) travel in a
+ConfigMap. The workload's working directory is ``/workspace`` (the ``storage.workspace`` volume,
+or the image's own directory); the ConfigMap's one file is mounted inside it at the manifests'
+place relative to the files they name, so relative paths in the manifests (``../data/iris.csv``)
+resolve there as they do on this machine, and run directories (``output.dir``) land in the
+workspace. Mounting the file alone (``subPath``) leaves the rest of that directory visible.
+"""
+
+from __future__ import annotations
+
+import os.path
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ..cli.render import to_yaml
+from ..standard import Cluster, ServiceCluster, TrainingCluster
+from ..validator.core import Manifest, ManifestSet, load, to_yaml_data
+
+WORKSPACE = PurePosixPath("/workspace")
+MANIFEST_FILE = "manifests.yaml"
+"""The ConfigMap key holding the rendered manifests."""
+
+# Kubernetes object names: Trainer's CEL rule and KServe's webhook both want a DNS-1035 label
+# (a letter first), stricter than lmspec's DNS-1123 names, which may start with a digit.
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+class ExportError(Exception):
+    """The manifests cannot be exported as asked (printed without a traceback)."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """The validated manifests of an export, rendered, and where they sit in the workspace."""
+
+    manifests: ManifestSet
+    rendered: str
+    """``lmspec render`` of the inputs: what the ConfigMap carries."""
+    manifest_dir: PurePosixPath
+    """Directory of the rendered file in the workload (under ``/workspace``)."""
+    local_files: tuple[PurePosixPath, ...]
+    """Local files the manifests name, as the workload sees them: they must be in the workspace."""
+
+    @property
+    def manifest_file(self) -> PurePosixPath:
+        """The rendered manifests in the workload: what ``lmspec run``/``serve`` is given."""
+        return self.manifest_dir / MANIFEST_FILE
+
+
+def render(manifests: ManifestSet) -> str:
+    """The manifests with every default filled in, exactly as ``lmspec render`` prints them."""
+    return "---\n".join(to_yaml(to_yaml_data(m.obj)) for m in manifests.manifests)
+
+
+def _named_files(m: Manifest) -> Iterable[str]:
+    """Local paths a manifest names (relative to its directory unless absolute)."""
+    spec = m.obj.spec
+    if m.kind == "Dataset":
+        yield from (s.path for s in spec.sources)
+        for step in spec.preprocessing:
+            tokenizer = getattr(step, "tokenizer", None)
+            if tokenizer is not None and getattr(tokenizer, "path", None):
+                yield tokenizer.path
+    elif m.kind == "Model" and spec.initial_weights is not None:
+        yield spec.initial_weights.path
+    elif m.kind == "InferenceService" and spec.model.path is not None:
+        yield spec.model.path
+
+
+def bundle(paths: Sequence[str]) -> Bundle:
+    """Load and validate ``paths`` (raises ValidationFailed) and lay them out for a workload."""
+    if "-" in paths:
+        raise ExportError("manifests from standard input cannot be exported: the workload needs their "
+                          "directory to find the files they name; pass files or directories")
+    manifests = load(list(paths))
+    dirs = {m.base_dir for m in manifests.manifests}
+    if len(dirs) > 1:
+        listed = ", ".join(sorted(str(d) for d in dirs))
+        raise ExportError(f"the manifests come from several directories ({listed}); relative paths in them "
+                          "resolve against their own directory, so an export needs them in one directory")
+    (base,) = dirs
+    named = [(m, p) for m in manifests.manifests for p in _named_files(m)]
+    relative = [Path(p) for _, p in named if not Path(p).is_absolute()]
+    # The root is the deepest directory holding the manifests and every relative file they name;
+    # the workspace mirrors the tree below it.
+    resolved = [Path(os.path.normpath(base / p)) for p in relative]
+    root = Path(os.path.commonpath([base, *[r.parent for r in resolved]]))
+    inside = PurePosixPath(*base.relative_to(root).parts) if base != root else PurePosixPath()
+    manifest_dir = WORKSPACE / inside
+    files = sorted({WORKSPACE / PurePosixPath(*r.relative_to(root).parts) for r in resolved})
+    absolute = sorted({PurePosixPath(p) for _, p in named if Path(p).is_absolute()})
+    return Bundle(manifests, render(manifests), manifest_dir, tuple(files) + tuple(absolute))
+
+
+def k8s_name(name: str, what: str) -> str:
+    """``name`` as a Kubernetes object name (DNS-1035 label), or an :class:`ExportError`."""
+    if not DNS_1035.match(name) or len(name) > 63:
+        raise ExportError(f"{what} name {name!r} is not a DNS-1035 label (a lowercase letter first, then "
+                          "lowercase letters, digits and '-', at most 63), which Kubernetes needs here; "
+                          "rename the manifest (e.g. 'job-" + name + "')")
+    return name
+
+
+def choose_image(cluster: Cluster | None, image: str | None, where: str) -> str:
+    """The container image: ``--image`` wins over ``cluster.image``; one of them is needed."""
+    chosen = image or (cluster.image if cluster is not None else None)
+    if not chosen:
+        raise ExportError(f"{where} names no container image: pass --image REGISTRY/lmspec-runner:TAG "
+                          "or set spec.cluster.image")
+    if re.search(r"\s", chosen):
+        raise ExportError(f"--image {chosen!r} contains whitespace")
+    return chosen
+
+
+_BYTE_UNITS = {"B": "", "KB": "k", "MB": "M", "GB": "G", "TB": "T", "KiB": "Ki", "MiB": "Mi", "GiB": "Gi",
+               "TiB": "Ti"}
+
+
+def k8s_memory(size: str) -> str:
+    """``"16GiB"`` → ``"16Gi"``: lmspec byte sizes as Kubernetes quantities."""
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]+)", size)
+    assert m is not None, size  # the schema's pattern guarantees the shape
+    return m.group(1) + _BYTE_UNITS[m.group(2)]
+
+
+def k8s_cpu(cpus: float) -> str:
+    """``2.0`` → ``"2"``, ``0.5`` → ``"500m"``."""
+    return str(int(cpus)) if float(cpus).is_integer() else f"{round(cpus * 1000)}m"
+
+
+def node_placement(cluster: Cluster | None) -> dict[str, Any]:
+    """``nodeSelector`` and ``tolerations`` of a pod spec, when the manifest sets them."""
+    if cluster is None:
+        return {}
+    out: dict[str, Any] = {}
+    if cluster.node_selector:
+        out["nodeSelector"] = dict(cluster.node_selector)
+    if cluster.tolerations:
+        out["tolerations"] = [t.model_dump(mode="json", by_alias=True, exclude_none=True)
+                              for t in cluster.tolerations]
+    return out
+
+
+def workspace_volume(cluster: TrainingCluster | ServiceCluster | None) -> dict[str, Any] | None:
+    """The pod volume behind ``/workspace``: the named claim or a host path. None without
+    ``storage.workspace``: then the image's own ``/workspace`` is used (files baked into it)."""
+    ref = cluster.storage.workspace if cluster is not None else None
+    if ref is None:
+        return None
+    if ref.startswith("pvc://"):
+        claim = ref[len("pvc://"):].split("/", 1)[0]
+        return {"name": "workspace", "persistentVolumeClaim": {"claimName": claim}}
+    return {"name": "workspace", "hostPath": {"path": ref, "type": "Directory"}}
+
+
+def workspace_mounts(cluster: TrainingCluster | ServiceCluster | None,
+                     manifest_file: PurePosixPath) -> list[dict[str, Any]]:
+    """Mounts of the workspace (with a claim's sub-path) and, inside it, the manifests."""
+    ref = cluster.storage.workspace if cluster is not None else None
+    workspace: dict[str, Any] = {"name": "workspace", "mountPath": str(WORKSPACE)}
+    if ref is not None and ref.startswith("pvc://") and "/" in ref[len("pvc://"):]:
+        sub = ref[len("pvc://"):].split("/", 1)[1].strip("/")
+        if sub:
+            workspace["subPath"] = sub
+    manifests = {"name": "lmspec-manifests", "mountPath": str(manifest_file), "subPath": MANIFEST_FILE,
+                 "readOnly": True}
+    return [workspace, manifests]
+
+
+def config_map(name: str, b: Bundle, labels: dict[str, str]) -> dict[str, Any]:
+    """The ConfigMap carrying the rendered manifests."""
+    metadata: dict[str, Any] = {"name": name, "labels": labels}
+    if b.local_files:
+        # Where the workload expects the local files the manifests name, for whoever fills the
+        # workspace.
+        metadata["annotations"] = {"lmspec.io/needs-files": ",".join(str(f) for f in b.local_files)}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {MANIFEST_FILE: b.rendered}}
+
+
+def labels_for(m: Manifest) -> dict[str, str]:
+    return {"app.kubernetes.io/managed-by": "lmspec", f"lmspec.io/{m.kind.lower()}": m.name}

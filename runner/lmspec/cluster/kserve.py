@@ -1,0 +1,130 @@
+"""An InferenceService as a KServe ``InferenceService`` (``serving.kserve.io/v1beta1``).
+
+>>> objects = inferenceservice(["examples/iris"], image="registry.example.com/lmspec-runner:0.1.0")
+>>> [o["kind"] for o in objects]
+['ConfigMap', 'InferenceService']
+
+The predictor is a custom container running ``lmspec serve`` on the rendered manifests, with
+readiness and startup probes on the Open Inference Protocol health endpoints. Replicas and
+autoscaling map to ``minReplicas``/``maxReplicas``/``scaleMetric``/``scaleTarget``; ``cpu`` and
+``memory`` metrics need KServe's Standard deployment mode (a HorizontalPodAutoscaler),
+``concurrency`` and ``rps`` its Knative mode. API keys stay out of the objects: the manifest's
+``auth.apiKeys`` name environment variables, which the container takes from a Secret of the
+same name as the service. Written against KServe v0.20.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..standard import KeySource, ServiceCluster
+from .common import (
+    WORKSPACE,
+    ExportError,
+    bundle,
+    choose_image,
+    config_map,
+    k8s_cpu,
+    k8s_memory,
+    k8s_name,
+    labels_for,
+    node_placement,
+    workspace_mounts,
+    workspace_volume,
+)
+
+API_VERSION = "serving.kserve.io/v1beta1"
+KSERVE_VERSION = "v0.20.0"
+"""The KServe release the objects are written for (its CRD is vendored in the tests)."""
+PORT = 8080
+BLOCKED_ENV = ("PYTHONPATH",)
+"""Environment variables KServe's webhook refuses in predictor containers."""
+
+
+def _resources(cluster: ServiceCluster | None) -> dict[str, Any]:
+    if cluster is None:
+        return {}
+    limits: dict[str, Any] = {}
+    if cluster.machine.cpus is not None:
+        limits["cpu"] = k8s_cpu(cluster.machine.cpus)
+    if cluster.machine.memory is not None:
+        limits["memory"] = k8s_memory(cluster.machine.memory)
+    if cluster.machine.accelerators:
+        limits["nvidia.com/gpu"] = cluster.machine.accelerators
+    return {"limits": limits, "requests": dict(limits)} if limits else {}
+
+
+def inferenceservice(paths: Sequence[str], *, image: str | None = None,
+                     service_name: str | None = None) -> list[dict[str, Any]]:
+    """The ConfigMap and KServe InferenceService that serve an lmspec InferenceService; raises
+    :class:`ExportError` or ``ValidationFailed``."""
+    b = bundle(paths)
+    try:
+        service = b.manifests.pick("InferenceService", service_name, option="--service")
+    except LookupError as exc:
+        raise ExportError(str(exc)) from None
+    spec = service.obj.spec
+    cluster: ServiceCluster | None = spec.cluster
+    name = k8s_name(service.name, "InferenceService")
+    chosen = choose_image(cluster, image, f"InferenceService {service.name!r}")
+    configmap = f"{name}-manifests"
+    health = {"httpGet": {"path": "/v2/health/ready", "port": PORT}}
+    # The server reports ready only after loading the model and a warm-up pass; the startup probe
+    # gives a slow load ten minutes before the liveness of the pod is judged.
+    container: dict[str, Any] = {
+        "name": "kserve-container",
+        "image": chosen,
+        "args": ["serve", str(b.manifest_file), "--service", service.name,
+                 "--host", "0.0.0.0", "--port", str(PORT)],
+        "workingDir": str(WORKSPACE),
+        "env": [{"name": "PROTOCOL", "value": "v2"}],
+        "ports": [{"containerPort": PORT, "protocol": "TCP"}],
+        "readinessProbe": {**health, "periodSeconds": 10},
+        "startupProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}, "periodSeconds": 10,
+                         "failureThreshold": 60},
+        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}, "periodSeconds": 30},
+    }
+    secret_env = [k.env for k in spec.auth.api_keys if isinstance(k, KeySource) and k.env is not None]
+    for var in secret_env:
+        if var in BLOCKED_ENV or var == "PROTOCOL":
+            raise ExportError(f"{service.file}: spec.auth.apiKeys names the environment variable {var}, which "
+                              "KServe reserves; choose another name (e.g. LMSPEC_API_KEYS)")
+        container["env"].append({"name": var, "valueFrom": {"secretKeyRef": {"name": name, "key": var}}})
+    if any(isinstance(k, KeySource) and k.file is not None for k in spec.auth.api_keys):
+        raise ExportError(f"{service.file}: spec.auth.apiKeys reads a key file; on KServe keys come from a Secret "
+                          "as environment variables: use {env: VAR}")
+    resources = _resources(cluster)
+    if resources:
+        container["resources"] = resources
+    ws = workspace_volume(cluster)
+    mounts = workspace_mounts(cluster, b.manifest_file)
+    container["volumeMounts"] = mounts if ws is not None else mounts[1:]
+    volumes = [{"name": "lmspec-manifests", "configMap": {"name": configmap}}]
+    if ws is not None:
+        volumes.insert(0, ws)
+    predictor: dict[str, Any] = {}
+    annotations: dict[str, str] = {}
+    if cluster is not None:
+        predictor["minReplicas"] = cluster.replicas.min
+        if cluster.replicas.max is not None:
+            predictor["maxReplicas"] = cluster.replicas.max
+        if cluster.autoscaling is not None:
+            predictor["scaleMetric"] = cluster.autoscaling.metric
+            predictor["scaleTarget"] = cluster.autoscaling.target
+            knative = cluster.autoscaling.metric in ("concurrency", "rps")
+            annotations["serving.kserve.io/deploymentMode"] = "Knative" if knative else "Standard"
+    if cluster is None or cluster.replicas.min > 0:
+        annotations.setdefault("serving.kserve.io/deploymentMode", "Standard")
+    elif cluster.autoscaling is None or cluster.autoscaling.metric in ("cpu", "memory"):
+        raise ExportError(f"{service.file}: spec.cluster.replicas.min 0 (scale to zero) needs KServe's Knative mode, "
+                          "which scales on concurrency or rps: set autoscaling.metric to one of them")
+    predictor["timeout"] = max(1, round(spec.limits.request_timeout_seconds))
+    predictor["containers"] = [container]
+    predictor["volumes"] = volumes
+    predictor.update(node_placement(cluster))
+    labels = labels_for(service)
+    isvc = {"apiVersion": API_VERSION, "kind": "InferenceService",
+            "metadata": {"name": name, "labels": labels, "annotations": annotations},
+            "spec": {"predictor": predictor}}
+    return [config_map(configmap, b, labels), isvc]
