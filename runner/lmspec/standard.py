@@ -17,6 +17,10 @@ from .v1alpha1 import API_VERSION, KINDS, Dataset, InferenceService, Model, Trai
 from .v1alpha1.cluster import Cluster, ServiceCluster, TrainingCluster
 from .v1alpha1.common import Signature, TensorSpec
 from .v1alpha1.dataset import (
+    Chat,
+    ChatFields,
+    ChatLoss,
+    ChatTokenizer,
     DatasetSpec,
     Dedupe,
     DropNulls,
@@ -59,6 +63,10 @@ __all__ = [
     "VERSIONS",
     "ActivationLayer",
     "Adapter",
+    "Chat",
+    "ChatFields",
+    "ChatLoss",
+    "ChatTokenizer",
     "Cluster",
     "Dataset",
     "DatasetSpec",

@@ -27,6 +27,8 @@ NOT_IN_SUITE = {
     "parse.io": "needs an unreadable path, not an input text",
     "env.file-missing": "environment layer: needs a file system (--check-env)",
     "env.sha256-mismatch": "environment layer: needs a file system (--check-env)",
+    "env.chat-records": "environment layer: needs a file system (--check-env)",
+    "env.chat-template": "environment layer: needs a file system (--check-env)",
     "schema.invalid": "catch-all for schema errors no other rule describes; no v1alpha1 input reaches it",
 }
 

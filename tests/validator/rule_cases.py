@@ -24,6 +24,7 @@ Good cases must produce no error at all (besides ``also``). When you add a rule 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 V = "apiVersion: lmspec.io/v1alpha1\n"
@@ -114,6 +115,30 @@ spec:
   protocols: [oip-v2]
   server: {host: 127.0.0.1, port: 8080}
 """
+
+CHAT = V + """kind: Dataset
+metadata:
+  name: corpus
+spec:
+  sources:
+    - path: chat.jsonl
+  chat:
+    format: messages
+    sequenceLength: 64
+"""
+
+GEN_TEMPLATE = ("{% for m in messages %}{{ m.role }}: {% if m.role == 'assistant' %}{% generation %}"
+                "{{ m.content }}<|eot|>{% endgeneration %}{% else %}{{ m.content }}<|eot|>{% endif %}{% endfor %}")
+PLAIN_TEMPLATE = "{% for m in messages %}{{ m.role }}: {{ m.content }}<|eot|>{% endfor %}"
+CHAT_RECORD = '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
+SHARE_RECORD = '{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}\n'
+TOKENIZER_DIR = "    sequenceLength: 64\n    tokenizer: {type: huggingface, path: tok}\n"
+
+
+def _tok(template: str) -> dict[str, str]:
+    """A tokenizer directory holding only what the validator reads: its chat template."""
+    return {"tok/tokenizer_config.json": json.dumps({"chat_template": template}), "tok/tokenizer.json": "{}"}
+
 
 SHA_HELLO = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"  # sha256("hello")
 
@@ -369,6 +394,26 @@ spec:
                       "    - {type: tokenize, tokenizer: {type: byte}}\n")],
         "good": [TEXT],
     },
+    "dataset.chat-conflict": {
+        "bad": [_swap(CHAT, "  chat:\n", "  preprocessing:\n    - {type: tokenize, tokenizer: {type: byte}}\n#   ^ /spec/preprocessing\n  chat:\n"),
+                _at(CHAT + "  splits: {stratify: role}\n", "stratify: |role", "/spec/splits/stratify")],
+        "good": [CHAT, CHAT + "  splits: {by: ratio, seed: 3}\n"],
+    },
+    "dataset.chat-template": {
+        "bad": [_at(_swap(CHAT, "    format: messages\n", f"    format: messages\n    template: \"{PLAIN_TEMPLATE}\"\n"),
+                    "template: |\"{%", "/spec/chat/template"),
+                _at(_swap(CHAT, "    format: messages\n", f"    format: messages\n    template: \"{GEN_TEMPLATE}\"\n    templatePath: t.jinja\n"),
+                    "templatePath: |t.jinja", "/spec/chat/templatePath")],
+        "good": [_swap(CHAT, "    format: messages\n", f"    format: messages\n    template: \"{GEN_TEMPLATE}\"\n"),
+                 _swap(CHAT, "    format: messages\n", f"    format: messages\n    template: \"{PLAIN_TEMPLATE}\"\n    loss: {{trainOnPrompt: true}}\n"),
+                 _swap(CHAT, "    format: messages\n", f"    format: messages\n    template: \"{PLAIN_TEMPLATE}\"\n    loss: {{roles: [user]}}\n")],
+    },
+    "dataset.chat-fields": {
+        "bad": [_at(_swap(CHAT, "    format: messages\n", "    format: messages\n    fields: {prompt: question}\n"),
+                    "{prompt: |question}", "/spec/chat/fields/prompt")],
+        "good": [_swap(CHAT, "    format: messages\n", "    format: messages\n    fields: {messages: conversations, role: from}\n"),
+                 _swap(CHAT, "    format: messages\n", "    format: promptCompletion\n    fields: {prompt: question}\n")],
+    },
     # --- semantic: TrainingJob -----------------------------------------------------------------
     "trainingjob.batch-world-size": {
         "bad": [_at(_and(MODEL, DATASET, _swap(JOB, "globalBatchSize: 16}", "globalBatchSize: 32}")),
@@ -422,8 +467,10 @@ spec:
                               _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n")),
                  "files": BASE_FILES},
                 _and(LM, _swap(TEXT, "sequenceLength: 64", "sequenceLength: 65"),
+                     _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n")),
+                _and(LM, _swap(CHAT, "sequenceLength: 64", "sequenceLength: 65"),
                      _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n"))],
-        "good": [_and(LM, TEXT, LM_JOB)],
+        "good": [_and(LM, TEXT, LM_JOB), _and(LM, CHAT, LM_JOB), {"yaml": _and(BASE, TEXT, LM_JOB), "files": BASE_FILES}],
     },
     "trainingjob.adapter-base": {
         "bad": [_at(_and(LM, TEXT, LORA_JOB), "adapter: |{type", "/spec/adapter")],
@@ -509,7 +556,10 @@ spec:
     },
     # --- environment (--check-env) -------------------------------------------------------------
     "env.file-missing": {
-        "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: data.csv\n#           ^ /spec/sources/0/path\n"),
+        "bad": [{"yaml": _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR + "#                                        ^ /spec/chat/tokenizer/path\n"),
+                 "files": {"chat.jsonl": CHAT_RECORD, "tok/tokenizer_config.json": json.dumps({"chat_template": GEN_TEMPLATE})},
+                 "check_env": True},
+                {"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: data.csv\n#           ^ /spec/sources/0/path\n"),
                  "check_env": True},
                 {"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: shards/*.csv\n#           ^ /spec/sources/0/path\n"),
                  "files": {"data.csv": "a,b,label\n"}, "check_env": True}],
@@ -526,11 +576,37 @@ spec:
         "good": [{"yaml": BASE, "files": BASE_FILES, "check_env": True}],
     },
     "env.sha256-mismatch": {
-        "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n",
+        "bad": [{"yaml": _swap(CHAT, "    sequenceLength: 64\n", f"    sequenceLength: 64\n    template: \"{GEN_TEMPLATE}\"\n    tokenizer: {{type: file, path: tokenizer.json, sha256: {SHA_HELLO}}}\n"
+                               "#                                                         ^ /spec/chat/tokenizer/sha256\n"),
+                 "files": {"chat.jsonl": CHAT_RECORD, "tokenizer.json": "hello\n"}, "check_env": True},
+                {"yaml": _swap(DATASET, "    - path: data.csv\n",
                                f"    - path: data.csv\n      sha256: {SHA_HELLO}\n#             ^ /spec/sources/0/sha256\n"),
                  "files": {"data.csv": "hello\n"}, "check_env": True}],
         "good": [{"yaml": _swap(DATASET, "    - path: data.csv\n", f"    - path: data.csv\n      sha256: {SHA_HELLO}\n"),
                   "files": {"data.csv": "hello"}, "check_env": True}],
+    },
+    "env.chat-records": {
+        "bad": [{"yaml": _swap(CHAT, "    - path: chat.jsonl\n", "    - path: chat.jsonl\n#     ^ /spec/sources/0\n"),
+                 "files": {"chat.jsonl": CHAT_RECORD + '{"messages": "Hi"}\n'}, "check_env": True},
+                {"yaml": _swap(CHAT, "    format: messages\n", "    format: messages\n    fields: {messages: conversations}\n#           ^ /spec/chat/fields\n"),
+                 "files": {"chat.jsonl": SHARE_RECORD}, "check_env": True},
+                {"yaml": _swap(CHAT, "    format: messages\n", "    format: messages\n    fields: {messages: conversations, role: from, content: value}\n    roleMap: {human: user}\n#            ^ /spec/chat/roleMap\n"),
+                 "files": {"chat.jsonl": SHARE_RECORD}, "check_env": True}],
+        "good": [{"yaml": CHAT, "files": {"chat.jsonl": CHAT_RECORD * 3}, "check_env": True},
+                 {"yaml": _swap(CHAT, "    format: messages\n", "    format: messages\n    fields: {messages: conversations, role: from, content: value}\n    roleMap: {human: user, gpt: assistant}\n"),
+                  "files": {"chat.jsonl": SHARE_RECORD}, "check_env": True}],
+    },
+    "env.chat-template": {
+        "bad": [{"yaml": _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR + "#              ^ /spec/chat/tokenizer\n"),
+                 "files": {"chat.jsonl": CHAT_RECORD, **_tok(PLAIN_TEMPLATE)}, "check_env": True},
+                {"yaml": _swap(CHAT, "    sequenceLength: 64\n", "    sequenceLength: 64\n    templatePath: t.jinja\n#                 ^ /spec/chat/templatePath\n"),
+                 "files": {"chat.jsonl": CHAT_RECORD, "t.jinja": PLAIN_TEMPLATE}, "check_env": True}],
+        "good": [{"yaml": _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR),
+                  "files": {"chat.jsonl": CHAT_RECORD, **_tok(GEN_TEMPLATE)}, "check_env": True},
+                 {"yaml": _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR + "    loss: {trainOnPrompt: true}\n"),
+                  "files": {"chat.jsonl": CHAT_RECORD, **_tok(PLAIN_TEMPLATE)}, "check_env": True},
+                 {"yaml": _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR + "    templatePath: t.jinja\n"),
+                  "files": {"chat.jsonl": CHAT_RECORD, "t.jinja": GEN_TEMPLATE, **_tok(PLAIN_TEMPLATE)}, "check_env": True}],
     },
 }
 

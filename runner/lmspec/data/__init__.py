@@ -13,10 +13,17 @@ the ``run`` extra). Never imports torch.
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 from .errors import DataError
-from .prepare import FORMAT_VERSION, PreparedData, prepare
-from .split import Split
-from .tokenizer import Tokenizer
-from .transform import Transform
+
+# The validator-only install has no numpy; there only the numpy-free modules work
+# (``conversations``, ``chat_template``, ``errors``), which ``validate --check-env`` reads chat
+# records with.
+if find_spec("numpy") is not None:
+    from .prepare import FORMAT_VERSION, PreparedData, prepare
+    from .split import Split
+    from .tokenizer import Tokenizer
+    from .transform import Transform
 
 __all__ = ["FORMAT_VERSION", "DataError", "PreparedData", "Split", "Tokenizer", "Transform", "prepare"]

@@ -28,6 +28,7 @@ class DataError(Exception):
         self.message = message
         self.file = file
         self.row = row
+        self.unit = unit
         self.column = column
         self.field = field
         self.hint = hint

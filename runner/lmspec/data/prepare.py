@@ -61,6 +61,8 @@ class PreparedData:
     files: dict[str, str]
     """Every data and tokenizer file read → its sha256; keys are relative to the manifest directory
     when the manifest's path was."""
+    counts: dict[str, dict[str, int]] | None = None
+    """Chat data: per split, conversations read, truncated, dropped, sequences and tokens."""
 
     def split(self, name: str) -> Split:
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]
@@ -74,18 +76,22 @@ def prepare(
     cache_dir: Path | None = None,
     rank: int = 0,
     world_size: int = 1,
+    tokenizer_dir: Path | None = None,
 ) -> PreparedData:
     """Read, check, split and preprocess a Dataset for a model of ``model_task``.
 
     With ``cache_dir``, the result is stored as ``<fingerprint>.npz`` plus ``<fingerprint>.json``
     and reused when nothing that affects it changed. Only rank 0 writes the cache (other ranks
     compute the same arrays themselves if it is not there yet); ``world_size`` is accepted for
-    symmetry, sharding is :meth:`Split.shard`'s job. Raises :class:`DataError` for bad data.
+    symmetry, sharding is :meth:`Split.shard`'s job. ``tokenizer_dir`` is the tokenizer of the
+    model to be trained, for chat data that declares none. Raises :class:`DataError` for bad data.
     """
     spec = dataset.spec
     base_dir = Path(base_dir)
     _check_manifest(spec, model_task)
     files = resolve_sources(spec, base_dir)
+    if spec.chat is not None:
+        return _prepare_chat(spec, model_task, base_dir, files, cache_dir, rank, tokenizer_dir)
     tokenizer, tok_files = _tokenizer(spec, base_dir)
     digests = {fi.key: fi.sha256 for fi in files} | tok_files
     fingerprint = _fingerprint(spec, model_task, files, tok_files)
@@ -126,6 +132,16 @@ def _check_manifest(spec: DatasetSpec, task: str) -> None:
                 raise DataError("splits.by is file, so every source needs a split",
                                 field=f"spec.sources[{i}].split")
     steps = spec.preprocessing
+    if spec.chat is not None:
+        if task != "causal-lm":
+            raise DataError(f"chat data is for causal-lm models, not {task}", field="spec.chat")
+        for name in ("features", "target", "preprocessing"):
+            if getattr(spec, name):
+                raise DataError(f"chat data takes no {name}", field=f"spec.{name}",
+                                hint="the chat block declares the fields and the tokenizer")
+        if splits.stratify is not None:
+            raise DataError("stratify does not apply to chat data", field="spec.splits.stratify")
+        return
     if task == "causal-lm":
         if not any(isinstance(s, Tokenize) for s in steps):
             raise DataError("a causal-lm model needs a tokenize step", field="spec.preprocessing")
@@ -253,6 +269,51 @@ def _prepare_text(spec: DatasetSpec, files: list[FileInfo], tokenizer: Tokenizer
     return splits, transform
 
 
+# --- chat ----------------------------------------------------------------------------------
+
+def _prepare_chat(spec: DatasetSpec, task: str, base_dir: Path, files: list[FileInfo],
+                  cache_dir: Path | None, rank: int, tokenizer_dir: Path | None) -> PreparedData:
+    from .chat import prepare_chat, read_split_conversations, tokenizer_source
+
+    chat = spec.chat
+    assert chat is not None
+    extra = tokenizer_source(chat, base_dir, tokenizer_dir)
+    if chat.template_path is not None:
+        extra.append(resolve_path(chat.template_path, base_dir))
+    tok_files = {_key(p, base_dir): sha256_file(p) for p in extra if p.is_file()}
+    digests = {fi.key: fi.sha256 for fi in files} | tok_files
+    fingerprint = _fingerprint(spec, task, files, tok_files)
+    if cache_dir is not None:
+        hit = _load_cache(Path(cache_dir), fingerprint, digests)
+        if hit is not None:
+            return hit
+    s = spec.splits
+    parts = read_split_conversations(chat, files, s.by == "file", s.ratios, s.seed)
+    prepared = prepare_chat(chat, parts, base_dir, tokenizer_dir)
+    if prepared.tokenizer_json is None:  # pragma: no cover - every chat tokenizer has a json
+        raise DataError("the chat tokenizer has no tokenizer.json", field="spec.chat.tokenizer")
+    transform = Transform(task="causal-lm", feature_names=["messages"], feature_dtypes=["string"],
+                          tokenizer=Tokenizer.from_file(prepared.tokenizer_json))
+    sp = prepared.splits
+    data = PreparedData(sp["train"], sp["validation"], sp["test"], transform, fingerprint, digests,
+                        {n: c.as_dict() for n, c in prepared.counts.items()})
+    if cache_dir is not None and rank == 0:
+        _save_cache(Path(cache_dir), data)
+    return data
+
+
+def resolve_path(path: str, base_dir: Path) -> Path:
+    return Path(path) if os.path.isabs(path) else base_dir / path
+
+
+def _key(path: Path, base_dir: Path) -> str:
+    """The name a file has in the lock: relative to the manifest directory when below it."""
+    try:
+        return path.resolve().relative_to(base_dir.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
 # --- cache ---------------------------------------------------------------------------------
 
 def _fingerprint(spec: DatasetSpec, task: str, files: list[FileInfo], tok_files: dict[str, str]) -> str:
@@ -275,24 +336,28 @@ def _load_cache(cache_dir: Path, fingerprint: str, files: dict[str, str]) -> Pre
         meta = json.loads(meta_path.read_text())
         with np.load(arrays_path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-        splits = {n: Split(arrays[f"{n}_inputs"], arrays[f"{n}_targets"]) for n in SPLITS}
+        splits = {n: Split(arrays[f"{n}_inputs"], arrays[f"{n}_targets"], arrays.get(f"{n}_positions"))
+                  for n in SPLITS}
         transform = Transform.from_state_dict(meta["transform"])
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None  # an unreadable entry is a miss; the fresh result replaces it
     if meta.get("fingerprint") != fingerprint:
         return None
     return PreparedData(splits["train"], splits["validation"], splits["test"], transform,
-                        fingerprint, files)
+                        fingerprint, files, meta.get("counts"))
 
 
 def _save_cache(cache_dir: Path, data: PreparedData) -> None:
     cache_dir.mkdir(parents=True, exist_ok=True)
     meta = {"fingerprint": data.fingerprint, "formatVersion": FORMAT_VERSION, "files": data.files,
-            "transform": data.transform.state_dict()}
+            "transform": data.transform.state_dict(), "counts": data.counts}
     arrays: dict[str, Any] = {}
     for n in SPLITS:
         arrays[f"{n}_inputs"] = data.split(n).inputs
         arrays[f"{n}_targets"] = data.split(n).targets
+        positions = data.split(n).positions
+        if positions is not None:
+            arrays[f"{n}_positions"] = positions
     # The json goes first and the npz last: a reader needs both, so an entry is complete once the
     # npz appears. Each is written to a temporary file and renamed, which is atomic.
     _atomic_write(cache_dir / f"{data.fingerprint}.json",

@@ -28,7 +28,10 @@ class Split:
     """Tabular: float32 [N, F], transformed. Causal LM: int64 [N, L] token ids."""
     targets: np.ndarray
     """Classification: int64 [N] class ids. Regression: float32 [N]. Causal LM: int64 [N, L],
-    the inputs shifted by one token."""
+    the inputs shifted by one token (-100 where a token is not trained)."""
+    positions: np.ndarray | None = None
+    """Causal LM chat data only: int64 [N, L] position of each token within its conversation;
+    they restart at 0 where a packed conversation starts."""
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
@@ -42,7 +45,14 @@ class Split:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size}")
         usable = len(self) // world_size * world_size
-        return Split(self.inputs[rank:usable:world_size], self.targets[rank:usable:world_size])
+        rows = slice(rank, usable, world_size)
+        return Split(self.inputs[rows], self.targets[rows],
+                     None if self.positions is None else self.positions[rows])
+
+    def take(self, index: Any) -> Split:
+        """The rows ``index`` selects (an array of row numbers or a slice)."""
+        return Split(self.inputs[index], self.targets[index],
+                     None if self.positions is None else self.positions[index])
 
 
 def permutation(n: int, seed: int) -> np.ndarray:

@@ -71,8 +71,10 @@ class CausalLM(nn.Module):
         super().__init__()
         self.lm = lm
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.lm(input_ids=ids, use_cache=False).logits
+    def forward(self, ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        # Position ids that restart within a row mark packed documents: with no attention mask,
+        # transformers then keeps each document's attention inside the document.
+        out: torch.Tensor = self.lm(input_ids=ids, position_ids=position_ids, use_cache=False).logits
         return out
 
     def enable_activation_checkpointing(self) -> None:

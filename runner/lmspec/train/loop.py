@@ -44,7 +44,7 @@ from ..standard import Dataset, Model, Pretrained, TrainingJob
 from ..validator.core import Manifest, ManifestSet
 from . import checkpoint
 from .dsconfig import deepspeed_config, lr_lambda
-from .metrics import MetricsLog, Sums, compute_loss
+from .metrics import IGNORE_INDEX, MetricsLog, Sums, compute_loss
 from .world import World
 
 PREDICTION_ROWS = 64
@@ -122,6 +122,7 @@ class Recipe:
         self._resolve_base()
         self._setup_data()
         self._setup_model()
+        self._check_vocabulary()
         self._setup_engine()
         if self.world.is_main:
             self._write_lock()
@@ -154,9 +155,20 @@ class Recipe:
     def _setup_data(self) -> None:
         from ..data import prepare
 
+        # Chat data that declares no tokenizer uses the pretrained base's.
         self.data = prepare(self.data_obj, self.data_manifest.base_dir, model_task=self.task,
                             cache_dir=self.run_dir / "cache", rank=self.world.rank,
-                            world_size=self.world.size)
+                            world_size=self.world.size,
+                            tokenizer_dir=self.base.directory if self.base is not None else None)
+        # Chat data masks tokens out of the loss: it is normalised by the trained tokens of the
+        # whole optimizer step (all micro batches, all ranks), not averaged per micro batch.
+        self.token_weighted = self.task == "causal-lm" and bool((self.data.train.targets == IGNORE_INDEX).any())
+        if self.data.counts is not None and self.world.is_main:
+            for name, c in self.data.counts.items():
+                print(f"lmspec: {name} data: {c['conversations']} conversations, {c['truncated']} "
+                      f"truncated, {c['droppedOverLength']} dropped as too long, "
+                      f"{c['droppedUntrained']} dropped with no trained token; {c['sequences']} "
+                      f"sequences, {c['trainedTokens']} trained tokens")
         b = self.spec.batch
         per_rank = len(self.data.train) // self.world.size
         self.micro_per_epoch = per_rank // b.micro_batch_size
@@ -260,6 +272,19 @@ class Recipe:
         prec = self.spec.precision
         return torch.bfloat16 if prec.bf16.enabled else torch.float16 if prec.fp16.enabled else torch.float32
 
+    def _check_vocabulary(self) -> None:
+        """A token id beyond the model's embeddings would fail deep in the forward pass."""
+        config = getattr(getattr(self.model, "lm", None), "config", None)
+        vocab = getattr(config, "vocab_size", None)
+        if self.task != "causal-lm" or not isinstance(vocab, int):
+            return
+        top = max((int(s.inputs.max()) for s in (self.data.train, self.data.validation, self.data.test)
+                   if len(s)), default=-1)
+        if top >= vocab:
+            raise TrainError(f"Dataset {self.data_obj.metadata.name!r} has token id {top}, but Model "
+                             f"{self.model_obj.metadata.name!r} has a vocabulary of {vocab}: the "
+                             "tokenizer does not belong to this model")
+
     def _load_initial_weights_zero3(self, model: torch.nn.Module) -> None:
         import deepspeed
         from safetensors.torch import load_file
@@ -302,6 +327,8 @@ class Recipe:
         }
         if self.base is not None:
             lock["base"] = {**self.base.lock(), "loadedPartitioned": self.partitioned_load}
+        if self.data.counts is not None:
+            lock["dataCounts"] = self.data.counts
         (self.run_dir / "lock.json").write_text(json.dumps(lock, indent=2) + "\n")
 
     def _load_checkpoint(self) -> None:
@@ -334,17 +361,27 @@ class Recipe:
         started = time.perf_counter()
         shard: Any = None
         shard_epoch = -1
+        step_tokens = 0
         while self.epoch < spec.stopping.epochs and not self._done():
             if shard_epoch != self.epoch:
                 shard, shard_epoch = self._epoch_shard(self.epoch), self.epoch
             rows = slice(self.micro * mb, (self.micro + 1) * mb)
             x, y = shard.inputs[rows], shard.targets[rows]
+            if self.token_weighted and self.micro % gas == 0:
+                step_tokens = self._step_tokens(shard.targets[self.micro * mb:(self.micro + gas) * mb])
             # Derived from (seed, epoch, micro batch, rank) only: a resumed run draws the same.
             if self.task != "causal-lm":
                 rng = np.random.default_rng(_seed(spec.seed, self.epoch, self.micro, self.world.rank))
                 x = self.data.transform.augment(x, rng)
             torch.manual_seed(_seed(spec.seed, self.epoch, self.micro, self.world.rank, 1))
-            loss = compute_loss(engine(self._inputs(x)), self._targets(y), spec.loss)
+            out = engine(self._inputs(x), **self._positions(shard, rows))
+            if self.token_weighted:
+                # DeepSpeed divides by gradientAccumulationSteps and averages over ranks; this
+                # scale makes the step's gradient that of the mean over its trained tokens.
+                scale = gas * self.world.size / max(step_tokens, 1)
+                loss = compute_loss(out, self._targets(y), spec.loss, reduction="sum") * scale
+            else:
+                loss = compute_loss(out, self._targets(y), spec.loss)
             engine.backward(loss)
             engine.step()
             self.micro += 1
@@ -384,11 +421,24 @@ class Recipe:
         return self.stopped_early or self.step >= self.total_steps
 
     def _epoch_shard(self, epoch: int) -> Any:
-        from ..data.split import Split, permutation
+        from ..data.split import permutation
 
         train = self.data.train
         order = permutation(len(train), _seed(self.spec.seed, epoch))
-        return Split(train.inputs[order], train.targets[order]).shard(self.world.rank, self.world.size)
+        return train.take(order).shard(self.world.rank, self.world.size)
+
+    def _step_tokens(self, targets: np.ndarray) -> int:
+        import torch.distributed as dist
+
+        t = torch.tensor([int((targets != IGNORE_INDEX).sum())], dtype=torch.int64)
+        dist.all_reduce(t)
+        return int(t)
+
+    def _positions(self, split: Any, rows: Any) -> dict[str, torch.Tensor]:
+        """``position_ids`` of chat data (they restart at each packed conversation)."""
+        if split.positions is None:
+            return {}
+        return {"position_ids": torch.from_numpy(np.ascontiguousarray(split.positions[rows])).to(self.device)}
 
     def _inputs(self, x: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
@@ -463,7 +513,8 @@ class Recipe:
         sums = Sums()
         for b in range(batches):
             rows = idx[b * mb:(b + 1) * mb]
-            out = self.engine(self._inputs(split.inputs[rows if len(rows) else [0]]))
+            use = rows if len(rows) else np.array([0])
+            out = self.engine(self._inputs(split.inputs[use]), **self._positions(split, use))
             if len(rows):
                 sums.add(out, self._targets(split.targets[rows]), self.task)
         self.engine.train()
@@ -481,11 +532,14 @@ class Recipe:
         # ZeRO-3 requires); rank 0 keeps them to compare with the exported model.
         source = test if len(test) > 0 else self.data.train
         x = source.inputs[:PREDICTION_ROWS]
+        first = slice(0, PREDICTION_ROWS)
         self.engine.eval()
         with torch.no_grad():
-            pred = self.engine(self._inputs(x)).float().cpu().numpy()
+            pred = self.engine(self._inputs(x), **self._positions(source, first)).float().cpu().numpy()
         if self.world.is_main:
             np.save(self.run_dir / "final_inputs.npy", x)
+            if source.positions is not None:
+                np.save(self.run_dir / "final_positions.npy", source.positions[first])
             np.save(self.run_dir / "final_predictions.npy", pred)
         return values
 

@@ -24,15 +24,17 @@ IGNORE_INDEX = -100
 """Token targets equal to this are ignored by the causal-LM loss (padding)."""
 
 
-def compute_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: Loss) -> torch.Tensor:
-    """Mean loss of a batch, computed in fp32 whatever the training precision."""
+def compute_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: Loss, *, reduction: str = "mean") -> torch.Tensor:
+    """Mean (or, for ``reduction="sum"``, summed) loss of a batch, in fp32 whatever the training
+    precision; targets equal to ``IGNORE_INDEX`` do not count."""
     out = outputs.float()
     if loss.type == "mse":
-        return F.mse_loss(out.reshape(targets.shape), targets.float())
+        return F.mse_loss(out.reshape(targets.shape), targets.float(), reduction=reduction)
     if loss.type == "causalLm":
         return F.cross_entropy(out.reshape(-1, out.shape[-1]), targets.reshape(-1),
-                               ignore_index=IGNORE_INDEX, label_smoothing=loss.label_smoothing)
-    return F.cross_entropy(out, targets, label_smoothing=loss.label_smoothing)
+                               ignore_index=IGNORE_INDEX, label_smoothing=loss.label_smoothing,
+                               reduction=reduction)
+    return F.cross_entropy(out, targets, label_smoothing=loss.label_smoothing, reduction=reduction)
 
 
 @dataclass

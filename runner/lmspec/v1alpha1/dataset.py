@@ -189,6 +189,124 @@ class Pack(Spec):
     """Tokens per sequence; at most the model's context length."""
 
 
+ChatRole = Literal["system", "user", "assistant", "tool"]
+
+
+class ChatFields(Spec):
+    """Names of the record fields, where the data's names differ from the defaults."""
+
+    messages: str = Field(default="messages", min_length=1, examples=["conversations"])
+    """List of turns, for ``format: messages``."""
+
+    role: str = Field(default="role", min_length=1, examples=["from"])
+    """Role of a turn, inside each item of ``messages``."""
+
+    content: str = Field(default="content", min_length=1, examples=["value"])
+    """Text of a turn, inside each item of ``messages``."""
+
+    prompt: str = Field(default="prompt", min_length=1, examples=["question"])
+    """Prompt, for ``format: promptCompletion``: a string, or a list of turns."""
+
+    completion: str = Field(default="completion", min_length=1, examples=["answer"])
+    """Completion, for ``format: promptCompletion``: a string, or a list of assistant turns."""
+
+    instruction: str = Field(default="instruction", min_length=1, examples=["task"])
+    """Instruction, for ``format: alpaca``."""
+
+    input: str = Field(default="input", min_length=1, examples=["context"])
+    """Optional input appended to the instruction, for ``format: alpaca``."""
+
+    output: str = Field(default="output", min_length=1, examples=["response"])
+    """Expected response, for ``format: alpaca``."""
+
+    system: str = Field(default="system", min_length=1, examples=["system_prompt"])
+    """Optional per-record system prompt, for ``promptCompletion`` and ``alpaca``."""
+
+    text: str = Field(default="text", min_length=1, examples=["body"])
+    """Document text, for ``format: text``."""
+
+
+class ChatTokenizer(Spec):
+    """A Hugging Face tokenizer directory: ``tokenizer.json`` and ``tokenizer_config.json``, and
+    the chat template in ``chat_template.jinja`` or in ``tokenizer_config.json``."""
+
+    type: Literal["huggingface"] = Field(examples=["huggingface"])
+    """Tokenizer kind."""
+
+    path: str = Field(min_length=1, examples=["base-model"])
+    """Directory, relative to the manifest's directory unless absolute."""
+
+
+def _assistant_only() -> list[ChatRole]:
+    return ["assistant"]
+
+
+class ChatLoss(Spec):
+    """Which tokens of a conversation the loss is computed on."""
+
+    train_on_prompt: bool = Field(default=False, examples=[True])
+    """Train on every token of the conversation, prompt and template text included. When false
+    (the default), only the turns of ``roles`` are trained, and everything else is masked."""
+
+    roles: list[ChatRole] = Field(default_factory=_assistant_only, min_length=1, examples=[["assistant"]])
+    """Roles whose turns are trained. Assistant turns are found by the template's
+    ``{% generation %}`` markers; other roles by rendering the conversation turn by turn."""
+
+    end_of_turn: bool = Field(default=True, examples=[False])
+    """Train the end-of-turn token that closes each trained turn, so the model learns to stop."""
+
+    end_of_turn_token: str | None = Field(default=None, min_length=1, examples=["<|eot_id|>"])
+    """The end-of-turn token; the tokenizer's end-of-sequence token when omitted."""
+
+
+class Chat(Spec):
+    """Records are conversations: they are converted to lists of turns, rendered with a chat
+    template, tokenized, masked for the loss, fitted to the sequence length and optionally packed."""
+
+    format: Literal["messages", "promptCompletion", "alpaca", "text"] = Field(
+        default="messages", examples=["alpaca"])
+    """Shape of each record: a list of role/content turns; a prompt and a completion; an alpaca
+    instruction, optional input and output; or plain text, trained whole without a template."""
+
+    fields: ChatFields = Field(default_factory=ChatFields, examples=[{"messages": "conversations",
+                                                                      "role": "from", "content": "value"}])
+    """Field names in the records, where they differ from the defaults."""
+
+    role_map: dict[str, ChatRole] = Field(default_factory=dict, examples=[{"human": "user", "gpt": "assistant"}])
+    """Role names in the data → the standard roles (system, user, assistant, tool)."""
+
+    system_prompt: str | None = Field(default=None, examples=["You are a helpful assistant."])
+    """System turn added to every conversation that has none."""
+
+    tokenizer: ChatTokenizer | FileTokenizer | None = Field(
+        default=None, discriminator="type", examples=[{"type": "huggingface", "path": "base-model"}])
+    """Tokenizer of the model to be trained; when omitted, the runner uses the tokenizer of the
+    TrainingJob's Model, where the Model provides one (a pretrained base)."""
+
+    template: str | None = Field(default=None, min_length=1,
+                                 examples=["{% for m in messages %}...{% endfor %}"])
+    """Jinja chat template, inline; replaces the tokenizer's."""
+
+    template_path: str | None = Field(default=None, min_length=1, examples=["chat_template.jinja"])
+    """Jinja chat template file, relative to the manifest's directory unless absolute; replaces
+    the tokenizer's."""
+
+    sequence_length: PositiveInt = Field(examples=[512])
+    """Tokens per training sequence; at most the model's context length."""
+
+    over_length: Literal["truncate", "drop"] = Field(default="truncate", examples=["drop"])
+    """What happens to a conversation longer than ``sequenceLength``: cut at the length, or
+    left out. Either way the run log counts them; a conversation left without a trained token is
+    always left out."""
+
+    loss: ChatLoss = Field(default_factory=ChatLoss, examples=[{"trainOnPrompt": False}])
+    """Which tokens are trained."""
+
+    packing: bool = Field(default=False, examples=[True])
+    """Pack several conversations into each sequence. Positions restart at each conversation and
+    no token attends to another conversation's tokens."""
+
+
 Step = Annotated[
     DropNulls | Dedupe | Filter | Standardize | MinMax | LabelEncode | GaussianNoise | Tokenize | Pack,
     Field(discriminator="type"),
@@ -235,6 +353,10 @@ class DatasetSpec(Spec):
 
     splits: Splits = Field(default_factory=Splits, examples=[{"by": "ratio", "seed": 7}])
     """How the rows are split."""
+
+    chat: Chat | None = Field(default=None, examples=[{"format": "messages", "sequenceLength": 512}])
+    """Conversation or instruction data for a causal language model; replaces ``features``,
+    ``target`` and ``preprocessing``."""
 
     license: str | None = Field(default=None, examples=["CC-BY-4.0"])
     """SPDX identifier or short statement of the data's licence."""

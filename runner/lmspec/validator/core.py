@@ -312,6 +312,96 @@ def _environment(m: Manifest, index: Index | None = None) -> Iterator[Finding]:
                 yield _at(m, rules.ENV_SHA256, (*path, "sha256"),
                           f"{rel} has sha256 {actual}, the manifest says {digest}",
                           "the file changed: restore it, or update sha256 if the change is intended")
+    if m.kind == "Dataset" and spec.chat is not None:
+        yield from _environment_chat(m)
+
+
+def _environment_chat(m: Manifest) -> Iterator[Finding]:
+    """Chat data: the tokenizer and template files, the template's generation markers, and every
+    record's fields and roles (the first problem of each file, naming its row)."""
+    from ..data.chat_template import find_template, has_generation_markers, needs_generation_markers
+    from ..data.conversations import read_records, to_messages
+    from ..data.errors import DataError
+
+    chat = m.obj.spec.chat
+    tok_dir: Path | None = None
+    if chat.tokenizer is not None:
+        target = m.base_dir / chat.tokenizer.path
+        kind_ok = target.is_dir() if chat.tokenizer.type == "huggingface" else target.is_file()
+        if not kind_ok:
+            what = "directory" if chat.tokenizer.type == "huggingface" else "file"
+            yield _at(m, rules.ENV_FILE_MISSING, ("spec", "chat", "tokenizer", "path"),
+                      f"tokenizer {what} {chat.tokenizer.path!r} does not exist", f"looked for {target}")
+            return
+        if chat.tokenizer.type == "huggingface":
+            tok_dir = target
+            if not (target / "tokenizer.json").is_file():
+                yield _at(m, rules.ENV_FILE_MISSING, ("spec", "chat", "tokenizer", "path"),
+                          f"tokenizer directory {chat.tokenizer.path!r} has no tokenizer.json",
+                          f"looked for {target / 'tokenizer.json'}")
+        elif chat.tokenizer.sha256 is not None and (actual := sha256_file(target)) != chat.tokenizer.sha256:
+            yield _at(m, rules.ENV_SHA256, ("spec", "chat", "tokenizer", "sha256"),
+                      f"{chat.tokenizer.path} has sha256 {actual}, the manifest says {chat.tokenizer.sha256}",
+                      "the file changed: restore it, or update sha256 if the change is intended")
+    if chat.template_path is not None and not (m.base_dir / chat.template_path).is_file():
+        yield _at(m, rules.ENV_FILE_MISSING, ("spec", "chat", "templatePath"),
+                  f"file {chat.template_path!r} does not exist", f"looked for {m.base_dir / chat.template_path}")
+        return
+    try:
+        template = find_template(chat, m.base_dir, tok_dir)
+    except DataError as e:
+        yield _at(m, rules.ENV_CHAT_TEMPLATE, ("spec", "chat"), str(e))
+        return
+    where = ("spec", "chat", "templatePath") if chat.template_path is not None else ("spec", "chat", "tokenizer")
+    if chat.format != "text" and template is None and (chat.tokenizer is not None or chat.template is not None):
+        yield _at(m, rules.ENV_CHAT_TEMPLATE, where, "the tokenizer has no chat template",
+                  "set chat.template or chat.templatePath")
+    elif (template is not None and template.origin != "spec.chat.template" and needs_generation_markers(chat)
+          and not has_generation_markers(template.text)):
+        yield _at(m, rules.ENV_CHAT_TEMPLATE, where,
+                  f"the chat template in {template.origin} has no {{% generation %}} markers, so the "
+                  "assistant's tokens cannot be found for the assistant-only loss",
+                  "enclose each assistant message and its end-of-turn token in "
+                  "{% generation %}…{% endgeneration %}, or set loss.trainOnPrompt: true")
+    yield from _environment_records(m, read_records, to_messages, DataError)
+
+
+def _environment_records(m: Manifest, read_records: Any, to_messages: Any, data_error: Any) -> Iterator[Finding]:
+    chat = m.obj.spec.chat
+    for i, src in enumerate(m.obj.spec.sources):
+        pattern = str(m.base_dir / src.path)
+        paths = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(src.path) else [pattern]
+        for p in paths:
+            path = Path(p)
+            if not path.is_file():
+                continue  # reported as env.file-missing
+            fmt = src.format or {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}.get(
+                path.suffix.lower(), path.suffix.lstrip(".") or "unknown")
+            rel = os.path.relpath(path)
+            info = _RecordFile(path, str(path) if rel.startswith("..") else rel, fmt, i)
+            try:
+                for row, rec in read_records(info):
+                    to_messages(rec, chat, {"file": info.display, "row": row, "unit": info.unit})
+            except data_error as e:
+                at = ("spec", "chat", "fields") if (e.field or "").startswith("spec.chat.fields") else \
+                    ("spec", "chat", "roleMap") if e.field == "spec.chat.roleMap" else ("spec", "sources", i)
+                where = ", ".join(w for w in (e.file, f"{e.unit} {e.row}" if e.row is not None else "") if w)
+                yield _at(m, rules.ENV_CHAT_RECORDS, at, f"{where}: {e.message}" if where else e.message,
+                          e.hint or "")
+
+
+@dataclass(frozen=True)
+class _RecordFile:
+    """What reading chat records needs to know about a file."""
+
+    path: Path
+    display: str
+    format: str
+    source: int
+
+    @property
+    def unit(self) -> str:
+        return "line" if self.format == "jsonl" else "row"
 
 
 def base_problem(m: Manifest, index: Index | None) -> tuple[str, str] | None:

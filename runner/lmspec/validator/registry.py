@@ -105,6 +105,24 @@ DATASET_UNKNOWN_COLUMN = _rule(
     "A step or the split names a column that is neither a feature nor the target.",
 )
 DATASET_STEP_ORDER = _rule("dataset.step-order", "error", "semantic", "Packing needs a tokenize step before it.")
+DATASET_CHAT_CONFLICT = _rule(
+    "dataset.chat-conflict",
+    "error",
+    "semantic",
+    "Chat data also declares features, a target, preprocessing steps or stratification, which do not apply to it.",
+)
+DATASET_CHAT_TEMPLATE = _rule(
+    "dataset.chat-template",
+    "error",
+    "semantic",
+    "The chat template is declared twice, or has no {% generation %} markers while only assistant turns are trained.",
+)
+DATASET_CHAT_FIELDS = _rule(
+    "dataset.chat-fields",
+    "warning",
+    "semantic",
+    "chat.fields renames a field that the declared chat format does not read.",
+)
 TRAININGJOB_BATCH = _rule(
     "trainingjob.batch-world-size",
     "error",
@@ -231,3 +249,15 @@ ENV_PRETRAINED_BASE = _rule(
     "or an hf:// reference is not in the Hugging Face cache while HF_HUB_OFFLINE is set.",
 )
 ENV_SHA256 = _rule("env.sha256-mismatch", "error", "environment", "A file's SHA-256 differs from the manifest's.")
+ENV_CHAT_RECORDS = _rule(
+    "env.chat-records",
+    "error",
+    "environment",
+    "A chat record lacks a field the format and fields name, has a value of the wrong type, or an unknown role.",
+)
+ENV_CHAT_TEMPLATE = _rule(
+    "env.chat-template",
+    "error",
+    "environment",
+    "The tokenizer has no chat template, or one without {% generation %} markers for an assistant-only loss.",
+)

@@ -229,6 +229,8 @@ def _dataset_splits(d: Dataset, _: Index) -> Iterator[Issue]:
 
 @check("Dataset")
 def _dataset_columns(d: Dataset, _: Index) -> Iterator[Issue]:
+    if d.spec.chat is not None:
+        return  # chat data has no declared columns; _dataset_chat reports what does not apply
     known = {c.name for c in d.spec.features}
     if d.spec.target is not None:
         known.add(d.spec.target.name)
@@ -269,6 +271,46 @@ def _dataset_step_order(d: Dataset, _: Index) -> Iterator[Issue]:
                 "pack comes before any tokenize step",
                 "add a tokenize step before pack",
             )
+
+
+# Which ``chat.fields`` each chat format reads.
+_CHAT_FIELDS = {
+    "messages": {"messages", "role", "content"},
+    "promptCompletion": {"prompt", "completion", "system", "role", "content"},
+    "alpaca": {"instruction", "input", "output", "system"},
+    "text": {"text"},
+}
+
+
+@check("Dataset")
+def _dataset_chat(d: Dataset, _: Index) -> Iterator[Issue]:
+    from ..data.chat_template import has_generation_markers, needs_generation_markers
+
+    chat = d.spec.chat
+    if chat is None:
+        return
+    for name in ("features", "target", "preprocessing"):
+        if getattr(d.spec, name):
+            yield (rules.DATASET_CHAT_CONFLICT, ("spec", name), f"chat data takes no {name}",
+                   "remove it: the chat block declares the record fields and the tokenizer")
+    if d.spec.splits.stratify is not None:
+        yield (rules.DATASET_CHAT_CONFLICT, ("spec", "splits", "stratify"),
+               "stratify does not apply to chat data", "remove it")
+    if chat.template is not None and chat.template_path is not None:
+        yield (rules.DATASET_CHAT_TEMPLATE, ("spec", "chat", "templatePath"),
+               "the chat template is declared twice, inline and as a file", "keep one of template and templatePath")
+    elif chat.template is not None and needs_generation_markers(chat) and not has_generation_markers(chat.template):
+        yield (rules.DATASET_CHAT_TEMPLATE, ("spec", "chat", "template"),
+               "the chat template has no {% generation %} markers, so the assistant's tokens cannot be "
+               "found for the assistant-only loss",
+               "enclose each assistant message and its end-of-turn token in "
+               "{% generation %}…{% endgeneration %}, or set loss.trainOnPrompt: true")
+    reads = _CHAT_FIELDS[chat.format]
+    for name in sorted(chat.fields.model_fields_set - reads):
+        alias = chat.fields.model_fields[name].alias or name
+        yield (rules.DATASET_CHAT_FIELDS, ("spec", "chat", "fields", alias),
+               f"format {chat.format!r} does not read the field {alias!r}",
+               f"format {chat.format!r} reads: {', '.join(sorted(reads))}")
 
 
 # --- TrainingJob -------------------------------------------------------------------------------
@@ -386,7 +428,18 @@ def _job_data_fits_model(j: TrainingJob, index: Index) -> Iterator[Issue]:
     if model is None or data is None:
         return
     steps = data.spec.preprocessing
-    if model.spec.task == "causal-lm":
+    chat = data.spec.chat
+    if chat is not None and model.spec.task == "causal-lm":
+        context = _context_length(model)
+        if context is not None and chat.sequence_length > context:
+            yield (
+                rules.TRAININGJOB_CONTEXT,
+                ("spec", "dataset"),
+                f"Dataset {data.metadata.name!r} makes sequences of {chat.sequence_length} tokens but "
+                f"Model {model.metadata.name!r} has a context of {context}",
+                "lower chat.sequenceLength or use a model with a longer context",
+            )
+    elif model.spec.task == "causal-lm":
         if not any(isinstance(s, Tokenize) for s in steps):
             yield (
                 rules.TRAININGJOB_LM_TOKENIZER,
@@ -416,6 +469,18 @@ def _job_data_fits_model(j: TrainingJob, index: Index) -> Iterator[Issue]:
                 f"{model.metadata.name!r} has {declared} outputs",
                 "make numClasses and the output width equal the number of classes",
             )
+
+
+def _context_length(model: Model) -> int | None:
+    arch = model.spec.architecture
+    if isinstance(arch, Transformer):
+        return arch.context_length
+    if isinstance(arch, HuggingFace):
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            value = arch.config.get(key)
+            if isinstance(value, int):
+                return value
+    return None
 
 
 @check("TrainingJob")

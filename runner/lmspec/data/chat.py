@@ -1,0 +1,356 @@
+"""Chat data → training sequences: template, loss mask, length policy and packing.
+
+>>> # parts = read_split_conversations(chat, files, by_file=False, ratios=ratios, seed=0)
+>>> # data = prepare_chat(chat, parts, base_dir, tokenizer_dir=None)
+>>> # data.splits["train"].inputs.shape, data.splits["train"].positions.shape
+>>> # ((120, 256), (120, 256))
+>>> # data.counts["train"].as_dict()
+>>> # {'conversations': 260, 'truncated': 3, 'droppedOverLength': 0, ...}
+
+Each conversation is rendered with the chat template by ``transformers``'
+``apply_chat_template(..., return_assistant_tokens_mask=True)``, which reports the tokens inside
+the template's ``{% generation %}`` blocks. A conversation of ``n`` tokens gives ``n - 1`` model
+inputs and targets (the targets are the inputs shifted by one token; an untrained target is
+-100), so one fits a sequence when ``n <= sequenceLength + 1``.
+
+Rows are ``sequenceLength`` long and right-padded (pad targets are -100). ``positions`` restart
+at 0 for every packed conversation: given position ids and no attention mask, transformers
+builds a causal mask that stops each conversation at its boundary, so none attends to another.
+Needs ``transformers`` (the ``run`` extra).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..standard import Chat, ChatTokenizer
+from ._read import sha256_file
+from .chat_template import Template, check_template, find_template, resolve
+from .conversations import Conversation, read_conversations
+from .errors import DataError
+from .split import Split
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    """One conversation as token ids and a per-token flag: is this token trained?"""
+
+    ids: list[int]
+    trained: list[bool]
+    conversation: Conversation
+
+
+@dataclass
+class Counts:
+    """What the length policy and the mask did, per split; written to the run log."""
+
+    conversations: int = 0
+    truncated: int = 0
+    dropped_over_length: int = 0
+    dropped_untrained: int = 0
+    sequences: int = 0
+    trained_tokens: int = 0
+    tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"conversations": self.conversations, "truncated": self.truncated,
+                "droppedOverLength": self.dropped_over_length,
+                "droppedUntrained": self.dropped_untrained, "sequences": self.sequences,
+                "tokens": self.tokens, "trainedTokens": self.trained_tokens}
+
+
+def load_tokenizer(chat: Chat, base_dir: Path, fallback_dir: Path | None) -> tuple[Any, Path | None, list[Path]]:
+    """A ``transformers`` fast tokenizer: the manifest's, else the one in ``fallback_dir`` (the
+    training job's pretrained model); returns it, its directory (None for a lone file) and the
+    files it was read from."""
+    try:
+        from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    except ImportError:
+        raise DataError("chat data needs the transformers package", field="spec.chat",
+                        hint="pip install 'lmspec[run]'") from None
+    ref = chat.tokenizer
+    if ref is None and fallback_dir is None:
+        raise DataError("chat data needs a tokenizer, and none is declared", field="spec.chat.tokenizer",
+                        hint="set chat.tokenizer to the model's tokenizer directory")
+    if ref is not None and not isinstance(ref, ChatTokenizer):  # a lone tokenizer.json
+        path = resolve(ref.path, base_dir)
+        if not path.is_file():
+            raise DataError(f"tokenizer file {path} does not exist", field="spec.chat.tokenizer.path")
+        if ref.sha256 is not None and (digest := sha256_file(path)) != ref.sha256:
+            raise DataError(f"sha256 mismatch: the manifest pins {ref.sha256}, the file has {digest}",
+                            file=str(path), field="spec.chat.tokenizer.sha256")
+        try:
+            tok: Any = PreTrainedTokenizerFast(tokenizer_file=str(path))  # type: ignore[no-untyped-call]
+        except Exception as e:  # tokenizers raises plain Exceptions for a bad file
+            raise DataError(f"cannot load tokenizer: {e}", file=str(path), field="spec.chat.tokenizer") from None
+        return tok, None, [path]
+    directory = resolve(ref.path, base_dir) if ref is not None else fallback_dir
+    assert directory is not None
+    where = "spec.chat.tokenizer.path" if ref is not None else "spec.chat.tokenizer"
+    if not (directory / "tokenizer.json").is_file():
+        raise DataError(f"{directory} has no tokenizer.json", field=where,
+                        hint="point chat.tokenizer at a Hugging Face tokenizer directory")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    except Exception as e:  # transformers raises many kinds for a broken directory
+        raise DataError(f"cannot load the tokenizer in {directory}: {e}", field=where) from None
+    if not getattr(tok, "is_fast", False):
+        raise DataError(f"the tokenizer in {directory} is not a fast tokenizer", field=where)
+    return tok, directory, tokenizer_files(directory)
+
+
+def tokenizer_files(directory: Path) -> list[Path]:
+    """The files of a tokenizer directory that tokenization depends on (digested into the lock)."""
+    names = ("special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json")
+    return sorted(p for p in directory.iterdir()
+                  if p.is_file() and (p.name.startswith("tokenizer") or p.suffix == ".jinja" or p.name in names))
+
+
+def tokenizer_source(chat: Chat, base_dir: Path, fallback_dir: Path | None) -> list[Path]:
+    """The tokenizer's files, found without loading it (for the cache fingerprint)."""
+    ref = chat.tokenizer
+    if ref is not None and not isinstance(ref, ChatTokenizer):
+        path = resolve(ref.path, base_dir)
+        return [path] if path.is_file() else []
+    directory = resolve(ref.path, base_dir) if ref is not None else fallback_dir
+    return tokenizer_files(directory) if directory is not None and directory.is_dir() else []
+
+
+class Encoder:
+    """Turns conversations into ids and trained-token flags for one tokenizer, template and loss."""
+
+    def __init__(self, tok: Any, template: Template | None, chat: Chat) -> None:
+        self.tok = tok
+        self.template = template
+        self.chat = chat
+        self.loss = chat.loss
+        eot = chat.loss.end_of_turn_token
+        if eot is not None:
+            eot_id = tok.convert_tokens_to_ids(eot)
+            if eot_id is None or eot_id == tok.unk_token_id or eot not in tok.get_vocab():
+                raise DataError(f"end-of-turn token {eot!r} is not in the tokenizer's vocabulary",
+                                field="spec.chat.loss.endOfTurnToken")
+            self.eot_id: int | None = int(eot_id)
+        else:
+            self.eot_id = None if tok.eos_token_id is None else int(tok.eos_token_id)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else self.eot_id
+        self.pad_id = int(pad) if pad is not None else 0
+
+    def encode(self, conv: Conversation) -> Encoded:
+        if conv.is_text:
+            ids = list(self.tok(conv.messages[0]["content"], add_special_tokens=False)["input_ids"])
+            if self.eot_id is not None:
+                ids.append(self.eot_id)  # the document's end is learnt like a turn's
+            return Encoded(ids, [True] * len(ids), conv)
+        assert self.template is not None  # checked by check_template
+        roles: set[str] = set(self.loss.roles)
+        want_marks = not self.loss.train_on_prompt and "assistant" in roles
+        try:
+            enc = self.tok.apply_chat_template(
+                conv.messages, chat_template=self.template.text, tokenize=True, return_dict=True,
+                return_assistant_tokens_mask=want_marks)
+        except Exception as e:  # jinja2 errors, raise_exception() in templates, ...
+            raise DataError(f"the chat template fails on this conversation: {e}", file=conv.file,
+                            row=conv.row, unit=conv.unit, field=self.template.field) from None
+        ids = [int(i) for i in enc["input_ids"]]
+        if self.loss.train_on_prompt:
+            return Encoded(ids, [True] * len(ids), conv)
+        trained = [bool(m) for m in enc["assistant_masks"]] if want_marks else [False] * len(ids)
+        others = roles - {"assistant"}
+        if others:
+            for start, end in self._role_spans(conv, ids, others):
+                for t in range(start, end):
+                    trained[t] = True
+        self._end_of_turn(ids, trained)
+        if not any(trained) and any(m["role"] in roles and m["content"] for m in conv.messages):
+            raise DataError(
+                f"the chat template marks no token of this conversation's {'/'.join(sorted(roles))} "
+                "turns, so its loss mask would be all zero", file=conv.file, row=conv.row,
+                unit=conv.unit, field=self.template.field,
+                hint="the {% generation %} block must enclose each assistant message")
+        return Encoded(ids, trained, conv)
+
+    def _render(self, messages: list[dict[str, str]], conv: Conversation) -> str:
+        assert self.template is not None
+        try:
+            text = self.tok.apply_chat_template(messages, chat_template=self.template.text, tokenize=False)
+        except Exception as e:
+            raise DataError(f"the chat template fails on this conversation: {e}", file=conv.file,
+                            row=conv.row, unit=conv.unit, field=self.template.field) from None
+        return str(text)
+
+    def _role_spans(self, conv: Conversation, ids: list[int], roles: set[str]) -> list[tuple[int, int]]:
+        """Token ranges of the turns of ``roles`` other than assistant. transformers marks only
+        assistant turns, so the conversation is rendered one turn longer at a time: each turn is
+        the text it adds, mapped to tokens through the tokenizer's character offsets."""
+        spans: list[tuple[int, int]] = []
+        prev = ""
+        for i, m in enumerate(conv.messages):
+            cur = self._render(conv.messages[:i + 1], conv)
+            if not cur.startswith(prev):
+                raise DataError(
+                    "the chat template does not render this conversation turn by turn (a longer "
+                    "conversation changes the text of earlier turns), so turns of roles other "
+                    "than assistant cannot be located", file=conv.file, row=conv.row, unit=conv.unit,
+                    field="spec.chat.loss.roles", hint="train only the assistant role with this template")
+            if m["role"] in roles:
+                spans.append((len(prev), len(cur)))
+            prev = cur
+        enc = self.tok(prev, add_special_tokens=False, return_offsets_mapping=True)
+        if [int(i) for i in enc["input_ids"]] != ids:
+            raise DataError("the rendered conversation tokenizes differently from the template's "
+                            "own tokenization", file=conv.file, row=conv.row, unit=conv.unit,
+                            field="spec.chat.loss.roles")
+        out: list[tuple[int, int]] = []
+        offsets = [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+        for lo, hi in spans:
+            hit = [t for t, (a, b) in enumerate(offsets) if a < hi and b > lo]
+            if hit:
+                out.append((hit[0], hit[-1] + 1))
+        return out
+
+    def _end_of_turn(self, ids: list[int], trained: list[bool]) -> None:
+        """Apply ``loss.endOfTurn`` at the end of each trained run of tokens."""
+        if self.eot_id is None:
+            return
+        n = len(ids)
+        t = 0
+        while t < n:
+            if not trained[t]:
+                t += 1
+                continue
+            end = t
+            while end < n and trained[end]:
+                end += 1
+            if self.loss.end_of_turn:
+                if end < n and ids[end] == self.eot_id:
+                    trained[end] = True
+                    end += 1
+            else:
+                k = end
+                while k > t and ids[k - 1] == self.eot_id:
+                    trained[k - 1] = False
+                    k -= 1
+            t = end
+
+
+@dataclass
+class ChatData:
+    """Prepared chat data: splits, what happened to each split's conversations, and files read."""
+
+    splits: dict[str, Split]
+    counts: dict[str, Counts]
+    tokenizer_json: Path | None
+    files: list[Path]
+    template: Template | None
+    pad_id: int
+
+
+def fit(encoded: list[Encoded], chat: Chat) -> tuple[list[Encoded], Counts]:
+    """The length policy, and leaving out conversations with no trained target."""
+    limit = chat.sequence_length + 1
+    counts = Counts(conversations=len(encoded))
+    kept: list[Encoded] = []
+    for e in encoded:
+        if len(e.ids) > limit:
+            if chat.over_length == "drop":
+                counts.dropped_over_length += 1
+                continue
+            counts.truncated += 1
+            e = Encoded(e.ids[:limit], e.trained[:limit], e.conversation)
+        if len(e.ids) < 2 or not any(e.trained[1:]):
+            counts.dropped_untrained += 1
+            continue
+        kept.append(e)
+    return kept, counts
+
+
+def pack_rows(lengths: list[int], capacity: int, packing: bool) -> list[list[int]]:
+    """Which conversations share a row: best-fit decreasing (the fullest row that still has
+    room), ties kept in data order; without packing, one conversation per row."""
+    if not packing:
+        return [[i] for i in range(len(lengths))]
+    rows: list[list[int]] = []
+    free: list[tuple[int, int]] = []  # (room left, row index), sorted
+    for i in sorted(range(len(lengths)), key=lambda k: (-lengths[k], k)):
+        need = lengths[i]
+        at = bisect.bisect_left(free, (need, -1))
+        if at < len(free):
+            room, r = free.pop(at)
+            rows[r].append(i)
+            bisect.insort(free, (room - need, r))
+        else:
+            rows.append([i])
+            bisect.insort(free, (capacity - need, len(rows) - 1))
+    return rows
+
+
+def to_split(encoded: list[Encoded], chat: Chat, pad_id: int, counts: Counts) -> Split:
+    """Rows of inputs, shifted targets (-100 where untrained) and per-conversation positions."""
+    length = chat.sequence_length
+    rows = pack_rows([len(e.ids) - 1 for e in encoded], length, chat.packing)
+    inputs = np.full((len(rows), length), pad_id, dtype=np.int64)
+    targets = np.full((len(rows), length), IGNORE, dtype=np.int64)
+    positions = np.zeros((len(rows), length), dtype=np.int64)
+    for r, members in enumerate(rows):
+        at = 0
+        for i in members:
+            ids = np.asarray(encoded[i].ids, dtype=np.int64)
+            trained = np.asarray(encoded[i].trained, dtype=bool)
+            k = len(ids) - 1
+            inputs[r, at:at + k] = ids[:-1]
+            targets[r, at:at + k] = np.where(trained[1:], ids[1:], IGNORE)
+            positions[r, at:at + k] = np.arange(k)
+            at += k
+        # Padding starts a document of its own in a packed row; without packing its positions
+        # simply continue (right padding cannot affect earlier tokens of a causal model).
+        positions[r, at:] = np.arange(length - at) + (0 if chat.packing else at)
+        counts.tokens += at
+    counts.sequences = len(rows)
+    counts.trained_tokens = int((targets != IGNORE).sum())
+    return Split(inputs, targets, positions)
+
+
+def prepare_chat(chat: Chat, conversations: dict[str, list[Conversation]], base_dir: Path,
+                 tokenizer_dir: Path | None = None) -> ChatData:
+    """Encode, fit and pack the conversations of each split."""
+    tok, directory, files = load_tokenizer(chat, base_dir, tokenizer_dir)
+    template = find_template(chat, base_dir, directory)
+    check_template(template, chat)
+    if template is not None and template.origin != "spec.chat.template" and Path(template.origin) not in files:
+        files.append(Path(template.origin))
+    encoder = Encoder(tok, template, chat)
+    splits: dict[str, Split] = {}
+    counts: dict[str, Counts] = {}
+    for name, convs in conversations.items():
+        kept, c = fit([encoder.encode(conv) for conv in convs], chat)
+        splits[name] = to_split(kept, chat, encoder.pad_id, c)
+        counts[name] = c
+    if counts["train"].sequences == 0:
+        c = counts["train"]
+        raise DataError(f"no training sequence is left: of {c.conversations} conversations, "
+                        f"{c.dropped_over_length} were too long and {c.dropped_untrained} had no "
+                        "trained token", field="spec.chat",
+                        hint="raise chat.sequenceLength or set chat.overLength: truncate")
+    json_path = directory / "tokenizer.json" if directory is not None else files[0]
+    return ChatData(splits, counts, json_path, files, template, encoder.pad_id)
+
+
+def read_split_conversations(chat: Chat, files: list[Any], by_file: bool, ratios: Any,
+                             seed: int) -> dict[str, list[Conversation]]:
+    """Read the conversations and divide them into splits (by source file or seeded ratios)."""
+    from .split import SPLITS, ratio_split
+
+    convs = read_conversations(files, chat)
+    if by_file:
+        return {n: [c for c in convs if files[c.file_id].split == n] for n in SPLITS}
+    idx = ratio_split(len(convs), ratios, seed)
+    return {n: [convs[int(i)] for i in idx[n]] for n in SPLITS}
+

@@ -1,0 +1,196 @@
+"""Chat and instruction records → conversations: one representation for every format users bring.
+
+>>> from lmspec.v1alpha1.dataset import Chat
+>>> chat = Chat.model_validate({"format": "alpaca", "sequenceLength": 64}, by_alias=True)
+>>> to_messages({"instruction": "Add 2 and 3.", "output": "5"}, chat, where={})
+[{'role': 'user', 'content': 'Add 2 and 3.'}, {'role': 'assistant', 'content': '5'}]
+
+A conversation is a list of ``{"role", "content"}`` turns with standard roles (system, user,
+assistant, tool). Plain text (``format: text``) is one turn of role ``text``, which is trained
+whole and rendered without a template. Reading needs no torch or transformers, so the validator's
+``--check-env`` uses it too; parquet needs pyarrow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..standard import Chat
+from .errors import DataError
+
+if TYPE_CHECKING:  # numpy-free at run time: the validator reads records too
+    from ._read import FileInfo
+
+ROLES = ("system", "user", "assistant", "tool")
+TEXT_ROLE = "text"
+"""The role of a plain-text document's single turn."""
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One record, converted; ``file``/``row`` say where it came from."""
+
+    messages: list[Message]
+    file: str
+    row: int
+    unit: str
+    file_id: int
+
+    @property
+    def is_text(self) -> bool:
+        return len(self.messages) == 1 and self.messages[0]["role"] == TEXT_ROLE
+
+
+def read_records(fi: FileInfo) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(row, record)`` of every record of a jsonl or parquet file; rows count from 1."""
+    if fi.format == "jsonl":
+        yield from _jsonl(fi)
+    elif fi.format == "parquet":
+        yield from _parquet(fi)
+    else:
+        raise DataError(f"chat data is read from jsonl or parquet files, not {fi.format}",
+                        file=fi.display, field=f"spec.sources[{fi.source}]",
+                        hint="convert the file to jsonl: one JSON object per line")
+
+
+def _jsonl(fi: FileInfo) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        with fi.path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", file=fi.display,
+                                    row=n, unit="line") from None
+                if not isinstance(rec, dict):
+                    raise DataError(f"expected a JSON object, got {type(rec).__name__}",
+                                    file=fi.display, row=n, unit="line")
+                yield n, rec
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte {e.start})", file=fi.display) from None
+
+
+def _parquet(fi: FileInfo) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError("reading parquet needs pyarrow", file=fi.display,
+                        hint="pip install 'lmspec[run]'") from None
+    try:
+        rows = pq.read_table(fi.path).to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"cannot read parquet: {e}", file=fi.display) from None
+    yield from enumerate(rows, start=1)
+
+
+def read_conversations(files: list[FileInfo], chat: Chat) -> list[Conversation]:
+    """Every record of every file, converted; the first bad record raises :class:`DataError`."""
+    out: list[Conversation] = []
+    for k, fi in enumerate(files):
+        for row, rec in read_records(fi):
+            where = {"file": fi.display, "row": row, "unit": fi.unit}
+            out.append(Conversation(to_messages(rec, chat, where), fi.display, row, fi.unit, k))
+    return out
+
+
+def to_messages(rec: dict[str, Any], chat: Chat, where: dict[str, Any]) -> list[Message]:
+    """One record in ``chat.format`` → a conversation; ``where`` locates errors (file, row, unit)."""
+    f = chat.fields
+    if chat.format == "text":
+        return [{"role": TEXT_ROLE, "content": _text(rec, f.text, where)}]
+    if chat.format == "messages":
+        messages = _turns(_field(rec, f.messages, where), f.messages, chat, where)
+    elif chat.format == "promptCompletion":
+        prompt, completion = _field(rec, f.prompt, where), _field(rec, f.completion, where)
+        messages = _system(rec, chat, where)
+        messages += _turns(prompt, f.prompt, chat, where) if isinstance(prompt, list) \
+            else [{"role": "user", "content": _text(rec, f.prompt, where)}]
+        messages += _turns(completion, f.completion, chat, where) if isinstance(completion, list) \
+            else [{"role": "assistant", "content": _text(rec, f.completion, where)}]
+    else:  # alpaca
+        instruction = _text(rec, f.instruction, where)
+        extra = rec.get(f.input)
+        if extra is not None and not isinstance(extra, str):
+            raise DataError(f"field {f.input!r} is {_kind(extra)}, not a string", **where,
+                            field="spec.chat.fields.input")
+        user = f"{instruction}\n\n{extra}" if extra else instruction
+        output = _text(rec, f.output, where)
+        messages = [*_system(rec, chat, where), {"role": "user", "content": user},
+                    {"role": "assistant", "content": output}]
+    if chat.system_prompt is not None and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": chat.system_prompt})
+    if not any(m["role"] != "system" for m in messages):
+        raise DataError("the conversation has no user or assistant turn", **where)
+    return messages
+
+
+def _field(rec: dict[str, Any], name: str, where: dict[str, Any]) -> Any:
+    if name not in rec:
+        known = ", ".join(sorted(map(str, rec))) or "none"
+        raise DataError(f"the record has no field {name!r} (its fields: {known})", **where,
+                        field="spec.chat.fields",
+                        hint="map the data's field names under chat.fields")
+    return rec[name]
+
+
+def _text(rec: dict[str, Any], name: str, where: dict[str, Any]) -> str:
+    value = _field(rec, name, where)
+    if not isinstance(value, str):
+        raise DataError(f"field {name!r} is {_kind(value)}, not a string", **where)
+    return value
+
+
+def _system(rec: dict[str, Any], chat: Chat, where: dict[str, Any]) -> list[Message]:
+    value = rec.get(chat.fields.system)
+    if value is None or value == "":
+        return []
+    if not isinstance(value, str):
+        raise DataError(f"field {chat.fields.system!r} is {_kind(value)}, not a string", **where)
+    return [{"role": "system", "content": value}]
+
+
+def _turns(value: Any, name: str, chat: Chat, where: dict[str, Any]) -> list[Message]:
+    f = chat.fields
+    if not isinstance(value, list) or not value:
+        raise DataError(f"field {name!r} is {_kind(value)}, not a non-empty list of turns", **where)
+    out: list[Message] = []
+    for i, turn in enumerate(value):
+        at = f"{name}[{i}]"
+        if not isinstance(turn, dict):
+            raise DataError(f"{at} is {_kind(turn)}, not an object with {f.role!r} and {f.content!r}",
+                            **where)
+        for key in (f.role, f.content):
+            if key not in turn:
+                known = ", ".join(sorted(map(str, turn))) or "none"
+                raise DataError(f"{at} has no field {key!r} (its fields: {known})", **where,
+                                field="spec.chat.fields",
+                                hint="map the data's field names under chat.fields")
+        role, content = turn[f.role], turn[f.content]
+        if not isinstance(role, str):
+            raise DataError(f"{at}.{f.role} is {_kind(role)}, not a string", **where)
+        if not isinstance(content, str):
+            raise DataError(f"{at}.{f.content} is {_kind(content)}, not a string", **where)
+        standard = chat.role_map.get(role, role)
+        if standard not in ROLES:
+            mapped = f" (mapped from {role!r})" if standard != role else ""
+            raise DataError(f"{at} has unknown role {standard!r}{mapped}", **where,
+                            field="spec.chat.roleMap",
+                            hint=f"roles are {', '.join(ROLES)}; map others under chat.roleMap, "
+                                 f"e.g. {{{role}: user}}")
+        out.append({"role": standard, "content": content})
+    return out
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), f"a {type(value).__name__}")

@@ -1,0 +1,8 @@
+"""Makes ``chat_helpers`` importable by the tests here (pytest runs in importlib mode)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
