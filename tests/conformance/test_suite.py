@@ -29,6 +29,7 @@ NOT_IN_SUITE = {
     "env.sha256-mismatch": "environment layer: needs a file system (--check-env)",
     "env.chat-records": "environment layer: needs a file system (--check-env)",
     "env.chat-template": "environment layer: needs a file system (--check-env)",
+    "env.pretrained-base": "environment layer: needs a file system (--check-env)",
     "schema.invalid": "catch-all for schema errors no other rule describes; no v1alpha1 input reaches it",
 }
 
