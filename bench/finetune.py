@@ -218,7 +218,9 @@ def run_worker(mode: str, job: Path, out: Path) -> None:
 
 
 def launch(mode: str, job: Path, out: Path) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    from lmspec.train.world import free_port
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            __file__, "--worker", mode, "--job", str(job), "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "runner"), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
