@@ -255,7 +255,13 @@ def main() -> int:
         base = make_base(tmp / "base", hidden_size=128, intermediate_size=352, layers=4, heads=4, kv_heads=2,
                          context=256)
         job = write_job(tmp, base, args.steps, args.stage)
-        results = {m: launch(m, job, tmp) for m in modes}
+        results: dict[str, dict[str, Any]] = {}
+        for m in modes:
+            try:
+                results[m] = launch(m, job, tmp)
+            except SystemExit as e:  # report the others even if one runner fails
+                print(e, file=sys.stderr)
+        modes = [m for m in modes if m in results]
     plain = results["plain"]
     print(f"LoRA (r {LORA['rank']}, q/k/v/o) on a 4-layer, width-128 Llama-style base; ZeRO stage {args.stage}; "
           f"{args.steps} steps of 2 ranks × 8 sequences of 128 tokens; CPU")
