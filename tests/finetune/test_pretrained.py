@@ -127,3 +127,23 @@ def test_byte_tokenizer_in_hugging_face_form() -> None:
     text = "Größe: 3 €\n"
     assert tok(text)["input_ids"] == Tokenizer.byte().encode(text)
     assert tok.decode(tok(text)["input_ids"]) == text
+
+
+@pytest.mark.parametrize("adapter", [{"type": "lora", "rank": 4},
+                                     {"type": "lora", "rank": 8, "targetModules": "all-linear",
+                                      "modulesToSave": ["lm_head"]}])
+def test_plan_counts_adapter_parameters_as_peft_does(base_dir: Path, adapter: dict[str, object]) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from lmspec.model.plan import lora_parameters, model_states
+    from lmspec.standard import TrainingJobSpec
+
+    spec = TrainingJobSpec.model_validate({"model": "m", "dataset": "d", "loss": {"type": "causalLm"},
+                                           "adapter": adapter}, strict=False)
+    assert spec.adapter is not None
+    trainable, _ = count_params(attach_lora(AutoModelForCausalLM.from_pretrained(base_dir), spec.adapter))
+    assert lora_parameters(spec, base_dir) == trainable
+    total, largest, _ = count_from_headers(base_dir)
+    # Frozen weights cost 4 bytes each; the adapter's 16 (weights, gradients, Adam moments).
+    states = model_states(spec, total, largest, trainable=trainable)
+    assert states.device_bytes == 4 * (total - trainable) + 16 * trainable

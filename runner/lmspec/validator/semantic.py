@@ -537,7 +537,7 @@ def _job_base_context(j: TrainingJob, index: Index) -> Iterator[Issue]:
 
 @check("TrainingJob")
 def _job_memory_fit(j: TrainingJob, index: Index) -> Iterator[Issue]:
-    from ..model.plan import count_parameters, format_bytes, model_states, parse_bytes
+    from ..model.plan import count_parameters, format_bytes, lora_parameters, model_states, parse_bytes
 
     limit_text = j.spec.resources.memory_per_device
     model = _model_of(j, index)
@@ -548,7 +548,9 @@ def _job_memory_fit(j: TrainingJob, index: Index) -> Iterator[Issue]:
                              pretrained_dir=index.pretrained_dir(model))
     if count.params is None or count.largest_layer is None:
         return
-    states = model_states(j.spec, count.params, count.largest_layer)
+    directory = index.pretrained_dir(model)
+    trainable = lora_parameters(j.spec, directory) if directory is not None else None
+    states = model_states(j.spec, count.params, count.largest_layer, trainable=trainable)
     limit = parse_bytes(limit_text)
     if states.device_bytes > limit:
         yield (
