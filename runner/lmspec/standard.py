@@ -47,7 +47,7 @@ from .v1alpha1.model import (
     Sequential,
     Transformer,
 )
-from .v1alpha1.trainingjob import Adapter, Loss, Offload, Schedule, TrainingJobSpec
+from .v1alpha1.trainingjob import Adapter, Logging, Loss, Offload, Schedule, TrainingJobSpec
 
 HUB_VERSION = API_VERSION
 """The ``apiVersion`` whose models the runtime works on."""
@@ -81,6 +81,7 @@ __all__ = [
     "KeySource",
     "LabelEncode",
     "LinearLayer",
+    "Logging",
     "Loss",
     "MinMax",
     "Model",

@@ -20,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("lmspec.cli.run", "Train a TrainingJob with DeepSpeed and export the model."),
     "plan": ("lmspec.cli.plan", "Parameter counts and ZeRO memory per device, before launching."),
     "export": ("lmspec.cli.export", "Print generated artefacts (deepspeed-config)."),
+    "predict": ("lmspec.cli.predict", "Batch predictions of an exported model over a csv/jsonl/parquet file."),
+    "evaluate": ("lmspec.cli.evaluate", "Declared test metrics of an exported model on a new file or split."),
+    "report": ("lmspec.cli.report", "One self-contained HTML report of one run, or a comparison of several."),
     "conformance": ("lmspec.cli.conformance", "Run the conformance suite against lmspec or another implementation."),
 }
 """Subcommand name → (module defining a click command named ``command``, one-line help)."""

@@ -45,6 +45,7 @@ from ..validator.core import Manifest, ManifestSet
 from . import checkpoint
 from .dsconfig import deepspeed_config, lr_lambda
 from .metrics import IGNORE_INDEX, MetricsLog, Sums, compute_loss
+from .tracking import open_trackers
 from .world import World
 
 PREDICTION_ROWS = 64
@@ -91,6 +92,7 @@ class Recipe:
         self.bad_validations = 0
         self.stopped_early = False
         self.log: MetricsLog | None = None
+        self.resumed_at: int | None = None
         self.first_step_s: float | None = None
         self.train_seconds = 0.0
         self.base: ResolvedBase | None = None
@@ -129,8 +131,10 @@ class Recipe:
         if self.resume:
             self._load_checkpoint()
         if self.world.is_main:
-            tb = self.run_dir / "tensorboard" if spec.logging.tensorboard else None
-            self.log = MetricsLog(self.run_dir / "metrics.jsonl", tb)
+            trackers = open_trackers(spec.logging, self.run_dir, job_name=self.job.metadata.name)
+            self.log = MetricsLog(self.run_dir / "metrics.jsonl", trackers)
+            if self.resumed_at is not None:
+                self.log.event("resume", self.resumed_at)
 
     def _resolve_base(self) -> None:
         arch = self.model_obj.spec.architecture
@@ -346,6 +350,7 @@ class Recipe:
             group["lr"] = lr
         self.step, self.epoch, self.micro = state["step"], state["epoch"], state["micro"]
         self.best, self.bad_validations = state["best"], state["bad_validations"]
+        self.resumed_at = self.step
         if self.world.is_main:
             print(f"lmspec: resumed from {self.ckpt_dir / tag} (step {self.step})")
 
@@ -485,6 +490,8 @@ class Recipe:
             self.bad_validations += 1
             if self.bad_validations >= es.patience:
                 self.stopped_early = True
+                if self.log is not None:
+                    self.log.event("earlyStop", self.step, metric=es.metric, best=self.best)
                 if self.world.is_main:
                     print(f"lmspec: early stopping at step {self.step}: validation {es.metric} "
                           f"has not improved for {es.patience} validations (best {self.best:.6g})")
@@ -497,6 +504,8 @@ class Recipe:
                  "world_size": self.world.size, "zero_stage": self.spec.zero.stage}
         checkpoint.save(self.engine, self.ckpt_dir, step=self.step, state=state,
                         keep_last=self.spec.checkpointing.keep_last)
+        if self.log is not None:
+            self.log.event("checkpoint", self.step)
 
     # --- evaluate ------------------------------------------------------------------------------
 
@@ -595,6 +604,8 @@ class Recipe:
                        "firstStepSeconds": self.first_step_s,
                        "trainSeconds": self.train_seconds, "test": metrics}
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            if self.log is not None:
+                self.log.trackers.artifacts(self.run_dir)
         return out
 
     def _tokenizer_dir(self) -> Path | None:
@@ -660,6 +671,7 @@ class Recipe:
 
     def run(self) -> dict[str, float]:
         self.setup()
+        failed = True
         try:
             started = time.perf_counter()
             self.train()
@@ -669,7 +681,8 @@ class Recipe:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
                 print(f"lmspec: trained {self.step} steps in {time.perf_counter() - started:.1f}s"
                       + (f"; test {shown}" if shown else "") + f"; exported to {out}")
+            failed = False
             return metrics
         finally:
             if self.log is not None:
-                self.log.close()
+                self.log.close(failed=failed)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..standard import Loss
+from .tracking import Trackers
 
 IGNORE_INDEX = -100
 """Token targets equal to this are ignored by the causal-LM loss (padding)."""
@@ -88,36 +89,33 @@ class Sums:
 
 @dataclass
 class MetricsLog:
-    """Appends one JSON object per record to ``metrics.jsonl`` (rank 0 only), and mirrors the
-    numbers to TensorBoard when asked and installed."""
+    """Appends one JSON object per record to ``metrics.jsonl`` (rank 0 only) and hands the
+    numbers to the run's experiment trackers (TensorBoard, MLflow)."""
 
     path: Path
-    tensorboard_dir: Path | None = None
+    trackers: Trackers = field(default_factory=Trackers)
     _fh: TextIO | None = field(default=None, init=False)
-    _tb: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        if self.tensorboard_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                print("lmspec: logging.tensorboard is on but the tensorboard package is not "
-                      "installed; writing metrics.jsonl only")
-            else:
-                self._tb = SummaryWriter(str(self.tensorboard_dir))
 
     def write(self, split: str, step: int, values: dict[str, float], **extra: Any) -> None:
         record = {"time": round(time.time(), 3), "split": split, "step": step, **extra, **values}
         assert self._fh is not None
         self._fh.write(json.dumps(record) + "\n")
         self._fh.flush()
-        if self._tb is not None:
-            for k, v in values.items():
-                self._tb.add_scalar(f"{split}/{k}", v, step)
+        self.trackers.log(split, step, values, extra)
 
-    def close(self) -> None:
+    def event(self, name: str, step: int, **extra: Any) -> None:
+        """A run event (``checkpoint``, ``resume``, ``earlyStop``) as a ``split: event`` record,
+        so reports can mark it on the curves."""
+        record = {"time": round(time.time(), 3), "split": "event", "event": name, "step": step, **extra}
+        assert self._fh is not None
+        self._fh.write(json.dumps(record) + "\n")
+        self._fh.flush()
+
+    def close(self, *, failed: bool = False) -> None:
         if self._fh is not None:
             self._fh.close()
-        if self._tb is not None:
-            self._tb.close()
+            self._fh = None
+        self.trackers.close(failed=failed)

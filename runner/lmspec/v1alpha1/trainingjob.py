@@ -323,17 +323,41 @@ class Output(Spec):
     """Run directory, relative to the working directory; ``{name}`` is the job's name."""
 
 
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class Mlflow(Spec):
+    """Experiment tracking with MLflow, from rank 0 only: the rendered manifests as parameters,
+    every metric record of ``metrics.jsonl`` at its step, and the lock, the rendered manifests,
+    the summary and the exported model as artefacts. A tracking failure never stops training."""
+
+    enabled: bool = Field(default=False, examples=[True])
+    """Log the run to MLflow (needs the ``mlflow`` package: ``pip install 'lmspec[mlflow]'``)."""
+
+    experiment: str | None = Field(default=None, min_length=1, max_length=250, examples=["iris"])
+    """Experiment the run is logged under; the job's name when omitted."""
+
+    tracking_uri_env: EnvName = Field(default="MLFLOW_TRACKING_URI", examples=["TEAM_MLFLOW_URI"])
+    """Environment variable holding the tracking URI (a server such as ``http://mlflow:5000``, or
+    a database); when it is unset or empty, a local store in the run directory is used
+    (``mlflow.db``, artefacts under ``mlartifacts/``)."""
+
+
 class Logging(Spec):
-    """Training logs."""
+    """Training logs and experiment trackers."""
 
     interval: PositiveInt = Field(default=10, examples=[1])
     """Optimizer steps between metric records in ``metrics.jsonl``."""
 
     tensorboard: bool = Field(default=False, examples=[True])
-    """Also write TensorBoard event files (needs the ``tensorboard`` package)."""
+    """Also write TensorBoard event files to ``<run>/tensorboard`` (the ``tensorboard`` package is
+    in the ``run`` extra)."""
 
     progress_bar: bool = Field(default=True, examples=[False])
     """Show a progress bar with loss and throughput on rank 0."""
+
+    mlflow: Mlflow = Field(default_factory=Mlflow, examples=[{"enabled": True, "experiment": "iris"}])
+    """MLflow experiment tracking."""
 
 
 class TrainingJobSpec(Spec):

@@ -1,0 +1,244 @@
+"""Batch inference: an exported model over a csv, jsonl or parquet file, in chunks.
+
+>>> target = resolve(["examples/iris"], job=None, service=None)
+>>> predict_file(target.export, Path("new.csv"), Path("predictions.csv"))   # → rows written
+
+Raw columns go in (the Dataset's feature columns, categories by name); the export's fitted
+preprocessing is applied by :meth:`lmspec.model.export.Exported.predict`, the very path
+``lmspec serve`` answers with, so a row gets the same prediction from both. Out come, per row:
+classifiers ``prediction`` (the class) and ``probability_<class>`` for each class; regressors
+``prediction`` in the target's units; language models ``generated`` text (greedy decoding).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from .validator.core import Manifest, ManifestSet, load
+
+if TYPE_CHECKING:
+    from .data._read import Table
+    from .model.export import Exported
+
+CHUNK_ROWS = 4096
+"""Rows read, predicted and written at a time: memory stays flat whatever the file's size."""
+
+
+class PredictError(Exception):
+    """A user-facing problem (printed without a traceback)."""
+
+
+@dataclass
+class Target:
+    """What ``predict`` and ``evaluate`` work on: the export and the manifests it came from."""
+
+    manifests: ManifestSet
+    export: Path
+    job: Manifest | None
+    """The TrainingJob that produced the export, when it is among the manifests."""
+
+    @property
+    def dataset(self) -> Manifest | None:
+        if self.job is None:
+            return None
+        return self.manifests.get("Dataset", self.job.obj.spec.dataset)
+
+
+def resolve(paths: Sequence[str], *, job: str | None, service: str | None) -> Target:
+    """Load the manifests (raises ValidationFailed) and find the export: an InferenceService's
+    model when one is given (or ``service`` names one), else a TrainingJob's ``<output.dir>/export``."""
+    from .model.export import INFO, export_dir_for
+    from .serve.server import ServeError, model_dir
+
+    manifests = load(list(paths))
+    job_m: Manifest | None = None
+    try:
+        if service is not None or (manifests.of_kind("InferenceService") and job is None):
+            svc = manifests.pick("InferenceService", service, option="--service")
+            export = model_dir(manifests, svc)
+            source = svc.obj.spec.model.training_job
+            job_m = manifests.get("TrainingJob", source) if source else None
+        else:
+            job_m = manifests.pick("TrainingJob", job, option="--job")
+            export = export_dir_for(job_m)
+            if not (export / INFO).is_file():
+                raise PredictError(f"no exported model at {export} (run `lmspec run {job_m.file}` first)")
+    except (LookupError, ServeError) as exc:
+        raise PredictError(str(exc)) from None
+    if job_m is None:
+        info = json.loads((export / INFO).read_text())
+        job_m = manifests.get("TrainingJob", str(info.get("job")))
+    return Target(manifests, export, job_m)
+
+
+# --- predictions -------------------------------------------------------------------------------
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
+
+
+def input_columns(exported: Exported) -> list[Any]:
+    """The raw columns a prediction needs, as the Dataset declared them."""
+    from .data._read import ColumnSpec
+
+    t = exported.transform
+    return [ColumnSpec(n, d, f"features[{j}] ({n})")
+            for j, (n, d) in enumerate(zip(t.feature_names, t.feature_dtypes, strict=True))]
+
+
+def raw_inputs(exported: Exported, table: Table) -> np.ndarray:
+    """Parsed columns → the array a client would send ``lmspec serve`` (the signature's input
+    dtype): features in Dataset order, categories as their ids."""
+    from .data._rows import null_mask
+    from .data._tabular import raw_features
+    from .data.errors import DataError
+
+    for c in exported.transform.feature_names:
+        missing = null_mask(table.columns[c])
+        if missing.any():
+            raise DataError("missing value (empty or NaN)", column=c, **table.where(int(np.argmax(missing))))
+    x = raw_features(exported.transform, table)
+    dtype = exported.manifest.spec.signature.inputs[0].dtype
+    return x.astype(np.float32 if dtype in ("float32", "float16", "bfloat16") else dtype)
+
+
+def predict_table(exported: Exported, table: Table, *, max_tokens: int = 64) -> list[dict[str, Any]]:
+    """One record per row of ``table``."""
+    if exported.task == "causal-lm":
+        return _generate(exported, table, max_tokens)
+    name = exported.manifest.spec.signature.inputs[0].name
+    out = next(iter(exported.predict({name: raw_inputs(exported, table)}).values()))
+    if exported.task == "classification":
+        classes = exported.transform.classes or [str(i) for i in range(out.shape[-1])]
+        probs = softmax(out)
+        best = probs.argmax(axis=-1)
+        return [{"prediction": classes[int(k)],
+                 **{f"probability_{c}": float(p) for c, p in zip(classes, row, strict=True)}}
+                for k, row in zip(best, probs, strict=True)]
+    return [{"prediction": float(v)} for v in np.asarray(out, dtype=np.float32).reshape(len(table))]
+
+
+def _generate(exported: Exported, table: Table, max_tokens: int) -> list[dict[str, Any]]:
+    column = exported.transform.feature_names[0]
+    texts = [t or "" for t in table.columns[column].tolist()]
+    return [{"generated": g} for g in generate(exported, texts, max_tokens=max_tokens)]
+
+
+def generate(exported: Exported, prompts: list[str], *, max_tokens: int) -> list[str]:
+    """Greedy continuations of ``prompts`` by an exported language model (as ``lmspec serve``
+    answers at temperature 0), stopping early at the tokenizer's end-of-sequence token."""
+    from .serve.generate import sample
+    from .serve.predictor import TorchLanguageModel, context_length_of
+
+    lm = TorchLanguageModel(exported.model, exported.transform.tokenizer, context_length_of(exported.manifest))
+    rng = np.random.default_rng(0)  # unused at temperature 0; sample() takes one
+    out = []
+    for text in prompts:
+        ids = lm.encode(text)[-(lm.context_length - 1):] or [0]
+        new: list[int] = []
+        for _ in range(max_tokens):
+            window = (ids + new)[-lm.context_length:]
+            token = sample(lm.next_token_logits([window])[0], 0.0, 1.0, rng)
+            if lm.eos_token_id is not None and token == lm.eos_token_id:
+                break
+            new.append(token)
+        out.append(lm.decode(new))
+    return out
+
+
+def predictions(exported: Exported, fi: Any, *, chunk_rows: int = CHUNK_ROWS,
+                max_tokens: int = 64) -> Iterator[list[dict[str, Any]]]:
+    """Predicted records, a chunk at a time, for the file ``fi`` (:func:`data.stream.file_info`)."""
+    from .data.stream import read_chunks
+
+    for table in read_chunks(fi, input_columns(exported), chunk_rows):
+        if len(table):
+            yield predict_table(exported, table, max_tokens=max_tokens)
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+class Writer:
+    """Records → csv, jsonl or parquet (by the output's extension); jsonl on stdout by default."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        suffix = path.suffix.lower() if path is not None else ".jsonl"
+        formats = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+        if suffix not in formats:
+            raise PredictError(f"cannot write {path}: use a .csv, .jsonl or .parquet file name")
+        self.format = formats[suffix]
+        self._fh: IO[str] | None = None
+        self._csv: Any = None
+        self._parquet: Any = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        if self.format == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pylist(records)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(str(self.path), table.schema)
+            self._parquet.write_table(table)
+            return
+        if self._fh is None:
+            self._fh = sys.stdout if self.path is None else self.path.open("w", newline="", encoding="utf-8")
+        if self.format == "jsonl":
+            self._fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            return
+        if self._csv is None:
+            self._csv = csv.DictWriter(self._fh, fieldnames=list(records[0]))
+            self._csv.writeheader()
+        # repr() of a float round-trips exactly; csv would write str() of it, which also does.
+        self._csv.writerows(records)
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        fh = self._fh
+        if fh is None:
+            return
+        if fh is sys.stdout:
+            fh.flush()
+        else:
+            fh.close()
+
+
+def predict_file(export: Path, input_path: Path, output: Path | None, *, chunk_rows: int = CHUNK_ROWS,
+                 max_tokens: int = 64, progress: bool = True) -> int:
+    """Predict every row of ``input_path`` into ``output`` (stdout when None); returns the rows."""
+    from tqdm import tqdm
+
+    from .data.stream import count_rows, file_info
+    from .model.export import load_exported
+
+    exported = load_exported(export)
+    fi = file_info(input_path)
+    writer = Writer(output)
+    done = 0
+    # disable=None: the bar shows only on a terminal, never in logs or pipes.
+    with tqdm(total=count_rows(fi), unit="row", disable=None if progress else True,
+              dynamic_ncols=True, file=sys.stderr) as bar:
+        try:
+            for records in predictions(exported, fi, chunk_rows=chunk_rows, max_tokens=max_tokens):
+                writer.write(records)
+                done += len(records)
+                bar.update(len(records))
+        finally:
+            writer.close()
+    return done

@@ -1,0 +1,35 @@
+"""``lmspec report``: one self-contained HTML page about a run, or comparing several.
+
+>>> from lmspec.report import build_report
+>>> build_report([Path("runs/iris-train")], Path("report.html"))
+
+Needs matplotlib (``pip install 'lmspec[report]'``); test-set plots and sample generations also
+load the exported model (the ``run`` extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .runs import ReportError, Run, read_run
+
+__all__ = ["ReportError", "Run", "build_report", "read_run", "render"]
+
+
+def render(run_dirs: Sequence[Path]) -> str:
+    """The HTML of one run's report, or of a comparison of several."""
+    from .html import compare, single
+
+    if not run_dirs:
+        raise ReportError("give at least one run directory")
+    runs = [read_run(Path(p)) for p in run_dirs]
+    return single(runs[0]) if len(runs) == 1 else compare(runs)
+
+
+def build_report(run_dirs: Sequence[Path], output: Path) -> Path:
+    """Write the report to ``output`` and return its path."""
+    text = render(run_dirs)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    return output
