@@ -24,6 +24,9 @@ from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
 from .v1alpha1 import API_VERSION, KINDS, Dataset, InferenceService, Model, TrainingJob
+from .v1alpha1._docs import attach_field_docs
+
+attach_field_docs()  # schemas and docs carry the fields' docstrings as descriptions
 
 VERSION = API_VERSION.rsplit("/", 1)[1]
 DRAFT = "https://json-schema.org/draft/2020-12/schema"

@@ -20,6 +20,41 @@ def _dataset(**spec: Any) -> Dataset:
          "spec": spec}, by_alias=True)
 
 
+_SIGNATURES = {
+    "classification": ([-1, -1], "float32", [-1, 3]),
+    "regression": ([-1, -1], "float32", [-1, 1]),
+    "causal-lm": ([-1, -1], "int64", [-1, -1, 256]),
+}
+_LOSS = {"classification": "crossEntropy", "regression": "mse", "causal-lm": "causalLm"}
+
+
+def _rules(ds: Dataset, task: str) -> set[str]:
+    """The validator's rules that fire on ``ds`` alone and when a TrainingJob pairs it with a
+    Model of ``task``: what the validator refuses, so data preparation never sees it."""
+    from lmspec.standard import Model, TrainingJob
+    from lmspec.validator.semantic import Index, run_checks
+
+    inputs, dtype, outputs = _SIGNATURES[task]
+    arch = {"type": "transformer", "vocabSize": 256, "contextLength": 64, "width": 32, "depth": 1,
+            "heads": 2} if task == "causal-lm" else {"type": "mlp"}
+    model = Model.model_validate({
+        "apiVersion": "lmspec.io/v1alpha1", "kind": "Model", "metadata": {"name": "m"},
+        "spec": {"task": task, "architecture": arch, "signature": {
+            "inputs": [{"name": "x", "dtype": dtype, "shape": inputs}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": outputs}]}}}, by_alias=True)
+    job = TrainingJob.model_validate({
+        "apiVersion": "lmspec.io/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "j"},
+        "spec": {"model": "m", "dataset": ds.metadata.name, "loss": {"type": _LOSS[task]}}}, by_alias=True)
+    index = Index({"Model": {"m": model}, "Dataset": {ds.metadata.name: ds}, "TrainingJob": {"j": job}})
+    return {rule for obj in (ds, job) for rule, *_ in run_checks(obj, index)}
+
+
+@pytest.fixture
+def validator_rules() -> Callable[[Dataset, str], set[str]]:
+    """``validator_rules(dataset, task)``: rule ids the validator reports for the pair."""
+    return _rules
+
+
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:

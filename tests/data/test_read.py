@@ -182,11 +182,12 @@ def test_invalid_jsonl_line(tmp_path, make_dataset):
     assert err.row == 2 and "invalid JSON" in str(err)
 
 
-def test_unknown_extension(tmp_path, make_dataset):
-    (tmp_path / "d.dat").write_text("a,b,t\n")
-    err = _error(tmp_path, make_dataset(sources=[{"path": "d.dat"}], features=FEATURES,
-                                        target=TARGET, splits=ALL_TRAIN))
-    assert err.field == "spec.sources[0].format"
+def test_unknown_extension_is_refused_by_the_validator(make_dataset, validator_rules):
+    ds = make_dataset(sources=[{"path": "d.dat"}], features=FEATURES, target=TARGET, splits=ALL_TRAIN)
+    assert "dataset.source-format" in validator_rules(ds, "classification")
+    ds = make_dataset(sources=[{"path": "d.dat", "format": "csv"}], features=FEATURES, target=TARGET,
+                      splits=ALL_TRAIN)
+    assert "dataset.source-format" not in validator_rules(ds, "classification")
 
 
 def test_iris_example(example_data):

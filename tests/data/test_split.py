@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmspec.data import DataError, Split, prepare
+from lmspec.data import Split, prepare
 from lmspec.data.split import SPLITS, permutation, ratio_split, split_counts
 
 
@@ -56,11 +56,19 @@ def test_split_by_file(tmp_path, make_dataset, write_csv):
     assert data.validation.inputs.shape == (0, 1) and len(data.validation) == 0
 
 
-def test_source_split_needs_split_by_file(toy, make_dataset, toy_spec):
+def test_source_split_needs_split_by_file(toy, make_dataset, toy_spec, validator_rules):
     ds = make_dataset(**toy_spec(sources=[{"path": "toy.csv", "split": "train"}]))
-    with pytest.raises(DataError) as e:
-        prepare(ds, toy, model_task="classification")
-    assert e.value.field == "spec.sources[0].split"
+    assert "dataset.split-unused" in validator_rules(ds, "classification")
+
+
+def test_by_file_source_without_split_is_training_data(tmp_path, make_dataset, write_csv, validator_rules):
+    write_csv(tmp_path / "a.csv", ["x", "t"], [[1, "p"], [2, "q"]])
+    write_csv(tmp_path / "b.csv", ["x", "t"], [[3, "p"]])
+    ds = make_dataset(sources=[{"path": "a.csv"}, {"path": "b.csv", "split": "validation"}],
+                      features=[{"name": "x"}], target={"name": "t"}, splits={"by": "file"})
+    assert not validator_rules(ds, "classification")
+    data = prepare(ds, tmp_path, model_task="classification")
+    assert data.train.inputs[:, 0].tolist() == [1, 2] and data.validation.inputs[:, 0].tolist() == [3]
 
 
 def test_shards_are_equal_disjoint_and_drop_the_remainder():

@@ -27,6 +27,8 @@ def properties(schema: Any, where: str = "") -> Iterator[tuple[str, dict[str, An
         for key, value in schema.items():
             if key in ("examples", "default", "const", "enum"):
                 continue
+            if key == "oneOf" and "properties" in schema:
+                continue  # constraints over an object's own properties ("exactly one of"), not new ones
             yield from properties(value, f"{where}/{key}")
     elif isinstance(schema, list):
         for i, value in enumerate(schema):

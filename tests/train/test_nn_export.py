@@ -11,10 +11,10 @@ from safetensors.torch import save_file
 from train_helpers import IRIS_DATASET, IRIS_MODEL
 
 from lmspec.data import prepare
+from lmspec.files import sha256_file
 from lmspec.model.build import ModelError, build_model, load_weights, unique_state
 from lmspec.model.export import load_exported, save_export
 from lmspec.v1alpha1 import Dataset, Model, ModelSpec
-from lmspec.validator.core import sha256_file
 
 LM = {"task": "causal-lm",
       "architecture": {"type": "transformer", "vocabSize": 256, "contextLength": 16, "width": 16,

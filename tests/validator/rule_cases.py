@@ -368,6 +368,11 @@ spec:
         "bad": [_at(_swap(BASE, "path: base}", "uri: hf://org/tiny}"), "uri: |hf://", "/spec/architecture/uri")],
         "good": [_swap(BASE, "path: base}", "uri: hf://org/tiny@0123456789abcdef0123456789abcdef01234567}")],
     },
+    "model.num-classes": {
+        "bad": [_at(_swap(MODEL, "  numClasses: 3\n", "").replace("shape: [-1, 3]", "shape: [-1, -1]"),
+                    "shape: |[-1, -1]}\n", "/spec/signature/outputs/0/shape")],
+        "good": [MODEL.replace("shape: [-1, 3]", "shape: [-1, -1]")],
+    },
     # --- semantic: Dataset ---------------------------------------------------------------------
     "dataset.split-ratios": {
         "bad": [_at(_swap(DATASET, "ratios: {train: 0.8,", "ratios: {train: 0.9,"),
@@ -414,6 +419,29 @@ spec:
         "good": [_swap(CHAT, "    format: messages\n", "    format: messages\n    fields: {messages: conversations, role: from}\n"),
                  _swap(CHAT, "    format: messages\n", "    format: promptCompletion\n    fields: {prompt: question}\n")],
     },
+    "dataset.split-unused": {
+        "bad": [_at(_swap(DATASET, "    - path: data.csv\n", "    - {path: data.csv, split: train}\n"),
+                    "split: |train}", "/spec/sources/0/split")],
+        "good": [_swap(_swap(DATASET, "    - path: data.csv\n", "    - {path: data.csv, split: test}\n    - path: b.csv\n"),
+                       "{by: ratio, ratios: {train: 0.8, validation: 0.1, test: 0.1}}", "{by: file}")],
+    },
+    "dataset.filter-value": {
+        "bad": [_at(_swap(DATASET, "    - type: standardize\n", "    - {type: filter, column: a, op: ge, value: '1'}\n    - type: standardize\n"),
+                    "value: |'1'", "/spec/preprocessing/0/value"),
+                _at(_swap(DATASET, "    - type: standardize\n", "    - {type: filter, column: label, op: notIn, value: x}\n    - type: standardize\n"),
+                    "value: |x}", "/spec/preprocessing/0/value")],
+        "good": [_swap(DATASET, "    - type: standardize\n", "    - {type: filter, column: a, op: ge, value: 1}\n"
+                       "    - {type: filter, column: label, op: notIn, value: [x]}\n    - type: standardize\n")],
+    },
+    "dataset.source-format": {
+        "bad": [_at(_swap(DATASET, "    - path: data.csv\n", "    - path: data.tsv\n"), "path: |data.tsv", "/spec/sources/0/path")],
+        "good": [_swap(DATASET, "    - path: data.csv\n", "    - {path: data.tsv, format: csv}\n")],
+    },
+    "dataset.text-column": {
+        "bad": [_at(_swap(TEXT, "{type: tokenize, tokenizer", "{type: tokenize, column: body, tokenizer") + "  features: [{name: body, dtype: string}]\n",
+                    "column: |body", "/spec/preprocessing/0/column")],
+        "good": [_swap(TEXT, "{type: tokenize, tokenizer", "{type: tokenize, column: text, tokenizer")],
+    },
     # --- semantic: TrainingJob -----------------------------------------------------------------
     "trainingjob.batch-world-size": {
         "bad": [_at(_and(MODEL, DATASET, _swap(JOB, "globalBatchSize: 16}", "globalBatchSize: 32}")),
@@ -451,6 +479,26 @@ spec:
                                "    - {type: dedupe}\n"),
                      _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n"))],
         "good": [_and(LM, TEXT, LM_JOB), {"yaml": _and(BASE, TEXT, LM_JOB), "files": BASE_FILES}],
+    },
+    "trainingjob.lm-pack": {
+        "bad": [_and(LM, _swap(TEXT, "    - {type: pack, sequenceLength: 64}\n", ""),
+                     _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n"))],
+        "good": [_and(LM, TEXT, LM_JOB)],
+    },
+    "trainingjob.dataset-task": {
+        "bad": [_and(LM, TEXT + "  splits: {stratify: text}\n",
+                     _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n")),
+                _and(MODEL, _swap(DATASET, "    - type: standardize\n", "    - {type: tokenize, column: label, tokenizer: {type: byte}}\n    - type: standardize\n"),
+                     _swap(JOB, "  dataset: table\n", "  dataset: table\n#          ^ /spec/dataset\n"))],
+        "good": [_and(MODEL, DATASET, JOB), _and(LM, TEXT, LM_JOB)],
+    },
+    "trainingjob.dataset-columns": {
+        "bad": [_and(MODEL, _swap(DATASET, "    - {name: b, dtype: float32}\n", "    - {name: b, dtype: string}\n"),
+                     _swap(JOB, "  dataset: table\n", "  dataset: table\n#          ^ /spec/dataset\n")),
+                _and(MODEL, _swap(DATASET, "      columns: [a, b]\n", "      columns: [a, label]\n"),
+                     _swap(JOB, "  dataset: table\n", "  dataset: table\n#          ^ /spec/dataset\n"))],
+        "good": [_and(MODEL, _swap(_swap(DATASET, "    - {name: b, dtype: float32}\n", "    - {name: b, dtype: string}\n"),
+                                   "      columns: [a, b]\n", "      columns: [a]\n    - {type: labelEncode, column: b}\n"), JOB)],
     },
     "trainingjob.metric-task": {
         "bad": [_at(_and(MODEL, DATASET, _swap(JOB, "metrics: [loss, accuracy]}", "metrics: [loss, perplexity]}")),
@@ -583,7 +631,16 @@ spec:
                                f"    - path: data.csv\n      sha256: {SHA_HELLO}\n#             ^ /spec/sources/0/sha256\n"),
                  "files": {"data.csv": "hello\n"}, "check_env": True}],
         "good": [{"yaml": _swap(DATASET, "    - path: data.csv\n", f"    - path: data.csv\n      sha256: {SHA_HELLO}\n"),
-                  "files": {"data.csv": "hello"}, "check_env": True}],
+                  "files": {"data.csv": "hello"}, "check_env": True, "also": ["env.data"]}],
+    },
+    "env.data": {
+        "bad": [{"yaml": DATASET, "files": {"data.csv": "a,b,label\n1,2,x\n3,oops,y\n"}, "check_env": True,
+                 "line": 3, "column": 1, "pointer": ""},
+                {"yaml": DATASET, "files": {"data.csv": "a,label\n1,x\n"}, "check_env": True,
+                 "line": 1, "column": 1, "pointer": ""},
+                {"yaml": DATASET, "files": {"data.csv": "a,b,label\n1,2,x\n3,4,w\n"}, "check_env": True,
+                 "line": 3, "column": 1, "pointer": ""}],
+        "good": [{"yaml": DATASET, "files": {"data.csv": "a,b,label\n1,2,x\n3,4,z\n"}, "check_env": True}],
     },
     "env.chat-records": {
         "bad": [{"yaml": _swap(CHAT, "    - path: chat.jsonl\n", "    - path: chat.jsonl\n#     ^ /spec/sources/0\n"),

@@ -1,5 +1,7 @@
-"""The ``lmspec`` command. Subcommands live in their own modules and are imported only when
-invoked, so ``lmspec validate`` never pays for (or imports) the training and serving stacks."""
+"""The ``lmspec`` command: it owns options, output and exit codes, and nothing else — each
+subcommand calls the validator, the runner or the server. Subcommands live in their own modules
+and are imported only when invoked, so ``lmspec validate`` never pays for (or imports) the
+training and serving stacks."""
 
 from __future__ import annotations
 

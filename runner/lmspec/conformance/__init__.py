@@ -1,6 +1,9 @@
 """The lmspec conformance harness: run the language-neutral suite in ``conformance/`` against
 lmspec's own validator or any implementation that speaks the JSON-lines protocol.
 
+It owns reading the cases (``suite``), the protocol (``protocol``), lmspec's own answers
+(``builtin``) and judging and reporting them (``harness``); the cases themselves are data.
+
 >>> from lmspec.conformance import Builtin, load_suite, run_suite
 >>> outcomes, _ = run_suite(load_suite("conformance/v1alpha1"), Builtin())
 """

@@ -7,6 +7,12 @@
 >>> data.train.inputs.shape, data.transform.classes
 ((105, 4), ['setosa', 'versicolor', 'virginica'])
 
+It owns reading data files (csv, jsonl, parquet, text), preprocessing fitted on the training
+split, seeded splits and the data cache. It takes a validated manifest: what the validator's rules
+guarantee is asserted here, not reported; what only the data can tell (a missing column, a value
+that does not parse) raises :class:`DataError` with the file, row and column, and ``lmspec
+validate --check-env`` reports the same through these readers.
+
 Needs numpy; parquet sources need pyarrow and file tokenizers the ``tokenizers`` package (both in
 the ``run`` extra). Never imports torch.
 """

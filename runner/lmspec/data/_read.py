@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import difflib
 import glob
-import hashlib
 import json
 import math
 import os
@@ -21,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from ..files import sha256_file
 from ..standard import DatasetSpec
+from ..validator.semantic import FORMATS_BY_SUFFIX as _FORMATS_BY_SUFFIX
 from .errors import DataError
 
-FORMATS_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
-                     ".txt": "text"}
+# One table of formats by extension, the validator's (rule dataset.source-format).
+FORMATS_BY_SUFFIX = _FORMATS_BY_SUFFIX
 NUMERIC = {"bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32",
            "float64"}
 INT_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-(2**15), 2**15 - 1),
@@ -61,14 +62,6 @@ class ColumnSpec:
     field: str
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def display_path(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
@@ -97,10 +90,7 @@ def resolve_sources(spec: DatasetSpec, base_dir: Path) -> list[FileInfo]:
             paths = [p]
         for p in paths:
             fmt = src.format or FORMATS_BY_SUFFIX.get(p.suffix.lower())
-            if fmt is None:
-                raise DataError(f"cannot tell the format of {display_path(p)} from its extension",
-                                field=f"{field}.format",
-                                hint="set format to one of csv, jsonl, parquet, text")
+            assert fmt is not None, f"{field}: no format (the rule dataset.source-format)"
             digest = sha256_file(p)
             if src.sha256 is not None and digest != src.sha256:
                 raise DataError(f"sha256 mismatch: the manifest pins {src.sha256}, the file has {digest}",

@@ -22,27 +22,22 @@ def fit(spec: DatasetSpec, task: str, train: Table) -> Transform:
     """Learn every statistic from ``train``; nothing from the other splits reaches this function."""
     features = spec.features
     names = [f.name for f in features]
-    if not names:
-        raise DataError("a tabular dataset needs at least one feature", field="spec.features")
+    # The rules trainingjob.dataset-columns and dataset.unknown-column guarantee what is asserted.
+    assert names, "a tabular dataset needs at least one feature"
     index = {n: j for j, n in enumerate(names)}
     target = spec.target
-    if target is None:
-        raise DataError(f"a {task} model needs a target column", field="spec.target")
+    assert target is not None, f"a {task} model needs a target column"
 
     label_steps = {s.column: (i, s) for i, s in enumerate(spec.preprocessing)
                    if isinstance(s, LabelEncode)}
     categories: dict[str, dict[str, Any]] = {}
-    for name, (i, s) in label_steps.items():
+    for name, (_, s) in label_steps.items():
         if name in index:
             categories[name] = {"vocab": _sorted_labels(train.columns[name]), "unknown": s.unknown}
-        elif name != target.name:
-            raise DataError(f"column {name!r} is neither a feature nor the target",
-                            field=f"spec.preprocessing[{i}].column")
-    for j, f in enumerate(features):
-        if f.dtype == "string" and f.name not in categories:
-            raise DataError(f"feature {f.name!r} is a string column; the model needs numbers",
-                            field=f"spec.features[{j}]",
-                            hint=f"add a labelEncode step for {f.name!r}, or declare a numeric dtype")
+        else:
+            assert name == target.name, f"column {name!r} is neither a feature nor the target"
+    for f in features:
+        assert f.dtype != "string" or f.name in categories, f"feature {f.name!r} is not label-encoded"
 
     transform = Transform(task=task, feature_names=names, feature_dtypes=[f.dtype for f in features],
                           categories=categories, target_name=target.name)
@@ -54,9 +49,7 @@ def fit(spec: DatasetSpec, task: str, train: Table) -> Transform:
         transform.classes = list(target.classes) if target.classes is not None \
             else _sorted_labels(train.columns[target.name])
     else:
-        if target.dtype in ("string", "bool"):
-            raise DataError(f"a regression target must be numeric, not {target.dtype}",
-                            field="spec.target.dtype")
+        assert target.dtype not in ("string", "bool"), "a regression target must be numeric"
         y = train.columns[target.name].astype(np.float64)
 
     for i, step in enumerate(spec.preprocessing):
@@ -71,11 +64,8 @@ def fit(spec: DatasetSpec, task: str, train: Table) -> Transform:
                     y = (y - op["shift"][0]) * op["scale"][0] + op["offset"][0]
                     transform.target_ops.append({k2: float(v[0]) for k2, v in op.items()
                                                  if k2 in ("shift", "scale", "offset")})
-                elif name == target.name:
-                    raise DataError("only a regression target can be scaled",
-                                    field=f"{field}.columns[{k}]")
                 else:
-                    raise DataError(f"column {name!r} is not a feature", field=f"{field}.columns[{k}]")
+                    raise AssertionError(f"{field}.columns[{k}]: {name!r} is not a feature or a regression target")
             if not cols:
                 continue
             op = _fit_affine(step, x[:, cols])
@@ -90,9 +80,8 @@ def fit(spec: DatasetSpec, task: str, train: Table) -> Transform:
                         n["std"][pos] *= abs(op["scale"][cols.index(c)])
         elif isinstance(step, GaussianNoise):
             cols = []
-            for k, name in enumerate(step.columns or numeric):
-                if name not in index:
-                    raise DataError(f"column {name!r} is not a feature", field=f"{field}.columns[{k}]")
+            for name in step.columns or numeric:
+                assert name in index, f"{field}: gaussianNoise on {name!r}, which is not a feature"
                 cols.append(index[name])
             if cols:
                 transform.noise.append({"columns": cols, "std": [float(step.std)] * len(cols)})

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..files import sha256_file
 from ..standard import Chat, ChatTokenizer
-from ._read import sha256_file
 from .chat_template import Template, check_template, find_template, resolve
 from .conversations import Conversation, read_conversations
 from .errors import DataError

@@ -16,13 +16,13 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..files import atomic_write, sha256_file
 from ..standard import (
     Dataset,
     DatasetSpec,
@@ -35,7 +35,7 @@ from ..standard import (
     Tokenize,
 )
 from . import _tabular, _text
-from ._read import TEXT_COLUMN, ColumnSpec, FileInfo, Table, read_table, resolve_sources, sha256_file
+from ._read import TEXT_COLUMN, ColumnSpec, FileInfo, Table, read_table, resolve_sources
 from ._rows import apply_row_steps, null_mask
 from .errors import DataError
 from .split import SPLITS, Split, ratio_split
@@ -114,23 +114,17 @@ def prepare(
 # --- checks that need the model's task -----------------------------------------------------
 
 def _check_manifest(spec: DatasetSpec, task: str) -> None:
-    if task not in TASKS:
-        raise DataError(f"unknown model task {task!r} (known: {', '.join(TASKS)})")
+    """What preparation relies on. The validator's rules guarantee all of it for a manifest it
+    accepts (``dataset.*`` and, with the Model's task, ``trainingjob.lm-tokenizer``,
+    ``trainingjob.lm-pack``, ``trainingjob.dataset-task``, ``trainingjob.dataset-columns``), so a
+    failure here is a bug in lmspec, not in the manifest."""
+    assert task in TASKS, f"unknown model task {task!r}"
     splits = spec.splits
     if splits.by == "ratio":
-        total = sum(splits.ratios.values())
-        if not math.isclose(total, 1.0, abs_tol=1e-6):
-            raise DataError(f"split ratios sum to {total:g}, not 1", field="spec.splits.ratios")
-        for i, src in enumerate(spec.sources):
-            if src.split is not None:
-                raise DataError("a source's split only applies when splits.by is file",
-                                field=f"spec.sources[{i}].split",
-                                hint="remove it, or set splits.by: file")
+        assert math.isclose(sum(splits.ratios.values()), 1.0, abs_tol=1e-6), "dataset.split-ratios"
+        assert all(src.split is None for src in spec.sources), "dataset.split-unused"
     else:
-        for i, src in enumerate(spec.sources):
-            if src.split is None:
-                raise DataError("splits.by is file, so every source needs a split",
-                                field=f"spec.sources[{i}].split")
+        assert any(src.split in ("train", None) for src in spec.sources), "dataset.split-files"
     steps = spec.preprocessing
     if spec.chat is not None:
         if task != "causal-lm":
@@ -143,23 +137,13 @@ def _check_manifest(spec: DatasetSpec, task: str) -> None:
             raise DataError("stratify does not apply to chat data", field="spec.splits.stratify")
         return
     if task == "causal-lm":
-        if not any(isinstance(s, Tokenize) for s in steps):
-            raise DataError("a causal-lm model needs a tokenize step", field="spec.preprocessing")
-        if not any(isinstance(s, Pack) for s in steps):
-            raise DataError("a causal-lm model needs a pack step (it sets the sequence length)",
-                            field="spec.preprocessing")
-        if splits.stratify is not None:
-            raise DataError("stratify does not apply to language-model data",
-                            field="spec.splits.stratify")
-        for i, s in enumerate(steps):
-            if isinstance(s, Standardize | MinMax | LabelEncode | GaussianNoise):
-                raise DataError(f"{s.type} does not apply to language-model data",
-                                field=f"spec.preprocessing[{i}]")
+        assert any(isinstance(s, Tokenize) for s in steps), "trainingjob.lm-tokenizer"
+        assert any(isinstance(s, Pack) for s in steps), "trainingjob.lm-pack"
+        assert splits.stratify is None, "trainingjob.dataset-task"
+        assert not any(isinstance(s, Standardize | MinMax | LabelEncode | GaussianNoise) for s in steps), \
+            "trainingjob.dataset-task"
     else:
-        for i, s in enumerate(steps):
-            if isinstance(s, Tokenize | Pack):
-                raise DataError(f"{s.type} is for causal-lm models, not {task}",
-                                field=f"spec.preprocessing[{i}]")
+        assert not any(isinstance(s, Tokenize | Pack) for s in steps), "trainingjob.dataset-task"
 
 
 def _tokenizer(spec: DatasetSpec, base_dir: Path) -> tuple[Tokenizer | None, dict[str, str]]:
@@ -223,13 +207,11 @@ def _prepare_tabular(spec: DatasetSpec, task: str, files: list[FileInfo]) -> tup
 def _split_rows(spec: DatasetSpec, table: Table) -> dict[str, np.ndarray]:
     s = spec.splits
     if s.by == "file":
-        split_of = np.array([fi.split for fi in table.files], dtype=object)[table.file_id]
+        split_of = np.array([fi.split or "train" for fi in table.files], dtype=object)[table.file_id]
         return {name: np.flatnonzero(split_of == name) for name in SPLITS}
     groups = None
     if s.stratify is not None:
-        if s.stratify not in table.columns:
-            raise DataError(f"stratify column {s.stratify!r} is not declared",
-                            field="spec.splits.stratify")
+        assert s.stratify in table.columns, "dataset.unknown-column"
         groups = labels_of(table.columns[s.stratify])
     return ratio_split(len(table), s.ratios, s.seed, groups)
 
@@ -241,9 +223,7 @@ def _prepare_text(spec: DatasetSpec, files: list[FileInfo], tokenizer: Tokenizer
     name = step.column
     declared = next((f"spec.features[{j}]" for j, f in enumerate(spec.features) if f.name == name),
                     f"spec.preprocessing[{i}].column")
-    if any(fi.format == "text" for fi in files) and name != TEXT_COLUMN:
-        raise DataError(f"text files have one column, {TEXT_COLUMN!r}; the step reads {name!r}",
-                        field=f"spec.preprocessing[{i}].column")
+    assert name == TEXT_COLUMN or not any(fi.format == "text" for fi in files), "dataset.text-column"
     column = ColumnSpec(name, "string", declared)
     table = apply_row_steps(read_table(files, [column]), spec.preprocessing, [column])
     # An empty document holds nothing to learn from; it is skipped, not an error.
@@ -252,7 +232,7 @@ def _prepare_text(spec: DatasetSpec, files: list[FileInfo], tokenizer: Tokenizer
     s = spec.splits
     parts: dict[str, list[str]]
     if s.by == "file":
-        split_of = np.array([fi.split for fi in table.files], dtype=object)[table.file_id]
+        split_of = np.array([fi.split or "train" for fi in table.files], dtype=object)[table.file_id]
         parts = {n: list(docs[split_of == n]) for n in SPLITS}
     elif len(docs) == 1:
         parts = _text.split_single_document(str(docs[0]), s.ratios)
@@ -360,19 +340,6 @@ def _save_cache(cache_dir: Path, data: PreparedData) -> None:
             arrays[f"{n}_positions"] = positions
     # The json goes first and the npz last: a reader needs both, so an entry is complete once the
     # npz appears. Each is written to a temporary file and renamed, which is atomic.
-    _atomic_write(cache_dir / f"{data.fingerprint}.json",
+    atomic_write(cache_dir / f"{data.fingerprint}.json",
                   lambda f: f.write(json.dumps(meta, indent=1).encode()))
-    _atomic_write(cache_dir / f"{data.fingerprint}.npz", lambda f: np.savez(f, **arrays))
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(cache_dir / f"{data.fingerprint}.npz", lambda f: np.savez(f, **arrays))

@@ -29,6 +29,7 @@ from ..standard import (
     Sequential,
     Transformer,
 )
+from . import signature
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -43,25 +44,11 @@ class ModelError(Exception):
     """A Model manifest that cannot be built (bad initial weights, unknown Hugging Face type)."""
 
 
-def input_width(spec: ModelSpec) -> int | None:
-    """Features per row, from the first input's last dimension (None when it is -1)."""
-    width = spec.signature.inputs[0].shape[-1]
-    return width if width > 0 else None
-
-
 def output_width(spec: ModelSpec) -> int:
-    """Outputs per row: the signature's last dimension, else numClasses, else 1 (regression).
-
-    A regression signature of shape ``[-1]`` has one output per row, squeezed by the exporter.
-    """
-    shape = spec.signature.outputs[0].shape
-    if len(shape) >= 2 and shape[-1] > 0:
-        return shape[-1]
-    if spec.task == "classification" and spec.num_classes is not None:
-        return spec.num_classes
-    if spec.task == "classification":
-        raise ModelError("a classifier needs numClasses or a fixed output width in its signature")
-    return 1
+    """Outputs per row (see :func:`lmspec.model.signature.output_width`)."""
+    width = signature.output_width(spec)
+    assert width is not None, "model.num-classes: the number of outputs is unknown"
+    return width
 
 
 class CausalLM(nn.Module):
@@ -114,7 +101,7 @@ def build_model(spec: ModelSpec, *, input_width: int | None = None, base_dir: Pa
 
 
 def _in_width(spec: ModelSpec, given: int | None) -> int:
-    width = input_width(spec) or given
+    width = signature.input_width(spec) or given
     if width is None:
         raise ModelError("the input width is unknown: give the signature's input a fixed last dimension")
     return width
@@ -207,7 +194,7 @@ def load_weights(model: nn.Module, path: Path, *, sha256: str | None = None) -> 
     """Load a safetensors file into ``model``; tied parameters may be stored once."""
     from safetensors.torch import load_file
 
-    from ..validator.core import sha256_file
+    from ..files import sha256_file
 
     if not path.is_file():
         raise ModelError(f"weights file {path} does not exist")

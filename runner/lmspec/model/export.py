@@ -35,9 +35,6 @@ sees half an export.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .._version import __version__
+from ..files import publish_dir
 from ..standard import Model
 
 if TYPE_CHECKING:
@@ -111,8 +109,7 @@ def save_export(
         "outputWidth": output_width(spec),
         "metrics": metrics,
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    def fill(tmp: Path) -> None:
         if write_hf is not None:
             info["format"] = HF_FORMAT
             info["layout"] = "huggingface"
@@ -124,17 +121,8 @@ def save_export(
         (tmp / MANIFEST).write_text(yaml.safe_dump(rendered, sort_keys=False))
         (tmp / TRANSFORM).write_text(json.dumps(transform_state, indent=2))
         (tmp / INFO).write_text(json.dumps(info, indent=2) + "\n")
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+
+    return publish_dir(fill, out_dir)
 
 
 @dataclass

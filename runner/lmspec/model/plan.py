@@ -43,6 +43,7 @@ from ..standard import (
     TrainingJobSpec,
     Transformer,
 )
+from .signature import input_width, output_width
 
 GIB = 1024**3
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -64,23 +65,6 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} B" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1024
     return f"{n:.2f} TiB"
-
-
-def input_width(spec: ModelSpec) -> int | None:
-    """Features per row, from the first input's last dimension (None when it is -1)."""
-    width = spec.signature.inputs[0].shape[-1]
-    return width if width > 0 else None
-
-
-def output_width(spec: ModelSpec) -> int | None:
-    """Outputs per row: the signature's last dimension, else numClasses, else 1 for regression
-    (a regression signature of shape ``[-1]`` has one output per row)."""
-    shape = spec.signature.outputs[0].shape
-    if len(shape) >= 2 and shape[-1] > 0:
-        return shape[-1]
-    if spec.task == "classification":
-        return spec.num_classes
-    return 1
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ half-way through loading.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
+
+from ..files import atomic_write_text
 
 MARKER = "COMPLETE"
 _TAG = re.compile(r"^step(\d+)$")
@@ -41,11 +42,9 @@ def save(engine: Any, directory: Path, *, step: int, state: dict[str, Any], keep
     dist.barrier()
     if dist.get_rank() == 0:
         marker = directory / tag / MARKER
-        tmp = marker.with_suffix(".tmp")
         written_by = {"step": step, "worldSize": dist.get_world_size(),
                       "zeroStage": int(engine.zero_optimization_stage())}
-        tmp.write_text(json.dumps(written_by) + "\n")
-        os.replace(tmp, marker)
+        atomic_write_text(marker, json.dumps(written_by) + "\n")
         for old in complete_tags(directory)[:-keep_last]:
             shutil.rmtree(directory / old, ignore_errors=True)
     dist.barrier()

@@ -52,7 +52,10 @@ class Spec(BaseModel):
         strict=True,
         alias_generator=to_camel,
         populate_by_name=True,
-        use_attribute_docstrings=True,
+        # Descriptions come from attribute docstrings, attached only when schemas or docs are
+        # generated (_docs.attach_field_docs); schemas are built on first use, so validating a
+        # Model does not pay for building the TrainingJob schema.
+        defer_build=True,
         validate_default=False,
         json_schema_extra={"patternProperties": {"^x-": {}}},
     )

@@ -28,7 +28,8 @@ class Source(Spec):
     """Lowercase hex SHA-256 of the file (only for a single file, not a glob)."""
 
     split: SplitName | None = Field(default=None, examples=["validation"])
-    """The split this source belongs to, when splits are given by file."""
+    """The split this source belongs to, when splits are given by file; a source without one is
+    training data."""
 
 
 class Column(Spec):

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from ._base import Int, Name, NonNegativeInt, PositiveInt, Spec
 from .cluster import ServiceCluster
 from .common import Metadata
 
 
+def _exactly_one(a: str, b: str) -> dict[str, Any]:
+    """JSON Schema for "exactly one of a and b is given (not null)", so that schema-only tools
+    catch what the rules inferenceservice.model-source and key-source report."""
+    return {
+        "patternProperties": {"^x-": {}},
+        "oneOf": [{"required": [key], "properties": {key: {"not": {"type": "null"}}}} for key in (a, b)],
+    }
+
+
 class ModelSource(Spec):
     """What to serve: the model exported by a TrainingJob, or an export directory. Exactly one."""
+
+    model_config = ConfigDict(json_schema_extra=_exactly_one("trainingJob", "path"))
 
     training_job: Name | None = Field(default=None, examples=["iris-train"])
     """Name of a TrainingJob manifest; its exported model (``<output.dir>/export``) is served."""
@@ -68,6 +79,8 @@ class Limits(Spec):
 
 class KeySource(Spec):
     """Where API keys come from: an environment variable or a file, never the manifest itself."""
+
+    model_config = ConfigDict(json_schema_extra=_exactly_one("env", "file"))
 
     env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = Field(
         default=None, examples=["LMSPEC_API_KEYS"]

@@ -4,10 +4,13 @@
     schema     route by apiVersion/kind, check against the kind's model (``schema``)
     semantic   rules within and across manifests, with stable ids (``semantic``, ``registry``)
     references names that must resolve to other manifests (``core``)
-    environment  with ``check_env``: files exist and match their digests (``core``)
+    environment  with ``check_env``: files exist and match their digests (``core``), and the
+               data holds what the Dataset declares (``envdata``, which reads it with numpy)
     report     text, json, junit, sarif, github (``report``), built from ``findings``
 
-The validator never imports torch, deepspeed or a server framework.
+It owns every rule about manifests: the runner asserts what these rules guarantee and reports
+nothing about manifests itself. The validator never imports torch, deepspeed or a server
+framework; ``core`` ties the layers together and is the public API (``validate``, ``load``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import difflib
 import glob
-import hashlib
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,7 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..files import sha256_file
 from . import registry as rules
+from .envdata import check_data
 from .findings import Finding, Report, pointer
 from .parse import MAX_BYTES, Document, ParseError, decode, parse_file, parse_text, read_bounded
 from .schema import check_document
@@ -206,8 +207,10 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
     """Run layers 2-5 over parsed documents."""
     result = ManifestSet(report=report or Report())
     report = result.report
+    known = set(report.files)
     for doc in docs:
-        if doc.file not in report.files:
+        if doc.file not in known:  # a set: a list's `in` made this quadratic in the files
+            known.add(doc.file)
             report.files.append(doc.file)
         report.labels.setdefault(doc.file, []).append(_label(doc))
         obj, findings = check_document(doc)
@@ -222,7 +225,10 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
         for rule, path, message, hint in run_checks(m.obj, index):
             report.findings.append(_at(m, rule, path, message, hint))
         if check_env:
-            report.extend(_environment(m, index))
+            env = list(_environment(m, index))
+            report.extend(env)
+            if m.kind == "Dataset" and not env:  # the files are there and intact: read them
+                report.extend(check_data(m.obj, m.base_dir, m.file))
     report.sort()
     return result
 
@@ -436,14 +442,6 @@ def _pretrained_base(m: Manifest, index: Index | None) -> Iterator[Finding]:
         arch = m.obj.spec.architecture
         key = "path" if arch.path else "uri" if arch.uri else "trainingJob"
         yield _at(m, rules.ENV_PRETRAINED_BASE, ("spec", "architecture", key), problem[0], problem[1])
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def validate(paths: str | Sequence[str], *, check_env: bool = False, references: bool = True,

@@ -377,7 +377,10 @@ def parse_text(text: str, file: str = "<stdin>") -> list[Document]:
         # insignificant whitespace that libyaml rejects, and keeps every column where it was.
         text = text.replace("\t", " ")
     try:
-        docs = [Document(data, file, i, loc, text) for i, (data, loc) in enumerate(_documents(text, file))]
+        parsed = _compose_documents(text)
+        if parsed is None:  # anything the fast path does not handle, errors included
+            parsed = list(_documents(text, file))
+        docs = [Document(data, file, i, loc, text) for i, (data, loc) in enumerate(parsed)]
     except UnicodeEncodeError as exc:  # lone surrogates: text that was never valid Unicode
         line = text.count("\n", 0, exc.start) + 1
         column = exc.start - (text.rfind("\n", 0, exc.start) + 1) + 1
@@ -433,3 +436,88 @@ def parse_file(path: str | Path, *, max_bytes: int = MAX_BYTES) -> list[Document
     if len(raw) > max_bytes:
         raise ParseError("parse.too-large", f"file larger than {max_bytes} bytes", name)
     return parse_text(decode(raw, name), name)
+
+
+# --- the fast path -----------------------------------------------------------------------------
+#
+# Most manifests use no tags, anchors or aliases. For those, libyaml composes the node tree in C
+# (no Python event objects) and one pass over the nodes builds the data and positions. Anything
+# else — tags, anchors, aliases, inputs large enough to reach the node limit, and every input the
+# fast path finds fault with — goes through ``_documents`` above, which stays the reference: it
+# alone produces parse errors, so their rules, messages and positions do not depend on the path.
+
+_CParser: Any = getattr(getattr(yaml, "_yaml", None), "CParser", None)
+_ScalarNode = yaml.ScalarNode
+_MappingNode = yaml.MappingNode
+_FAST_MAX_CHARS = MAX_NODES // 2
+"""Texts up to this length cannot expand to ``MAX_NODES`` nodes without aliases (every node
+takes at least one character), so the fast path need not count nodes."""
+
+
+class _Fallback(Exception):
+    """The fast path declines the input; ``_documents`` handles it."""
+
+
+if _CParser is not None:
+    class _Composer(_CParser):  # type: ignore[misc]
+        """libyaml's composer without PyYAML's YAML 1.1 tag resolution: every untagged node's
+        tag is left None, and the 1.2 core schema is applied to plain scalars below."""
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> None:
+            return None
+
+        def descend_resolver(self, parent: Any, index: Any) -> None:
+            return None
+
+        def ascend_resolver(self) -> None:
+            return None
+
+
+def _compose_documents(text: str) -> list[tuple[Any, Loc]] | None:
+    """Data and positions of every document, or None when the input needs the event path."""
+    if _CParser is None or len(text) > _FAST_MAX_CHARS or "!" in text or "&" in text:
+        return None  # no C parser; possibly many nodes; maybe tags; maybe anchors (and aliases)
+    try:
+        parser = _Composer(text)
+        out = []
+        while parser.check_node():
+            node = parser.get_node()
+            data, loc = _node(node, 0)
+            out.append((data, loc if isinstance(loc, Loc) else Loc(loc)))
+        return out
+    except Exception:  # syntax errors, limits, duplicates: the event path reports them exactly
+        return None
+
+
+def _node(node: Any, depth: int) -> tuple[Any, Loc | Position]:
+    """One node's value and position; raises :class:`_Fallback` on anything but plain data."""
+    mark = node.start_mark
+    if node.__class__ is _ScalarNode:
+        value = node.value
+        if node.style == "" and (not value or value[0] in _NOT_A_STRING_START):  # plain: resolve
+            value = resolve_plain(value)
+            if type(value) is int and value.bit_length() > MAX_INT_BITS:
+                raise _Fallback
+        return value, (mark.line + 1, mark.column + 1)
+    if depth >= MAX_DEPTH:
+        raise _Fallback
+    loc = Loc((mark.line + 1, mark.column + 1))
+    children = loc.children
+    if node.__class__ is _MappingNode:
+        mapping: dict[str, Any] = {}
+        keys = loc.keys
+        for key_node, value_node in node.value:
+            if key_node.__class__ is not _ScalarNode:
+                raise _Fallback  # a mapping or sequence as a key
+            key = key_node.value  # kept as written: `1:` and `on:` are the keys "1" and "on"
+            if key in mapping:
+                raise _Fallback  # a duplicate key
+            km = key_node.start_mark
+            keys[key] = (km.line + 1, km.column + 1)
+            mapping[key], children[key] = _node(value_node, depth + 1)
+        return mapping, loc
+    sequence: list[Any] = []
+    for i, item in enumerate(node.value):
+        value, children[i] = _node(item, depth + 1)
+        sequence.append(value)
+    return sequence, loc

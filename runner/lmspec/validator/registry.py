@@ -123,6 +123,21 @@ DATASET_CHAT_FIELDS = _rule(
     "semantic",
     "chat.fields renames a field that the declared chat format does not read.",
 )
+DATASET_SPLIT_UNUSED = _rule(
+    "dataset.split-unused", "error", "semantic", "A source names a split, but splits are by ratio."
+)
+DATASET_FILTER_VALUE = _rule(
+    "dataset.filter-value", "error", "semantic", "A filter's value does not fit its operator or its column's type."
+)
+DATASET_SOURCE_FORMAT = _rule(
+    "dataset.source-format", "error", "semantic", "A source has no format and its extension does not tell one."
+)
+DATASET_TEXT_COLUMN = _rule(
+    "dataset.text-column", "error", "semantic", "A tokenize step reads another column than plain-text sources have."
+)
+MODEL_NUM_CLASSES = _rule(
+    "model.num-classes", "error", "semantic", "A classifier gives neither numClasses nor a fixed output width."
+)
 TRAININGJOB_BATCH = _rule(
     "trainingjob.batch-world-size",
     "error",
@@ -194,6 +209,24 @@ TRAININGJOB_LM_TOKENIZER = _rule(
     "semantic",
     "A causal language model is trained on a Dataset without a tokenize step.",
 )
+TRAININGJOB_LM_PACK = _rule(
+    "trainingjob.lm-pack",
+    "error",
+    "semantic",
+    "A causal language model is trained on a Dataset that tokenizes but never packs.",
+)
+TRAININGJOB_DATASET_TASK = _rule(
+    "trainingjob.dataset-task",
+    "error",
+    "semantic",
+    "A step or setting of the Dataset does not apply to the Model's task.",
+)
+TRAININGJOB_DATASET_COLUMNS = _rule(
+    "trainingjob.dataset-columns",
+    "error",
+    "semantic",
+    "The Dataset's features or target cannot feed a classification or regression Model.",
+)
 TRAININGJOB_METRIC_TASK = _rule(
     "trainingjob.metric-task", "error", "semantic", "A metric does not fit the Model's task."
 )
@@ -260,4 +293,10 @@ ENV_CHAT_TEMPLATE = _rule(
     "error",
     "environment",
     "The tokenizer has no chat template, or one without {% generation %} markers for an assistant-only loss.",
+)
+ENV_DATA = _rule(
+    "env.data",
+    "error",
+    "environment",
+    "The data does not match the Dataset: a column is missing, a value does not parse, a label is not a class.",
 )

@@ -11,16 +11,24 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
+from ..model.signature import declared_output_width
 from ..standard import (
     Cluster,
     Dataset,
+    Dedupe,
+    DropNulls,
+    Filter,
+    GaussianNoise,
     HuggingFace,
     InferenceService,
+    LabelEncode,
     LinearLayer,
+    MinMax,
     Model,
     Pack,
     Pretrained,
     Sequential,
+    Standardize,
     Tokenize,
     TrainingJob,
     Transformer,
@@ -91,8 +99,7 @@ def run_checks(manifest: Any, index: Index) -> Iterator[Issue]:
 
 
 def _output_width(m: Model) -> int | None:
-    width = m.spec.signature.outputs[0].shape[-1]
-    return width if width > 0 else None
+    return declared_output_width(m.spec)
 
 
 @check("Model")
@@ -203,6 +210,17 @@ def _model_lm_signature(m: Model, _: Index) -> Iterator[Issue]:
         )
 
 
+@check("Model")
+def _model_num_classes(m: Model, _: Index) -> Iterator[Issue]:
+    if m.spec.task == "classification" and m.spec.num_classes is None and _output_width(m) is None:
+        yield (
+            rules.MODEL_NUM_CLASSES,
+            ("spec", "signature", "outputs", 0, "shape"),
+            "a classifier needs numClasses or a fixed output width: the number of outputs is unknown",
+            "add numClasses, or give the output's last dimension (e.g. shape: [-1, 3])",
+        )
+
+
 # --- Dataset -----------------------------------------------------------------------------------
 
 
@@ -218,12 +236,12 @@ def _dataset_splits(d: Dataset, _: Index) -> Iterator[Issue]:
                 f"split ratios sum to {total:g}, not 1",
                 "adjust the ratios so they add up to 1",
             )
-    elif not any(s.split == "train" for s in d.spec.sources):
+    elif not any(s.split in ("train", None) for s in d.spec.sources):  # no split: training data
         yield (
             rules.DATASET_SPLIT_FILES,
             ("spec", "sources"),
             "splits are by file but no source has split: train",
-            "add split: train to a source",
+            "add split: train to a source (a source without split is training data too)",
         )
 
 
@@ -311,6 +329,78 @@ def _dataset_chat(d: Dataset, _: Index) -> Iterator[Issue]:
         yield (rules.DATASET_CHAT_FIELDS, ("spec", "chat", "fields", alias),
                f"format {chat.format!r} does not read the field {alias!r}",
                f"format {chat.format!r} reads: {', '.join(sorted(reads))}")
+FORMATS_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".txt": "text"}
+"""Source formats by file extension (what the data readers infer when ``format`` is omitted)."""
+
+
+def source_format(path: str, declared: str | None) -> str | None:
+    """The format a source is read as: the declared one, else the one its extension tells."""
+    if declared is not None:
+        return declared
+    dot = path.rfind(".")
+    return FORMATS_BY_SUFFIX.get(path[dot:].lower()) if dot > path.rfind("/") else None
+
+
+@check("Dataset")
+def _dataset_sources(d: Dataset, _: Index) -> Iterator[Issue]:
+    by_ratio = d.spec.splits.by == "ratio"
+    for i, src in enumerate(d.spec.sources):
+        if by_ratio and src.split is not None:
+            yield (
+                rules.DATASET_SPLIT_UNUSED,
+                ("spec", "sources", i, "split"),
+                f"this source names split {src.split!r}, but splits are by ratio",
+                "remove split, or set splits.by: file",
+            )
+        if source_format(src.path, src.format) is None:
+            yield (
+                rules.DATASET_SOURCE_FORMAT,
+                ("spec", "sources", i, "path"),
+                f"cannot tell the format of {src.path!r} from its extension",
+                "set format to one of csv, jsonl, parquet, text",
+            )
+    text = any(source_format(s.path, s.format) == "text" for s in d.spec.sources)
+    for i, step in enumerate(d.spec.preprocessing):
+        if text and isinstance(step, Tokenize) and step.column != "text":
+            yield (
+                rules.DATASET_TEXT_COLUMN,
+                ("spec", "preprocessing", i, "column"),
+                f"plain-text sources have one column, 'text'; this step reads {step.column!r}",
+                "remove column (it defaults to text)",
+            )
+
+
+def column_dtypes(d: Dataset) -> dict[str, str]:
+    """Declared columns and their dtypes (a feature wins over a target of the same name)."""
+    dtypes = {c.name: str(c.dtype) for c in reversed(d.spec.features)}
+    if d.spec.target is not None:
+        dtypes.setdefault(d.spec.target.name, str(d.spec.target.dtype))
+    return dtypes
+
+
+@check("Dataset")
+def _dataset_filter_values(d: Dataset, _: Index) -> Iterator[Issue]:
+    dtypes = column_dtypes(d)
+    for i, step in enumerate(d.spec.preprocessing):
+        if not isinstance(step, Filter):
+            continue
+        path: Path = ("spec", "preprocessing", i, "value")
+        many = step.op in ("in", "notIn")
+        if many and not isinstance(step.value, list):
+            yield (rules.DATASET_FILTER_VALUE, path, f"{step.op} needs a list of values", "write value: [a, b]")
+            continue
+        if not many and isinstance(step.value, (list, dict)):
+            yield (rules.DATASET_FILTER_VALUE, path, f"{step.op} needs a single value, not a list",
+                   "use op in or notIn to compare with several values")
+            continue
+        values = step.value if many else [step.value]
+        numeric = dtypes.get(step.column, "string") != "string"
+        if numeric and any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            yield (rules.DATASET_FILTER_VALUE, path,
+                   f"column {step.column!r} is {dtypes[step.column]}; the value must be a number",
+                   "write the number without quotes (true and false compare as 1 and 0: write those)")
+        elif not numeric and any(isinstance(v, (list, dict)) for v in values):
+            yield (rules.DATASET_FILTER_VALUE, path, "values must be scalars", "")
 
 
 # --- TrainingJob -------------------------------------------------------------------------------
@@ -536,13 +626,90 @@ def _job_base_context(j: TrainingJob, index: Index) -> Iterator[Issue]:
 
 
 @check("TrainingJob")
-def _job_memory_fit(j: TrainingJob, index: Index) -> Iterator[Issue]:
-    from ..model.plan import count_parameters, format_bytes, lora_parameters, model_states, parse_bytes
+def _job_dataset_task(j: TrainingJob, index: Index) -> Iterator[Issue]:
+    """What data preparation needs of a Dataset for the Model's task (see ``lmspec.data.prepare``)."""
+    model, data = _model_of(j, index), _dataset_of(j, index)
+    if model is None or data is None:
+        return
+    task, name = model.spec.task, data.metadata.name
+    steps = data.spec.preprocessing
+    where: Path = ("spec", "dataset")
+    if task == "causal-lm":
+        tokenize = next((s for s in steps if isinstance(s, Tokenize)), None)
+        if tokenize is not None and not any(isinstance(s, Pack) for s in steps):
+            yield (rules.TRAININGJOB_LM_PACK, where,
+                   f"Dataset {name!r} tokenizes but never packs: a causal language model trains on "
+                   "packed sequences", "add {type: pack, sequenceLength: N} after the tokenize step")
+        if data.spec.splits.stratify is not None:
+            yield (rules.TRAININGJOB_DATASET_TASK, where,
+                   f"Dataset {name!r} stratifies its split, which does not apply to language-model data",
+                   "remove splits.stratify")
+        for i, s in enumerate(steps):
+            if isinstance(s, Standardize | MinMax | LabelEncode | GaussianNoise):
+                yield (rules.TRAININGJOB_DATASET_TASK, where,
+                       f"step {i} of Dataset {name!r} ({s.type}) does not apply to language-model data",
+                       f"remove the {s.type} step, or train a classification or regression Model")
+            elif isinstance(s, DropNulls | Dedupe | Filter) and tokenize is not None:
+                cols = s.columns if isinstance(s, DropNulls | Dedupe) else [s.column]
+                for c in cols or []:
+                    if c != tokenize.column:
+                        yield (rules.TRAININGJOB_DATASET_TASK, where,
+                               f"step {i} of Dataset {name!r} ({s.type}) reads column {c!r}; a language "
+                               f"model's data has only the tokenized column {tokenize.column!r}",
+                               f"name {tokenize.column!r}, or remove the step")
+        return
+    for i, s in enumerate(steps):
+        if isinstance(s, Tokenize | Pack):
+            yield (rules.TRAININGJOB_DATASET_TASK, where,
+                   f"step {i} of Dataset {name!r} ({s.type}) is for causal-lm Models, not {task}",
+                   f"remove the {s.type} step")
+    yield from _tabular_columns(data, task, where)
 
+
+def _tabular_columns(data: Dataset, task: str, where: Path) -> Iterator[Issue]:
+    name, spec = data.metadata.name, data.spec
+    rule = rules.TRAININGJOB_DATASET_COLUMNS
+    if any(source_format(s.path, s.format) == "text" for s in spec.sources):
+        yield (rule, where, f"Dataset {name!r} reads plain text, which has no columns but 'text'; a "
+               f"{task} Model reads features and a target", "use csv, jsonl or parquet sources")
+    if not spec.features:
+        yield (rule, where, f"Dataset {name!r} has no features; a {task} Model needs at least one",
+               "declare the input columns under features")
+    target = spec.target
+    if target is None:
+        yield (rule, where, f"Dataset {name!r} has no target; a {task} Model learns to predict one",
+               "declare target: {name: <column>}")
+        return
+    if task == "regression" and target.dtype in ("string", "bool"):
+        yield (rule, where, f"the target of Dataset {name!r} is {target.dtype}; regression needs a numeric "
+               "target", "declare a numeric dtype, or train a classification Model")
+    encoded = {s.column for s in spec.preprocessing if isinstance(s, LabelEncode)}
+    features = {f.name for f in spec.features}
+    for f in spec.features:
+        if f.dtype == "string" and f.name not in encoded:
+            yield (rule, where, f"feature {f.name!r} of Dataset {name!r} is a string column; the model "
+                   "needs numbers", f"add a labelEncode step for {f.name!r}, or declare a numeric dtype")
+    for i, s in enumerate(spec.preprocessing):
+        named = target.name in (s.columns or []) if isinstance(s, Standardize | MinMax | GaussianNoise) else False
+        if not named or target.name in features:
+            continue
+        if isinstance(s, GaussianNoise):
+            yield (rule, where, f"step {i} of Dataset {name!r} adds noise to the target {target.name!r}; "
+                   "noise applies to features only", "remove the target from the step's columns")
+        elif task != "regression":
+            yield (rule, where, f"step {i} of Dataset {name!r} ({s.type}) scales the target "
+                   f"{target.name!r}; only a regression target can be scaled",
+                   "remove the target from the step's columns")
+
+
+@check("TrainingJob")
+def _job_memory_fit(j: TrainingJob, index: Index) -> Iterator[Issue]:
     limit_text = j.spec.resources.memory_per_device
     model = _model_of(j, index)
     if limit_text is None or model is None:
         return
+    from ..model.plan import count_parameters, format_bytes, lora_parameters, model_states, parse_bytes
+
     data = _dataset_of(j, index)
     count = count_parameters(model.spec, n_features=len(data.spec.features) if data else None,
                              pretrained_dir=index.pretrained_dir(model))
