@@ -109,7 +109,9 @@ def test_torchrun_ranks_join_one_world(torchrun_run: tuple[Path, int, str]) -> N
     # The world matched the plan: no note about the global batch.
     assert "instead of the planned" not in out
     marker = json.loads((run_dir / "checkpoints" / "step6" / "COMPLETE").read_text())
+    digests = marker.pop("files")
     assert marker == {"step": 6, "worldSize": 2, "zeroStage": 0}
+    assert digests and all(len(d) == 64 for d in digests.values())
 
 
 @pytest.mark.integration

@@ -623,6 +623,14 @@ spec:
                     files={"base/model.safetensors": "x\n"})],
         "good": [{"yaml": BASE, "files": BASE_FILES, "check_env": True}],
     },
+    "env.outside-project": {
+        "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: /etc/passwd.csv\n#           ^ /spec/sources/0/path\n"),
+                 "check_env": True},
+                {"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: ../../../../*/passwd.csv\n#           ^ /spec/sources/0/path\n"),
+                 "check_env": True}],
+        "good": [{"yaml": _swap(DATASET, "path: data.csv", "path: ./data.csv"),
+                  "files": {"data.csv": "a,b,label\n"}, "check_env": True}],
+    },
     "env.sha256-mismatch": {
         "bad": [{"yaml": _swap(CHAT, "    sequenceLength: 64\n", f"    sequenceLength: 64\n    template: \"{GEN_TEMPLATE}\"\n    tokenizer: {{type: file, path: tokenizer.json, sha256: {SHA_HELLO}}}\n"
                                "#                                                         ^ /spec/chat/tokenizer/sha256\n"),

@@ -23,10 +23,13 @@ def command(paths: tuple[str, ...], job_name: str | None, nproc: int | None, hos
 
     The run directory (output.dir) receives rendered.yaml and lock.json before training,
     metrics.jsonl and checkpoints/ during it, and export/ at the end."""
-    from ..train.launch import RunError, launch, select, write_run_dir
+    from ..train.launch import RunError, launch, release_run_dirs, select, write_run_dir
 
-    with reported(RunError):
-        manifests, job = select(paths, job_name)
-        run_dir = write_run_dir(job, manifests, output, resume=resume)
-        status = launch(paths, job, run_dir, nproc=nproc, hostfile=hostfile, resume=resume)
+    try:
+        with reported(RunError):
+            manifests, job = select(paths, job_name)
+            run_dir = write_run_dir(job, manifests, output, resume=resume)
+            status = launch(paths, job, run_dir, nproc=nproc, hostfile=hostfile, resume=resume)
+    finally:
+        release_run_dirs()
     sys.exit(status)

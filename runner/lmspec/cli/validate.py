@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -22,13 +23,16 @@ from ..validator.report import FORMATS, render, write_github_summary
               show_default=True,
               help="Output format. github also appends a summary to $GITHUB_STEP_SUMMARY when set.")
 @click.option("--check-env", is_flag=True, help="Also check that data files exist and match their sha256.")
+@click.option("--allow-outside", "allow_outside", multiple=True, type=click.Path(file_okay=False),
+              help="With --check-env, also read files in this directory tree (by default only the "
+                   "manifest's own directory tree is read). Repeatable.")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
 @click.option("--allow-missing-refs", is_flag=True,
               help="Do not report references to manifests that are not among the inputs.")
 @click.option("--max-bytes", type=click.IntRange(min=1), default=MAX_BYTES, show_default=True,
               help="Refuse files (and standard input) larger than this.")
-def command(paths: tuple[str, ...], fmt: str, check_env: bool, strict: bool, allow_missing_refs: bool,
-            max_bytes: int) -> None:
+def command(paths: tuple[str, ...], fmt: str, check_env: bool, allow_outside: tuple[str, ...], strict: bool,
+            allow_missing_refs: bool, max_bytes: int) -> None:
     """Validate manifests: PATHS are files, directories (searched for .yaml, .yml and .json),
     globs, or - for standard input. Exit status: 0 valid, 1 invalid, 2 unreadable input."""
     # Parsing allocates many small containers that all live until the report is written, so
@@ -43,8 +47,9 @@ def command(paths: tuple[str, ...], fmt: str, check_env: bool, strict: bool, all
     gc.disable()
     try:
         docs, report = read(list(paths), max_bytes=max_bytes)
-        validate_documents(docs, report, check_env=check_env, references=not allow_missing_refs)
-        sys.stdout.write(render(report, fmt, strict=strict))
+        validate_documents(docs, report, check_env=check_env, references=not allow_missing_refs,
+                           allow_outside=allow_outside)
+        write_out(render(report, fmt, strict=strict))
         if fmt == "github":
             try:
                 write_github_summary(report, strict=strict)
@@ -59,3 +64,29 @@ def command(paths: tuple[str, ...], fmt: str, check_env: bool, strict: bool, all
             gc.freeze()
             gc.enable()
     sys.exit(code)
+
+
+def write_out(text: str) -> None:
+    """The report on standard output; a closed, full or broken output is a clear error (exit 2),
+    never a traceback. File names that are not UTF-8 are written back as the bytes they were."""
+    stream = sys.stdout
+    try:
+        if stream is None:
+            raise OSError("standard output is closed")
+        buffer = getattr(stream, "buffer", None)
+        if buffer is None:  # a text stream put in place by a caller (tests, notebooks)
+            stream.write(text)
+        else:
+            stream.flush()
+            buffer.write(text.encode(stream.encoding or "utf-8", "surrogateescape"))
+        stream.flush()
+    except (OSError, ValueError, UnicodeError) as exc:
+        message = getattr(exc, "strerror", None) or str(exc)
+        if sys.stderr is not None:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"lmspec: cannot write the report to standard output: {message}\n")
+        # Python flushes stdout again at exit; point it at nothing so that fails quietly too.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+        sys.exit(2)

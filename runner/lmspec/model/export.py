@@ -69,7 +69,9 @@ class ExportError(Exception):
 def output_dir_for(job_manifest: Manifest) -> Path:
     """The run directory of a TrainingJob: ``output.dir`` with ``{name}`` filled in, relative to
     the working directory (as ``lmspec run`` writes it)."""
-    return Path(job_manifest.obj.spec.output.dir.format(name=job_manifest.name))
+    # A plain replacement, not str.format: the template comes from a manifest, and format()
+    # would evaluate attribute lookups such as {name.__class__}.
+    return Path(job_manifest.obj.spec.output.dir.replace("{name}", job_manifest.name))
 
 
 def export_dir_for(job_manifest: Manifest) -> Path:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,8 @@ def parse_bytes(text: str) -> int:
     m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", text)
     if m is None:
         raise ValueError(f"not a byte size: {text!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    # Exact rational arithmetic: float() of a long digit string overflows to inf.
+    return int(Fraction(m.group(1)) * _UNITS[m.group(2)])
 
 
 def format_bytes(n: float) -> str:
@@ -126,21 +128,45 @@ def _transformer(vocab: int, context: int, w: int, depth: int, inner: int, tied:
     return Count(total, max(vocab * w, block))
 
 
+class _BadConfig(ValueError):
+    pass
+
+
+# The largest size any real model uses is far below this; beyond it sums become meaningless.
+_MAX_DIM = 2**40
+
+
+def _dim(c: dict[str, Any], key: str, default: int) -> int:
+    """A size from a Hugging Face config: any JSON value may be there, so check it is one."""
+    value = c.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_DIM:
+        raise _BadConfig(f"config.{key} is {value!r}, not an integer between 1 and {_MAX_DIM}")
+    return value
+
+
 def _huggingface(arch: HuggingFace) -> Count:
+    try:
+        return _huggingface_sizes(arch)
+    except _BadConfig as exc:
+        return Count(None, None, str(exc))
+
+
+def _huggingface_sizes(arch: HuggingFace) -> Count:
     c: dict[str, Any] = arch.config
     if arch.model_type == "gpt2":
-        w = int(c.get("n_embd", 768))  # transformers' GPT2Config defaults
-        inner = c.get("n_inner")
-        return _transformer(int(c.get("vocab_size", 50257)), int(c.get("n_positions", 1024)), w,
-                            int(c.get("n_layer", 12)), int(inner) if inner else 4 * w,
-                            bool(c.get("tie_word_embeddings", True)))
+        w = _dim(c, "n_embd", 768)  # transformers' GPT2Config defaults
+        inner = _dim(c, "n_inner", 4 * w) if c.get("n_inner") is not None else 4 * w
+        return _transformer(_dim(c, "vocab_size", 50257), _dim(c, "n_positions", 1024), w,
+                            _dim(c, "n_layer", 12), inner, bool(c.get("tie_word_embeddings", True)))
     if arch.model_type in ("llama", "mistral"):
-        h = int(c.get("hidden_size", 4096))  # transformers' LlamaConfig defaults
-        inner = int(c.get("intermediate_size", 11008 if arch.model_type == "llama" else 14336))
-        layers = int(c.get("num_hidden_layers", 32))
-        heads = int(c.get("num_attention_heads", 32))
-        kv = int(c.get("num_key_value_heads", heads if arch.model_type == "llama" else 8))
-        vocab = int(c.get("vocab_size", 32000))
+        h = _dim(c, "hidden_size", 4096)  # transformers' LlamaConfig defaults
+        inner = _dim(c, "intermediate_size", 11008 if arch.model_type == "llama" else 14336)
+        layers = _dim(c, "num_hidden_layers", 32)
+        heads = _dim(c, "num_attention_heads", 32)
+        kv = _dim(c, "num_key_value_heads", heads if arch.model_type == "llama" else 8)
+        vocab = _dim(c, "vocab_size", 32000)
         kv_dim = kv * (h // heads)
         block = 2 * h * h + 2 * h * kv_dim + 3 * h * inner + 2 * h
         head = 0 if c.get("tie_word_embeddings", False) else vocab * h

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -211,23 +212,29 @@ async def _load(state: State) -> None:
     log.info("model '%s' is ready", state.name)
 
 
-def _run_infer(state: State) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
-    def run(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+class Culprit(ValueError):
+    """A request that failed alone after its batch failed, while its neighbours succeeded: the
+    request is at fault (answered 400), not the server."""
+
+
+def _run_infer(state: State) -> Callable[[list[dict[str, Any]]], list[Any]]:
+    def run(payloads: list[dict[str, Any]]) -> list[Any]:
         assert state.loaded is not None
         predict = state.loaded.predictor.predict
         first = payloads[0]
         if len(payloads) == 1:
             return [_attempt(predict, first)]
         if any(p[n].shape[1:] != first[n].shape[1:] for p in payloads for n in first):
-            return [predict(p) for p in payloads]  # ragged (e.g. token ids of different lengths)
+            return _alone(predict, payloads)  # ragged (e.g. token ids of different lengths)
         batch = {n: np.concatenate([p[n] for p in payloads]) for n in first}
         try:
             out = predict(batch)
-        except ValueError:
-            # One bad request (say a category id out of range) must not fail its neighbours:
-            # run each alone so every request gets its own answer or its own error.
-            return [_attempt(predict, p) for p in payloads]
-        results: list[dict[str, Any]] = []
+        except Exception:
+            # Inputs are checked before they join a batch, but a model may still refuse a value
+            # (a category id out of range, an index error deep inside): run each request alone
+            # so only the culprit fails and its neighbours get their answers.
+            return _alone(predict, payloads)
+        results: list[Any] = []
         start = 0
         for p in payloads:
             rows = len(next(iter(p.values())))
@@ -237,10 +244,19 @@ def _run_infer(state: State) -> Callable[[list[dict[str, Any]]], list[dict[str, 
     return run
 
 
+def _alone(predict: Callable[[dict[str, Any]], dict[str, Any]], payloads: list[dict[str, Any]]) -> list[Any]:
+    results = [_attempt(predict, p) for p in payloads]
+    if any(not isinstance(r, BaseException) for r in results):
+        results = [Culprit(f"the model could not compute this request: {r}")
+                   if isinstance(r, BaseException) and not isinstance(r, ValueError) else r
+                   for r in results]
+    return results
+
+
 def _attempt(predict: Callable[[dict[str, Any]], dict[str, Any]], payload: dict[str, Any]) -> Any:
     try:
         return predict(payload)
-    except ValueError as exc:
+    except Exception as exc:
         return exc
 
 
@@ -360,6 +376,12 @@ def _oip_routes(app: FastAPI, state: State) -> None:
         missing = [w for w in wanted if w not in out_specs]
         if missing:
             raise ApiError(400, f"unknown output(s) {missing}; the model has {sorted(out_specs)}")
+        check = getattr(loaded.predictor, "check", None)
+        if check is not None:
+            try:
+                check(arrays)
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
         assert state.infer is not None
         try:
             result = await with_limits(state, request, state.infer.submit(arrays, n))
@@ -371,8 +393,8 @@ def _oip_routes(app: FastAPI, state: State) -> None:
         answer: dict[str, Any] = {"model_name": state.name, "model_version": loaded.version}
         if body.id is not None:
             answer["id"] = body.id
-        answer["outputs"] = [encode_output(out_specs[w], w, result[w]) for w in wanted]
-        return JSONResponse(answer)
+        return _infer_response(state, answer, [(w, out_specs[w], result[w]) for w in wanted])
+
 
     async def generate(model: str, body: GenerateRequest, request: Request,
                        version: str | None = None) -> Response:
@@ -409,6 +431,29 @@ def _oip_routes(app: FastAPI, state: State) -> None:
         app.add_api_route(prefix + "/generate", generate, methods=["POST"], tags=["oip-v2"])
         app.add_api_route(prefix + "/generate_stream", generate_stream, methods=["POST"],
                           tags=["oip-v2"], responses=SSE_RESPONSE)
+
+
+def _infer_response(state: State, answer: dict[str, Any], outputs: list[tuple[str, Any, Any]]) -> Response:
+    """The infer answer, within ``limits.maxResponseBytes`` and with finite numbers only (JSON has
+    no infinity or NaN, and the Open Inference Protocol defines no encoding for them)."""
+    limit = state.service.spec.limits.max_response_bytes
+    too_large = ("the response would exceed limits.maxResponseBytes ({} bytes): ask for fewer rows, "
+                 "shorter inputs or fewer outputs")
+    # Every element takes at least two bytes ("0,"): refuse hopeless cases before encoding.
+    if sum(np.asarray(a).size for _, _, a in outputs) * 2 > limit:
+        raise ApiError(400, too_large.format(limit))
+    encoded = []
+    for name, spec, array in outputs:
+        values = np.asarray(array)
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            raise ApiError(400, f"output '{name}' is not finite (inf or NaN) for these inputs, and "
+                           "JSON cannot carry such values; the inputs are outside the model's range")
+        encoded.append(encode_output(spec, name, values))
+    answer["outputs"] = encoded
+    body = json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    if len(body) > limit:
+        raise ApiError(400, too_large.format(limit))
+    return Response(body, media_type="application/json")
 
 
 def _oip_generation(state: State, model: str, version: str | None, body: GenerateRequest,

@@ -12,6 +12,7 @@ streamed length too, so a lying or chunked client gets 413 as well), then replay
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 import uuid
@@ -77,6 +78,9 @@ class Gate:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
                 if worker is not None:
                     message["headers"].append((b"x-lmspec-worker", worker))
+                if state.draining and not any(k.lower() == b"connection" for k, _ in message["headers"]):
+                    # No next request on this connection: it would race the connection's close.
+                    message["headers"].append((b"connection", b"close"))
             await send(message)
 
         tracked = path not in UNTRACKED
@@ -124,8 +128,27 @@ class Gate:
             return
         body = bytearray()
         more = True
+        # A slow body would hold a connection (and a drain) for as long as the client likes.
+        body_timeout = state.service.spec.server.body_timeout_seconds
+        deadline = time.monotonic() + body_timeout
+        pending: asyncio.Future[Message] | None = None
         while more:
-            message = await receive()
+            # Waited for in slices, so a drain that starts meanwhile does not wait out a slow body.
+            pending = pending or asyncio.ensure_future(receive())
+            done, _ = await asyncio.wait({pending}, timeout=min(max(deadline - time.monotonic(), 0.0), 0.25))
+            if not done:
+                if state.draining or time.monotonic() >= deadline:
+                    pending.cancel()
+                    if state.draining:
+                        await send_error(send, path, 503, "the server is shutting down", type_="server_error",
+                                         headers={"Connection": "close"})
+                    else:
+                        await send_error(send, path, 408, "the request body did not arrive within "
+                                         f"server.bodyTimeoutSeconds ({body_timeout:g} s)",
+                                         headers={"Connection": "close"})
+                    return
+                continue
+            message, pending = pending.result(), None
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")

@@ -71,9 +71,42 @@ class ExportedPredictor:
         self.exported = exported
         self.signature: Signature = exported.manifest.spec.signature
 
+        self._vocab: int | None = None
+        self._context: int | None = None
+        if exported.task == "causal-lm":
+            self._vocab = _vocab_size(exported.model)
+            self._context = context_length_of(exported.manifest)
+
+    def check(self, inputs: dict[str, Any]) -> None:
+        """Refuse, before a request joins a batch, inputs the model cannot take (token ids outside
+        the vocabulary, empty or over-long sequences): one bad request must not fail its batch."""
+        if self._vocab is None:
+            return
+        for name, array in inputs.items():
+            ids = np.asarray(array)
+            if ids.ndim != 2 or ids.shape[1] < 1:
+                raise ValueError(f"input '{name}': token ids must have shape [batch, length] with "
+                                 f"length >= 1, got {list(ids.shape)}")
+            if self._context is not None and ids.shape[1] > self._context:
+                raise ValueError(f"input '{name}': {ids.shape[1]} token ids exceed the model's context "
+                                 f"length of {self._context}")
+            if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= self._vocab):
+                raise ValueError(f"input '{name}': token ids must lie in [0, {self._vocab}) for this "
+                                 f"model's vocabulary, got {int(ids.min())}..{int(ids.max())}")
+
     def predict(self, inputs: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.exported.predict(inputs)
         return result
+
+
+def _vocab_size(model: Any) -> int | None:
+    """Rows of the input embedding of a causal LM (None if it has none)."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            return int(module.num_embeddings)
+    return None
 
 
 class TorchLanguageModel:

@@ -13,9 +13,11 @@ processes (:mod:`.workers`), each serving the whole API with its own copy of the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -69,6 +71,18 @@ def model_dir(manifests: ManifestSet, service: Manifest) -> Path:
     return path
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
 def api_keys(service: InferenceService, where: str) -> list[str]:
     """Accepted keys from the manifest's sources; a missing variable or file is an error."""
     keys: list[str] = []
@@ -104,10 +118,14 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
     chosen = pick_service(manifests, service)
     obj: InferenceService = chosen.obj
     spec = obj.spec
-    export = model_dir(manifests, chosen)
     keys = api_keys(obj, chosen.file)
     host = host or spec.server.host
     port = spec.server.port if port is None else port
+    if not keys and not is_loopback(host):
+        # The validator warns about a public bind written in the manifest; --host is checked here.
+        print(f"lmspec serve: warning: listening on {host} with no API keys: anyone who can reach it "
+              "can use it (add spec.auth.apiKeys, or bind to 127.0.0.1)", file=sys.stderr, flush=True)
+    export = model_dir(manifests, chosen)
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -143,14 +161,82 @@ def uvicorn_server(service: InferenceService, export: Path, keys: list[str], *, 
     import uvicorn
 
     from .app import create_app
+    from .connections import guarded_protocol
     from .predictor import load_export
 
     asgi, state = create_app(service, lambda: load_export(export), keys=keys, peers=peers)
+    net = service.spec.server
+    protocol = guarded_protocol(header_timeout=net.header_timeout_seconds,
+                                max_connections=_connection_bound(net.max_connections))
     config = uvicorn.Config(asgi, log_level="info", access_log=access_log, lifespan="on",
-                            timeout_graceful_shutdown=1, timeout_keep_alive=5)
+                            timeout_graceful_shutdown=1, timeout_keep_alive=5, http=protocol)
     server = _server(config, state, service.spec.server.grace_period_seconds)
     state.on_fatal = server.fail
     return server
+
+
+_DOWN_BODY = b'{"error": "the server is shutting down"}'
+_SHUTTING_DOWN = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                  b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_DOWN_BODY), _DOWN_BODY))
+
+
+def answer_backlog(listener: socket.socket, *, budget: float = 2.0) -> None:
+    """Answer 503 to every connection still queued on the listening socket, then close it.
+
+    Each request is read before the answer (closing a socket with unread data resets it, and the
+    reset can destroy the answer before the client reads it); everything is bounded in time."""
+    deadline = time.monotonic() + budget
+    listener.setblocking(False)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # nothing queued (or the socket is gone)
+                return
+            with conn:
+                conn.settimeout(0.2)
+                data = b""
+                with contextlib.suppress(OSError):
+                    while b"\r\n\r\n" not in data and len(data) < 65536:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    found = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                    left = min(int(found.group(1)), 1 << 20) - len(body) if found else 0
+                    while left > 0:
+                        chunk = conn.recv(min(left, 65536))
+                        if not chunk:
+                            break
+                        left -= len(chunk)
+                with contextlib.suppress(OSError):
+                    conn.sendall(_SHUTTING_DOWN)
+                    conn.shutdown(socket.SHUT_WR)
+    finally:
+        listener.close()
+
+
+def _connection_bound(wanted: int) -> int:
+    """``server.maxConnections``, within what the process's descriptor limit allows: the soft
+    limit is raised to the hard one, and some descriptors stay free for files, pipes and the
+    listening socket."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted + 64:
+        target = hard if hard == resource.RLIM_INFINITY else min(hard, wanted + 64)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft - 64 < wanted:
+        logging.getLogger("lmspec.serve").warning(
+            "server.maxConnections %d exceeds what %d file descriptors allow; holding at most %d",
+            wanted, soft, max(soft - 64, 1))
+        return max(soft - 64, 1)
+    return wanted
 
 
 def _server(config: Any, state: Any, grace: float) -> Any:
@@ -159,6 +245,7 @@ def _server(config: Any, state: Any, grace: float) -> Any:
 
     class Server(uvicorn.Server):
         exit_code = 0
+        _listener: socket.socket | None = None
 
         def install_signal_handlers(self) -> None:  # older uvicorn
             pass
@@ -183,12 +270,17 @@ def _server(config: Any, state: Any, grace: float) -> Any:
 
         async def serve(self, sockets: list[socket.socket] | None = None) -> None:
             self._loop = asyncio.get_running_loop()
+            # A second handle on the listening socket keeps it open after uvicorn closes its own,
+            # so connections the kernel accepted but uvicorn never took get an answer, not a reset.
+            self._listener = sockets[0].dup() if sockets else None
             watch = self._loop.create_task(self._watch_supervisor()) if state.peers else None
             try:
                 await super().serve(sockets)
             finally:
                 if watch is not None:
                     watch.cancel()
+                if self._listener is not None:
+                    answer_backlog(self._listener)
 
         async def _watch_supervisor(self) -> None:
             """A worker whose supervisor is gone (killed outright) drains and exits too."""
@@ -204,6 +296,11 @@ def _server(config: Any, state: Any, grace: float) -> Any:
             if state.in_flight > 0:
                 logging.getLogger("lmspec.serve").warning(
                     "grace period over: cancelling %d request(s)", state.in_flight)
+            if self._listener is not None:
+                # From here the kernel queues (almost) no new connection: clients that connect
+                # now are refused, which they can retry, instead of being accepted and then reset.
+                with contextlib.suppress(OSError):
+                    self._listener.listen(0)
             self.should_exit = True
 
         def fail(self, exc: BaseException) -> None:

@@ -21,10 +21,13 @@ single-process server, so the supervisor never touches a request.
   (503), drains its in-flight requests within ``server.gracePeriodSeconds`` and exits; the
   supervisor exits 0 once all have (1 if one had to be killed, 10 s past the grace period). A
   second signal is relayed too, and the workers exit at once.
-- A worker that exits on its own (crash, killed, model failed to load) is not restarted: the
-  supervisor logs which worker and why, stops the others (with the same drain) and exits 1.
-  Restarting in place would hide a crash loop behind a server that looks up; whatever runs the
-  server (systemd, Kubernetes) restarts it whole and sees the failure.
+- A worker that dies while serving (crash, OOM kill, ``kill -9``: it had been ready) is replaced
+  at once while the others keep serving; only the requests in the dead worker's hands are lost,
+  and readiness says 503 until the replacement is ready. At most ``RESTARTS`` replacements in
+  ``RESTART_WINDOW_SECONDS``: beyond that, or for a worker that exits before it was ever ready
+  (the model failed to load), the supervisor logs which worker and why, stops the others (with
+  the same drain) and exits 1, so a crash loop is not hidden behind a server that looks up and
+  whatever runs the server (systemd, Kubernetes) sees the failure.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Beyond the grace period, time a worker gets to close its connections and exit before it is
 # killed; uvicorn's own shutdown takes about a second.
 EXIT_MARGIN_SECONDS = 10.0
+
+# Replacements of dead workers allowed within a sliding window before the supervisor gives up.
+RESTARTS = 5
+RESTART_WINDOW_SECONDS = 60.0
 
 
 # Why a supervisor of our own rather than uvicorn's ``--workers``: uvicorn's supervisor pickles the
@@ -97,15 +104,20 @@ def supervise(service: InferenceService, export: Path, keys: list[str], sock: so
     handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         log.info("starting %d workers (Prometheus multiprocess files in %s)", count, metrics_dir)
-        for index in range(count):
-            if stopping:
-                break
+        restarts: list[float] = []
+
+        def spawn(index: int) -> None:
             proc = ctx.Process(target=worker_main, name=f"lmspec-worker-{index}",
                                args=(service, export, keys, sock, flags, index, os.getpid(),
                                      access_log))
             proc.start()
             procs.append(proc)
             live[index] = proc
+
+        for index in range(count):
+            if stopping:
+                break
+            spawn(index)
         if stopping:  # a signal came while starting: relay it to the workers started since
             stop("")
         while live:
@@ -114,9 +126,18 @@ def supervise(service: InferenceService, export: Path, keys: list[str], sock: so
                 index = by_sentinel[sentinel]
                 proc = live.pop(index)
                 proc.join()
+                was_serving = bool(flags[index])
                 flags[index] = 0
                 _forget(proc.pid, metrics_dir)
                 code = proc.exitcode
+                now = time.monotonic()
+                restarts[:] = [t for t in restarts if now - t < RESTART_WINDOW_SECONDS]
+                if not stopping and was_serving and len(restarts) < RESTARTS:
+                    restarts.append(now)
+                    log.error("worker %d (pid %s) %s; replacing it while the others serve", index,
+                              proc.pid, _how(code, False))
+                    spawn(index)
+                    continue
                 if not (stopping and code in (0, -signal.SIGTERM)):
                     failed = True
                     log.error("worker %d (pid %s) %s", index, proc.pid, _how(code, bool(stopping)))

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import yaml
 
@@ -95,9 +95,64 @@ def write_run_dir(job: Manifest, manifests: ManifestSet, output: str | None, *, 
                        "pass --resume to continue it, or --output DIR to start a new run elsewhere")
     if World.from_env().is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(run_dir)
         docs = [m.obj.model_dump(mode="json", by_alias=True) for m in job_manifests(job, manifests)]
         (run_dir / "rendered.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return run_dir
+
+
+_held: list[IO[str]] = []  # open lock files, held until the process exits
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Take an exclusive lock on the run directory for the life of this process: two runs in one
+    directory would interleave their metrics and checkpoints. The kernel releases it however the
+    process ends, so a killed run never leaves a stale lock."""
+    try:
+        import fcntl
+    except ImportError:  # not on this platform: no guard
+        return
+    path = run_dir / ".lmspec-run.lock"
+    fh = path.open("a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise RunError(f"{run_dir} is in use by another lmspec run ({holder}); wait for it to end, "
+                       "or pass --output DIR to run elsewhere") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}\n")
+    fh.flush()
+    _held.append(fh)
+
+
+def release_run_dirs() -> None:
+    """Release the run-directory locks this process holds (for callers that go on running)."""
+    while _held:
+        fh = _held.pop()
+        fh.close()
+
+
+def finished(run_dir: Path) -> str | None:
+    """A message if the run in ``run_dir`` has finished (trained, evaluated and exported), else
+    None: resuming it must not train again or overwrite its export."""
+    import json
+
+    from ..model.export import INFO
+
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or not (run_dir / "export" / INFO).is_file():
+        return None
+    how = "stopped early" if summary.get("stoppedEarly") else "finished"
+    return (f"lmspec: the run in {run_dir} is finished ({how} after {summary.get('steps')} steps); "
+            f"nothing to resume, its export in {run_dir / 'export'} is kept. Train again with "
+            "--output DIR")
 
 
 # --- hostfiles ---------------------------------------------------------------------------------
@@ -312,6 +367,15 @@ def launch(paths: Sequence[str], job: Manifest, run_dir: Path, *, nproc: int | N
                                               zero_stage=spec.zero.stage)
         if mismatch is not None:
             raise RunError(mismatch)
+        intact, skipped = checkpoint.newest_intact(run_dir / "checkpoints")
+        if intact is None and skipped:
+            raise RunError(f"no intact checkpoint to resume in {run_dir / 'checkpoints'}: "
+                           + "; ".join(skipped) + ". Train from scratch into a new directory (--output)")
+        done = finished(run_dir)
+        if done is not None:
+            if World.from_env().is_main:
+                print(done, flush=True)
+            return 0
     if spec.resources.accelerator == "cuda":
         check_cuda(job, plan)
     if plan.mode == "hosts" and shutil.which("pdsh") is None:

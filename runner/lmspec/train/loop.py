@@ -123,6 +123,8 @@ class Recipe:
         self.ds_config = deepspeed_config(spec)
         self._resolve_base()
         self._setup_data()
+        if self.resume:
+            self._check_same_data()
         self._setup_model()
         self._check_vocabulary()
         self._setup_engine()
@@ -335,13 +337,47 @@ class Recipe:
             lock["dataCounts"] = self.data.counts
         (self.run_dir / "lock.json").write_text(json.dumps(lock, indent=2) + "\n")
 
+    def _check_same_data(self) -> None:
+        """A resumed run must see the data its checkpoints were trained on."""
+        try:
+            before = json.loads((self.run_dir / "lock.json").read_text())
+        except (OSError, ValueError):
+            return
+        was = before.get("dataFiles") if isinstance(before, dict) else None
+        if not isinstance(was, dict):
+            return
+        now = self.data.files
+        changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+        if changed:
+            raise TrainError(
+                f"cannot resume {self.run_dir}: the data changed since the run started "
+                f"({', '.join(changed[:5])}{' …' if len(changed) > 5 else ''} differ from lock.json); "
+                "restore the data, or train from scratch into a new directory (--output)")
+
     def _load_checkpoint(self) -> None:
-        tag = checkpoint.latest_complete(self.ckpt_dir)
+        # Every digest is checked before DeepSpeed deserialises anything; a damaged checkpoint
+        # is passed over for the newest intact one, never trained on.
+        tag, skipped = checkpoint.newest_intact(self.ckpt_dir)
+        if self.world.is_main:
+            for problem in skipped:
+                print(f"lmspec: warning: skipping a damaged checkpoint: {problem}")
         if tag is None:
+            if skipped:
+                raise TrainError(f"no intact checkpoint to resume in {self.ckpt_dir} (see above); "
+                                 "train from scratch into a new directory (--output)")
             if self.world.is_main:
                 print(f"lmspec: no complete checkpoint in {self.ckpt_dir}; starting from scratch")
             return
-        _, state = self.engine.load_checkpoint(str(self.ckpt_dir), tag=tag)
+        if skipped and self.world.is_main:
+            print(f"lmspec: falling back to the newest intact checkpoint, {self.ckpt_dir / tag}")
+        import pickle
+
+        try:
+            with checkpoint.safe_loading(self.engine):
+                _, state = self.engine.load_checkpoint(str(self.ckpt_dir), tag=tag)
+        except pickle.UnpicklingError as exc:
+            raise TrainError(f"refusing to load {self.ckpt_dir / tag}: it holds pickled objects other "
+                             f"than tensors and DeepSpeed's own state ({str(exc).splitlines()[0]})") from None
         # The partitioned ZeRO optimizers restore their states but not the param groups' current
         # learning rate; take it from the restored schedule, or the first step would use the
         # rate the schedule set at construction.
@@ -350,6 +386,8 @@ class Recipe:
             group["lr"] = lr
         self.step, self.epoch, self.micro = state["step"], state["epoch"], state["micro"]
         self.best, self.bad_validations = state["best"], state["bad_validations"]
+        # A run that stopped early ends where it stopped, however often it is resumed.
+        self.stopped_early = bool(state.get("stopped_early", False))
         self.resumed_at = self.step
         if self.world.is_main:
             print(f"lmspec: resumed from {self.ckpt_dir / tag} (step {self.step})")
@@ -391,6 +429,11 @@ class Recipe:
             engine.step()
             self.micro += 1
             loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise TrainError(
+                    f"the training loss is {loss_value} at step {self.step + 1} (epoch {self.epoch}); "
+                    "the weights are no longer usable, so the run stops without exporting. Lower "
+                    "optimizer.lr, enable gradient clipping, or check the data for extreme values")
             window_loss += loss_value
             window_micro += 1
             if self.micro % gas:
@@ -501,6 +544,7 @@ class Recipe:
             return
         state = {"step": self.step, "epoch": self.epoch, "micro": self.micro,
                  "best": self.best, "bad_validations": self.bad_validations,
+                 "stopped_early": self.stopped_early,
                  "world_size": self.world.size, "zero_stage": self.spec.zero.stage}
         checkpoint.save(self.engine, self.ckpt_dir, step=self.step, state=state,
                         keep_last=self.spec.checkpointing.keep_last)

@@ -33,8 +33,9 @@ def _integral_float_to_int(value: Any) -> Any:
     return value
 
 
-Int = Annotated[int, BeforeValidator(_integral_float_to_int)]
-"""An integer that also accepts integral floats such as ``5e8``, as JSON Schema does."""
+Int = Annotated[int, BeforeValidator(_integral_float_to_int), Field(ge=-(2**63), le=2**63 - 1)]
+"""An integer that also accepts integral floats such as ``5e8``, as JSON Schema does; within
+64 bits, so no size or count overflows what reads it later."""
 
 PositiveInt = Annotated[Int, Field(ge=1)]
 NonNegativeInt = Annotated[Int, Field(ge=0)]
@@ -57,6 +58,8 @@ class Spec(BaseModel):
         # Model does not pay for building the TrainingJob schema.
         defer_build=True,
         validate_default=False,
+        # YAML reads .inf and .nan as floats; no setting means either, and JSON cannot carry them.
+        allow_inf_nan=False,
         json_schema_extra={"patternProperties": {"^x-": {}}},
     )
 

@@ -47,6 +47,17 @@ class Server(Spec):
     grace_period_seconds: float = Field(default=30.0, ge=0.0, examples=[10.0])
     """On SIGTERM, time allowed for in-flight requests to finish before exiting."""
 
+    header_timeout_seconds: float = Field(default=10.0, gt=0.0, le=3600.0, examples=[5.0])
+    """Time a client has to send a request's headers, from connecting (or from the previous
+    response on a kept-alive connection); then 408 and the connection is closed."""
+
+    body_timeout_seconds: float = Field(default=30.0, gt=0.0, le=3600.0, examples=[10.0])
+    """Time a client has to send a request's body once its headers arrived; then 408."""
+
+    max_connections: Annotated[Int, Field(ge=1, le=1_000_000)] = Field(default=1024, examples=[4096])
+    """Open connections one server process holds; more get 503 and are closed at once, so slow
+    clients cannot use up the process's file descriptors."""
+
 
 class Batching(Spec):
     """Dynamic batching: concurrent requests share forward passes."""
@@ -75,6 +86,10 @@ class Limits(Spec):
 
     max_tokens: PositiveInt = Field(default=256, examples=[1024])
     """Upper bound on tokens generated per request (language models)."""
+
+    max_response_bytes: PositiveInt = Field(default=8_388_608, examples=[33_554_432])
+    """Largest response body of one inference request; a request whose answer would be larger
+    gets 400 (a small request may ask for a large answer, such as logits over a long sequence)."""
 
 
 class KeySource(Spec):

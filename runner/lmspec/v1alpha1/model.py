@@ -107,7 +107,7 @@ class Transformer(Spec):
     heads: PositiveInt = Field(examples=[4])
     """Attention heads per block."""
 
-    mlp_ratio: float = Field(default=4.0, gt=0.0, examples=[4.0])
+    mlp_ratio: float = Field(default=4.0, gt=0.0, le=64.0, examples=[4.0])
     """Feed-forward width as a multiple of ``width``."""
 
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, examples=[0.1])

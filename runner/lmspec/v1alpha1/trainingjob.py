@@ -22,7 +22,7 @@ def _loss_metric() -> list[Metric]:
     return ["loss"]
 
 
-ByteSize = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")]
+ByteSize = Annotated[str, Field(pattern=r"^[0-9]{1,15}(\.[0-9]{1,6})?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")]
 
 
 class Loss(Spec):
@@ -319,8 +319,10 @@ class Checkpointing(Spec):
 class Output(Spec):
     """Where the run writes its files."""
 
-    dir: str = Field(default="runs/{name}", examples=["runs/iris"])
-    """Run directory, relative to the working directory; ``{name}`` is the job's name."""
+    dir: Annotated[str, Field(pattern=r"^([^{}]|\{name\})*$", min_length=1)] = Field(
+        default="runs/{name}", examples=["runs/iris"])
+    """Run directory, relative to the working directory; ``{name}`` is the job's name (the only
+    substitution: other braces are not allowed)."""
 
 
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]

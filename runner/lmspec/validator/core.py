@@ -6,7 +6,9 @@ Every layer runs on everything it can, so one run reports all problems at once.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import glob
+import itertools
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -105,24 +107,28 @@ class ValidationFailed(Exception):
         super().__init__(f"{len(report.errors)} error(s) in the manifests; first: {where}")
 
 
-def expand(paths: Iterable[str]) -> tuple[list[str], list[Finding]]:
-    """Files named by paths, directories (recursively: .yaml, .yml, .json) and globs; '-' is stdin."""
+def expand(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[Finding]]:
+    """Files named by paths, directories (recursively: .yaml, .yml, .json) and globs; '-' is stdin.
+
+    Nothing is silently skipped: an entry that cannot be listed or read is a finding, so a run
+    that checked less than it was given never says "valid"."""
     files: list[str] = []
     problems: list[Finding] = []
-    for p in paths:
+    for given in paths:
+        p = os.fspath(given)
         if p == "-":
             files.append(p)
         elif os.path.isdir(p):
-            found = _scan(p)
-            if not found:
+            found = _scan(p, problems)
+            if not found and not problems:
                 # An empty directory in CI is almost always a wrong path: say so, never pass.
                 problems.append(_io_finding(p, "the directory holds no .yaml, .yml or .json file"))
             files.extend(found)
         elif glob.has_magic(p):
-            matched = sorted(glob.glob(p, recursive=True))
+            matched = walk_glob(p, problems)
             if not matched:
                 problems.append(_io_finding(p, "the pattern matches no file"))
-            files.extend(f for f in matched if os.path.isfile(f))
+            files.extend(matched)
         else:
             files.append(p)
     return list(dict.fromkeys(files)), problems
@@ -135,18 +141,73 @@ def _hugging_face_dir(names: list[str]) -> bool:
         "config.json" in names and any(n.endswith(".safetensors") for n in names))
 
 
-def _scan(directory: str) -> list[str]:
-    """Manifest files under ``directory``, sorted; hidden files and directories are skipped, and
-    so are the files of Hugging Face model and tokenizer directories (``tokenizer.json``,
-    ``config.json`` with safetensors weights); symbolic links to directories are not followed."""
+def _scan(directory: str, problems: list[Finding]) -> list[str]:
+    """Manifest files under ``directory``, sorted; hidden files and directories are skipped and
+    symbolic links to directories are not followed. Directories that cannot be listed and
+    manifest names that are not readable files are findings."""
     found = []
-    for root, dirs, names in os.walk(directory):
+
+    def unreadable(exc: OSError) -> None:
+        problems.append(_io_finding(str(exc.filename or directory),
+                                    f"cannot list the directory: {exc.strerror or exc}"))
+
+    for root, dirs, names in os.walk(directory, onerror=unreadable):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         if _hugging_face_dir(names):
             continue
         found += [os.path.normpath(os.path.join(root, n)) for n in names
                   if n.endswith(MANIFEST_SUFFIXES) and not n.startswith(".")]
-    return sorted(f for f in found if os.path.isfile(f))
+    # Names that are not regular files (dangling links, FIFOs) go on to be read, and their
+    # reading reports why they cannot be.
+    return sorted(f for f in found if not os.path.isdir(f))
+
+
+def walk_glob(pattern: str, problems: list[Finding] | None = None, *, limit: int = 100_000) -> list[str]:
+    """Files matching a glob, ``**`` for any number of directories, sorted.
+
+    Written here rather than with :func:`glob.glob` because that follows symbolic links to
+    directories under ``**``, and a link loop makes it run for minutes; here links to
+    directories are not entered, hidden entries match only a pattern that starts with '.', and
+    at most ``limit`` files are listed."""
+    parts = pattern.split(os.sep)
+    fixed: list[str] = []
+    while parts and not glob.has_magic(parts[0]):
+        fixed.append(parts.pop(0))
+    root = os.sep.join(fixed) if fixed else "."
+    if fixed == [""]:
+        root = os.sep
+    found: list[str] = []
+
+    def walk(directory: str, rest: list[str]) -> None:
+        if len(found) >= limit or not rest:
+            return
+        head, tail = rest[0], rest[1:]
+        if head == "**":
+            walk(directory, tail)
+        try:
+            with os.scandir(directory) as entries:
+                listed = sorted(entries, key=lambda e: e.name)
+        except OSError as exc:
+            if problems is not None and directory != root:
+                problems.append(_io_finding(directory, f"cannot list the directory: {exc.strerror or exc}"))
+            return
+        for entry in listed:
+            if entry.name.startswith(".") and not head.startswith("."):
+                continue
+            path = entry.path if directory != "." or fixed else entry.name
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if head == "**":
+                if is_dir:
+                    walk(path, rest)
+            elif fnmatch.fnmatchcase(entry.name, head):
+                if not tail:
+                    if not entry.is_dir():
+                        found.append(path)
+                elif is_dir:
+                    walk(path, tail)
+
+    walk(root, parts)
+    return sorted(set(found))[:limit]
 
 
 def _io_finding(file: str, message: str) -> Finding:
@@ -167,7 +228,7 @@ _PARSE_HINTS = {
 }
 
 
-def read(paths: Sequence[str], *, stdin_text: str | None = None,
+def read(paths: Sequence[str | os.PathLike[str]], *, stdin_text: str | None = None,
          max_bytes: int = MAX_BYTES) -> tuple[list[Document], Report]:
     """Parse every input; parse problems become findings rather than exceptions.
 
@@ -177,6 +238,8 @@ def read(paths: Sequence[str], *, stdin_text: str | None = None,
     report = Report()
     files, problems = expand(paths)
     report.extend(problems)
+    if not files and not problems:
+        report.findings.append(_io_finding("<no input>", "no file was given: nothing was checked"))
     docs: list[Document] = []
     for f in files:
         name = "<stdin>" if f == "-" else f
@@ -195,15 +258,21 @@ def _read_stdin(stdin_text: str | None, max_bytes: int) -> str:
     if stdin_text is not None:
         raw = stdin_text.encode("utf-8", "surrogatepass")
     else:
+        if sys.stdin is None:  # started with standard input closed
+            raise ParseError("parse.io", "standard input is closed", "<stdin>")
         # Read bytes, not text: the encoding checks must apply to stdin as to files.
-        raw = read_bounded(sys.stdin.buffer, max_bytes)
+        try:
+            raw = read_bounded(sys.stdin.buffer, max_bytes)
+        except (OSError, ValueError) as exc:
+            raise ParseError("parse.io", f"cannot read standard input: {exc}", "<stdin>") from None
     if len(raw) > max_bytes:
         raise ParseError("parse.too-large", f"input larger than {max_bytes} bytes", "<stdin>")
     return decode(raw, "<stdin>")
 
 
 def validate_documents(docs: Sequence[Document], report: Report | None = None, *,
-                       check_env: bool = False, references: bool = True) -> ManifestSet:
+                       check_env: bool = False, references: bool = True,
+                       allow_outside: Sequence[str | os.PathLike[str]] = ()) -> ManifestSet:
     """Run layers 2-5 over parsed documents."""
     result = ManifestSet(report=report or Report())
     report = result.report
@@ -225,7 +294,7 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
         for rule, path, message, hint in run_checks(m.obj, index):
             report.findings.append(_at(m, rule, path, message, hint))
         if check_env:
-            env = list(_environment(m, index))
+            env = list(_environment(m, allow_outside, index))
             report.extend(env)
             if m.kind == "Dataset" and not env:  # the files are there and intact: read them
                 report.extend(check_data(m.obj, m.base_dir, m.file))
@@ -288,10 +357,29 @@ def _references(result: ManifestSet, *, check_missing: bool) -> Iterator[Finding
                 yield _at(m, rules.REFERENCE_MISSING, path, f"no {kind} named {name!r} among the inputs", hint)
 
 
-def _environment(m: Manifest, index: Index | None = None) -> Iterator[Finding]:
-    """Layer 5: files the manifest points at exist and match their digests."""
+def _inside(path: str | Path, roots: Sequence[str]) -> bool:
+    """Whether ``path``, symbolic links resolved, lies in one of the directory trees ``roots``."""
+    real = os.path.realpath(path)
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _environment(m: Manifest, allow_outside: Sequence[str | os.PathLike[str]] = (),
+                 index: Index | None = None) -> Iterator[Finding]:
+    """Layer 5: files the manifest points at exist and match their digests.
+
+    Only files in the manifest's own directory tree or the working directory's are read (plus
+    the trees in ``allow_outside``): a manifest from elsewhere must not make the validator
+    hash, and print facts about, ``/etc/shadow`` or ``../../secrets``."""
     spec = m.obj.spec
-    if m.kind == "Model":
+    roots = [os.path.realpath(m.base_dir), os.path.realpath(os.getcwd()),
+             *(os.path.realpath(a) for a in allow_outside)]
+    arch_path = getattr(spec.architecture, "path", None) if m.kind == "Model" else None
+    if arch_path is not None and not _inside(m.base_dir / arch_path, roots):
+        yield _at(m, rules.ENV_OUTSIDE_PROJECT, ("spec", "architecture", "path"),
+                  f"{arch_path!r} points outside the manifest's directory tree ({m.base_dir}) and the working "
+                  "directory's; it is not read",
+                  "keep the base beside the manifests, or allow the directory with --allow-outside DIR")
+    elif m.kind == "Model":
         yield from _pretrained_base(m, index)
     refs: list[tuple[tuple[str | int, ...], str, str | None]] = []
     if m.kind == "Dataset":
@@ -304,8 +392,18 @@ def _environment(m: Manifest, index: Index | None = None) -> Iterator[Finding]:
         refs.append((("spec", "initialWeights"), spec.initial_weights.path, spec.initial_weights.sha256))
     for path, rel, digest in refs:
         target = m.base_dir / rel
-        if glob.has_magic(rel):
-            if not glob.glob(str(target), recursive=True):
+        magic = glob.has_magic(rel)
+        # A pattern is confined by its fixed leading directories, and each match again below.
+        fixed = Path(*itertools.takewhile(lambda part: not glob.has_magic(part), target.parts)) if magic else target
+        if not _inside(fixed, roots):
+            yield _at(m, rules.ENV_OUTSIDE_PROJECT, (*path, "path"),
+                      f"{rel!r} points outside the manifest's directory tree ({m.base_dir}) and the working "
+                      "directory's; it is not read",
+                      "keep data beside the manifests, or allow the directory with --allow-outside DIR")
+            continue
+        if magic:
+            matched = [f for f in walk_glob(str(target)) if _inside(f, roots)]
+            if not matched:
                 yield _at(m, rules.ENV_FILE_MISSING, (*path, "path"), f"{rel!r} matches no file",
                           f"looked in {m.base_dir}")
             continue
@@ -444,17 +542,19 @@ def _pretrained_base(m: Manifest, index: Index | None) -> Iterator[Finding]:
         yield _at(m, rules.ENV_PRETRAINED_BASE, ("spec", "architecture", key), problem[0], problem[1])
 
 
-def validate(paths: str | Sequence[str], *, check_env: bool = False, references: bool = True,
-             stdin_text: str | None = None, max_bytes: int = MAX_BYTES) -> Report:
+def validate(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, check_env: bool = False,
+             references: bool = True, stdin_text: str | None = None, max_bytes: int = MAX_BYTES,
+             allow_outside: Sequence[str | os.PathLike[str]] = ()) -> Report:
     """Validate files, directories or globs; returns the report (never raises for bad input).
 
     >>> lmspec.validate(["examples/iris"]).ok
     True
     """
-    if isinstance(paths, str):
+    if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     docs, report = read(paths, stdin_text=stdin_text, max_bytes=max_bytes)
-    return validate_documents(docs, report, check_env=check_env, references=references).report
+    return validate_documents(docs, report, check_env=check_env, references=references,
+                              allow_outside=allow_outside).report
 
 
 def validate_text(text: str, file: str = "<string>", **kwargs: Any) -> Report:
@@ -468,9 +568,9 @@ def validate_text(text: str, file: str = "<string>", **kwargs: Any) -> Report:
     return validate_documents(docs, report, **kwargs).report
 
 
-def load(paths: str | Sequence[str], *, check_env: bool = False) -> ManifestSet:
+def load(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, check_env: bool = False) -> ManifestSet:
     """Parse and validate manifests; raises :class:`ValidationFailed` on any error."""
-    if isinstance(paths, str):
+    if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     docs, report = read(paths)
     result = validate_documents(docs, report, check_env=check_env)

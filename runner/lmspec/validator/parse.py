@@ -425,7 +425,15 @@ def parse_file(path: str | Path, *, max_bytes: int = MAX_BYTES) -> list[Document
     """All documents of a file. Raises :class:`ParseError`, also for unreadable files."""
     name = str(path)
     try:
-        with open(path, "rb") as fh:
+        # Non-blocking, then checked: opening a FIFO for reading would wait for a writer forever.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(mode):
+                raise ParseError("parse.io", "is not a regular file (a FIFO, socket or device); only "
+                                 "regular files are read", name)
             raw = read_bounded(fh, max_bytes)
     except FileNotFoundError:
         raise ParseError("parse.io", "no such file", name) from None
@@ -433,6 +441,8 @@ def parse_file(path: str | Path, *, max_bytes: int = MAX_BYTES) -> list[Document
         raise ParseError("parse.io", "is a directory", name) from None
     except OSError as exc:
         raise ParseError("parse.io", exc.strerror or str(exc), name) from None
+    except (ValueError, UnicodeError):  # a NUL byte or an unencodable character in the name
+        raise ParseError("parse.io", "is not a valid file name", name) from None
     if len(raw) > max_bytes:
         raise ParseError("parse.too-large", f"file larger than {max_bytes} bytes", name)
     return parse_text(decode(raw, name), name)

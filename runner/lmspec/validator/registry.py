@@ -281,6 +281,12 @@ ENV_PRETRAINED_BASE = _rule(
     "A pretrained base cannot be found or read: its directory lacks config.json or safetensors weights, "
     "or an hf:// reference is not in the Hugging Face cache while HF_HUB_OFFLINE is set.",
 )
+ENV_OUTSIDE_PROJECT = _rule(
+    "env.outside-project",
+    "error",
+    "environment",
+    "A referenced file lies outside the manifest's and the working directory's trees and was not read.",
+)
 ENV_SHA256 = _rule("env.sha256-mismatch", "error", "environment", "A file's SHA-256 differs from the manifest's.")
 ENV_CHAT_RECORDS = _rule(
     "env.chat-records",

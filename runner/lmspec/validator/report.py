@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path, PurePath
 
@@ -91,7 +92,11 @@ def junit(report: Report, *, strict: bool = False) -> str:
         labels = report.labels.get(file) or []
         cases: list[tuple[str, list[Finding]]] = []
         if labels:
-            cases = [(label, [f for f in findings if f.document == i]) for i, label in enumerate(labels)]
+            # Grouped once: scanning the file's findings per document is quadratic in documents.
+            by_document: dict[int, list[Finding]] = {}
+            for f in findings:
+                by_document.setdefault(f.document, []).append(f)
+            cases = [(label, by_document.get(i, [])) for i, label in enumerate(labels)]
         # Parse problems stop a file before it yields documents.
         unplaced = [f for f in findings if not labels or f.document >= len(labels)]
         if unplaced or not labels:
@@ -156,7 +161,9 @@ def artifact_uri(file: str) -> str | None:
     from urllib.parse import quote
 
     parts = PurePath(os.path.normpath(path)).as_posix()
-    return quote(parts, safe="/")
+    # Bytes, so a file name that is not valid UTF-8 (kept by Python as lone surrogates) is
+    # percent-encoded byte for byte rather than failing to encode.
+    return quote(parts.encode("utf-8", "surrogateescape"), safe="/")
 
 
 def sarif(report: Report, *, strict: bool = False) -> str:
@@ -279,7 +286,11 @@ def write_github_summary(report: Report, *, strict: bool = False) -> bool:
     path = os.environ.get("GITHUB_STEP_SUMMARY")
     if not path:
         return False
-    with open(path, "a", encoding="utf-8") as fh:
+    # Non-blocking, then checked: a FIFO there would block the run until someone reads it.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o644)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
         fh.write(step_summary(report, strict=strict))
     return True
 

@@ -329,6 +329,8 @@ def _dataset_chat(d: Dataset, _: Index) -> Iterator[Issue]:
         yield (rules.DATASET_CHAT_FIELDS, ("spec", "chat", "fields", alias),
                f"format {chat.format!r} does not read the field {alias!r}",
                f"format {chat.format!r} reads: {', '.join(sorted(reads))}")
+
+
 FORMATS_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".txt": "text"}
 """Source formats by file extension (what the data readers infer when ``format`` is omitted)."""
 

@@ -1,0 +1,102 @@
+"""Connection guards under uvicorn's HTTP/1.1 protocol: a deadline for request headers and a
+bound on open connections.
+
+>>> config = uvicorn.Config(app, http=guarded_protocol(header_timeout=10.0, max_connections=1024))
+
+uvicorn closes idle keep-alive connections, but a client that sends half its headers (or
+connects and sends nothing) holds a connection and a file descriptor for as long as it likes.
+Here every request's headers must arrive within ``header_timeout`` seconds of the connection or
+of the previous response (else 408 and close), and connections beyond ``max_connections`` get
+503 and are closed at once, so slow clients cannot starve the process of descriptors. Body time
+is bounded in the gate (:mod:`.gate`), where the body is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+QUIET_SECONDS = 0.5
+"""On shutdown, how long a connection with no request in progress may still send one."""
+
+
+def _raw(status: str, message: str) -> bytes:
+    body = json.dumps({"error": message}).encode()
+    head = (f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n").encode()
+    return head + body
+
+
+def guarded_protocol(*, header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol with a header deadline and a connection bound."""
+    late = _raw("408 Request Timeout",
+                f"request headers did not arrive within server.headerTimeoutSeconds ({header_timeout:g} s)")
+    full = _raw("503 Service Unavailable",
+                f"too many open connections (server.maxConnections is {max_connections}); retry later")
+
+    class Guarded(H11Protocol):
+        _timer: asyncio.TimerHandle | None = None
+        _quiet: asyncio.TimerHandle | None = None
+        _seen: Any = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                transport.write(full)
+                transport.close()
+                return
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            if self._quiet is not None:
+                self._quiet.cancel()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self.cycle is None or self.cycle.response_complete:
+                self._arm()  # the first bytes of a new request: its headers are now due
+            super().data_received(data)
+            if self.cycle is not None and self.cycle is not self._seen:
+                self._seen = self.cycle  # headers complete: the request runs
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._disarm()  # uvicorn's keep-alive timer covers the idle time until the next request
+
+        def shutdown(self) -> None:
+            # uvicorn closes a connection with no request in progress at once; but a request may
+            # be on its way (a client that just connected, or reuses a kept-alive connection),
+            # and closing would lose it. Wait a moment: a request that comes is answered (503
+            # while draining, with Connection: close); a silent connection is then closed.
+            if self.cycle is None or self.cycle.response_complete:
+                if self._quiet is None and not self.transport.is_closing():
+                    self._quiet = self.loop.call_later(QUIET_SECONDS, self._close_if_quiet)
+                return
+            super().shutdown()
+
+        def _close_if_quiet(self) -> None:
+            if not self.transport.is_closing():
+                H11Protocol.shutdown(self)
+
+        def _arm(self) -> None:
+            if self._timer is None:
+                self._timer = self.loop.call_later(header_timeout, self._headers_late)
+
+        def _disarm(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _headers_late(self) -> None:
+            self._timer = None
+            if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+                return
+            self.transport.write(late)
+            self.transport.close()
+
+    return Guarded
