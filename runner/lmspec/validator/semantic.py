@@ -615,6 +615,15 @@ def _job_base_context(j: TrainingJob, index: Index) -> Iterator[Issue]:
         return
     if context is None:
         return
+    chat = data.spec.chat
+    if chat is not None and chat.sequence_length > context:
+        yield (
+            rules.TRAININGJOB_CONTEXT,
+            ("spec", "dataset"),
+            f"Dataset {data.metadata.name!r} makes sequences of {chat.sequence_length} tokens but the "
+            f"pretrained base of Model {model.metadata.name!r} has a context of {context}",
+            f"lower chat.sequenceLength to at most {context}",
+        )
     for s in data.spec.preprocessing:
         if isinstance(s, Pack) and s.sequence_length > context:
             yield (
