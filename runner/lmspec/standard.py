@@ -43,10 +43,11 @@ from .v1alpha1.model import (
     LinearLayer,
     ModelSpec,
     NormLayer,
+    Pretrained,
     Sequential,
     Transformer,
 )
-from .v1alpha1.trainingjob import Logging, Loss, Offload, Schedule, TrainingJobSpec
+from .v1alpha1.trainingjob import Adapter, Logging, Loss, Offload, Schedule, TrainingJobSpec
 
 HUB_VERSION = API_VERSION
 """The ``apiVersion`` whose models the runtime works on."""
@@ -61,6 +62,7 @@ __all__ = [
     "MLP",
     "VERSIONS",
     "ActivationLayer",
+    "Adapter",
     "Chat",
     "ChatFields",
     "ChatLoss",
@@ -89,6 +91,7 @@ __all__ = [
     "Offload",
     "Pack",
     "Placement",
+    "Pretrained",
     "Schedule",
     "Sequential",
     "ServiceCluster",

@@ -30,6 +30,7 @@ NOT_IN_SUITE = {
     "env.engine-unavailable": "environment layer: depends on the machine's devices and packages (--check-env)",
     "env.chat-records": "environment layer: needs a file system (--check-env)",
     "env.chat-template": "environment layer: needs a file system (--check-env)",
+    "env.pretrained-base": "environment layer: needs a file system (--check-env)",
     "env.outside-project": "environment layer: needs a file system (--check-env)",
     "env.data": "environment layer: needs data files (--check-env)",
     "schema.invalid": "catch-all for schema errors no other rule describes; no v1alpha1 input reaches it",

@@ -43,3 +43,17 @@ def test_example_runs(tmp_path: Path, name: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     exported = load_exported(tmp_path / "run" / "export")
     assert exported.info["metrics"]
+    if name == "tinylm":
+        # Also a Hugging Face model directory: plain transformers loads it, and its tokenizer
+        # is the byte tokenizer the model was trained with.
+        import numpy as np
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        export = tmp_path / "run" / "export"
+        tok = AutoTokenizer.from_pretrained(export)
+        assert tok("hé")["input_ids"] == [104, 195, 169]
+        ids = np.load(tmp_path / "run" / "final_inputs.npy")[:4]
+        with torch.no_grad():
+            got = AutoModelForCausalLM.from_pretrained(export).eval()(torch.from_numpy(ids)).logits.numpy()
+        np.testing.assert_allclose(got, np.load(tmp_path / "run" / "final_predictions.npy")[:4], atol=1e-4)

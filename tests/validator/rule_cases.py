@@ -164,6 +164,22 @@ def _at(text: str, needle: str, pointer: str, **extra: Any) -> dict[str, Any]:
     return {"yaml": text, "line": line, "column": column, "pointer": pointer, **extra}
 
 
+BASE = V + """kind: Model
+metadata:
+  name: lm
+spec:
+  task: causal-lm
+  architecture: {type: pretrained, path: base}
+  signature:
+    inputs:
+      - {name: ids, dtype: int64, shape: [-1, -1]}
+    outputs:
+      - {name: logits, dtype: float32, shape: [-1, -1, -1]}
+"""
+BASE_FILES = {"base/config.json": '{"model_type": "llama", "max_position_embeddings": 64}\n',
+              "base/model.safetensors": "stands in for weights: only its presence is checked\n"}
+LORA_JOB = LM_JOB + "  adapter: {type: lora}\n"
+
 CASES: dict[str, dict[str, list[Any]]] = {
     # --- parse ---------------------------------------------------------------------------------
     "parse.io": {
@@ -349,6 +365,17 @@ spec:
         "good": [MODEL + "      - {name: probabilities, dtype: float32, shape: [-1, 3]}\n"
                          "      - {name: label, dtype: string, shape: [-1]}\n"],
     },
+    "model.pretrained-source": {
+        "bad": [_at(_swap(BASE, "path: base}", "path: base, uri: hf://org/tiny@main}"), "uri: |hf://org/tiny@main}",
+                    "/spec/architecture/uri"),
+                _at(_swap(BASE, "{type: pretrained, path: base}", "{type: pretrained}"), "architecture: |{type",
+                    "/spec/architecture")],
+        "good": [BASE, _swap(BASE, "path: base}", "uri: hf://org/tiny@main}")],
+    },
+    "model.hf-revision": {
+        "bad": [_at(_swap(BASE, "path: base}", "uri: hf://org/tiny}"), "uri: |hf://", "/spec/architecture/uri")],
+        "good": [_swap(BASE, "path: base}", "uri: hf://org/tiny@0123456789abcdef0123456789abcdef01234567}")],
+    },
     "model.num-classes": {
         "bad": [_at(_swap(MODEL, "  numClasses: 3\n", "").replace("shape: [-1, 3]", "shape: [-1, -1]"),
                     "shape: |[-1, -1]}\n", "/spec/signature/outputs/0/shape")],
@@ -459,7 +486,7 @@ spec:
         "bad": [_and(LM, _swap(TEXT, "    - {type: tokenize, tokenizer: {type: byte}}\n    - {type: pack, sequenceLength: 64}\n",
                                "    - {type: dedupe}\n"),
                      _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n"))],
-        "good": [_and(LM, TEXT, LM_JOB)],
+        "good": [_and(LM, TEXT, LM_JOB), {"yaml": _and(BASE, TEXT, LM_JOB), "files": BASE_FILES}],
     },
     "trainingjob.lm-pack": {
         "bad": [_and(LM, _swap(TEXT, "    - {type: pack, sequenceLength: 64}\n", ""),
@@ -492,11 +519,26 @@ spec:
         "good": [_and(MODEL, DATASET, JOB)],
     },
     "trainingjob.context-length": {
-        "bad": [_and(LM, _swap(TEXT, "sequenceLength: 64", "sequenceLength: 65"),
+        "bad": [{"yaml": _and(BASE, _swap(TEXT, "sequenceLength: 64", "sequenceLength: 65"),
+                              _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n")),
+                 "files": BASE_FILES},
+                _and(LM, _swap(TEXT, "sequenceLength: 64", "sequenceLength: 65"),
                      _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n")),
                 _and(LM, _swap(CHAT, "sequenceLength: 64", "sequenceLength: 65"),
-                     _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n"))],
-        "good": [_and(LM, TEXT, LM_JOB), _and(LM, CHAT, LM_JOB)],
+                     _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n")),
+                {"yaml": _and(BASE, _swap(CHAT, "sequenceLength: 64", "sequenceLength: 65"),
+                              _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n")),
+                 "files": BASE_FILES}],
+        "good": [_and(LM, TEXT, LM_JOB), _and(LM, CHAT, LM_JOB), {"yaml": _and(BASE, TEXT, LM_JOB), "files": BASE_FILES},
+                 {"yaml": _and(BASE, CHAT, LM_JOB), "files": BASE_FILES}],
+    },
+    "trainingjob.adapter-base": {
+        "bad": [_at(_and(LM, TEXT, LORA_JOB), "adapter: |{type", "/spec/adapter")],
+        "good": [_and(BASE, TEXT, LORA_JOB)],
+    },
+    "trainingjob.qlora-accelerator": {
+        "bad": [_at(_and(BASE, TEXT, LM_JOB + "  adapter: {type: qlora}\n"), "type: |qlora", "/spec/adapter/type")],
+        "good": [_and(BASE, TEXT, LM_JOB + "  adapter: {type: qlora}\n  resources: {accelerator: cuda}\n")],
     },
     "trainingjob.memory-fit": {
         "bad": [_at(_and(LM, TEXT, LM_JOB + "  resources: {memoryPerDevice: 64KB}\n"),
@@ -639,6 +681,14 @@ spec:
                    "{name: |vllm}", "/spec/engine/name"), "check_env": True,
              "also": ["inferenceservice.engine-placement"]}],
         "good": [{"yaml": SERVICE, "check_env": True}],
+    },
+    "env.pretrained-base": {
+        "bad": [_at(BASE, "path: |base", "/spec/architecture/path", check_env=True),
+                _at(BASE, "path: |base", "/spec/architecture/path", check_env=True,
+                    files={"base/config.json": "{}\n"}),
+                _at(BASE, "path: |base", "/spec/architecture/path", check_env=True,
+                    files={"base/model.safetensors": "x\n"})],
+        "good": [{"yaml": BASE, "files": BASE_FILES, "check_env": True}],
     },
     "env.outside-project": {
         "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: /etc/passwd.csv\n#           ^ /spec/sources/0/path\n"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..model.plan import Count, all_states, count_parameters, model_states, parse_bytes, speed_notes
+from ..model.plan import Count, all_states, count_parameters, lora_parameters, model_states, parse_bytes, speed_notes
 from ..validator.core import ManifestSet, load
 from ._errors import note_skipped, reported
 
@@ -14,7 +14,8 @@ def _count(manifests: ManifestSet, model_name: str, dataset_name: str | None) ->
     assert model is not None
     dataset = manifests.get("Dataset", dataset_name) if dataset_name else None
     n_features = len(dataset.obj.spec.features) if dataset is not None else None
-    return count_parameters(model.obj.spec, n_features=n_features or None)
+    return count_parameters(model.obj.spec, n_features=n_features or None,
+                            pretrained_dir=manifests.index().pretrained_dir(model.obj))
 
 
 def _size(n: int) -> str:
@@ -50,11 +51,15 @@ def command(paths: tuple[str, ...]) -> None:
         if c.params is None or c.largest_layer is None:
             click.echo(f"  parameter count {c.note}; no memory plan")
             continue
-        chosen = model_states(spec, c.params, c.largest_layer)
+        model = manifests.get("Model", spec.model)
+        directory = manifests.index().pretrained_dir(model.obj) if model is not None else None
+        trainable = lora_parameters(spec, directory) if directory is not None else None
+        chosen = model_states(spec, c.params, c.largest_layer, trainable=trainable)
         limit = parse_bytes(spec.resources.memory_per_device) if spec.resources.memory_per_device else None
-        click.echo(f"  {c.params:,} parameters, largest layer {c.largest_layer:,}")
+        click.echo(f"  {c.params:,} parameters, largest layer {c.largest_layer:,}"
+                   + (f"; {trainable:,} trained (adapter)" if trainable is not None else ""))
         click.echo("    stage  offload               device         host" + ("  fits" if limit else ""))
-        for s in all_states(spec, c.params, c.largest_layer):
+        for s in all_states(spec, c.params, c.largest_layer, trainable=trainable):
             mark = "*" if (s.stage, s.offload) == (chosen.stage, chosen.offload) else " "
             fits = ("   yes" if s.device_bytes <= limit else "    no") if limit else ""
             click.echo(f"  {mark} {s.stage:5d}  {s.offload:16s} {_size(s.device_bytes)} {_size(s.host_bytes)}{fits}")

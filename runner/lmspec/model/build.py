@@ -25,6 +25,7 @@ from ..standard import (
     LinearLayer,
     ModelSpec,
     NormLayer,
+    Pretrained,
     Sequential,
     Transformer,
 )
@@ -70,11 +71,17 @@ class CausalLM(nn.Module):
         enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def build_model(spec: ModelSpec, *, input_width: int | None = None, base_dir: Path | None = None) -> nn.Module:
+def build_model(spec: ModelSpec, *, input_width: int | None = None, base_dir: Path | None = None,
+                pretrained_dir: Path | None = None) -> nn.Module:
     """Build the network a Model manifest describes, randomly initialised (seed torch first),
-    then load ``initialWeights`` when given (paths relative to ``base_dir``)."""
+    then load ``initialWeights`` when given (paths relative to ``base_dir``). A pretrained
+    architecture is loaded from ``pretrained_dir``, the base's resolved directory."""
     arch = spec.architecture
     model: nn.Module
+    if isinstance(arch, Pretrained):
+        if pretrained_dir is None:
+            raise ModelError("a pretrained architecture is loaded from its resolved directory; none was given")
+        return load_pretrained(pretrained_dir)
     if isinstance(arch, MLP):
         model = _mlp(arch, _in_width(spec, input_width), output_width(spec))
     elif isinstance(arch, Sequential):
@@ -163,6 +170,23 @@ def _huggingface(arch: HuggingFace) -> CausalLM:
     except (ValueError, TypeError) as exc:
         raise ModelError(f"Hugging Face model type {arch.model_type!r}: {exc}") from None
     lm: nn.Module = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+    return CausalLM(lm)
+
+
+def load_pretrained(directory: Path) -> CausalLM:
+    """A Hugging Face checkpoint directory as a :class:`CausalLM`, in fp32.
+
+    Under ZeRO-3 the caller keeps a ``HfDeepSpeedConfig`` alive first, so that ``transformers``
+    creates the parameters partitioned and loads the weights into the partitions layer by layer:
+    the whole model is never materialised on one rank. (``low_cpu_mem_usage`` and ``device_map``
+    must not be passed then; they are not.)"""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        lm: nn.Module = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32,
+                                                             local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot load the pretrained model in {directory}: {exc}") from None
     return CausalLM(lm)
 
 

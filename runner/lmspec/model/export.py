@@ -5,13 +5,27 @@ loads.
 >>> exported.predict({"features": np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)})
 {'logits': array([[ 4.2, -1.3, -3.0]], dtype=float32)}
 
-Layout (format 1)::
+Layout of a classifier or regressor (format 1)::
 
     model.safetensors   fp32 weights, consolidated from any ZeRO stage (tied weights stored once)
     model.yaml          the Model manifest, every default filled in
     transform.json      the fitted data transform (Transform.state_dict())
     export.json         {"format": 1, "lmspec": version, "job", "task", "signature",
                          "inputWidth", "outputWidth", "metrics": test metrics}
+
+A causal language model (format 2) is a Hugging Face model directory with the same three lmspec
+files beside it, so ``AutoModelForCausalLM.from_pretrained(export_dir)`` and any server that
+reads that layout load it, and ``lmspec serve`` still knows its signature and limits::
+
+    config.json, generation_config.json, model.safetensors (or shards + index)
+    tokenizer.json, tokenizer_config.json, chat_template.jinja (when the tokenizer has one)
+    adapter/            LoRA runs: adapter_config.json, adapter_model.safetensors (peft)
+    model.yaml, transform.json, export.json   (export.json adds "layout": "huggingface",
+                         "base": the pretrained base's lock entry, "adapter", "parameters")
+
+A LoRA run exports the adapter, and the merged model at the top level only when
+``adapter.exportMerged`` is set; without it ``lmspec serve`` merges the adapter into the base
+when it loads the export.
 
 Only ``export.json``'s ``format`` is a compatibility promise; readers refuse formats they do not
 know. The directory is written under a temporary name and renamed into place, so a reader never
@@ -21,6 +35,7 @@ sees half an export.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +55,8 @@ if TYPE_CHECKING:
     from ..validator.core import Manifest
 
 FORMAT = 1
+HF_FORMAT = 2
+FORMATS = (FORMAT, HF_FORMAT)
 WEIGHTS = "model.safetensors"
 MANIFEST = "model.yaml"
 TRANSFORM = "transform.json"
@@ -66,14 +83,18 @@ def export_dir_for(job_manifest: Manifest) -> Path:
 def save_export(
     out_dir: Path,
     model_manifest: Model,
-    state_dict: dict[str, torch.Tensor],
+    state_dict: dict[str, torch.Tensor] | None,
     transform_state: dict[str, Any],
     *,
     job: str,
     metrics: dict[str, float],
     input_width: int | None = None,
+    write_hf: Callable[[Path], dict[str, Any]] | None = None,
 ) -> Path:
-    """Write an export directory (replacing any previous one) and return its path."""
+    """Write an export directory (replacing any previous one) and return its path.
+
+    ``write_hf`` writes a Hugging Face model into the directory it is given (format 2) and
+    returns what ``export.json`` records about it; ``state_dict`` is then unused."""
     from safetensors.torch import save_file
 
     from .build import output_width, unique_state
@@ -92,7 +113,13 @@ def save_export(
         "metrics": metrics,
     }
     def fill(tmp: Path) -> None:
-        save_file(unique_state(state_dict), str(tmp / WEIGHTS), metadata={"format": "pt"})
+        if write_hf is not None:
+            info["format"] = HF_FORMAT
+            info["layout"] = "huggingface"
+            info.update(write_hf(tmp))
+        else:
+            assert state_dict is not None
+            save_file(unique_state(state_dict), str(tmp / WEIGHTS), metadata={"format": "pt"})
         rendered = model_manifest.model_dump(mode="json", by_alias=True)
         (tmp / MANIFEST).write_text(yaml.safe_dump(rendered, sort_keys=False))
         (tmp / TRANSFORM).write_text(json.dumps(transform_state, indent=2))
@@ -155,18 +182,45 @@ def load_exported(path: str | Path) -> Exported:
     from .build import build_model, load_weights
 
     path = Path(path)
-    missing = [f for f in (WEIGHTS, MANIFEST, TRANSFORM, INFO) if not (path / f).is_file()]
+    missing = [f for f in (MANIFEST, TRANSFORM, INFO) if not (path / f).is_file()]
     if missing:
         raise ExportError(f"{path} is not a complete lmspec export: missing {', '.join(missing)}")
     info = json.loads((path / INFO).read_text())
-    if info.get("format") != FORMAT:
+    if info.get("format") not in FORMATS:
         raise ExportError(f"{path / INFO}: export format {info.get('format')!r} is not supported "
-                          f"(this lmspec reads format {FORMAT})")
+                          f"(this lmspec reads formats {', '.join(map(str, FORMATS))})")
     manifest = Model.model_validate(yaml.safe_load((path / MANIFEST).read_text()), strict=False)
-    # The exported weights replace any initial weights the manifest names.
-    spec = manifest.spec.model_copy(update={"initial_weights": None})
-    model = build_model(spec, input_width=info.get("inputWidth"))
-    load_weights(model, path / WEIGHTS)
+    model: torch.nn.Module
+    if info["format"] == HF_FORMAT:
+        model = _load_hf(path, info)
+    else:
+        if not (path / WEIGHTS).is_file():
+            raise ExportError(f"{path} is not a complete lmspec export: missing {WEIGHTS}")
+        # The exported weights replace any initial weights the manifest names.
+        spec = manifest.spec.model_copy(update={"initial_weights": None})
+        model = build_model(spec, input_width=info.get("inputWidth"))
+        load_weights(model, path / WEIGHTS)
     model.to(torch.float32).eval()
     transform = Transform.from_state_dict(json.loads((path / TRANSFORM).read_text()))
     return Exported(model, manifest, transform, info)
+
+
+def _load_hf(path: Path, info: dict[str, Any]) -> torch.nn.Module:
+    """A format-2 export as a :class:`~lmspec.model.build.CausalLM`: the model at the top level,
+    else the pretrained base it records with the LoRA adapter merged in."""
+    from .adapters import merge_adapter
+    from .build import CausalLM, ModelError, load_pretrained
+
+    if (path / "config.json").is_file():
+        try:
+            return load_pretrained(path)
+        except ModelError as e:
+            raise ExportError(str(e)) from None
+    base = (info.get("base") or {}).get("directory")
+    if not (path / "adapter" / "adapter_config.json").is_file() or not base:
+        raise ExportError(f"{path} holds neither a Hugging Face model (config.json) nor an adapter "
+                          "with its base")
+    if not Path(base).is_dir():
+        raise ExportError(f"{path} is a LoRA adapter on the base {base}, which no longer exists; "
+                          "export the merged model (adapter.exportMerged: true) to serve it alone")
+    return CausalLM(merge_adapter(Path(base), path / "adapter"))

@@ -30,9 +30,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
-from ..standard import MLP, HuggingFace, LinearLayer, ModelSpec, NormLayer, Sequential, TrainingJobSpec, Transformer
+from ..standard import (
+    MLP,
+    HuggingFace,
+    LinearLayer,
+    ModelSpec,
+    NormLayer,
+    Pretrained,
+    Sequential,
+    TrainingJobSpec,
+    Transformer,
+)
 from .signature import input_width, output_width
 
 GIB = 1024**3
@@ -88,9 +99,20 @@ class Count:
     note: str = ""
 
 
-def count_parameters(spec: ModelSpec, *, n_features: int | None = None) -> Count:
-    """Trainable parameters, as the runner's builders create them (tied weights counted once)."""
+def count_parameters(spec: ModelSpec, *, n_features: int | None = None, pretrained_dir: Path | None = None) -> Count:
+    """Trainable parameters, as the runner's builders create them (tied weights counted once).
+    A pretrained base is counted from the safetensors headers in ``pretrained_dir``."""
     arch = spec.architecture
+    if isinstance(arch, Pretrained):
+        if pretrained_dir is None:
+            return Count(None, None, "unknown until the pretrained base is available")
+        from .pretrained import BaseError, count_from_headers
+
+        try:
+            total, largest, _ = count_from_headers(pretrained_dir)
+        except (BaseError, OSError, ValueError, KeyError) as e:
+            return Count(None, None, f"unknown: cannot read the safetensors headers in {pretrained_dir} ({e})")
+        return Count(total, largest)
     if isinstance(arch, Transformer):
         return _transformer(arch.vocab_size, arch.context_length, arch.width, arch.depth,
                             int(arch.mlp_ratio * arch.width), arch.tie_embeddings)
@@ -194,8 +216,18 @@ def bytes_per_param(spec: TrainingJobSpec) -> tuple[int, int, int]:
 
 
 def model_states(spec: TrainingJobSpec, params: int, largest_layer: int, *, stage: int | None = None,
-                 offload: str | None = None) -> States:
-    """Model-state memory for the job's ZeRO stage and offload (or the ones given)."""
+                 offload: str | None = None, trainable: int | None = None) -> States:
+    """Model-state memory for the job's ZeRO stage and offload (or the ones given).
+
+    With ``trainable`` (adapters), only those parameters have gradients and optimizer states;
+    the frozen rest costs its weights alone (partitioned at stage 3)."""
+    if trainable is not None and trainable < params:
+        n = spec.resources.nodes * spec.resources.processes_per_node
+        p = bytes_per_param(spec)[0]
+        frozen = params - trainable
+        states = model_states(spec, trainable, largest_layer, stage=stage, offload=offload)
+        on_device = frozen * p / n if states.stage == 3 else frozen * p
+        return States(states.stage, states.offload, int(states.device_bytes + on_device), states.host_bytes)
     z = spec.zero
     stage = z.stage if stage is None else stage
     if offload is None:
@@ -226,8 +258,50 @@ def model_states(spec: TrainingJobSpec, params: int, largest_layer: int, *, stag
     return States(stage, offload, int(device), int(host))
 
 
-def all_states(spec: TrainingJobSpec, params: int, largest_layer: int) -> list[States]:
+def all_states(spec: TrainingJobSpec, params: int, largest_layer: int, *,
+               trainable: int | None = None) -> list[States]:
     """Every stage and offload choice, for the plan table."""
     choices = [(0, "none"), (1, "none"), (1, "optimizer"), (2, "none"), (2, "optimizer"),
                (3, "none"), (3, "optimizer"), (3, "optimizer+param")]
-    return [model_states(spec, params, largest_layer, stage=s, offload=o) for s, o in choices]
+    return [model_states(spec, params, largest_layer, stage=s, offload=o, trainable=trainable) for s, o in choices]
+
+
+# peft's default LoRA targets for common architectures (its
+# TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING), repeated here because peft imports torch.
+DEFAULT_LORA_TARGETS = {"llama": ["q_proj", "v_proj"], "mistral": ["q_proj", "v_proj"],
+                        "qwen2": ["q_proj", "v_proj"], "gemma": ["q_proj", "v_proj"],
+                        "gpt2": ["c_attn"], "gpt_neox": ["query_key_value"], "opt": ["q_proj", "v_proj"],
+                        "phi": ["q_proj", "v_proj"]}
+
+
+def lora_parameters(spec: TrainingJobSpec, pretrained_dir: Path) -> int | None:
+    """Trainable parameters of the job's LoRA adapters on a pretrained base, from its config
+    and safetensors headers (rank × (in + out) per targeted weight, plus modules to save);
+    None when the targets cannot be known without the model."""
+    from .pretrained import BaseError, count_from_headers, read_config
+
+    adapter = spec.adapter
+    if adapter is None:
+        return None
+    try:
+        shapes = count_from_headers(pretrained_dir)[2]
+        model_type = str(read_config(pretrained_dir).get("model_type", ""))
+    except (BaseError, OSError, ValueError, KeyError):
+        return None
+    targets = adapter.target_modules if adapter.target_modules is not None else DEFAULT_LORA_TARGETS.get(model_type)
+    if targets is None:
+        return None
+    total = 0
+    for name, shape in shapes.items():
+        parts = name.split(".")
+        if len(shape) != 2 or parts[-1] != "weight" or len(parts) < 2:
+            continue
+        module = parts[-2]
+        if module in adapter.modules_to_save:
+            total += shape[0] * shape[1]
+        elif targets == "all-linear":
+            if re.search(r"\.\d+\.", name):  # linear layers inside the blocks, not embeddings or head
+                total += adapter.rank * (shape[0] + shape[1])
+        elif module in targets:
+            total += adapter.rank * (shape[0] + shape[1])
+    return total

@@ -56,9 +56,25 @@ def select(paths: Sequence[str], job_name: str | None, *,
     ``lmspec validate --check-env`` checks (before any rank starts)."""
     manifests = load(list(paths), check_env=check_env)
     try:
-        return manifests, manifests.pick("TrainingJob", job_name, option="--job")
+        job = manifests.pick("TrainingJob", job_name, option="--job")
     except LookupError as exc:
         raise RunError(str(exc)) from None
+    model = manifests.get("Model", job.obj.spec.model)
+    if model is not None:
+        # The pretrained base must be there before any process starts (the validator checks it
+        # only with --check-env, since it depends on the machine).
+        from ..validator.core import base_problem
+
+        problem = base_problem(model, manifests.index())
+        if problem is None and getattr(model.obj.spec.architecture, "training_job", None):
+            export = manifests.index().export_dir(model.obj.spec.architecture.training_job)
+            if export is not None and not export.exists():
+                problem = (f"the export of TrainingJob {model.obj.spec.architecture.training_job!r} "
+                           f"({export}) does not exist yet", "run that job first")
+        if problem is not None:
+            message, hint = problem
+            raise RunError(f"{model.file}: Model {model.name!r}: {message}" + (f" ({hint})" if hint else ""))
+    return manifests, job
 
 
 def job_manifests(job: Manifest, manifests: ManifestSet) -> list[Manifest]:

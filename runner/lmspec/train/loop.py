@@ -25,6 +25,7 @@ dropout masks the uninterrupted run would have.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -39,7 +40,8 @@ import torch
 
 from .._version import __version__
 from ..model.build import CausalLM, build_model
-from ..standard import Dataset, Model, TrainingJob
+from ..model.pretrained import BaseError, ResolvedBase
+from ..standard import Dataset, Model, Pretrained, TrainingJob
 from ..validator.core import Manifest, ManifestSet
 from . import checkpoint
 from .dsconfig import deepspeed_config, lr_lambda
@@ -119,6 +121,11 @@ class Recipe:
         self.first_step_s: float | None = None
         self.print_progress = False
         self.train_seconds = 0.0
+        self.base: ResolvedBase | None = None
+        self.manifests = manifests
+        self.params: dict[str, int] = {}
+        self.partitioned_load = False
+        self._hf_ds_config: Any = None
         fault = os.environ.get(FAULT_ENV, "")
         self.fault = tuple(int(v) for v in fault.split(":")) if fault else None
 
@@ -140,6 +147,7 @@ class Recipe:
         if not cpu:
             torch.cuda.set_device(self.device)
         self.ds_config = deepspeed_config(spec, self.job_manifest.base_dir)
+        self._resolve_base()
         self._setup_data()
         if self.resume:
             self._check_same_data()
@@ -156,12 +164,34 @@ class Recipe:
             if self.resumed_at is not None:
                 self.log.event("resume", self.resumed_at)
 
+    def _resolve_base(self) -> None:
+        arch = self.model_obj.spec.architecture
+        if not isinstance(arch, Pretrained):
+            return
+        from ..model.export import export_dir_for
+        from ..model.pretrained import resolve
+
+        def export_dir_of(name: str) -> Path | None:
+            job = self.manifests.get("TrainingJob", name)
+            return export_dir_for(job) if job is not None else None
+
+        try:
+            self.base = resolve(arch, self.model_manifest.base_dir, export_dir_of=export_dir_of)
+        except BaseError as e:
+            raise TrainError(f"Model {self.model_obj.metadata.name!r}: {e}") from None
+        if self.world.is_main:
+            where = f" (commit {self.base.commit})" if self.base.commit else ""
+            print(f"lmspec: pretrained base {self.base.source}{where} at {self.base.directory}, "
+                  f"sha256 {self.base.sha256}")
+
     def _setup_data(self) -> None:
         from ..data import prepare
 
+        # Chat data that declares no tokenizer uses the pretrained base's.
         self.data = prepare(self.data_obj, self.data_manifest.base_dir, model_task=self.task,
                             cache_dir=self.run_dir / "cache", rank=self.world.rank,
-                            world_size=self.world.size)
+                            world_size=self.world.size,
+                            tokenizer_dir=self.base.directory if self.base is not None else None)
         # Chat data masks tokens out of the loss: it is normalised by the trained tokens of the
         # whole optimizer step (all micro batches, all ranks), not averaged per micro batch.
         self.token_weighted = self.task == "causal-lm" and bool((self.data.train.targets == IGNORE_INDEX).any())
@@ -196,7 +226,9 @@ class Recipe:
         self.input_width = width
         torch.manual_seed(self.spec.seed)  # the same initial weights on every rank
         base_dir = self.model_manifest.base_dir
-        if self.spec.zero.stage == 3:
+        if self.base is not None:
+            model = self._load_pretrained()
+        elif self.spec.zero.stage == 3:
             # Rank 0 builds the model as every other stage does (same seed, on the CPU, initial
             # weights loaded); the others need not. Its values are then copied into the
             # partitioned model. Initialising under zero.Init itself is not equivalent: Hugging
@@ -215,9 +247,68 @@ class Recipe:
             copy_into_partitioned(model, reference)
         else:
             model = build_model(spec, input_width=width, base_dir=base_dir)
+        if self.spec.adapter is not None and isinstance(model, CausalLM):
+            from ..model.adapters import AdapterError, attach_lora
+
+            try:
+                model.lm = attach_lora(model.lm, self.spec.adapter)
+            except AdapterError as e:
+                raise TrainError(f"TrainingJob {self.job.metadata.name!r}: {e}") from None
         if self.spec.activation_checkpointing.enabled and isinstance(model, CausalLM):
             model.enable_activation_checkpointing()
         self.model = model
+        from ..model.adapters import count_params
+
+        trainable, total = count_params(model)
+        self.params = {"trainable": trainable, "total": total}
+        if self.world.is_main:
+            print(f"lmspec: {trainable:,} trainable parameters of {total:,} "
+                  f"({100.0 * trainable / max(total, 1):.2f}%)")
+
+    def _load_pretrained(self) -> torch.nn.Module:
+        """The base, loaded partitioned at ZeRO-3 (never whole on one rank)."""
+        from ..model.build import ModelError, load_pretrained
+
+        assert self.base is not None
+        adapter = self.spec.adapter
+        if adapter is not None and adapter.type == "qlora":
+            return self._load_quantized()
+        if self.spec.zero.stage == 3:
+            from transformers.integrations.deepspeed import HfDeepSpeedConfig
+
+            importlib.import_module("torch._dynamo")
+            importlib.import_module("transformers.generation.utils")
+            # transformers reads the ZeRO-3 config through a weak reference to this object while
+            # it creates and loads the model: it must stay alive until then (kept on self).
+            self._hf_ds_config = HfDeepSpeedConfig(self.ds_config)  # type: ignore[no-untyped-call]
+        try:
+            model = load_pretrained(self.base.directory)
+        except ModelError as e:
+            raise TrainError(str(e)) from None
+        # Recorded in the lock: at ZeRO-3 every parameter must be a partition (has a ds_id).
+        self.partitioned_load = all(hasattr(p, "ds_id") for p in model.parameters())
+        return model
+
+    def _load_quantized(self) -> torch.nn.Module:
+        """QLoRA: the frozen base in 4-bit NF4 (CUDA and bitsandbytes only; the validator
+        refuses it on CPU)."""
+        assert self.base is not None
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise TrainError("adapter.type qlora needs the bitsandbytes package: pip install bitsandbytes")
+        from peft import prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                   bnb_4bit_compute_dtype=self.input_dtype_for_spec(),
+                                   bnb_4bit_use_double_quant=True)  # type: ignore[no-untyped-call]
+        lm = AutoModelForCausalLM.from_pretrained(str(self.base.directory), quantization_config=quant,
+                                                  device_map={"": self.device}, local_files_only=True)
+        lm = prepare_model_for_kbit_training(lm, use_gradient_checkpointing=False)  # type: ignore[no-untyped-call]
+        return CausalLM(lm)
+
+    def input_dtype_for_spec(self) -> torch.dtype:
+        prec = self.spec.precision
+        return torch.bfloat16 if prec.bf16.enabled else torch.float16 if prec.fp16.enabled else torch.float32
 
     def _check_vocabulary(self) -> None:
         """A token id beyond the model's embeddings would fail deep in the forward pass."""
@@ -259,7 +350,10 @@ class Recipe:
             "dataFingerprint": self.data.fingerprint,
             "dataFiles": self.data.files,
             "deepspeedConfig": self.ds_config,
+            "parameters": self.params,
         }
+        if self.base is not None:
+            lock["base"] = {**self.base.lock(), "loadedPartitioned": self.partitioned_load}
         if self.data.counts is not None:
             lock["dataCounts"] = self.data.counts
         (self.run_dir / "lock.json").write_text(json.dumps(lock, indent=2) + "\n")
@@ -532,17 +626,29 @@ class Recipe:
 
     # --- save ----------------------------------------------------------------------------------
 
-    def full_state_dict(self) -> dict[str, torch.Tensor]:
-        """fp32 weights, whole, from any ZeRO stage (collective; complete on rank 0 only)."""
+    def full_state_dict(self, *, trainable_only: bool = False) -> dict[str, torch.Tensor]:
+        """fp32 weights, whole, from any ZeRO stage (collective; complete on rank 0 only).
+
+        Trained parameters come from the optimizer's fp32 master copy; frozen ones (the base
+        under LoRA) are gathered one at a time at ZeRO-3, so at most one is whole at once on
+        the device."""
+        import deepspeed
         from deepspeed.utils import safe_get_full_fp32_param
 
         module = self.engine.module
         state: dict[str, torch.Tensor] = {}
         for name, p in module.named_parameters():
-            full = safe_get_full_fp32_param(p)
-            if full is None:  # not managed by a ZeRO or bf16 optimizer: the parameter is fp32
+            if trainable_only and not p.requires_grad:
+                continue
+            full = safe_get_full_fp32_param(p) if p.requires_grad else None
+            if full is None and hasattr(p, "ds_id"):  # a frozen ZeRO-3 partition
+                with deepspeed.zero.GatheredParameters([p]):
+                    full = p.detach().float().cpu().clone()
+            elif full is None:  # not managed by a ZeRO or bf16 optimizer: the parameter is fp32
                 full = p.detach()
             state[name] = full.detach().float().cpu().clone()
+        if trainable_only:
+            return state
         for name, b in module.named_buffers():
             if name in module.state_dict():
                 state[name] = b.detach().cpu().clone()
@@ -551,18 +657,87 @@ class Recipe:
     def save(self, metrics: dict[str, float]) -> Path:
         from ..model.export import save_export
 
-        state = self.full_state_dict()
         out = self.run_dir / "export"
+        module = self.engine.module
+        write_hf = None
+        if isinstance(module, CausalLM):
+            # Only the adapter is gathered under LoRA; otherwise every weight.
+            state = self.full_state_dict(trainable_only=self.spec.adapter is not None)
+            if self.world.is_main:
+                write_hf = self._hf_writer(module, state)
+        else:
+            state = self.full_state_dict()
         if self.world.is_main:
             save_export(out, self.model_obj, state, self.data.transform.state_dict(),
-                        job=self.job.metadata.name, metrics=metrics, input_width=self.input_width)
-            summary = {"steps": self.step, "epochs": self.epoch, "stoppedEarly": self.stopped_early,
+                        job=self.job.metadata.name, metrics=metrics, input_width=self.input_width,
+                        write_hf=write_hf)
+            summary = {"parameters": self.params, "steps": self.step, "epochs": self.epoch,
+                       "stoppedEarly": self.stopped_early,
                        "firstStepSeconds": self.first_step_s,
                        "trainSeconds": self.train_seconds, "test": metrics}
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             if self.log is not None:
                 self.log.trackers.artifacts(self.run_dir)
         return out
+
+    def _tokenizer_dir(self) -> Path | None:
+        """The Hugging Face tokenizer directory exported with the model: the pretrained base's,
+        else the directory of the Dataset's ``tokenizer.json`` when it is a whole tokenizer
+        directory (``tokenizer_config.json``, chat template), so special tokens and the chat
+        template travel with a model trained from scratch."""
+        from ..standard import Tokenize
+
+        if self.base is not None:
+            return self.base.directory
+        for step in self.data_obj.spec.preprocessing:
+            if isinstance(step, Tokenize) and step.tokenizer.type == "file":
+                path = Path(step.tokenizer.path)
+                directory = (path if path.is_absolute() else self.data_manifest.base_dir / path).parent
+                if (directory / "tokenizer_config.json").is_file() and path.name == "tokenizer.json":
+                    return directory
+        return None
+
+    def _hf_writer(self, module: CausalLM, state: dict[str, torch.Tensor]) -> Any:
+        from ..model.adapters import merge_adapter, save_adapter
+        from ..model.hf_tokenizer import hf_tokenizer
+        from ..model.pretrained import load_base_tokenizer
+
+        adapter = self.spec.adapter
+        base = self.base
+        # ZeRO-3 stays configured for transformers while this object lives; the export loads
+        # and saves plain, whole models on rank 0.
+        self._hf_ds_config = None
+        lm_tokenizer = self.data.transform.tokenizer
+        tokenizer_dir = self._tokenizer_dir()
+        if tokenizer_dir is not None:
+            tokenizer = load_base_tokenizer(tokenizer_dir)
+        else:
+            assert lm_tokenizer is not None  # a causal-lm dataset always has one
+            tokenizer = hf_tokenizer(lm_tokenizer.state_dict())
+
+        def write(tmp: Path) -> dict[str, Any]:
+            info: dict[str, Any] = {"parameters": self.params,
+                                    "base": base.lock() if base is not None else None}
+            prefix = "lm."
+            if adapter is not None:
+                assert base is not None  # the validator requires a pretrained base for adapters
+                named = {k[len(prefix):]: v for k, v in state.items()}
+                peft_model: Any = module.lm
+                save_adapter(peft_model, named, tmp / "adapter")
+                tokenizer.save_pretrained(str(tmp / "adapter"))
+                info["adapter"] = {"type": adapter.type, "path": "adapter", "merged": adapter.export_merged}
+                if adapter.export_merged:
+                    merged: Any = merge_adapter(base.directory, tmp / "adapter")
+                    merged.save_pretrained(str(tmp))
+            else:
+                lm: Any = module.lm
+                lm.save_pretrained(str(tmp), state_dict={k[len(prefix):]: v for k, v in state.items()},
+                                   safe_serialization=True)
+            if adapter is None or adapter.export_merged:
+                tokenizer.save_pretrained(str(tmp))
+            return info
+
+        return write
 
     # --- entry point ---------------------------------------------------------------------------
 

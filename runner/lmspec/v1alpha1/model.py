@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ._base import Int, PositiveInt, Spec
-from .common import FileRef, Metadata, Signature
+from ._base import Int, Name, PositiveInt, Spec
+from .common import FileRef, Metadata, Sha256, Signature
 
 Task = Literal["classification", "regression", "causal-lm"]
 Activation = Literal["relu", "gelu", "tanh", "sigmoid", "silu"]
@@ -130,7 +130,39 @@ class HuggingFace(Spec):
     """Values passed to the config class; keys use the library's own (snake_case) names."""
 
 
-Architecture = Annotated[MLP | Sequential | Transformer | HuggingFace, Field(discriminator="type")]
+HfUri = Annotated[str, Field(pattern=r"^hf://[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?(@[^@/\s]+)?$")]
+
+
+class Pretrained(Spec):
+    """A causal language model that starts from a pretrained checkpoint in Hugging Face format:
+    ``config.json``, one or sharded ``*.safetensors`` files (with their index), the tokenizer
+    files, the chat template and ``generation_config.json``. Give exactly one of ``path``,
+    ``uri`` and ``trainingJob``."""
+
+    type: Literal["pretrained"] = Field(examples=["pretrained"])
+    """Architecture kind."""
+
+    path: str | None = Field(default=None, min_length=1, examples=["base-model"])
+    """A local directory, relative to the manifest's directory unless absolute."""
+
+    uri: HfUri | None = Field(default=None, examples=["hf://HuggingFaceTB/SmolLM2-135M@main"])
+    """A Hugging Face Hub repository, ``hf://org/name@revision``, read from the local Hugging
+    Face cache (``HF_HUB_CACHE``). The revision is a branch, tag or commit hash; a commit hash
+    pins the exact files."""
+
+    training_job: Name | None = Field(default=None, examples=["base-pretrain"])
+    """The exported model of another TrainingJob, by name (``<output.dir>/export``), so that a
+    pretraining job and a fine-tuning job chain declaratively."""
+
+    sha256: Sha256 | None = Field(
+        default=None, examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
+    )
+    """Digest of the whole checkpoint, as the run's ``lock.json`` records it (``base.sha256``):
+    the SHA-256 of the sorted ``<sha256>  <file>`` lines of its files. The run refuses a
+    checkpoint with another digest."""
+
+
+Architecture = Annotated[MLP | Sequential | Transformer | HuggingFace | Pretrained, Field(discriminator="type")]
 
 
 class ModelSpec(Spec):

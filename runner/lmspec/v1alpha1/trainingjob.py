@@ -212,6 +212,41 @@ class ActivationCheckpointing(Spec):
     """Checkpoint each transformer block (transformer and huggingface architectures)."""
 
 
+class Adapter(Spec):
+    """Train low-rank adapters (LoRA, arXiv 2106.09685) on a frozen pretrained base instead of
+    every weight, through the ``peft`` library, at any ZeRO stage. ``qlora`` also quantizes the
+    frozen base to 4-bit NF4 (arXiv 2305.14314) and needs ``accelerator: cuda`` and the
+    ``bitsandbytes`` package."""
+
+    type: Literal["lora", "qlora"] = Field(examples=["lora"])
+    """Adapter kind."""
+
+    rank: PositiveInt = Field(default=8, examples=[16])
+    """Rank r of each low-rank update."""
+
+    alpha: PositiveInt = Field(default=16, examples=[32])
+    """Scaling numerator: the update is multiplied by ``alpha / rank``."""
+
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, examples=[0.05])
+    """Dropout on the adapter's input."""
+
+    target_modules: list[Annotated[str, Field(min_length=1)]] | Literal["all-linear"] | None = Field(
+        default=None, examples=[["q_proj", "v_proj"]]
+    )
+    """Names (last component) of the modules that get adapters; ``all-linear`` for every linear
+    layer but the output head; the architecture's usual choice when omitted (``q_proj`` and
+    ``v_proj`` for Llama, Mistral and Qwen2; ``c_attn`` for GPT-2)."""
+
+    modules_to_save: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, examples=[["lm_head", "embed_tokens"]]
+    )
+    """Modules trained in full and saved with the adapter (e.g. embeddings after adding tokens)."""
+
+    export_merged: bool = Field(default=False, examples=[True])
+    """Also export the base model with the adapter merged into its weights, as a plain Hugging
+    Face model; the adapter is always exported."""
+
+
 class Resources(Spec):
     """The planned world: machines, processes and devices."""
 
@@ -359,6 +394,10 @@ class TrainingJobSpec(Spec):
 
     zero: Zero = Field(default_factory=Zero, examples=[{"stage": 2}])
     """DeepSpeed ZeRO settings."""
+
+    adapter: Adapter | None = Field(default=None, examples=[{"type": "lora", "rank": 8}])
+    """Train adapters on a frozen pretrained base; every weight is trained (full fine-tuning)
+    when omitted."""
 
     activation_checkpointing: ActivationCheckpointing = Field(
         default_factory=ActivationCheckpointing, examples=[{"enabled": True}]

@@ -98,9 +98,11 @@ class ManifestSet:
 
     def index(self) -> Index:
         by_kind: dict[str, dict[str, Any]] = {}
+        dirs: dict[tuple[str, str], Path] = {}
         for m in self.manifests:
             by_kind.setdefault(m.kind, {}).setdefault(m.name, m.obj)
-        return Index(by_kind)
+            dirs.setdefault((m.kind, m.name), m.base_dir)
+        return Index(by_kind, dirs)
 
 
 class ValidationFailed(Exception):
@@ -153,6 +155,13 @@ def expand(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[Fin
     return list(dict.fromkeys(files)), problems, list(dict.fromkeys(skipped))
 
 
+def _hugging_face_dir(names: list[str]) -> bool:
+    # A Hugging Face model or tokenizer directory (a pretrained base kept beside the manifests)
+    # is all JSON but holds no manifest: its files are skipped, as if hidden.
+    return "tokenizer.json" in names or "model.safetensors.index.json" in names or (
+        "config.json" in names and any(n.endswith(".safetensors") for n in names))
+
+
 def _scan(directory: str, problems: list[Finding], skipped: list[str]) -> list[str]:
     """Manifest files under ``directory``, sorted; what was passed over is added to ``skipped``.
     Symbolic links to directories are not followed. Directories that cannot be listed are
@@ -169,6 +178,9 @@ def _scan(directory: str, problems: list[Finding], skipped: list[str]) -> list[s
             dirs[:] = []
             continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if _hugging_face_dir(names):
+            skipped.append(os.path.normpath(root) + os.sep)
+            continue
         for n in names:
             if n.startswith("."):
                 continue
@@ -231,15 +243,20 @@ def walk_glob(pattern: str, problems: list[Finding] | None = None, *, limit: int
 
 
 def skipped_note(skipped: Sequence[str]) -> str:
-    """One line naming what directory arguments passed over, or ``""``.
+    """One line naming what directory arguments passed over, or ``""``: JSON files, run and
+    export directories (they hold an lmspec output marker) and Hugging Face model directories.
 
-    >>> skipped_note(["p/tokenizer.json", "p/runs/demo-train/"])
-    'lmspec: skipped p/tokenizer.json (JSON is read only when named), p/runs/demo-train/ (lmspec output)'
+    >>> skipped_note(["p/tokenizer.json"])
+    'lmspec: skipped p/tokenizer.json (JSON is read only when named)'
     """
     if not skipped:
         return ""
-    said = [f"{s} (lmspec output)" if s.endswith(os.sep) else f"{s} (JSON is read only when named)"
-            for s in skipped]
+    def why(s: str) -> str:
+        if not s.endswith(os.sep):
+            return "JSON is read only when named"
+        return "lmspec output" if os.path.isfile(os.path.join(s, OUTPUT_MARKER)) else "a Hugging Face model directory"
+
+    said = [f"{s} ({why(s)})" for s in skipped]
     return "lmspec: skipped " + ", ".join(said)
 
 
@@ -339,7 +356,7 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
             if not any(at == c or at.startswith(c + "/") or at == c.rsplit("/", 1)[0] for c in cut):
                 report.findings.append(_at(m, rule, path, message, hint))
         if check_env and id(m) not in removed:
-            env = list(_environment(m, allow_outside))
+            env = list(_environment(m, allow_outside, index))
             report.extend(env)
             if m.kind == "Dataset" and not env:  # the files are there and intact: read them
                 report.extend(check_data(m.obj, m.base_dir, m.file))
@@ -459,13 +476,24 @@ def _inside(path: str | Path, roots: Sequence[str]) -> bool:
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def _environment(m: Manifest, allow_outside: Sequence[str | os.PathLike[str]] = ()) -> Iterator[Finding]:
+def _environment(m: Manifest, allow_outside: Sequence[str | os.PathLike[str]] = (),
+                 index: Index | None = None) -> Iterator[Finding]:
     """Layer 5: files the manifest points at exist and match their digests.
 
     Only files in the manifest's own directory tree or the working directory's are read (plus
     the trees in ``allow_outside``): a manifest from elsewhere must not make the validator
     hash, and print facts about, ``/etc/shadow`` or ``../../secrets``."""
     spec = m.obj.spec
+    roots = [os.path.realpath(m.base_dir), os.path.realpath(os.getcwd()),
+             *(os.path.realpath(a) for a in allow_outside)]
+    arch_path = getattr(spec.architecture, "path", None) if m.kind == "Model" else None
+    if arch_path is not None and not _inside(m.base_dir / arch_path, roots):
+        yield _at(m, rules.ENV_OUTSIDE_PROJECT, ("spec", "architecture", "path"),
+                  f"{arch_path!r} points outside the manifest's directory tree ({m.base_dir}) and the working "
+                  "directory's; it is not read",
+                  "keep the base beside the manifests, or allow the directory with --allow-outside DIR")
+    elif m.kind == "Model":
+        yield from _pretrained_base(m, index)
     refs: list[tuple[tuple[str | int, ...], str, str | None]] = []
     if m.kind == "Dataset":
         refs += [(("spec", "sources", i), s.path, s.sha256) for i, s in enumerate(spec.sources)]
@@ -477,8 +505,6 @@ def _environment(m: Manifest, allow_outside: Sequence[str | os.PathLike[str]] = 
         refs.append((("spec", "initialWeights"), spec.initial_weights.path, spec.initial_weights.sha256))
     elif m.kind == "InferenceService":
         yield from _engine_environment(m)
-    roots = [os.path.realpath(m.base_dir), os.path.realpath(os.getcwd()),
-             *(os.path.realpath(a) for a in allow_outside)]
     for path, rel, digest in refs:
         target = m.base_dir / rel
         magic = glob.has_magic(rel)
@@ -611,6 +637,40 @@ def _engine_environment(m: Manifest) -> Iterator[Finding]:
         yield _at(m, rules.ENV_ENGINE_UNAVAILABLE, ("spec", "placement", "device"),
                   "placement.device is 'cuda', but this machine has no NVIDIA driver or device",
                   "serve here with placement.device: cpu and engine.name: builtin")
+
+
+def base_problem(m: Manifest, index: Index | None) -> tuple[str, str] | None:
+    """(message, hint) when a Model's pretrained base cannot be found or read, else None.
+    A TrainingJob's export that does not exist yet is no problem: the job may run first."""
+    from ..model.pretrained import BaseError, check_directory, hub_offline, locate
+    from ..standard import Pretrained
+
+    arch = m.obj.spec.architecture
+    if not isinstance(arch, Pretrained):
+        return None
+    idx = index or Index({})
+    try:
+        found = locate(arch, m.base_dir, export_dir_of=idx.export_dir)
+    except BaseError as e:
+        return str(e), ""
+    if found.directory is None:
+        if arch.uri is not None and not hub_offline():
+            return None  # the runner may still download it
+        return found.problem, found.hint
+    if arch.training_job is not None and not found.directory.exists():
+        return None
+    problem = check_directory(found.directory)
+    if problem is not None:
+        return problem
+    return None
+
+
+def _pretrained_base(m: Manifest, index: Index | None) -> Iterator[Finding]:
+    problem = base_problem(m, index)
+    if problem is not None:
+        arch = m.obj.spec.architecture
+        key = "path" if arch.path else "uri" if arch.uri else "trainingJob"
+        yield _at(m, rules.ENV_PRETRAINED_BASE, ("spec", "architecture", key), problem[0], problem[1])
 
 
 def validate(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, check_env: bool = False,

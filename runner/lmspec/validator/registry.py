@@ -88,6 +88,18 @@ MODEL_DERIVED_OUTPUTS = _rule(
     "semantic",
     "An output after the first is not a classifier's label (string, [-1]) or probabilities (float32, [-1, C]).",
 )
+MODEL_PRETRAINED_SOURCE = _rule(
+    "model.pretrained-source",
+    "error",
+    "semantic",
+    "A pretrained architecture names none, or more than one, of path, uri and trainingJob.",
+)
+MODEL_HF_REVISION = _rule(
+    "model.hf-revision",
+    "warning",
+    "semantic",
+    "An hf:// reference has no revision, so the files it means change when the repository does.",
+)
 DATASET_SPLIT_RATIOS = _rule("dataset.split-ratios", "error", "semantic", "Split ratios do not sum to 1.")
 DATASET_SPLIT_FILES = _rule(
     "dataset.split-files", "error", "semantic", "Splits by file, but no source is assigned to the training split."
@@ -149,6 +161,12 @@ TRAININGJOB_OFFLOAD_STAGE = _rule(
     "trainingjob.offload-stage", "error", "semantic", "Optimizer offload is set without ZeRO (stage 0)."
 )
 TRAININGJOB_NVME_PATH = _rule("trainingjob.nvme-path", "error", "semantic", "Offload to nvme without nvmePath.")
+TRAININGJOB_QLORA_ACCELERATOR = _rule(
+    "trainingjob.qlora-accelerator",
+    "error",
+    "semantic",
+    "QLoRA (4-bit quantized base) is declared for an accelerator other than cuda.",
+)
 INFERENCE_INLINE_SECRET = _rule(
     "inferenceservice.inline-secret",
     "error",
@@ -224,6 +242,12 @@ TRAININGJOB_CLASSES = _rule(
     "semantic",
     "The Dataset's classes disagree with the Model's numClasses or output width.",
 )
+TRAININGJOB_ADAPTER_BASE = _rule(
+    "trainingjob.adapter-base",
+    "error",
+    "semantic",
+    "An adapter (LoRA, QLoRA) is declared for a Model that is not a pretrained causal language model.",
+)
 TRAININGJOB_CONTEXT = _rule(
     "trainingjob.context-length", "error", "semantic", "Packed sequences are longer than the Model's context length."
 )
@@ -289,6 +313,13 @@ ENV_ENGINE_UNAVAILABLE = _rule(
     "error",
     "environment",
     "The declared engine or device is missing on this machine (no CUDA device, or no vllm package).",
+)
+ENV_PRETRAINED_BASE = _rule(
+    "env.pretrained-base",
+    "error",
+    "environment",
+    "A pretrained base cannot be found or read: its directory lacks config.json or safetensors weights, "
+    "or an hf:// reference is not in the Hugging Face cache while HF_HUB_OFFLINE is set.",
 )
 ENV_OUTSIDE_PROJECT = _rule(
     "env.outside-project",

@@ -7,7 +7,8 @@ the path (a tuple of keys as written in the manifest) is turned into a position 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
 from typing import Any
 
 from ..model.signature import declared_output_width
@@ -25,6 +26,7 @@ from ..standard import (
     MinMax,
     Model,
     Pack,
+    Pretrained,
     Sequential,
     Standardize,
     Tokenize,
@@ -42,9 +44,38 @@ class Index:
     """The valid manifests of one validation run, by kind and name."""
 
     by_kind: dict[str, dict[str, Any]]
+    base_dirs: dict[tuple[str, str], FsPath] = field(default_factory=dict)
+    """Directory each manifest's relative paths are resolved against, by (kind, name)."""
 
     def get(self, kind: str, name: str) -> Any | None:
         return self.by_kind.get(kind, {}).get(name)
+
+    def base_dir(self, kind: str, name: str) -> FsPath:
+        return self.base_dirs.get((kind, name), FsPath.cwd())
+
+    def pretrained_dir(self, model: Model) -> FsPath | None:
+        """The directory of a Model's pretrained base when it has a ``config.json``, found without
+        reading it (whether the weights are there is ``--check-env``'s business)."""
+        from ..model.pretrained import CONFIG, BaseError, locate
+
+        arch = model.spec.architecture
+        if not isinstance(arch, Pretrained):
+            return None
+        try:
+            found = locate(arch, self.base_dir("Model", model.metadata.name), export_dir_of=self.export_dir)
+        except BaseError:
+            return None
+        if found.directory is None or not (found.directory / CONFIG).is_file():
+            return None
+        return found.directory
+
+    def export_dir(self, job_name: str) -> FsPath | None:
+        """Where ``lmspec run`` exports a TrainingJob among the inputs (relative to the working
+        directory, as the runner writes it)."""
+        job = self.get("TrainingJob", job_name)
+        if not isinstance(job, TrainingJob):
+            return None
+        return FsPath(job.spec.output.dir.format(name=job_name)) / "export"
 
 
 Check = Callable[[Any, Index], Iterator[Issue]]
@@ -74,12 +105,12 @@ def _output_width(m: Model) -> int | None:
 @check("Model")
 def _model_task_architecture(m: Model, _: Index) -> Iterator[Issue]:
     arch = m.spec.architecture
-    lm_arch = isinstance(arch, (Transformer, HuggingFace))
-    if isinstance(arch, Transformer) and m.spec.task != "causal-lm":
+    lm_arch = isinstance(arch, (Transformer, HuggingFace, Pretrained))
+    if isinstance(arch, (Transformer, Pretrained)) and m.spec.task != "causal-lm":
         yield (
             rules.MODEL_TASK_ARCHITECTURE,
             ("spec", "task"),
-            f"architecture 'transformer' is a causal language model, but task is {m.spec.task!r}",
+            f"architecture {arch.type!r} is a causal language model, but task is {m.spec.task!r}",
             "set task: causal-lm, or use an mlp or sequential architecture",
         )
     if m.spec.task == "causal-lm" and not lm_arch:
@@ -88,6 +119,31 @@ def _model_task_architecture(m: Model, _: Index) -> Iterator[Issue]:
             ("spec", "architecture", "type"),
             f"task 'causal-lm' needs a transformer or huggingface architecture, not {arch.type!r}",
             "use architecture type transformer",
+        )
+
+
+@check("Model")
+def _model_pretrained(m: Model, _: Index) -> Iterator[Issue]:
+    arch = m.spec.architecture
+    if not isinstance(arch, Pretrained):
+        return
+    given = [k for k, v in (("path", arch.path), ("uri", arch.uri), ("trainingJob", arch.training_job)) if v]
+    if len(given) != 1:
+        yield (
+            rules.MODEL_PRETRAINED_SOURCE,
+            ("spec", "architecture", given[1]) if len(given) > 1 else ("spec", "architecture"),
+            "a pretrained architecture needs exactly one of path, uri and trainingJob"
+            + (f", not {' and '.join(given)}" if given else ""),
+            "path: a local Hugging Face model directory; uri: hf://org/name@revision; "
+            "trainingJob: the export of another job",
+        )
+    if arch.uri is not None and "@" not in arch.uri:
+        yield (
+            rules.MODEL_HF_REVISION,
+            ("spec", "architecture", "uri"),
+            f"{arch.uri} has no revision: it means whatever the repository's main branch holds "
+            "when the run starts",
+            f"pin it: {arch.uri}@<commit hash> (the run's lock.json records the commit it used)",
         )
 
 
@@ -553,6 +609,67 @@ def _context_length(model: Model) -> int | None:
 
 
 @check("TrainingJob")
+def _job_adapter(j: TrainingJob, index: Index) -> Iterator[Issue]:
+    adapter = j.spec.adapter
+    if adapter is None:
+        return
+    if adapter.type == "qlora" and j.spec.resources.accelerator != "cuda":
+        yield (
+            rules.TRAININGJOB_QLORA_ACCELERATOR,
+            ("spec", "adapter", "type"),
+            f"QLoRA quantizes the base to 4 bits with bitsandbytes, which needs accelerator cuda, "
+            f"not {j.spec.resources.accelerator}",
+            "use adapter type lora on cpu, or resources.accelerator: cuda",
+        )
+    model = _model_of(j, index)
+    if model is not None and not isinstance(model.spec.architecture, Pretrained):
+        yield (
+            rules.TRAININGJOB_ADAPTER_BASE,
+            ("spec", "adapter"),
+            f"adapters train on a frozen pretrained base, but Model {model.metadata.name!r} has "
+            f"architecture {model.spec.architecture.type!r}",
+            "give the Model architecture type pretrained, or remove adapter to train every weight",
+        )
+
+
+@check("TrainingJob")
+def _job_base_context(j: TrainingJob, index: Index) -> Iterator[Issue]:
+    from ..model.pretrained import context_length, read_config
+
+    model, data = _model_of(j, index), _dataset_of(j, index)
+    if model is None or data is None:
+        return
+    directory = index.pretrained_dir(model)
+    if directory is None:
+        return
+    try:
+        context = context_length(read_config(directory))
+    except (OSError, ValueError):
+        return
+    if context is None:
+        return
+    chat = data.spec.chat
+    if chat is not None and chat.sequence_length > context:
+        yield (
+            rules.TRAININGJOB_CONTEXT,
+            ("spec", "dataset"),
+            f"Dataset {data.metadata.name!r} makes sequences of {chat.sequence_length} tokens but the "
+            f"pretrained base of Model {model.metadata.name!r} has a context of {context}",
+            f"lower chat.sequenceLength to at most {context}",
+        )
+    for s in data.spec.preprocessing:
+        if isinstance(s, Pack) and s.sequence_length > context:
+            yield (
+                rules.TRAININGJOB_CONTEXT,
+                ("spec", "dataset"),
+                f"Dataset {data.metadata.name!r} packs {s.sequence_length} tokens but the pretrained "
+                f"base of Model {model.metadata.name!r} has a context of {context} "
+                f"(max_position_embeddings in {directory / 'config.json'})",
+                f"lower pack.sequenceLength to at most {context}",
+            )
+
+
+@check("TrainingJob")
 def _job_dataset_task(j: TrainingJob, index: Index) -> Iterator[Issue]:
     """What data preparation needs of a Dataset for the Model's task (see ``lmspec.data.prepare``)."""
     model, data = _model_of(j, index), _dataset_of(j, index)
@@ -635,12 +752,16 @@ def _job_memory_fit(j: TrainingJob, index: Index) -> Iterator[Issue]:
     model = _model_of(j, index)
     if limit_text is None or model is None:
         return
-    from ..model.plan import count_parameters, format_bytes, model_states, parse_bytes
+    from ..model.plan import count_parameters, format_bytes, lora_parameters, model_states, parse_bytes
+
     data = _dataset_of(j, index)
-    count = count_parameters(model.spec, n_features=len(data.spec.features) if data else None)
+    count = count_parameters(model.spec, n_features=len(data.spec.features) if data else None,
+                             pretrained_dir=index.pretrained_dir(model))
     if count.params is None or count.largest_layer is None:
         return
-    states = model_states(j.spec, count.params, count.largest_layer)
+    directory = index.pretrained_dir(model)
+    trainable = lora_parameters(j.spec, directory) if directory is not None else None
+    states = model_states(j.spec, count.params, count.largest_layer, trainable=trainable)
     limit = parse_bytes(limit_text)
     if states.device_bytes > limit:
         yield (
@@ -795,6 +916,10 @@ REFERENCES: dict[str, list[tuple[Path, str, Callable[[Any], str | None]]]] = {
     "TrainingJob": [
         (("spec", "model"), "Model", lambda j: j.spec.model),
         (("spec", "dataset"), "Dataset", lambda j: j.spec.dataset),
+    ],
+    "Model": [
+        (("spec", "architecture", "trainingJob"), "TrainingJob",
+         lambda m: getattr(m.spec.architecture, "training_job", None)),
     ],
     "InferenceService": [
         (("spec", "model", "trainingJob"), "TrainingJob", lambda s: s.spec.model.training_job),
