@@ -6,7 +6,8 @@ scripts/setup-venv.sh run,serve,report,mlflow,dev
 # The report tests render HTML in headless Chromium: install it where this system allows (root
 # and apt); elsewhere those checks skip and say so.
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+    echo "==> installing chromium for the report tests"
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1 \
         || echo "==> chromium could not be installed; the browser checks of the report tests will skip"
 fi
 venv=${VENV:-.venv}

@@ -158,6 +158,8 @@ def expand(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[Fin
 def _hugging_face_dir(names: list[str]) -> bool:
     # A Hugging Face model or tokenizer directory (a pretrained base kept beside the manifests)
     # is all JSON but holds no manifest: its files are skipped, as if hidden.
+    if any(n.endswith((".yaml", ".yml")) for n in names):
+        return False
     return "tokenizer.json" in names or "model.safetensors.index.json" in names or (
         "config.json" in names and any(n.endswith(".safetensors") for n in names))
 
@@ -178,7 +180,8 @@ def _scan(directory: str, problems: list[Finding], skipped: list[str]) -> list[s
             dirs[:] = []
             continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        if _hugging_face_dir(names):
+        if root != directory and _hugging_face_dir(names):
+            # Said once for the directory rather than once for each of its JSON files.
             skipped.append(os.path.normpath(root) + os.sep)
             continue
         for n in names:
