@@ -54,7 +54,10 @@ def select(paths: Sequence[str], job_name: str | None, *,
     """Load and validate the manifests (raises ValidationFailed) and pick the TrainingJob; with
     ``check_env``, data and weight files must exist and match their digests, as
     ``lmspec validate --check-env`` checks (before any rank starts)."""
-    manifests = load(list(paths), check_env=check_env)
+    # The confinement of --check-env protects a reviewer who validates manifests from elsewhere;
+    # a run reads the files its manifests name wherever they are, so they are checked wherever
+    # they are too (an absolute data path is normal for a run).
+    manifests = load(list(paths), check_env=check_env, allow_outside=(os.sep,))
     try:
         job = manifests.pick("TrainingJob", job_name, option="--job")
     except LookupError as exc:

@@ -702,12 +702,14 @@ def validate_text(text: str, file: str = "<string>", **kwargs: Any) -> Report:
     return validate_documents(docs, report, **kwargs).report
 
 
-def load(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, check_env: bool = False) -> ManifestSet:
-    """Parse and validate manifests; raises :class:`ValidationFailed` on any error."""
+def load(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, check_env: bool = False,
+         allow_outside: Sequence[str | os.PathLike[str]] = ()) -> ManifestSet:
+    """Parse and validate manifests; raises :class:`ValidationFailed` on any error.
+    ``allow_outside`` as for :func:`validate`."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     docs, report = read(paths)
-    result = validate_documents(docs, report, check_env=check_env)
+    result = validate_documents(docs, report, check_env=check_env, allow_outside=allow_outside)
     if not result.report.ok:
         raise ValidationFailed(result.report)
     return result
