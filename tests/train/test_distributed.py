@@ -48,8 +48,14 @@ def _check_run(run_dir: Path, *, atol: float) -> dict[str, Any]:
 ])
 def test_iris_two_ranks(tmp_path: Path, name: str, spec: dict[str, Any], atol: float) -> None:
     manifests, run_dir = iris_job(tmp_path, **spec)
+    shm_before = set(Path("/dev/shm").glob("deepspeed_*")) if Path("/dev/shm").is_dir() else set()
     result = lmspec_run(str(manifests), *TWO)
     assert result.returncode == 0, result.stderr[-3000:]
+    # DeepSpeed's shared-memory all-reduce would leave tens of MB per rank in /dev/shm after every
+    # run (RAM on most machines) and JIT-compile a kernel first: training never uses it.
+    if Path("/dev/shm").is_dir():
+        assert set(Path("/dev/shm").glob("deepspeed_*")) == shm_before
+    assert "deepspeed_shm_comm" not in result.stdout + result.stderr
     lock = _check_run(run_dir, atol=atol)
     assert lock["deepspeedConfig"]["zero_optimization"]["stage"] == spec["zero"]["stage"]
     assert (run_dir / "rendered.yaml").is_file()

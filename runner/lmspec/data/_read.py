@@ -13,7 +13,7 @@ import glob
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,26 +182,33 @@ def _read_csv(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[RawColumns, 
     return raw, rows, header
 
 
+def jsonl_records(fi: FileInfo) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON-lines file; anything but an
+    object is a DataError naming the line. Decoding errors surface to the caller."""
+    with fi.path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", file=fi.display,
+                                row=n, unit="line") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"expected a JSON object, got {type(rec).__name__}",
+                                file=fi.display, row=n, unit="line")
+            yield n, rec
+
+
 def _read_jsonl(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[RawColumns, np.ndarray, list[str]]:
     records: list[dict[str, Any]] = []
     lines: list[int] = []
     keys: dict[str, None] = {}
     try:
-        with fi.path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", file=fi.display,
-                                    row=n, unit="line") from None
-                if not isinstance(rec, dict):
-                    raise DataError(f"expected a JSON object, got {type(rec).__name__}",
-                                    file=fi.display, row=n, unit="line")
-                records.append(rec)
-                lines.append(n)
-                keys.update(dict.fromkeys(rec))
+        for n, rec in jsonl_records(fi):
+            records.append(rec)
+            lines.append(n)
+            keys.update(dict.fromkeys(rec))
     except UnicodeDecodeError as e:
         raise DataError(f"not UTF-8 text (byte {e.start})", file=fi.display) from None
     # A key missing from some records is a missing value there; missing from all, a missing column.

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import csv
 import difflib
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._read import FORMATS_BY_SUFFIX, ColumnSpec, FileInfo, Table, display_path, parse_column
+from ._read import FORMATS_BY_SUFFIX, ColumnSpec, FileInfo, Table, display_path, jsonl_records, parse_column
 from .errors import DataError
 
 STREAM_FORMATS = ("csv", "jsonl", "parquet")
@@ -110,24 +109,13 @@ def _jsonl_chunks(fi: FileInfo, columns: Sequence[ColumnSpec], rows: int) -> Ite
         return raw, np.asarray(numbers, dtype=np.int64), list(seen)
 
     try:
-        with fi.path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", file=fi.display,
-                                    row=n, unit="line") from None
-                if not isinstance(rec, dict):
-                    raise DataError(f"expected a JSON object, got {type(rec).__name__}",
-                                    file=fi.display, row=n, unit="line")
-                records.append(rec)
-                numbers.append(n)
-                seen.update(dict.fromkeys(rec))
-                if len(records) == rows:
-                    yield chunk()
-                    records, numbers, emitted = [], [], True
+        for n, rec in jsonl_records(fi):
+            records.append(rec)
+            numbers.append(n)
+            seen.update(dict.fromkeys(rec))
+            if len(records) == rows:
+                yield chunk()
+                records, numbers, emitted = [], [], True
     except UnicodeDecodeError as e:
         raise DataError(f"not UTF-8 text (byte {e.start})", file=fi.display) from None
     if records or not emitted:

@@ -92,5 +92,13 @@ class World:
         elif self.rendezvous_missing():
             raise RuntimeError("MASTER_ADDR and MASTER_PORT must be set when joining a world of "
                                f"{self.size} processes")
+        # DeepSpeed's CPU backend JIT-compiles a shared-memory all-reduce kernel on first use, behind a
+        # lock file in ~/.cache/torch_extensions: minutes of g++ on a small machine, and a run killed
+        # mid-build leaves the lock behind, so every later run waits on it forever. That kernel only
+        # serves tensor-parallel inference (`inference_all_reduce`), never training, so it is turned
+        # off and gloo carries every collective.
+        import deepspeed.ops
+
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False,
                                    timeout=timedelta(seconds=INIT_TIMEOUT_S))
