@@ -48,6 +48,17 @@ def check_prompt(state: State, ids: list[int], param: str = "prompt") -> None:
                        param=param)
 
 
+def check_text(text: str, param: str = "prompt") -> str:
+    """A prompt string that UTF-8 can encode: JSON lets a lone surrogate (``"\\ud800"``) through,
+    and no tokenizer can take it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(400, f"{param} is not valid Unicode: {exc.reason} at character {exc.start}",
+                       param=param) from None
+    return text
+
+
 def sampling_for(state: State, prompt_tokens: int, *, max_tokens: int | None,
                  temperature: float | None, top_p: float | None, stop: str | list[str] | None,
                  seed: int | None, logprobs: int | None = None, echo: bool = False) -> Sampling:

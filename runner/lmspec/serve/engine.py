@@ -351,10 +351,12 @@ class Engine:
     def _take(self, seq: Sequence, logits: torch.Tensor, greedy: int | None = None) -> None:
         """Choose the sequence's next token from its logits and record it (or the end)."""
         p = seq.params
-        if p.temperature <= 0:
+        scaled = logits / p.temperature if p.temperature > 0 else logits
+        # A temperature so small that the scaled logits overflow is greedy decoding (its limit).
+        if p.temperature <= 0 or not bool(torch.isfinite(scaled.max())):
             token = int(torch.argmax(logits)) if greedy is None else greedy
         else:
-            scaled = _top_p(logits / p.temperature, p.top_p)
+            scaled = _top_p(scaled, p.top_p)
             token = int(torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=seq.generator))
         if token in seq.eos:
             seq.finish_reason = FINISH_STOP

@@ -29,7 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
-from .common import StrictBody, check_prompt, new_generation, sampling_for, with_limits
+from .common import StrictBody, check_prompt, check_text, new_generation, sampling_for, with_limits
 from .errors import ApiError
 from .generate import Generation, Sampling
 from .state import State
@@ -52,7 +52,8 @@ class _Sampling(StrictBody):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0, allow_inf_nan=False)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
+    """A generator seed: a non-negative 64-bit integer (``seed + i`` seeds the i-th of ``n``)."""
     n: int = Field(default=1, ge=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -189,7 +190,7 @@ def add_routes(app: FastAPI, state: State) -> None:
             if len(prompt) != 1:
                 raise ApiError(400, "only one prompt per request is supported", param="prompt")
             prompt = str(prompt[0])
-        ids = [int(i) for i in prompt] if isinstance(prompt, list) else lm.encode(prompt)
+        ids = [int(i) for i in prompt] if isinstance(prompt, list) else lm.encode(check_text(prompt))
         gens = start(body, ids, request, body.max_tokens, body.logprobs, echo=body.echo)
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         echoed = lm.decode(ids) if body.echo else ""
