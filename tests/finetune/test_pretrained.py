@@ -95,10 +95,14 @@ def test_run_refuses_a_missing_base_before_launch(tmp_path: Path) -> None:
             "---\napiVersion: lmspec.io/v1alpha1\nkind: TrainingJob\nmetadata: {name: j}\nspec:\n"
             "  model: m\n  dataset: d\n  loss: {type: causalLm}\n  adapter: {type: lora}\n")
     (tmp_path / "m.yaml").write_text(text)
+    (tmp_path / "t.txt").write_text("some text to train on\n")
     result = subprocess.run([sys.executable, "-m", "lmspec", "run", str(tmp_path / "m.yaml")],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode != 0
-    assert "has no *.safetensors weights" in result.stderr and "Traceback" not in result.stderr
+    # Refused by the pre-launch check, with the manifest's file and line, never a traceback.
+    assert "m.yaml:6:42: error[env.pretrained-base]" in result.stdout
+    assert "has no *.safetensors weights" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_lora_targets(base_dir: Path) -> None:

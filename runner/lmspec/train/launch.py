@@ -105,8 +105,10 @@ def write_run_dir(job: Manifest, manifests: ManifestSet, output: str | None, *, 
         # Marks the directory as output: a directory argument never reads it back as manifests
         # (a run directory inside the manifests' folder would define every manifest twice).
         (run_dir / OUTPUT_MARKER).write_text("run\n")
-        docs = [rendered(m, run_dir) for m in job_manifests(job, manifests)]
-        (run_dir / "rendered.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        # A finished run resumed is left exactly as it was (launch says so and trains nothing).
+        if not (resume and finished(run_dir)):
+            docs = [rendered(m, run_dir) for m in job_manifests(job, manifests)]
+            (run_dir / "rendered.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return run_dir
 
 
