@@ -148,3 +148,48 @@ def test_placement_dtype(llama: Path) -> None:
         while engine.has_work:
             engine.step()
     assert len(seq.generated) == 4
+
+
+
+def test_a_failed_iteration_fails_every_request_and_the_engine_goes_on(llama: Path) -> None:
+    """An iteration that raises outside any one sequence's forward pass must not leave requests
+    waiting on a runner that stopped: they all get the error, and the next request is served
+    from an empty engine."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lmspec.serve.generate import EngineRunner, Sampling
+    from lmspec.serve.metrics import Metrics
+
+    lm = load_hf_dir(llama, Placement())
+    engine = Engine(lm.model, limits())
+    trim, failures = engine._trim, [RuntimeError("cache columns out of step")]
+
+    def trim_failing_once() -> None:
+        if failures:
+            raise failures.pop()
+        trim()
+
+    engine._trim = trim_failing_once  # type: ignore[method-assign]
+
+    async def scenario() -> tuple[list[str], str]:
+        executor = ThreadPoolExecutor(1)
+        runner = EngineRunner(lm, engine, executor, Metrics())
+        runner.start()
+        try:
+            gens = [runner.generation(lm.encode(t), Sampling(max_tokens=6)) for t in ("Hi", "The server")]
+            outcomes = []
+            for gen in gens:
+                try:
+                    outcomes.append(await asyncio.wait_for(gen.text(), 60))
+                except RuntimeError as exc:
+                    outcomes.append(f"error: {exc}")
+            after = await asyncio.wait_for(runner.generation(lm.encode("Hi"), Sampling(max_tokens=6)).text(), 60)
+            return outcomes, after
+        finally:
+            await runner.stop()
+            executor.shutdown()
+
+    outcomes, after = asyncio.run(scenario())
+    assert outcomes == ["error: cache columns out of step"] * 2
+    assert after and not engine.has_work

@@ -191,6 +191,19 @@ class Engine:
         self._trim()
         return touched
 
+    def fail_all(self, exc: BaseException) -> list[Sequence]:
+        """Fail every sequence the engine holds and empty the batch: what the runner does when an
+        iteration raised where no single sequence is to blame, so that no request waits forever
+        on an engine in an unknown state. Returns the failed sequences."""
+        with self._lock:
+            failed = [*self.waiting, *self.prefilling, *self.running]
+            self.waiting.clear()
+        self.prefilling, self.running = [], []
+        self._cache = self._mask = None
+        for seq in failed:
+            seq.error, seq.cache = exc, None
+        return failed
+
     def _drop_cancelled(self) -> None:
         with self._lock:
             for seq in [s for s in self.waiting if s.cancelled]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -27,6 +28,8 @@ from .lm import TextModel
 from .metrics import Metrics
 
 BURST_SECONDS = 0.05
+
+log = logging.getLogger("lmspec.serve")
 
 
 @dataclass
@@ -117,7 +120,15 @@ class EngineRunner:
         until = time.perf_counter() + BURST_SECONDS
         while self.engine.has_work and time.perf_counter() < until:
             started = time.perf_counter()
-            touched = self.engine.step()
+            try:
+                touched = self.engine.step()
+            except Exception as exc:
+                # The step failed between sequences (not in one sequence's forward pass, which
+                # fails that sequence alone): every request gets the error now, and the engine
+                # starts again empty, rather than the loop dying and every request hanging.
+                log.exception("generation step failed; failing the %d sequence(s) in the engine",
+                              sum(self.engine.counts()))
+                touched = self.engine.fail_all(exc)
             handed = []
             for seq in touched:
                 tokens, seq.pending = seq.pending, []
