@@ -193,3 +193,18 @@ def test_a_failed_iteration_fails_every_request_and_the_engine_goes_on(llama: Pa
     outcomes, after = asyncio.run(scenario())
     assert outcomes == ["error: cache columns out of step"] * 2
     assert after and not engine.has_work
+
+
+def test_steps_record_no_autograd_history(gpt2: Any) -> None:
+    """The server calls ``step`` from its compute thread, outside any ``inference_mode`` block: the
+    batch's cache must still hold plain inference tensors, not a growing autograd graph."""
+    assert any(p.requires_grad for p in gpt2.parameters())
+    engine = Engine(gpt2, limits())
+    seq = engine.add([3, 4, 5], SamplingParams(6), frozenset())
+    for _ in range(3):
+        engine.step()
+    keys = engine._cache.layers[0].keys
+    assert keys.is_inference() and keys.grad_fn is None
+    while engine.has_work:
+        engine.step()
+    assert len(seq.generated) == 6

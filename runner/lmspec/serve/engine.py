@@ -170,8 +170,12 @@ class Engine:
 
     # --- in the compute thread -------------------------------------------------------------------
 
+    @torch.inference_mode()
     def step(self) -> list[Sequence]:
-        """One iteration; returns the sequences with new tokens or that ended."""
+        """One iteration; returns the sequences with new tokens or that ended.
+
+        Inference mode here, in the thread that runs it (the mode is per thread): without it every
+        forward pass would record autograd history, and the cache would keep it alive."""
         touched: list[Sequence] = []
         self._drop_cancelled()
         self._admit()
