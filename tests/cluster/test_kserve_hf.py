@@ -54,19 +54,20 @@ def test_predictor_is_the_huggingface_model_spec() -> None:
     assert _model(isvc)["modelFormat"] == {"name": "huggingface"}
     # The manifests sit in hf/ below the workspace root (their Dataset reads ../dataset/).
     assert _model(isvc)["storageUri"] == "pvc://lmspec-workspace/team-a/hf/runs/chat-sft/export"
-    assert _model(isvc)["args"] == ["--model_name=chat", "--max_model_len=2048", "--dtype=bfloat16"]
-    assert _model(isvc)["resources"]["limits"] == {"cpu": "4", "memory": "24Gi", "nvidia.com/gpu": 1}
+    assert _model(isvc)["args"] == ["--model_name=chat", "--max_model_len=2048", "--dtype=bfloat16",
+                                    "--max-num-seqs=64", "--tensor-parallel-size=2"]
+    assert _model(isvc)["resources"]["limits"] == {"cpu": "8", "memory": "48Gi", "nvidia.com/gpu": 2}
     assert (predictor["minReplicas"], predictor["maxReplicas"], predictor["scaleMetric"]) == (1, 3, "cpu")
     assert predictor["timeout"] == 120 and predictor["nodeSelector"] == {"gpu-type": "l4"}
 
 
 def test_defaults_leave_the_runtime_its_own(tmp_path: Path) -> None:
-    """Without maxModelLength and with dtype auto only the served name is passed."""
-    path = _variant(tmp_path, ("  engine: {name: vllm, maxModelLength: 2048}\n", ""),
-                    ("placement: {device: cuda, dtype: bfloat16}", "placement: {device: cuda}"),
+    """Without maxModelLength, with dtype auto and one device the runtime keeps its own defaults."""
+    path = _variant(tmp_path, ("  engine: {name: vllm, maxModelLength: 2048, maxSequences: 64}\n", ""),
+                    ("placement: {device: cuda, dtype: bfloat16, deviceIndices: [0, 1]}", "placement: {device: cuda}"),
                     ("../dataset/train.jsonl", "data/train.jsonl"))
     (isvc,) = inferenceservice([str(path)], runtime="huggingface")
-    assert _model(isvc)["args"] == ["--model_name=chat"]
+    assert _model(isvc)["args"] == ["--model_name=chat", "--max-num-seqs=32"]
     assert _model(isvc)["storageUri"] == "pvc://lmspec-workspace/team-a/runs/chat-sft/export"
     assert all_errors(isvc) == []
 
@@ -121,7 +122,9 @@ def test_path_refusals(tmp_path: Path, setup: Any, message: str) -> None:
     ([("output: {dir: runs/chat-sft}", "output: {dir: ../../runs/chat-sft}")],
      "spec.output.dir", "out of the workspace"),
     ([("output: {dir: runs/chat-sft}", "output: {dir: /runs/chat-sft}")], "spec.output.dir", "is absolute"),
-    ([("protocols: [openai]", "protocols: [oip-v2]"), ("  engine: {name: vllm, maxModelLength: 2048}\n", "")],
+    ([("protocols: [openai]", "protocols: [oip-v2]"),
+      ("  engine: {name: vllm, maxModelLength: 2048, maxSequences: 64}\n", ""),
+      (", deviceIndices: [0, 1]}", "}")],
      "spec.protocols", "OpenAI API only"),
     ([("architecture: {type: pretrained, uri: \"hf://HuggingFaceTB/SmolLM2-135M-Instruct@main\"}",
        "architecture: {type: huggingface, modelType: llama, config: {vocab_size: 256}}"),

@@ -11,6 +11,8 @@ autoscaling map to ``minReplicas``/``maxReplicas``/``scaleMetric``/``scaleTarget
 ``concurrency`` and ``rps`` its Knative mode. API keys stay out of the objects: the manifest's
 ``auth.apiKeys`` name environment variables, which the container takes from a Secret of the
 same name as the service. Written against KServe v0.20.0.
+
+``runtime="huggingface"`` targets KServe's Hugging Face runtime instead (:mod:`.kserve_hf`).
 """
 
 from __future__ import annotations

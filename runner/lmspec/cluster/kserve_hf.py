@@ -3,7 +3,7 @@
 >>> from lmspec.cluster import inferenceservice
 >>> (isvc,) = inferenceservice(["tests/cluster/hf"], runtime="huggingface")
 >>> isvc["spec"]["predictor"]["model"]["storageUri"]
-'pvc://lmspec-workspace/team-a/runs/chat-sft/export'
+'pvc://lmspec-workspace/team-a/hf/runs/chat-sft/export'
 
 The predictor is KServe's model spec, ``{modelFormat: {name: huggingface}, storageUri, args,
 resources}``: KServe picks its ``kserve-huggingfaceserver`` runtime (vLLM where it supports the
@@ -62,7 +62,11 @@ def huggingface_predictor(b: Bundle, service: Manifest) -> dict[str, Any]:
 
 
 def engine_args(service: Manifest) -> list[str]:
-    """Runtime arguments for the engine and placement settings it has a match for."""
+    """Runtime arguments for the engine and placement settings it has a match for.
+
+    ``--max_model_len`` and ``--dtype`` are the runtime's own; ``--max-num-seqs`` and
+    ``--tensor-parallel-size`` are vLLM's, which the runtime passes to its vLLM backend and its
+    plain transformers backend ignores (as ``engine: vllm`` under ``lmspec serve`` maps them)."""
     spec = service.obj.spec
     args: list[str] = []
     if spec.engine.max_model_length is not None:
@@ -71,6 +75,9 @@ def engine_args(service: Manifest) -> list[str]:
     # explicit type is passed and `auto` leaves the runtime's default.
     if spec.placement.dtype != "auto":
         args.append(f"--dtype={spec.placement.dtype}")
+    args.append(f"--max-num-seqs={spec.engine.max_sequences}")
+    if len(spec.placement.device_indices) > 1:
+        args.append(f"--tensor-parallel-size={len(spec.placement.device_indices)}")
     return args
 
 
