@@ -23,11 +23,12 @@ REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
 IMAGE = "registry.example.com/lmspec-runner:0.1.0"
 OWN = "tests/cluster/manifests"
+HF = "tests/cluster/hf"
 
 CASES = [
     ("kubeflow", "examples/iris"), ("kubeflow", "examples/regression"), ("kubeflow", "examples/tinylm"),
     ("kubeflow", OWN),
-    ("kserve", "examples/iris"), ("kserve", "examples/tinylm"), ("kserve", OWN),
+    ("kserve", "examples/iris"), ("kserve", "examples/tinylm"), ("kserve", OWN), ("kserve", HF),
     ("slurm", "examples/iris"), ("slurm", "examples/tinylm"),
 ]
 
@@ -39,6 +40,8 @@ def at_repo(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _export(target: str, path: str) -> dict[str, str]:
+    if path == HF:
+        return export(target, [path], runtime="huggingface")  # type: ignore[arg-type]
     return export(target, [path], image=None if path == OWN or target == "slurm" else IMAGE)  # type: ignore[arg-type]
 
 
@@ -67,7 +70,7 @@ def test_objects_pass_upstream_checks(target: str, path: str) -> None:
         assert all_errors(obj) == [], (obj["kind"], all_errors(obj))
 
 
-@pytest.mark.parametrize(("target", "path"), [c for c in CASES if c[0] != "slurm"])
+@pytest.mark.parametrize(("target", "path"), [c for c in CASES if c[0] != "slurm" and c[1] != HF])
 def test_configmap_round_trip(target: str, path: str, tmp_path: Path) -> None:
     """The manifests in the ConfigMap are exactly ``lmspec render``'s output, and valid."""
     (text,) = _export(target, path).values()

@@ -33,11 +33,11 @@ def deepspeed_config(paths: tuple[str, ...], job_name: str | None) -> None:
 
 
 def _cluster_export(target: str, paths: tuple[str, ...], image: str | None, name: str | None,
-                    out_dir: str | None) -> None:
+                    out_dir: str | None, runtime: str = "lmspec") -> None:
     from ..cluster import ExportError, export
 
     with reported(ExportError, OSError):
-        files = export(target, paths, image=image, name=name)  # type: ignore[arg-type]
+        files = export(target, paths, image=image, name=name, runtime=runtime)  # type: ignore[arg-type]
         if out_dir is None:
             sys.stdout.write("".join(files.values()))
             return
@@ -67,11 +67,15 @@ def kubeflow(paths: tuple[str, ...], image: str | None, name: str | None, out_di
 @click.argument("paths", nargs=-1, required=True)
 @_IMAGE
 @click.option("--service", "name", help="InferenceService to export, when the inputs define several.")
+@click.option("--runtime", type=click.Choice(["lmspec", "huggingface"]), default="lmspec", show_default=True,
+              help="lmspec: a container running lmspec serve. huggingface: KServe's Hugging Face runtime "
+                   "(causal LMs in Hugging Face format on a pvc:// workspace; no lmspec gateway).")
 @_OUT
-def kserve(paths: tuple[str, ...], image: str | None, name: str | None, out_dir: str | None) -> None:
+def kserve(paths: tuple[str, ...], image: str | None, name: str | None, runtime: str, out_dir: str | None) -> None:
     """A KServe InferenceService (and a ConfigMap holding the rendered manifests) whose predictor
-    container runs lmspec serve."""
-    _cluster_export("kserve", paths, image, name, out_dir)
+    container runs lmspec serve, or (--runtime huggingface) whose predictor is KServe's Hugging
+    Face runtime reading the model from the workspace volume."""
+    _cluster_export("kserve", paths, image, name, out_dir, runtime)
 
 
 @command.command("slurm")

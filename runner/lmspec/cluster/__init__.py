@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from .common import ExportError
-from .kserve import KSERVE_VERSION, inferenceservice
+from .kserve import KSERVE_VERSION, Runtime, inferenceservice
 from .kubeflow import TRAINER_VERSION, trainjob
 from .slurm import sbatch
 
@@ -46,17 +46,20 @@ def to_yaml(objects: Sequence[dict[str, Any]]) -> str:
 
 
 def export(target: Target, paths: Sequence[str], *, image: str | None = None,
-           name: str | None = None) -> dict[str, str]:
+           name: str | None = None, runtime: Runtime = "lmspec") -> dict[str, str]:
     """The files that run the manifests in ``paths`` on ``target``: ``{file name: text}``.
 
     ``name`` picks the TrainingJob (kubeflow, slurm) or InferenceService (kserve) when the inputs
-    hold several; ``image`` overrides ``spec.cluster.image``. Raises :class:`ExportError` for what
+    hold several; ``image`` overrides ``spec.cluster.image``; ``runtime`` (kserve only) serves the
+    model with ``lmspec serve`` or KServe's Hugging Face runtime. Raises :class:`ExportError` for what
     cannot be exported, ``lmspec.ValidationFailed`` for invalid manifests."""
+    if runtime != "lmspec" and target != "kserve":
+        raise ExportError(f"--runtime {runtime} applies to kserve only")
     if target == "kubeflow":
         objects = trainjob(paths, image=image, job_name=name)
         return {f"{objects[-1]['metadata']['name']}.kubeflow.yaml": to_yaml(objects)}
     if target == "kserve":
-        objects = inferenceservice(paths, image=image, service_name=name)
+        objects = inferenceservice(paths, image=image, service_name=name, runtime=runtime)
         return {f"{objects[-1]['metadata']['name']}.kserve.yaml": to_yaml(objects)}
     if target == "slurm":
         script = sbatch(paths, job_name=name)
@@ -65,4 +68,4 @@ def export(target: Target, paths: Sequence[str], *, image: str | None = None,
     raise ValueError(f"unknown target {target!r}")
 
 
-__all__ = ["TARGETS", "ExportError", "Target", "export", "inferenceservice", "sbatch", "to_yaml", "trainjob"]
+__all__ = ["TARGETS", "ExportError", "Runtime", "Target", "export", "inferenceservice", "sbatch", "to_yaml", "trainjob"]

@@ -11,14 +11,17 @@ autoscaling map to ``minReplicas``/``maxReplicas``/``scaleMetric``/``scaleTarget
 ``concurrency`` and ``rps`` its Knative mode. API keys stay out of the objects: the manifest's
 ``auth.apiKeys`` name environment variables, which the container takes from a Secret of the
 same name as the service. Written against KServe v0.20.0.
+
+``runtime="huggingface"`` targets KServe's Hugging Face runtime instead (:mod:`.kserve_hf`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from ..standard import KeySource, ServiceCluster
+from ..validator.core import Manifest
 from .common import (
     WORKSPACE,
     ExportError,
@@ -38,11 +41,13 @@ API_VERSION = "serving.kserve.io/v1beta1"
 KSERVE_VERSION = "v0.20.0"
 """The KServe release the objects are written for (its CRD is vendored in the tests)."""
 PORT = 8080
+Runtime = Literal["lmspec", "huggingface"]
+"""What serves the model: ``lmspec serve`` in a custom container, or KServe's Hugging Face runtime."""
 BLOCKED_ENV = ("PYTHONPATH",)
 """Environment variables KServe's webhook refuses in predictor containers."""
 
 
-def _resources(cluster: ServiceCluster | None) -> dict[str, Any]:
+def resources_of(cluster: ServiceCluster | None) -> dict[str, Any]:
     if cluster is None:
         return {}
     limits: dict[str, Any] = {}
@@ -55,15 +60,26 @@ def _resources(cluster: ServiceCluster | None) -> dict[str, Any]:
     return {"limits": limits, "requests": dict(limits)} if limits else {}
 
 
-def inferenceservice(paths: Sequence[str], *, image: str | None = None,
-                     service_name: str | None = None) -> list[dict[str, Any]]:
-    """The ConfigMap and KServe InferenceService that serve an lmspec InferenceService; raises
+def inferenceservice(paths: Sequence[str], *, image: str | None = None, service_name: str | None = None,
+                     runtime: Runtime = "lmspec") -> list[dict[str, Any]]:
+    """The ConfigMap and KServe InferenceService that serve an lmspec InferenceService with
+    ``lmspec serve`` (``runtime="lmspec"``), or the InferenceService alone on KServe's Hugging
+    Face runtime (``runtime="huggingface"``, see :mod:`lmspec.cluster.kserve_hf`); raises
     :class:`ExportError` or ``ValidationFailed``."""
     b = bundle(paths)
     try:
         service = b.manifests.pick("InferenceService", service_name, option="--service")
     except LookupError as exc:
         raise ExportError(str(exc)) from None
+    if runtime == "huggingface":
+        from .kserve_hf import huggingface_predictor
+
+        if image is not None:
+            raise ExportError("--image applies to --runtime lmspec; the Hugging Face runtime runs KServe's "
+                              "own image (its ClusterServingRuntime kserve-huggingfaceserver)")
+        return [huggingface_predictor(b, service)]
+    if runtime != "lmspec":
+        raise ValueError(f"unknown KServe runtime {runtime!r}")
     spec = service.obj.spec
     cluster: ServiceCluster | None = spec.cluster
     name = k8s_name(service.name, "InferenceService")
@@ -94,7 +110,7 @@ def inferenceservice(paths: Sequence[str], *, image: str | None = None,
     if any(isinstance(k, KeySource) and k.file is not None for k in spec.auth.api_keys):
         raise ExportError(f"{service.file}: spec.auth.apiKeys reads a key file; on KServe keys come from a Secret "
                           "as environment variables: use {env: VAR}")
-    resources = _resources(cluster)
+    resources = resources_of(cluster)
     if resources:
         container["resources"] = resources
     ws = workspace_volume(cluster)
@@ -103,6 +119,19 @@ def inferenceservice(paths: Sequence[str], *, image: str | None = None,
     volumes = [{"name": "lmspec-manifests", "configMap": {"name": configmap}}]
     if ws is not None:
         volumes.insert(0, ws)
+    predictor, annotations = scaling(service)
+    predictor["containers"] = [container]
+    predictor["volumes"] = volumes
+    predictor.update(node_placement(cluster))
+    labels = labels_for(service)
+    return [config_map(configmap, b, labels), isvc_object(name, labels, annotations, predictor)]
+
+
+def scaling(service: Manifest) -> tuple[dict[str, Any], dict[str, str]]:
+    """The predictor's replica, autoscaling and timeout fields, and the deployment-mode annotation
+    they need; shared by both runtimes."""
+    spec = service.obj.spec
+    cluster: ServiceCluster | None = spec.cluster
     predictor: dict[str, Any] = {}
     annotations: dict[str, str] = {}
     if cluster is not None:
@@ -120,11 +149,11 @@ def inferenceservice(paths: Sequence[str], *, image: str | None = None,
         raise ExportError(f"{service.file}: spec.cluster.replicas.min 0 (scale to zero) needs KServe's Knative mode, "
                           "which scales on concurrency or rps: set autoscaling.metric to one of them")
     predictor["timeout"] = max(1, round(spec.limits.request_timeout_seconds))
-    predictor["containers"] = [container]
-    predictor["volumes"] = volumes
-    predictor.update(node_placement(cluster))
-    labels = labels_for(service)
-    isvc = {"apiVersion": API_VERSION, "kind": "InferenceService",
+    return predictor, annotations
+
+
+def isvc_object(name: str, labels: dict[str, str], annotations: dict[str, str],
+                predictor: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "InferenceService",
             "metadata": {"name": name, "labels": labels, "annotations": annotations},
             "spec": {"predictor": predictor}}
-    return [config_map(configmap, b, labels), isvc]
