@@ -15,7 +15,9 @@ What it does, in order:
   ``checkpointing.interval`` steps and at the end.
 - evaluate: test-split metrics, reduced across ranks; predictions on the first test rows
   (``final_predictions.npy`` beside ``final_inputs.npy``) to check the export against.
-- save: fp32 weights gathered from any ZeRO stage, exported by rank 0 to ``<run>/export``.
+- save: fp32 weights gathered from any ZeRO stage, exported by rank 0 to ``<run>/export``. A
+  language model's full weights are streamed: gathered one parameter at a time and written into
+  Hugging Face safetensors shards as they fill, so no rank ever holds the whole model.
 
 Determinism: every random draw is derived from (seed, epoch, micro batch, rank), never from a
 generator's running state, so a resumed run sees exactly the batches, augmentation noise and
