@@ -648,60 +648,107 @@ class Recipe:
 
     # --- save ----------------------------------------------------------------------------------
 
-    def full_weights(self, *, trainable_only: bool = False) -> Iterator[tuple[str, torch.Tensor | None]]:
-        """Each fp32 weight, whole, one at a time, from any ZeRO stage: ``(name, tensor)`` on
-        rank 0, ``(name, None)`` on the other ranks. Collective: every rank must consume it to
-        the end, in step.
-
-        Trained parameters come from the optimizer's fp32 master copy; frozen ones (the base
-        under LoRA) are gathered one at a time at ZeRO-3. Nothing is kept between items, so a
-        caller that writes each weight out holds one whole parameter at a time, not the model."""
+    def _gather(self, p: torch.Tensor) -> torch.Tensor | None:
+        """One parameter, whole and fp32 (collective: every rank calls it in step): a copy on
+        rank 0, None on the others. Trained parameters come from the optimizer's fp32 master
+        copy; frozen ones (the base under LoRA) are gathered from their ZeRO-3 partitions."""
         import deepspeed
         from deepspeed.utils import safe_get_full_fp32_param
 
-        module = self.engine.module
         keep = self.world.is_main
-        for name, p in module.named_parameters():
-            if trainable_only and not p.requires_grad:
-                continue
-            full = safe_get_full_fp32_param(p) if p.requires_grad else None
-            if full is None and hasattr(p, "ds_id"):  # a frozen ZeRO-3 partition
-                with deepspeed.zero.GatheredParameters([p]):
-                    full = p.detach().float().cpu().clone() if keep else None
-            elif full is None:  # not managed by a ZeRO or bf16 optimizer: the parameter is fp32
-                full = p.detach()
-            yield name, (full.detach().float().cpu().clone() if keep and full is not None else None)
-            del full
-        if trainable_only:
-            return
+        full = safe_get_full_fp32_param(p) if p.requires_grad else None
+        if full is None and hasattr(p, "ds_id"):  # a frozen ZeRO-3 partition
+            with deepspeed.zero.GatheredParameters([p]):
+                full = p.detach().float().cpu().clone() if keep else None
+        elif full is None:  # not managed by a ZeRO or bf16 optimizer: the parameter is fp32
+            full = p.detach()
+        return full.detach().float().cpu().clone() if keep and full is not None else None
+
+    def _buffers(self, module: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor | None]]:
+        """The buffers a state dict holds (never partitioned)."""
         persistent = set(module.state_dict())
         for name, b in module.named_buffers():
             if name in persistent:
-                yield name, (b.detach().cpu().clone() if keep else None)
+                yield name, (b.detach().cpu().clone() if self.world.is_main else None)
+
+    def full_weights(self, *, trainable_only: bool = False) -> Iterator[tuple[str, torch.Tensor | None]]:
+        """Each fp32 weight, whole, one at a time, from any ZeRO stage: ``(name, tensor)`` on
+        rank 0, ``(name, None)`` on the other ranks. Collective: every rank must consume it to
+        the end, in step. Nothing is kept between items, so a caller that writes each weight
+        out holds one whole parameter at a time, not the model."""
+        module = self.engine.module
+        for name, p in module.named_parameters():
+            if trainable_only and not p.requires_grad:
+                continue
+            yield name, self._gather(p)
+        if not trainable_only:
+            yield from self._buffers(module)
+
+    def merged_weights(self) -> Iterator[tuple[str, torch.Tensor | None]]:
+        """The base's weights with the LoRA update merged in, one at a time, named as in the
+        base's checkpoint (collective, like :meth:`full_weights`). Each adapted layer's weight
+        is gathered with its two LoRA factors and merged as peft's ``merge_and_unload`` does,
+        ``W + scaling · transpose(B @ A)``, from the fp32 copies; ``modulesToSave`` layers give
+        their trained copy."""
+        from peft.tuners.lora import LoraLayer
+        from peft.utils.other import transpose
+
+        peft_model: Any = self.engine.module.lm
+        adapter = peft_model.active_adapter
+        layers: dict[str, Any] = {n: m for n, m in peft_model.named_modules() if isinstance(m, LoraLayer)}
+        lead = "base_model.model."
+        saved = f".modules_to_save.{adapter}."
+
+        def base_name(name: str) -> str:
+            name = name[len(lead):] if name.startswith(lead) else name
+            return name.replace(".base_layer.", ".").replace(saved, ".")
+
+        for name, p in peft_model.named_parameters():
+            owner, _, leaf = name.rpartition(".")
+            if ".lora_" in name or ".original_module." in name:  # merged below / replaced by the copy
+                continue
+            layer = layers.get(owner.removesuffix(".base_layer"))
+            if layer is None or leaf != "weight" or not owner.endswith(".base_layer"):
+                yield base_name(name), self._gather(p)
+                continue
+            w = self._gather(p)
+            a = self._gather(layer.lora_A[adapter].weight)
+            b = self._gather(layer.lora_B[adapter].weight)
+            if w is not None and a is not None and b is not None:
+                w += transpose(b @ a, layer.fan_in_fan_out) * layer.scaling[adapter]
+            yield base_name(name), w
+        for name, t in self._buffers(peft_model):
+            if ".lora_" not in name and ".original_module." not in name:
+                yield base_name(name), t
 
     def full_state_dict(self, *, trainable_only: bool = False) -> dict[str, torch.Tensor]:
         """fp32 weights, whole, from any ZeRO stage (collective; complete on rank 0 only, empty
         on the others). Holds the whole model: for small models and adapters."""
         return {name: t for name, t in self.full_weights(trainable_only=trainable_only) if t is not None}
 
-    def stream_hf_weights(self, module: CausalLM) -> tuple[Path, ShardStats] | None:
-        """Write the language model's weights as Hugging Face safetensors shards, streamed
-        (collective): each weight is gathered on every rank in turn and rank 0 appends it to the
-        current shard, writing the shard out when it is full; the other ranks keep nothing.
-        Returns, on rank 0, the staging directory holding the shards and what was written."""
+    def stream_hf_weights(self, module: CausalLM, *, merged: bool = False) -> tuple[Path, ShardStats] | None:
+        """Write the language model's weights (``merged``: the base with the LoRA update merged
+        in) as Hugging Face safetensors shards, streamed (collective): each weight is gathered on
+        every rank in turn and rank 0 appends it to the current shard, writing the shard out when
+        it is full; the other ranks keep nothing. Returns, on rank 0, the staging directory
+        holding the shards and what was written."""
         import tempfile
 
         from ..model.hf_shards import ShardWriter, max_shard_bytes
 
+        wrapped: Any = module.lm
+        lm: Any = wrapped.get_base_model() if merged else wrapped
         staging: Path | None = None
         writer: ShardWriter | None = None
         if self.world.is_main:
             staging = Path(tempfile.mkdtemp(prefix=".export-weights.", dir=self.run_dir))
-            writer = ShardWriter(staging, max_shard_bytes(), convert=_checkpoint_layout(module.lm))
+            writer = ShardWriter(staging, max_shard_bytes(), convert=_checkpoint_layout(lm))
         prefix = "lm."
-        for name, tensor in self.full_weights():
+        weights = self.merged_weights() if merged else (
+            (name[len(prefix):] if name.startswith(prefix) else name, t) for name, t in self.full_weights())
+        for name, tensor in weights:
             if writer is not None and tensor is not None:
-                writer.add(name[len(prefix):] if name.startswith(prefix) else name, tensor)
+                writer.add(name, tensor)
             del tensor
         if writer is None or staging is None:
             return None
@@ -717,11 +764,17 @@ class Recipe:
         write_hf = None
         streamed: tuple[Path, ShardStats] | None = None
         state: dict[str, torch.Tensor] | None = None
-        if isinstance(module, CausalLM) and self.spec.adapter is None:
+        adapter = self.spec.adapter
+        if isinstance(module, CausalLM) and adapter is None:
             # Full weights are streamed into shards: no rank ever holds the whole model.
             streamed = self.stream_hf_weights(module)
         elif isinstance(module, CausalLM):
-            state = self.full_state_dict(trainable_only=True)  # the adapter only
+            assert adapter is not None
+            state = self.full_state_dict(trainable_only=True)  # the adapter only: small
+            if adapter.export_merged and adapter.type == "lora":
+                # A 4-bit (qlora) base has no fp32 weights to gather: it is merged from the
+                # base's files on rank 0 instead.
+                streamed = self.stream_hf_weights(module, merged=True)
         else:
             state = self.full_state_dict()
         if not self.world.is_main:
@@ -771,9 +824,9 @@ class Recipe:
 
     def _hf_writer(self, module: CausalLM, state: dict[str, torch.Tensor] | None,
                    weights_dir: Path | None) -> Any:
-        """The function that writes the Hugging Face part of the export: the streamed weight
-        shards in ``weights_dir`` (full fine-tuning) or the adapter in ``state`` (LoRA), with
-        the config and the tokenizer."""
+        """The function that writes the Hugging Face part of the export: the adapter in
+        ``state`` (LoRA), the streamed weight shards in ``weights_dir`` (full fine-tuning, or
+        the merged LoRA model), the config and the tokenizer."""
         from ..model.adapters import merge_adapter, save_adapter
         from ..model.hf_tokenizer import hf_tokenizer
         from ..model.pretrained import load_base_tokenizer
@@ -808,14 +861,14 @@ class Recipe:
                 save_adapter(peft_model, named, tmp / "adapter")
                 tokenizer.save_pretrained(str(tmp / "adapter"))
                 info["adapter"] = {"type": adapter.type, "path": "adapter", "merged": adapter.export_merged}
-                if adapter.export_merged:
+                if adapter.export_merged and weights_dir is None:
                     merged: Any = merge_adapter(base.directory, tmp / "adapter")
                     merged.save_pretrained(str(tmp))
-            else:
-                assert weights_dir is not None
+            if weights_dir is not None:
                 for f in weights_dir.iterdir():
                     os.replace(f, tmp / f.name)
-                lm: Any = module.lm
+                wrapped: Any = module.lm
+                lm: Any = wrapped.get_base_model() if adapter is not None else wrapped
                 # What save_pretrained writes beside the weights, recorded the same way.
                 lm.config.dtype = str(lm.dtype).split(".")[1]
                 lm.config.architectures = [type(lm).__name__]
