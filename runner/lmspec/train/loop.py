@@ -732,6 +732,7 @@ class Recipe:
         every rank in turn and rank 0 appends it to the current shard, writing the shard out when
         it is full; the other ranks keep nothing. Returns, on rank 0, the staging directory
         holding the shards and what was written."""
+        import shutil
         import tempfile
 
         from ..model.hf_shards import ShardWriter, max_shard_bytes
@@ -746,13 +747,18 @@ class Recipe:
         prefix = "lm."
         weights = self.merged_weights() if merged else (
             (name[len(prefix):] if name.startswith(prefix) else name, t) for name, t in self.full_weights())
-        for name, tensor in weights:
-            if writer is not None and tensor is not None:
-                writer.add(name, tensor)
-            del tensor
-        if writer is None or staging is None:
-            return None
-        return staging, writer.close()
+        try:
+            for name, tensor in weights:
+                if writer is not None and tensor is not None:
+                    writer.add(name, tensor)
+                del tensor
+            if writer is None or staging is None:
+                return None
+            return staging, writer.close()
+        except BaseException:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
 
     def save(self, metrics: dict[str, float]) -> Path:
         import shutil
