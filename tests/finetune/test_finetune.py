@@ -3,7 +3,8 @@ full fine-tuning at ZeRO-3 with optimizer offload. Each launch checks several th
 starting ranks is slow: the held-back loss fell, the lock records the base, the exported adapter
 reloads with the trained weights, the merged or full export loaded by plain ``transformers`` gives
 the trained engine's logits, and a ZeRO-3 export (parameters loaded and kept partitioned) holds
-every tensor of the base."""
+every tensor of the base. Merged and full exports are streamed into several small shards, and
+rank 0 reports holding less than the model at once."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from train_helpers import lmspec_run, write_manifests
 
 from lmspec.model.adapters import load_adapter
+from lmspec.model.hf_shards import MAX_SHARD_BYTES_ENV
 from lmspec.model.pretrained import count_from_headers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,7 +30,8 @@ SIG = {"inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1, -1]}],
 LORA = {"type": "lora", "rank": 8, "alpha": 16, "targetModules": "all-linear"}
 
 
-def _manifests(directory: Path, base: Path, run_dir: Path, **job: Any) -> Path:
+def _manifests(directory: Path, base: Path, run_dir: Path, data_spec: dict[str, Any] | None = None,
+               **job: Any) -> Path:
     model = {"apiVersion": "lmspec.io/v1alpha1", "kind": "Model", "metadata": {"name": "base"},
              "spec": {"task": "causal-lm", "architecture": {"type": "pretrained", "path": str(base)},
                       "signature": SIG}}
@@ -39,6 +42,8 @@ def _manifests(directory: Path, base: Path, run_dir: Path, **job: Any) -> Path:
                                         "tokenizer": {"type": "file", "path": str(base / "tokenizer.json")}},
                                        {"type": "pack", "sequenceLength": 32}],
                      "splits": {"ratios": {"train": 0.8, "validation": 0.1, "test": 0.1}, "seed": 0}}}
+    if data_spec is not None:
+        data["spec"] = data_spec
     spec = {"model": "base", "dataset": "gpl", "loss": {"type": "causalLm"},
             "optimizer": {"type": "adamw", "lr": 0.01}, "stopping": {"maxSteps": 10},
             "batch": {"microBatchSize": 4}, "resources": {"processesPerNode": 2},
@@ -68,6 +73,10 @@ CASES = {
     "full-zero3-offload": {"zero": {"stage": 3, "offloadOptimizer": {"device": "cpu"}}},
 }
 
+SHARD_BYTES = 48_000
+"""Export shard size of the full fine-tuning case: about a third of the tiny base's fp32 weights,
+so the export streams into several shards."""
+
 
 FINISHED: dict[str, Path] = {}
 """Run directories of the cases above, reused as the uninterrupted reference of the resume test."""
@@ -82,7 +91,8 @@ def test_finetune_two_ranks(tmp_path: Path, base_dir: Path, name: str) -> None:
     run_dir = tmp_path / "run"
     stage = job["zero"]["stage"]
     total, _, base_shapes = count_from_headers(base_dir)
-    result = lmspec_run(str(_manifests(tmp_path, base_dir, run_dir, **job)), timeout=480)
+    env = {MAX_SHARD_BYTES_ENV: str(SHARD_BYTES)}
+    result = lmspec_run(str(_manifests(tmp_path, base_dir, run_dir, **job)), env=env, timeout=480)
     assert result.returncode == 0, result.stderr[-4000:]
     if stage == 3:  # each rank held a partition of the parameters only
         assert len(list((run_dir / "checkpoints" / "step10").glob("zero_pp_rank_*_model_states.pt"))) == 2
@@ -119,8 +129,18 @@ def test_finetune_two_ranks(tmp_path: Path, base_dir: Path, name: str) -> None:
             return
     else:
         assert params["trainable"] == params["total"] == total
-        shapes = count_from_headers(export)[2]
-        assert shapes == base_shapes  # every tensor present, right shapes, none empty
+    shapes = count_from_headers(export)[2]
+    assert shapes == base_shapes  # every tensor present, named and shaped as the base's, none empty
+    # Streamed into several shards; rank 0 never held more than a shard and one parameter.
+    index = json.loads((export / "model.safetensors.index.json").read_text())
+    stats = json.loads((run_dir / "summary.json").read_text())["export"]
+    weight_bytes = 4 * total  # fp32
+    assert stats["weightBytes"] == index["metadata"]["total_size"] == weight_bytes
+    assert stats["shards"] == len(set(index["weight_map"].values())) >= 3
+    assert sorted(set(index["weight_map"].values()))[0] == f"model-00001-of-{stats['shards']:05d}.safetensors"
+    largest = 4 * max(int(np.prod(s)) for s in base_shapes.values())
+    assert 0 < stats["peakHeldBytes"] <= SHARD_BYTES + largest < weight_bytes
+    assert not list(run_dir.glob(".export-weights.*"))  # the staging directory is gone
     plain = AutoModelForCausalLM.from_pretrained(export)
     np.testing.assert_allclose(_logits(plain, ids), trained, rtol=0, atol=1e-4)
     for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
@@ -148,3 +168,50 @@ def test_lora_kill_and_resume_gives_the_same_adapter(tmp_path: Path, base_dir: P
     assert a.keys() == b.keys() and any("lora_B" in k for k in a)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+DECLARED_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|assistant|> ' }}{% generation %}{{ message['content'] + '<|endoftext|>' }}{% endgeneration %}{{ '\\n\\n' }}"
+    "{% else %}{{ '<|' + message['role'] + '|> ' + message['content'] + '<|endoftext|>\\n\\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|> ' }}{% endif %}"
+)
+"""A chat template unlike the base's (a space after the role, blank lines between turns)."""
+
+
+def test_export_carries_the_datasets_chat_template(tmp_path: Path, base_dir: Path) -> None:
+    """A chat fine-tune whose Dataset declares its own template exports a tokenizer with that
+    template, so servers format requests as training did; one rank at ZeRO-3, so the streamed
+    export fits one ``model.safetensors``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    (tmp_path / "template.jinja").write_text(DECLARED_TEMPLATE)
+    qa = Path(__file__).resolve().parents[2] / "examples" / "data" / "python-docs-qa.jsonl"
+    data = {"sources": [{"path": str(qa)}],
+            "chat": {"sequenceLength": 64, "templatePath": "template.jinja"},  # beside the manifests
+            "splits": {"ratios": {"train": 0.8, "validation": 0.1, "test": 0.1}, "seed": 0}}
+    manifests = _manifests(tmp_path, base_dir, tmp_path / "run", data, zero={"stage": 3},
+                           resources={"processesPerNode": 1}, stopping={"maxSteps": 2},
+                           validation={"interval": 2})
+    result = lmspec_run(str(manifests), timeout=480)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    export = tmp_path / "run" / "export"
+    assert (export / "chat_template.jinja").read_text() == DECLARED_TEMPLATE
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a list?"},
+                {"role": "assistant", "content": "A sequence."}, {"role": "user", "content": "And a dict?"}]
+    base = AutoTokenizer.from_pretrained(base_dir)
+    exported = AutoTokenizer.from_pretrained(export)
+    declared = base.apply_chat_template(messages, chat_template=DECLARED_TEMPLATE, tokenize=False,
+                                        add_generation_prompt=True)
+    assert exported.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == declared
+    assert base.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) != declared
+    # The streamed export in one file loads and reproduces the trained engine.
+    assert (export / "model.safetensors").is_file() and not (export / "model.safetensors.index.json").exists()
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["export"]["shards"] == 1
+    ids = np.load(tmp_path / "run" / "final_inputs.npy")
+    plain = AutoModelForCausalLM.from_pretrained(export)
+    np.testing.assert_allclose(_logits(plain, ids), np.load(tmp_path / "run" / "final_predictions.npy"),
+                               rtol=0, atol=1e-4)

@@ -17,8 +17,10 @@ A causal language model (format 2) is a Hugging Face model directory with the sa
 files beside it, so ``AutoModelForCausalLM.from_pretrained(export_dir)`` and any server that
 reads that layout load it, and ``lmspec serve`` still knows its signature and limits::
 
-    config.json, generation_config.json, model.safetensors (or shards + index)
-    tokenizer.json, tokenizer_config.json, chat_template.jinja (when the tokenizer has one)
+    config.json, generation_config.json, model.safetensors (or shards + index: written
+                        one parameter at a time by ``lmspec.model.hf_shards``)
+    tokenizer.json, tokenizer_config.json, chat_template.jinja (the Dataset's declared
+                        template, else the tokenizer's, when there is one)
     adapter/            LoRA runs: adapter_config.json, adapter_model.safetensors (peft)
     model.yaml, transform.json, export.json   (export.json adds "layout": "huggingface",
                          "base": the pretrained base's lock entry, "adapter", "parameters")

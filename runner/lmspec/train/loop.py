@@ -15,7 +15,9 @@ What it does, in order:
   ``checkpointing.interval`` steps and at the end.
 - evaluate: test-split metrics, reduced across ranks; predictions on the first test rows
   (``final_predictions.npy`` beside ``final_inputs.npy``) to check the export against.
-- save: fp32 weights gathered from any ZeRO stage, exported by rank 0 to ``<run>/export``.
+- save: fp32 weights gathered from any ZeRO stage, exported by rank 0 to ``<run>/export``. A
+  language model's full weights are streamed: gathered one parameter at a time and written into
+  Hugging Face safetensors shards as they fill, so no rank ever holds the whole model.
 
 Determinism: every random draw is derived from (seed, epoch, micro batch, rank), never from a
 generator's running state, so a resumed run sees exactly the batches, augmentation noise and
@@ -32,8 +34,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -49,12 +52,31 @@ from .metrics import IGNORE_INDEX, MetricsLog, Sums, compute_loss
 from .tracking import open_trackers
 from .world import World
 
+if TYPE_CHECKING:
+    from ..model.hf_shards import ShardStats
+
 PREDICTION_ROWS = 64
 """Test rows whose final predictions are saved beside the export, to check it reproduces them."""
 
 FAULT_ENV = "LMSPEC_FAULT_AT"
 """Fault injection for resume and failure tests: ``RANK:STEP`` kills that rank (SIGKILL) just
 after optimizer step STEP. Never set in normal use."""
+
+
+def _checkpoint_layout(lm: Any) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None:
+    """What ``save_pretrained`` does to the weights before writing them: transformers' reverse
+    of the conversions some architectures apply when loading (renamed or fused weights), done
+    per shard, as transformers does for offloaded weights. A no-op for most models."""
+    try:
+        from transformers.core_model_loading import revert_weight_conversion
+    except ImportError:  # a transformers without load-time weight conversions
+        return None
+
+    def convert(shard: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = revert_weight_conversion(lm, shard)
+        return out
+
+    return convert
 
 
 class TrainError(Exception):
@@ -626,58 +648,167 @@ class Recipe:
 
     # --- save ----------------------------------------------------------------------------------
 
-    def full_state_dict(self, *, trainable_only: bool = False) -> dict[str, torch.Tensor]:
-        """fp32 weights, whole, from any ZeRO stage (collective; complete on rank 0 only).
-
-        Trained parameters come from the optimizer's fp32 master copy; frozen ones (the base
-        under LoRA) are gathered one at a time at ZeRO-3, so at most one is whole at once on
-        the device."""
+    def _gather(self, p: torch.Tensor) -> torch.Tensor | None:
+        """One parameter, whole and fp32 (collective: every rank calls it in step): a copy on
+        rank 0, None on the others. Trained parameters come from the optimizer's fp32 master
+        copy; frozen ones (the base under LoRA) are gathered from their ZeRO-3 partitions."""
         import deepspeed
         from deepspeed.utils import safe_get_full_fp32_param
 
+        keep = self.world.is_main
+        full = safe_get_full_fp32_param(p) if p.requires_grad else None
+        if full is None and hasattr(p, "ds_id"):  # a frozen ZeRO-3 partition
+            with deepspeed.zero.GatheredParameters([p]):
+                full = p.detach().float().cpu().clone() if keep else None
+        elif full is None:  # not managed by a ZeRO or bf16 optimizer: the parameter is fp32
+            full = p.detach()
+        return full.detach().float().cpu().clone() if keep and full is not None else None
+
+    def _buffers(self, module: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor | None]]:
+        """The buffers a state dict holds (never partitioned)."""
+        persistent = set(module.state_dict())
+        for name, b in module.named_buffers():
+            if name in persistent:
+                yield name, (b.detach().cpu().clone() if self.world.is_main else None)
+
+    def full_weights(self, *, trainable_only: bool = False) -> Iterator[tuple[str, torch.Tensor | None]]:
+        """Each fp32 weight, whole, one at a time, from any ZeRO stage: ``(name, tensor)`` on
+        rank 0, ``(name, None)`` on the other ranks. Collective: every rank must consume it to
+        the end, in step. Nothing is kept between items, so a caller that writes each weight
+        out holds one whole parameter at a time, not the model."""
         module = self.engine.module
-        state: dict[str, torch.Tensor] = {}
         for name, p in module.named_parameters():
             if trainable_only and not p.requires_grad:
                 continue
-            full = safe_get_full_fp32_param(p) if p.requires_grad else None
-            if full is None and hasattr(p, "ds_id"):  # a frozen ZeRO-3 partition
-                with deepspeed.zero.GatheredParameters([p]):
-                    full = p.detach().float().cpu().clone()
-            elif full is None:  # not managed by a ZeRO or bf16 optimizer: the parameter is fp32
-                full = p.detach()
-            state[name] = full.detach().float().cpu().clone()
-        if trainable_only:
-            return state
-        for name, b in module.named_buffers():
-            if name in module.state_dict():
-                state[name] = b.detach().cpu().clone()
-        return state
+            yield name, self._gather(p)
+        if not trainable_only:
+            yield from self._buffers(module)
+
+    def merged_weights(self) -> Iterator[tuple[str, torch.Tensor | None]]:
+        """The base's weights with the LoRA update merged in, one at a time, named as in the
+        base's checkpoint (collective, like :meth:`full_weights`). Each adapted layer's weight
+        is gathered with its two LoRA factors and merged as peft's ``merge_and_unload`` does,
+        ``W + scaling · transpose(B @ A)``, from the fp32 copies; ``modulesToSave`` layers give
+        their trained copy."""
+        from peft.tuners.lora import LoraLayer
+        from peft.utils.other import transpose
+
+        peft_model: Any = self.engine.module.lm
+        adapter = peft_model.active_adapter
+        layers: dict[str, Any] = {n: m for n, m in peft_model.named_modules() if isinstance(m, LoraLayer)}
+        lead = "base_model.model."
+        saved = f".modules_to_save.{adapter}."
+
+        def base_name(name: str) -> str:
+            name = name[len(lead):] if name.startswith(lead) else name
+            return name.replace(".base_layer.", ".").replace(saved, ".")
+
+        for name, p in peft_model.named_parameters():
+            owner, _, leaf = name.rpartition(".")
+            if ".lora_" in name or ".original_module." in name:  # merged below / replaced by the copy
+                continue
+            layer = layers.get(owner.removesuffix(".base_layer"))
+            if layer is None or leaf != "weight" or not owner.endswith(".base_layer"):
+                yield base_name(name), self._gather(p)
+                continue
+            w = self._gather(p)
+            a = self._gather(layer.lora_A[adapter].weight)
+            b = self._gather(layer.lora_B[adapter].weight)
+            if w is not None and a is not None and b is not None:
+                w += transpose(b @ a, layer.fan_in_fan_out) * layer.scaling[adapter]
+            yield base_name(name), w
+        for name, t in self._buffers(peft_model):
+            if ".lora_" not in name and ".original_module." not in name:
+                yield base_name(name), t
+
+    def full_state_dict(self, *, trainable_only: bool = False) -> dict[str, torch.Tensor]:
+        """fp32 weights, whole, from any ZeRO stage (collective; complete on rank 0 only, empty
+        on the others). Holds the whole model: for small models and adapters."""
+        return {name: t for name, t in self.full_weights(trainable_only=trainable_only) if t is not None}
+
+    def stream_hf_weights(self, module: CausalLM, *, merged: bool = False) -> tuple[Path, ShardStats] | None:
+        """Write the language model's weights (``merged``: the base with the LoRA update merged
+        in) as Hugging Face safetensors shards, streamed (collective): each weight is gathered on
+        every rank in turn and rank 0 appends it to the current shard, writing the shard out when
+        it is full; the other ranks keep nothing. Returns, on rank 0, the staging directory
+        holding the shards and what was written."""
+        import shutil
+        import tempfile
+
+        from ..model.hf_shards import ShardWriter, max_shard_bytes
+
+        wrapped: Any = module.lm
+        lm: Any = wrapped.get_base_model() if merged else wrapped
+        staging: Path | None = None
+        writer: ShardWriter | None = None
+        if self.world.is_main:
+            staging = Path(tempfile.mkdtemp(prefix=".export-weights.", dir=self.run_dir))
+            writer = ShardWriter(staging, max_shard_bytes(), convert=_checkpoint_layout(lm))
+        prefix = "lm."
+        weights = self.merged_weights() if merged else (
+            (name[len(prefix):] if name.startswith(prefix) else name, t) for name, t in self.full_weights())
+        try:
+            for name, tensor in weights:
+                if writer is not None and tensor is not None:
+                    writer.add(name, tensor)
+                del tensor
+            if writer is None or staging is None:
+                return None
+            return staging, writer.close()
+        except BaseException:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
 
     def save(self, metrics: dict[str, float]) -> Path:
+        import shutil
+
         from ..model.export import save_export
 
         out = self.run_dir / "export"
         module = self.engine.module
         write_hf = None
-        if isinstance(module, CausalLM):
-            # Only the adapter is gathered under LoRA; otherwise every weight.
-            state = self.full_state_dict(trainable_only=self.spec.adapter is not None)
-            if self.world.is_main:
-                write_hf = self._hf_writer(module, state)
+        streamed: tuple[Path, ShardStats] | None = None
+        state: dict[str, torch.Tensor] | None = None
+        adapter = self.spec.adapter
+        if isinstance(module, CausalLM) and adapter is None:
+            # Full weights are streamed into shards: no rank ever holds the whole model.
+            streamed = self.stream_hf_weights(module)
+        elif isinstance(module, CausalLM):
+            assert adapter is not None
+            state = self.full_state_dict(trainable_only=True)  # the adapter only: small
+            if adapter.export_merged and adapter.type == "lora":
+                # A 4-bit (qlora) base has no fp32 weights to gather: it is merged from the
+                # base's files on rank 0 instead.
+                streamed = self.stream_hf_weights(module, merged=True)
         else:
             state = self.full_state_dict()
-        if self.world.is_main:
+        if not self.world.is_main:
+            return out
+        try:
+            if isinstance(module, CausalLM):
+                write_hf = self._hf_writer(module, state, streamed[0] if streamed else None)
             save_export(out, self.model_obj, state, self.data.transform.state_dict(),
                         job=self.job.metadata.name, metrics=metrics, input_width=self.input_width,
                         write_hf=write_hf)
-            summary = {"parameters": self.params, "steps": self.step, "epochs": self.epoch,
-                       "stoppedEarly": self.stopped_early,
-                       "firstStepSeconds": self.first_step_s,
-                       "trainSeconds": self.train_seconds, "test": metrics}
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-            if self.log is not None:
-                self.log.trackers.artifacts(self.run_dir)
+        finally:
+            if streamed is not None:
+                shutil.rmtree(streamed[0], ignore_errors=True)
+        summary: dict[str, Any] = {"parameters": self.params, "steps": self.step, "epochs": self.epoch,
+                                   "stoppedEarly": self.stopped_early,
+                                   "firstStepSeconds": self.first_step_s,
+                                   "trainSeconds": self.train_seconds, "test": metrics}
+        if streamed is not None:
+            stats = streamed[1]
+            # The most weight bytes rank 0 held at once while exporting (the pending shard and
+            # the parameter just gathered), against the size of all the weights.
+            summary["export"] = {"shards": stats.shards, "weightBytes": stats.total_bytes,
+                                 "peakHeldBytes": stats.peak_held_bytes}
+            print(f"lmspec: exported {stats.total_bytes} bytes of weights in {stats.shards} "
+                  f"shard(s), holding at most {stats.peak_held_bytes} bytes at once")
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if self.log is not None:
+            self.log.trackers.artifacts(self.run_dir)
         return out
 
     def _tokenizer_dir(self) -> Path | None:
@@ -697,7 +828,11 @@ class Recipe:
                     return directory
         return None
 
-    def _hf_writer(self, module: CausalLM, state: dict[str, torch.Tensor]) -> Any:
+    def _hf_writer(self, module: CausalLM, state: dict[str, torch.Tensor] | None,
+                   weights_dir: Path | None) -> Any:
+        """The function that writes the Hugging Face part of the export: the adapter in
+        ``state`` (LoRA), the streamed weight shards in ``weights_dir`` (full fine-tuning, or
+        the merged LoRA model), the config and the tokenizer."""
         from ..model.adapters import merge_adapter, save_adapter
         from ..model.hf_tokenizer import hf_tokenizer
         from ..model.pretrained import load_base_tokenizer
@@ -714,6 +849,11 @@ class Recipe:
         else:
             assert lm_tokenizer is not None  # a causal-lm dataset always has one
             tokenizer = hf_tokenizer(lm_tokenizer.state_dict())
+        template = self._data_template()
+        if template is not None:
+            # The template the training data was rendered with, so servers format chat
+            # requests as training did; save_pretrained writes it to chat_template.jinja.
+            tokenizer.chat_template = template
 
         def write(tmp: Path) -> dict[str, Any]:
             info: dict[str, Any] = {"parameters": self.params,
@@ -721,23 +861,42 @@ class Recipe:
             prefix = "lm."
             if adapter is not None:
                 assert base is not None  # the validator requires a pretrained base for adapters
+                assert state is not None
                 named = {k[len(prefix):]: v for k, v in state.items()}
                 peft_model: Any = module.lm
                 save_adapter(peft_model, named, tmp / "adapter")
                 tokenizer.save_pretrained(str(tmp / "adapter"))
                 info["adapter"] = {"type": adapter.type, "path": "adapter", "merged": adapter.export_merged}
-                if adapter.export_merged:
+                if adapter.export_merged and weights_dir is None:
                     merged: Any = merge_adapter(base.directory, tmp / "adapter")
                     merged.save_pretrained(str(tmp))
-            else:
-                lm: Any = module.lm
-                lm.save_pretrained(str(tmp), state_dict={k[len(prefix):]: v for k, v in state.items()},
-                                   safe_serialization=True)
+            if weights_dir is not None:
+                for f in weights_dir.iterdir():
+                    os.replace(f, tmp / f.name)
+                wrapped: Any = module.lm
+                lm: Any = wrapped.get_base_model() if adapter is not None else wrapped
+                # What save_pretrained writes beside the weights, recorded the same way.
+                lm.config.dtype = str(lm.dtype).split(".")[1]
+                lm.config.architectures = [type(lm).__name__]
+                lm.config.save_pretrained(str(tmp))
+                if lm.can_generate():
+                    lm.generation_config.save_pretrained(str(tmp))
             if adapter is None or adapter.export_merged:
                 tokenizer.save_pretrained(str(tmp))
             return info
 
         return write
+
+    def _data_template(self) -> str | None:
+        """The chat template the Dataset declares (``chat.template`` or ``chat.templatePath``),
+        else None: the exported tokenizer then keeps its own."""
+        from ..data.chat_template import find_template
+
+        chat = self.data_obj.spec.chat
+        if chat is None or chat.format == "text" or (chat.template is None and chat.template_path is None):
+            return None
+        found = find_template(chat, self.data_manifest.base_dir, None)
+        return found.text if found is not None else None
 
     # --- entry point ---------------------------------------------------------------------------
 
