@@ -208,3 +208,19 @@ def test_steps_record_no_autograd_history(gpt2: Any) -> None:
     while engine.has_work:
         engine.step()
     assert len(seq.generated) == 6
+
+
+def test_decode_steps_append_in_place(gpt2: Any) -> None:
+    """A decode step writes its token's keys and values into spare room of the batch's cache
+    instead of copying the whole cache (what concatenation would do at every token)."""
+    engine = Engine(gpt2, limits())
+    with torch.inference_mode():
+        engine.add(list(range(1, 30)), SamplingParams(40), frozenset())
+        engine.add(list(range(1, 9)), SamplingParams(40), frozenset())
+        for _ in range(3):
+            engine.step()
+        layer = engine._cache.layers[0]
+        buffer, length = layer._k.data_ptr(), layer.keys.shape[-2]
+        for _ in range(10):
+            engine.step()
+        assert layer._k.data_ptr() == buffer and layer.keys.shape[-2] == length + 10

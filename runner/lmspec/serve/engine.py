@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import DynamicCache
+from transformers import Cache, DynamicCache, DynamicLayer
 
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
@@ -340,7 +340,7 @@ class Engine:
         if self._cache is not None and self._mask is not None:
             rows.insert(0, (self._cache, self._mask))
         length = max(int(mask.shape[1]) for _, mask in rows)
-        merged = DynamicCache()
+        merged = Cache(layer_class_to_replicate=SpareLayer)
         for layer in range(len(rows[0][0].layers)):
             keys = torch.cat([_pad_left(c.layers[layer].keys, length) for c, _ in rows])
             values = torch.cat([_pad_left(c.layers[layer].values, length) for c, _ in rows])
@@ -409,9 +409,66 @@ class Engine:
         if first == 0:
             return
         for layer in self._cache.layers:
-            layer.keys = layer.keys[:, :, first:, :]
-            layer.values = layer.values[:, :, first:, :]
+            layer.drop_front(first)
         self._mask = self._mask[:, first:]
+
+
+class SpareLayer(DynamicLayer):
+    """A :class:`~transformers.DynamicLayer` that appends into spare room instead of concatenating.
+
+    transformers' dynamic layer grows with ``torch.cat``, which copies the whole batch's cache
+    at every decode step: rows × length × width per layer per token, the biggest cost of a
+    decode step at 32 rows. This one keeps its keys and values in buffers with room for
+    ``max(64, length / 4)`` more tokens and exposes views of the used part (``keys``/``values``,
+    as the model and the mask code read them), so a copy happens once per many steps. It is
+    written here because transformers' fixed-size cache (``StaticCache``) cannot take rows that
+    join and leave a running batch."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._k: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+        self._start = self._end = 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        n = key_states.shape[-2]
+        if self._k is None or self._v is None or self._end + n > self._k.shape[-2]:
+            self._grow(n, key_states)
+        assert self._k is not None and self._v is not None
+        self._k[:, :, self._end:self._end + n] = key_states
+        self._v[:, :, self._end:self._end + n] = value_states
+        self._end += n
+        return self._views()
+
+    def _grow(self, n: int, like: torch.Tensor) -> None:
+        used = self._end - self._start
+        room = used + n + max(64, (used + n) // 4)
+        shape = (like.shape[0], like.shape[1], room, like.shape[3])
+        k, v = like.new_empty(shape), like.new_empty(shape)
+        if self._k is not None and self._v is not None and used:
+            k[:, :, :used] = self._k[:, :, self._start:self._end]
+            v[:, :, :used] = self._v[:, :, self._start:self._end]
+        self._k, self._v, self._start, self._end = k, v, 0, used
+
+    def _views(self) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self._k is not None and self._v is not None
+        keys, values = self._k[:, :, self._start:self._end], self._v[:, :, self._start:self._end]
+        self.keys, self.values = keys, values
+        return keys, values
+
+    def drop_front(self, columns: int) -> None:
+        """Forget the first ``columns`` positions of every row (padding in all of them)."""
+        self._start = min(self._end, self._start + columns)
+        self._views()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self._k is None or self._v is None:
+            return
+        self._k, self._v = self._k[indices], self._v[indices]
+        self._views()
 
 
 _Part = tuple[Any, torch.Tensor, list[Sequence]]
