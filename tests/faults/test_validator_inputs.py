@@ -156,9 +156,12 @@ def test_every_format_is_linear_in_documents(tmp_path: Path, fmt: str) -> None:
         path.write_text("---\n".join("kind: Nope\n" for _ in range(n)))
         docs, report = read([str(path)])
         validate_documents(docs, report)
-        started = time.perf_counter()
-        render(report, fmt)
-        return time.perf_counter() - started
+        best = float("inf")
+        for _ in range(3):  # the best of three: a busy machine only ever adds time
+            started = time.perf_counter()
+            render(report, fmt)
+            best = min(best, time.perf_counter() - started)
+        return best
 
     small, large = seconds(1000), seconds(8000)
     # Linear: 8× the documents cost about 8×; quadratic would be 64×.
