@@ -19,29 +19,17 @@ the ``run`` extra). Never imports torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from importlib.util import find_spec
 
 from .errors import DataError
 
-if TYPE_CHECKING:
+# The validator-only install has no numpy; there only the numpy-free modules work
+# (``conversations``, ``chat_template``, ``errors``), which ``validate --check-env`` reads chat
+# records with.
+if find_spec("numpy") is not None:
     from .prepare import FORMAT_VERSION, PreparedData, prepare
     from .split import Split
     from .tokenizer import Tokenizer
     from .transform import Transform
-
-# Loaded on first use (PEP 562): the validator imports the numpy-free modules of this package
-# (``conversations``, ``chat_template``, ``errors``), and a validator-only install has no numpy;
-# importing the pipeline eagerly would also put numpy on every ``lmspec validate``'s cold start.
-_LAZY = {"FORMAT_VERSION": "prepare", "PreparedData": "prepare", "prepare": "prepare", "Split": "split",
-         "Tokenizer": "tokenizer", "Transform": "transform"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-
 
 __all__ = ["FORMAT_VERSION", "DataError", "PreparedData", "Split", "Tokenizer", "Transform", "prepare"]

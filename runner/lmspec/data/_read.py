@@ -13,7 +13,7 @@ import glob
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from ..files import sha256_file
 from ..standard import DatasetSpec
 from ..validator.semantic import FORMATS_BY_SUFFIX as _FORMATS_BY_SUFFIX
 from .errors import DataError
+from .jsonl import jsonl_records
 
 # One table of formats by extension, the validator's (rule dataset.source-format).
 FORMATS_BY_SUFFIX = _FORMATS_BY_SUFFIX
@@ -180,24 +181,6 @@ def _read_csv(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[RawColumns, 
     for name, j in zip(wanted, index, strict=True):
         raw[name] = np.array([r[j] for r in body], dtype=str) if body else np.array([], dtype=str)
     return raw, rows, header
-
-
-def jsonl_records(fi: FileInfo) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a JSON-lines file; anything but an
-    object is a DataError naming the line. Decoding errors surface to the caller."""
-    with fi.path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", file=fi.display,
-                                row=n, unit="line") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"expected a JSON object, got {type(rec).__name__}",
-                                file=fi.display, row=n, unit="line")
-            yield n, rec
 
 
 def _read_jsonl(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[RawColumns, np.ndarray, list[str]]:

@@ -13,13 +13,13 @@ whole and rendered without a template. Reading needs no torch or transformers, s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..standard import Chat
 from .errors import DataError
+from .jsonl import jsonl_records
 
 if TYPE_CHECKING:  # numpy-free at run time: the validator reads records too
     from ._read import FileInfo
@@ -49,32 +49,16 @@ class Conversation:
 def read_records(fi: FileInfo) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(row, record)`` of every record of a jsonl or parquet file; rows count from 1."""
     if fi.format == "jsonl":
-        yield from _jsonl(fi)
+        try:
+            yield from jsonl_records(fi)
+        except UnicodeDecodeError as e:
+            raise DataError(f"not UTF-8 text (byte {e.start})", file=fi.display) from None
     elif fi.format == "parquet":
         yield from _parquet(fi)
     else:
         raise DataError(f"chat data is read from jsonl or parquet files, not {fi.format}",
                         file=fi.display, field=f"spec.sources[{fi.source}]",
                         hint="convert the file to jsonl: one JSON object per line")
-
-
-def _jsonl(fi: FileInfo) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        with fi.path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", file=fi.display,
-                                    row=n, unit="line") from None
-                if not isinstance(rec, dict):
-                    raise DataError(f"expected a JSON object, got {type(rec).__name__}",
-                                    file=fi.display, row=n, unit="line")
-                yield n, rec
-    except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text (byte {e.start})", file=fi.display) from None
 
 
 def _parquet(fi: FileInfo) -> Iterator[tuple[int, dict[str, Any]]]:

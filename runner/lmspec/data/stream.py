@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ._read import FORMATS_BY_SUFFIX, ColumnSpec, FileInfo, Table, display_path, jsonl_records, parse_column
+from ._read import FORMATS_BY_SUFFIX, ColumnSpec, FileInfo, Table, display_path, parse_column
 from .errors import DataError
+from .jsonl import jsonl_records
 
 STREAM_FORMATS = ("csv", "jsonl", "parquet")
 

@@ -332,11 +332,12 @@ _CHAT_FIELDS = {
 
 @check("Dataset")
 def _dataset_chat(d: Dataset, _: Index) -> Iterator[Issue]:
-    from ..data.chat_template import has_generation_markers, needs_generation_markers
-
     chat = d.spec.chat
     if chat is None:
         return
+    # Imported here: the data package loads numpy, which validating other manifests never needs.
+    from ..data.chat_template import has_generation_markers, needs_generation_markers
+
     for name in ("features", "target", "preprocessing"):
         if getattr(d.spec, name):
             yield (rules.DATASET_CHAT_CONFLICT, ("spec", name), f"chat data takes no {name}",

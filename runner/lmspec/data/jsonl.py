@@ -1,0 +1,31 @@
+"""JSON-lines records, for the data pipeline and for the numpy-free chat readers the validator
+uses alike."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .errors import DataError
+
+if TYPE_CHECKING:
+    from ._read import FileInfo
+
+
+def jsonl_records(fi: FileInfo) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON-lines file; anything but an
+    object is a DataError naming the line. Decoding errors surface to the caller."""
+    with fi.path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", file=fi.display,
+                                row=n, unit="line") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"expected a JSON object, got {type(rec).__name__}",
+                                file=fi.display, row=n, unit="line")
+            yield n, rec
