@@ -1,6 +1,5 @@
 """lmspec v1alpha1: the typed models of the four kinds."""
 
-from __future__ import annotations
 
 from pydantic import BaseModel
 

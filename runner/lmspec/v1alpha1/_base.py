@@ -5,7 +5,6 @@ integer and ``yes`` is not a boolean), closed (unknown keys are errors) except f
 with ``x-``, which are the sanctioned extension point and are kept verbatim on round trips.
 """
 
-from __future__ import annotations
 
 from typing import Annotated, Any
 

@@ -6,7 +6,6 @@ which made up a fifth of ``lmspec validate``'s start-up; validation needs no des
 schema generator, ``lmspec explain`` and ``lmspec schema`` call :func:`attach_field_docs` first.
 """
 
-from __future__ import annotations
 
 import ast
 import inspect

@@ -6,7 +6,6 @@ start, on which machines, with which storage, how many replicas and how to scale
 are engine-neutral; ``x-`` keys (for example ``x-slurm``) carry engine-specific extras.
 """
 
-from __future__ import annotations
 
 from typing import Annotated, Literal
 

@@ -1,6 +1,5 @@
 """Objects used by several kinds: metadata, tensor signatures, references, file digests."""
 
-from __future__ import annotations
 
 from typing import Annotated, Literal
 

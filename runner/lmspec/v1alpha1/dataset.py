@@ -1,6 +1,5 @@
 """The ``Dataset`` kind: sources, columns, ordered preprocessing and splits."""
 
-from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 

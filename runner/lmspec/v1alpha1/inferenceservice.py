@@ -1,6 +1,5 @@
 """The ``InferenceService`` kind: how an exported model is served over HTTP."""
 
-from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 

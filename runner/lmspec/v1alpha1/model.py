@@ -1,6 +1,5 @@
 """The ``Model`` kind: architecture, task, signature and initial weights."""
 
-from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 

@@ -4,7 +4,6 @@ Every DeepSpeed setting the runner passes is derived from these fields (``lmspec
 deepspeed-config`` prints the result), so the manifest and the engine can never disagree.
 """
 
-from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
