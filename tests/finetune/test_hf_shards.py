@@ -80,3 +80,48 @@ def test_shard_size_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.setenv(MAX_SHARD_BYTES_ENV, bad)
         with pytest.raises(ShardError, match=MAX_SHARD_BYTES_ENV):
             max_shard_bytes()
+
+
+def test_the_recipe_writes_each_weight_before_gathering_the_next(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ShardWriter's own accounting cannot see a caller that gathers the whole model first:
+    here the recipe's streamed export is watched from outside, and every gathered weight must
+    reach the writer before the next one is gathered."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import load_file
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lmspec.model import hf_shards
+    from lmspec.train.loop import Recipe
+    from lmspec.train.world import World
+
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                      num_attention_heads=2, num_key_value_heads=1)).eval()
+    module = torch.nn.Module()
+    module.lm = lm
+    recipe = Recipe.__new__(Recipe)
+    recipe.engine = SimpleNamespace(module=module)
+    recipe.world = World(0, 0, 1)
+    recipe.run_dir = tmp_path
+    recipe.shard_bytes = 3000
+
+    events: list[str] = []
+    gather, add = Recipe._gather, hf_shards.ShardWriter.add
+    monkeypatch.setattr(Recipe, "_gather", lambda self, p: (events.append("gather"), gather(self, p))[1])
+    monkeypatch.setattr(hf_shards.ShardWriter, "add",
+                        lambda self, name, t: (events.append("add"), add(self, name, t))[1])
+    streamed = recipe.stream_hf_weights(module)  # type: ignore[arg-type]
+    assert streamed is not None
+    staging, stats = streamed
+
+    parameters = list(lm.named_parameters())
+    assert events == ["gather", "add"] * len(parameters)
+    assert stats.shards > 3
+    written: dict[str, torch.Tensor] = {}
+    for f in staging.glob("*.safetensors"):
+        written.update(load_file(str(f)))
+    assert written.keys() == dict(parameters).keys()
+    for name, p in parameters:
+        torch.testing.assert_close(written[name], p.detach(), rtol=0, atol=0)

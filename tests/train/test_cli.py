@@ -82,3 +82,12 @@ def test_progress_lines_when_output_is_not_a_terminal(tmp_path: Path) -> None:
     steps = [line for line in result.stdout.splitlines() if line.startswith("lmspec: step ")]
     assert [s.split()[2] for s in steps] == ["2/4", "4/4"], result.stdout
     assert "loss" in steps[0] and "samples/s" in steps[0]
+
+
+def test_a_bad_export_shard_size_is_refused_before_training(tmp_path: Path) -> None:
+    manifests, run_dir = iris_job(tmp_path)
+    result = lmspec_run(str(manifests), env={"LMSPEC_EXPORT_MAX_SHARD_BYTES": "5GB"})
+    assert result.returncode == 1
+    assert "LMSPEC_EXPORT_MAX_SHARD_BYTES='5GB'" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (run_dir / "metrics.jsonl").exists() and not (run_dir / "checkpoints").exists()

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from ..model.export import export_dir_for
 from ..standard import ServiceCluster, Tokenize
 from ..validator.core import Manifest
 from .common import WORKSPACE, Bundle, ExportError, k8s_name, labels_for, node_placement
@@ -101,9 +102,9 @@ def model_directory(b: Bundle, service: Manifest) -> PurePosixPath:
                               "not among the inputs; pass its manifest to decide whether its export is in Hugging "
                               "Face format")
         _check_job(b, service, job)
-        written = job.obj.spec.output.dir.replace("{name}", job.name)
+        written = job.obj.spec.output.dir
         field = f"{job.file}: spec.output.dir"
-        local = job.resolve(written) / "export"
+        local = export_dir_for(job)
         base = job.base_dir
     else:
         assert spec.model.path is not None  # the schema requires one of the two

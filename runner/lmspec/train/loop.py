@@ -169,6 +169,7 @@ class Recipe:
         if not cpu:
             torch.cuda.set_device(self.device)
         self.ds_config = deepspeed_config(spec, self.job_manifest.base_dir)
+        self.shard_bytes = self._shard_bytes()
         self._resolve_base()
         self._setup_data()
         if self.resume:
@@ -648,6 +649,17 @@ class Recipe:
 
     # --- save ----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _shard_bytes() -> int:
+        """The export's shard size, read before training so that a bad setting is refused at
+        the start, not after the last step."""
+        from ..model.hf_shards import ShardError, max_shard_bytes
+
+        try:
+            return max_shard_bytes()
+        except ShardError as exc:
+            raise TrainError(str(exc)) from None
+
     def _gather(self, p: torch.Tensor) -> torch.Tensor | None:
         """One parameter, whole and fp32 (collective: every rank calls it in step): a copy on
         rank 0, None on the others. Trained parameters come from the optimizer's fp32 master
@@ -735,7 +747,7 @@ class Recipe:
         import shutil
         import tempfile
 
-        from ..model.hf_shards import ShardWriter, max_shard_bytes
+        from ..model.hf_shards import ShardWriter
 
         wrapped: Any = module.lm
         lm: Any = wrapped.get_base_model() if merged else wrapped
@@ -743,7 +755,7 @@ class Recipe:
         writer: ShardWriter | None = None
         if self.world.is_main:
             staging = Path(tempfile.mkdtemp(prefix=".export-weights.", dir=self.run_dir))
-            writer = ShardWriter(staging, max_shard_bytes(), convert=_checkpoint_layout(lm))
+            writer = ShardWriter(staging, self.shard_bytes, convert=_checkpoint_layout(lm))
         prefix = "lm."
         weights = self.merged_weights() if merged else (
             (name[len(prefix):] if name.startswith(prefix) else name, t) for name, t in self.full_weights())

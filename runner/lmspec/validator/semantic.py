@@ -75,7 +75,8 @@ class Index:
         job = self.get("TrainingJob", job_name)
         if not isinstance(job, TrainingJob):
             return None
-        return FsPath(job.spec.output.dir.format(name=job_name)) / "export"
+        # A plain replacement, as the runner fills in the run directory (never str.format).
+        return FsPath(job.spec.output.dir.replace("{name}", job_name)) / "export"
 
 
 Check = Callable[[Any, Index], Iterator[Issue]]
