@@ -1,6 +1,6 @@
 """The baseline of ``bench/serve.py``: an lmspec export served by KServe's ``ModelServer``.
 
-    /work/venv-kserve/bin/python bench/kserve_server.py EXPORT_DIR PORT
+    .venv-kserve/bin/python bench/kserve_server.py EXPORT_DIR PORT
 
 Run with the interpreter of an environment where ``kserve`` is installed (it pins versions of
 protobuf, psutil and others that may differ from lmspec's, so it usually lives in a venv of its

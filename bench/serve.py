@@ -1,7 +1,7 @@
 """Closed-loop load test of ``lmspec serve`` (dynamic batching on and off) against KServe's
 ``ModelServer`` on the same exported weights, at several concurrencies.
 
-    .venv/bin/python bench/serve.py --kserve-python /work/venv-kserve/bin/python   # ~4 minutes
+    .venv/bin/python bench/serve.py --kserve-python .venv-kserve/bin/python   # ~4 minutes
     .venv/bin/python bench/serve.py --hidden 32,32     # one model size; no KServe baseline
 
 KServe is the baseline: ``bench/kserve_server.py`` serves the same export with the same
