@@ -58,7 +58,7 @@ async def request(port: int, tally: dict[str, int], *, timeout: float = 60) -> N
     """One infer on its own connection; counts accepted / answered / lost."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         tally["refused"] += 1  # never accepted: the client may retry, nothing was lost
         return
     tally["accepted"] += 1
@@ -68,7 +68,7 @@ async def request(port: int, tally: dict[str, int], *, timeout: float = 60) -> N
         await writer.drain()
         head = await asyncio.wait_for(reader.readline(), timeout)
         ok = head.startswith(b"HTTP/1.1 ")
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         ok = False
     finally:
         writer.close()

@@ -43,7 +43,7 @@ async def client(port: int, tally: dict[str, int], until: float) -> None:
                 tally[status] = tally.get(status, 0) + 1
                 if b"connection: close" in head.lower():
                     break
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
             tally["lost"] += 1  # the request was sent and no answer came
         finally:
             writer.close()

@@ -6,6 +6,7 @@ comes; under concurrent load batches wait and fill as before."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -53,3 +54,38 @@ async def _later(batcher: Batcher, value: int, delay: float) -> int:
     await asyncio.sleep(delay)
     result: int = await batcher.submit(value)
     return result
+
+
+def test_short_passes_run_on_the_loop_and_slow_ones_in_the_compute_thread() -> None:
+    """A pass shorter than ``inline_below`` skips the hand-off to the compute thread (it would
+    cost more than the pass); once passes are slow again they go back to the thread, so the loop
+    is never held for long. Nothing runs inline before the first pass has been timed."""
+    threads: list[str] = []
+    slow = [False]
+
+    def run(rows: list[int]) -> list[int]:
+        threads.append(threading.current_thread().name)
+        if slow[0]:
+            time.sleep(0.2)
+        return rows
+
+    async def main() -> None:
+        batcher = Batcher(run, ThreadPoolExecutor(1, thread_name_prefix="compute"), Policy(4, 0.001, 64),
+                          Metrics(), "infer")
+        batcher.inline_below = 0.01
+        batcher.start()
+        try:
+            for i in range(3):
+                assert await batcher.submit(i) == i
+            assert threads[0].startswith("compute")  # untimed yet: the thread
+            assert threads[1:] == [threading.main_thread().name] * 2
+            slow[0] = True
+            for i in range(3):
+                await batcher.submit(i)
+            # The first slow pass ran on the loop (it looked short); the average then moved it back.
+            assert threads[3] == threading.main_thread().name
+            assert all(t.startswith("compute") for t in threads[4:])
+        finally:
+            await batcher.stop()
+
+    asyncio.run(main())

@@ -76,7 +76,7 @@ def _page(title: str, subtitle: str, body: list[str], data: dict[str, Any]) -> s
 
 
 def _stamp() -> str:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"lmspec {escape(__version__)} · {now}"
 
 

@@ -150,6 +150,11 @@ async def _load(state: State) -> None:
         await asyncio.get_running_loop().run_in_executor(state.executor, loaded.warm_up)
         if loaded.language_model is not None:
             state.runner = _engine(state, loaded.language_model)
+        else:
+            # The compute thread then serves infer passes only, so a short one may run on the
+            # loop without ever overlapping another pass over the same model.
+            assert state.infer is not None
+            state.infer.inline_below = INLINE_BELOW
     except Exception as exc:
         state.load_error = exc
         log.error("loading the model failed: %s", exc)
@@ -185,6 +190,10 @@ def _engine(state: State, lm: TextModel) -> EngineRunner:
     state.max_model_length = length
     runner.start()
     return runner
+
+
+INLINE_BELOW = 0.0005
+"""Seconds: infer passes shorter than this run on the event loop (see :mod:`.batcher`)."""
 
 
 class Culprit(ValueError):

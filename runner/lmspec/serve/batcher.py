@@ -10,6 +10,11 @@ load batches fill by themselves. ``max_delay`` is an upper bound: when the previ
 a single request and none arrived while it ran, a lone new request goes at once (with one
 client nobody else is coming, and the delay would be pure latency). At most ``max_queue``
 requests wait; beyond that :class:`QueueFull` is raised (the server answers 503/429 with ``Retry-After``).
+
+Passes run in the compute thread, so the event loop keeps answering while one computes. A pass
+that takes less than ``inline_below`` seconds (judged by the recent ones) runs on the event loop
+instead: handing it to the thread and back costs more than the pass itself (two wake-ups across
+threads), and the loop is held for no longer than that hand-off would have taken.
 """
 
 from __future__ import annotations
@@ -62,6 +67,10 @@ class Batcher:
         self._arrivals = 0
         self._lone = True
         """The last pass served one request and none arrived while it ran."""
+        self.inline_below = 0.0
+        """Seconds; set by the owner once it knows passes may share the loop's thread."""
+        self._typical: float | None = None
+        """Recent pass duration (exponential average); None until a pass has run."""
 
     @property
     def depth(self) -> int:
@@ -118,7 +127,7 @@ class Batcher:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
 
     def _take(self) -> list[_Item]:
@@ -144,16 +153,21 @@ class Batcher:
         for item in batch:
             self._metrics.queue_latency.labels(queue=self._name).observe(started - item.enqueued)
         self._metrics.batch_size.labels(queue=self._name).observe(sum(i.rows for i in batch))
-        loop = asyncio.get_running_loop()
+        payloads = [i.payload for i in batch]
         try:
-            results = await loop.run_in_executor(self._executor, self._run, [i.payload for i in batch])
+            if self._typical is not None and self._typical < self.inline_below:
+                results = self._run(payloads)
+            else:
+                results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, payloads)
         except Exception as exc:
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
         finally:
-            self._metrics.compute_latency.labels(queue=self._name).observe(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self._typical = took if self._typical is None else 0.8 * self._typical + 0.2 * took
+            self._metrics.compute_latency.labels(queue=self._name).observe(took)
             self._lone = len(batch) == 1 and self._arrivals == arrivals
         for item, result in zip(batch, results, strict=True):
             if item.future.done():

@@ -108,8 +108,9 @@ async def with_limits(state: State, request: Request, work: Any) -> Any:
     """Await work under ``limits.requestTimeoutSeconds`` (504), cancelled if the client leaves."""
     timeout = state.service.spec.limits.request_timeout_seconds
     try:
-        return await asyncio.wait_for(until_disconnect(request, work), timeout)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout):
+            return await until_disconnect(request, work)
+    except TimeoutError:
         raise ApiError(504, f"the request took longer than limits.requestTimeoutSeconds ({timeout} s)",
                        type_="timeout") from None
 

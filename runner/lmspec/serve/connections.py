@@ -17,7 +17,9 @@ import asyncio
 import json
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+# The C parser (httptools), not uvicorn's pure-Python h11: for a small model, parsing and writing
+# HTTP in Python is most of what a request costs.
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 QUIET_SECONDS = 0.5
 """On shutdown, how long a connection with no request in progress may still send one."""
@@ -31,13 +33,13 @@ def _raw(status: str, message: str) -> bytes:
 
 
 def guarded_protocol(*, header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
-    """uvicorn's h11 protocol with a header deadline and a connection bound."""
+    """uvicorn's HTTP/1.1 protocol with a header deadline and a connection bound."""
     late = _raw("408 Request Timeout",
                 f"request headers did not arrive within server.headerTimeoutSeconds ({header_timeout:g} s)")
     full = _raw("503 Service Unavailable",
                 f"too many open connections (server.maxConnections is {max_connections}); retry later")
 
-    class Guarded(H11Protocol):
+    class Guarded(HttpToolsProtocol):
         _timer: asyncio.TimerHandle | None = None
         _quiet: asyncio.TimerHandle | None = None
         _seen: Any = None
@@ -81,7 +83,7 @@ def guarded_protocol(*, header_timeout: float, max_connections: int) -> type[asy
 
         def _close_if_quiet(self) -> None:
             if not self.transport.is_closing():
-                H11Protocol.shutdown(self)
+                HttpToolsProtocol.shutdown(self)
 
         def _arm(self) -> None:
             if self._timer is None:

@@ -26,6 +26,7 @@ from .state import State
 
 HEALTH = ("/v2/health/live", "/v2/health/ready")
 UNTRACKED = ("/metrics", *HEALTH)
+ENDPOINT_CACHE = 256
 
 
 def is_health(path: str) -> bool:
@@ -37,14 +38,23 @@ class Gate:
         self.app = app
         self.state = state
         self._routes: list[Any] = list(getattr(app, "routes", []))
+        self._endpoints: dict[tuple[str, str], str] = {}
 
     def endpoint(self, scope: Scope) -> str:
         """The route template (``/v2/models/{model}/infer``), so labels stay few."""
-        for route in self._routes:
-            match, _ = route.matches(scope)
-            if match != Match.NONE:
-                return str(route.path)
-        return "unmatched"
+        key = (scope["method"], scope["path"])
+        found = self._endpoints.get(key)
+        if found is None:
+            found = "unmatched"
+            for route in self._routes:
+                match, _ = route.matches(scope)
+                if match != Match.NONE:
+                    found = str(route.path)
+                    break
+            # Remembered for the few paths clients really use; bounded, since paths are theirs.
+            if len(self._endpoints) < ENDPOINT_CACHE:
+                self._endpoints[key] = found
+        return found
 
     def authorized(self, headers: dict[bytes, bytes]) -> bool:
         value = headers.get(b"authorization", b"")
@@ -131,24 +141,24 @@ class Gate:
         # A slow body would hold a connection (and a drain) for as long as the client likes.
         body_timeout = state.service.spec.server.body_timeout_seconds
         deadline = time.monotonic() + body_timeout
-        pending: asyncio.Future[Message] | None = None
         while more:
             # Waited for in slices, so a drain that starts meanwhile does not wait out a slow body.
-            pending = pending or asyncio.ensure_future(receive())
-            done, _ = await asyncio.wait({pending}, timeout=min(max(deadline - time.monotonic(), 0.0), 0.25))
-            if not done:
-                if state.draining or time.monotonic() >= deadline:
-                    pending.cancel()
-                    if state.draining:
-                        await send_error(send, path, 503, "the server is shutting down", type_="server_error",
-                                         headers={"Connection": "close"})
-                    else:
-                        await send_error(send, path, 408, "the request body did not arrive within "
-                                         f"server.bodyTimeoutSeconds ({body_timeout:g} s)",
-                                         headers={"Connection": "close"})
+            # (Cancelling uvicorn's receive() while it waits loses nothing: it consumes only once
+            # a message is there.)
+            try:
+                async with asyncio.timeout(min(max(deadline - time.monotonic(), 0.0), 0.25)):
+                    message = await receive()
+            except TimeoutError:
+                if state.draining:
+                    await send_error(send, path, 503, "the server is shutting down", type_="server_error",
+                                     headers={"Connection": "close"})
+                    return
+                if time.monotonic() >= deadline:
+                    await send_error(send, path, 408, "the request body did not arrive within "
+                                     f"server.bodyTimeoutSeconds ({body_timeout:g} s)",
+                                     headers={"Connection": "close"})
                     return
                 continue
-            message, pending = pending.result(), None
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
