@@ -14,6 +14,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from .v1alpha1 import API_VERSION, KINDS, Dataset, InferenceService, Model, TrainingJob
+from .v1alpha1._base import EXTENSION_KEY
 from .v1alpha1.cluster import Cluster, ServiceCluster, TrainingCluster
 from .v1alpha1.common import Signature, TensorSpec
 from .v1alpha1.dataset import (
@@ -57,6 +58,7 @@ VERSIONS: dict[str, dict[str, type[BaseModel]]] = {API_VERSION: KINDS}
 
 __all__ = [
     "API_VERSION",
+    "EXTENSION_KEY",
     "HUB_VERSION",
     "KINDS",
     "MLP",

@@ -35,12 +35,17 @@ def _agree(text: str) -> bool:
     """True when the fast path took the input; asserts it agrees with the event path."""
     fast = parse._compose_documents(text)
     if fast is None:
+        assert parse._compose_documents(text, positions=False) is None
         return False
     slow = list(parse._documents(text, "m.yaml"))  # the fast path accepted it: so must this
-    assert len(fast) == len(slow)
-    for (fd, floc), (sd, sloc) in zip(fast, slow, strict=True):
+    flat = parse._compose_documents(text, positions=False)  # positions kept compact
+    assert flat is not None and len(fast) == len(slow) == len(flat)
+    for (fd, floc, _), (sd, sloc), (cd, _, packed) in zip(fast, slow, flat, strict=True):
         assert _same(fd, sd), (fd, sd)
         assert floc == (sloc if isinstance(sloc, parse.Loc) else parse.Loc(sloc))
+        assert _same(cd, sd), (cd, sd)
+        doc = parse.Document(cd, "m.yaml", 0, None, text, packed)
+        assert doc.positions() == floc
     return True
 
 

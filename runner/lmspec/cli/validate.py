@@ -15,6 +15,7 @@ import click
 from ..validator.core import read, validate_documents
 from ..validator.parse import MAX_BYTES
 from ..validator.report import FORMATS, render, write_github_summary
+from ..validator.spread import default_workers
 from ._errors import note_skipped
 
 
@@ -48,7 +49,8 @@ def command(paths: tuple[str, ...], fmt: str, check_env: bool, allow_outside: tu
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        docs, report = read(list(paths), max_bytes=max_bytes)
+        # Many files are parsed on every core (forked: this command runs no other threads).
+        docs, report = read(list(paths), max_bytes=max_bytes, workers=default_workers())
         validate_documents(docs, report, check_env=check_env, references=not allow_missing_refs,
                            allow_outside=allow_outside)
         note_skipped(report)

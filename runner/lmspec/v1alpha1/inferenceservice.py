@@ -14,6 +14,7 @@ def _exactly_one(a: str, b: str) -> dict[str, Any]:
     """JSON Schema for "exactly one of a and b is given (not null)", so that schema-only tools
     catch what the rules inferenceservice.model-source and key-source report."""
     return {
+        "additionalProperties": False,
         "patternProperties": {"^x-": {}},
         "oneOf": [{"required": [key], "properties": {key: {"not": {"type": "null"}}}} for key in (a, b)],
     }

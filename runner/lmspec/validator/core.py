@@ -13,7 +13,7 @@ import glob
 import itertools
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,10 @@ from ..files import sha256_file
 from . import registry as rules
 from .envdata import check_data
 from .findings import Finding, Report, pointer
-from .parse import MAX_BYTES, Document, ParseError, decode, parse_file, parse_text, read_bounded
-from .schema import check_document
+from .parse import MAX_BYTES, Document, ParseError, decode, parse_text, read_bounded
+from .schema import check_document, prepare
 from .semantic import REFERENCES, Index, run_checks
+from .spread import parse_files
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 """What a directory argument selects."""
@@ -98,11 +99,15 @@ class ManifestSet:
 
     def index(self) -> Index:
         by_kind: dict[str, dict[str, Any]] = {}
-        dirs: dict[tuple[str, str], Path] = {}
+        dirs: dict[tuple[str, str], Callable[[], Path]] = {}
         for m in self.manifests:
             by_kind.setdefault(m.kind, {}).setdefault(m.name, m.obj)
-            dirs.setdefault((m.kind, m.name), m.base_dir)
+            dirs.setdefault((m.kind, m.name), _base_dir_of(m))
         return Index(by_kind, dirs)
+
+
+def _base_dir_of(m: Manifest) -> Callable[[], Path]:
+    return lambda: m.base_dir
 
 
 class ValidationFailed(Exception):
@@ -282,17 +287,20 @@ _PARSE_HINTS = {
 
 
 def read(paths: Sequence[str | os.PathLike[str]], *, stdin_text: str | None = None,
-         max_bytes: int = MAX_BYTES) -> tuple[list[Document], Report]:
+         max_bytes: int = MAX_BYTES, workers: int = 1) -> tuple[list[Document], Report]:
     """Parse every input; parse problems become findings rather than exceptions.
 
     ``-`` reads standard input (or ``stdin_text`` when given); files larger than ``max_bytes``
-    are refused with ``parse.too-large``.
+    are refused with ``parse.too-large``. ``workers`` > 1 lets many files be parsed in forked
+    processes (:mod:`.spread`): only for callers without other threads.
     """
     report = Report()
     files, problems, report.skipped = expand(paths)
     report.extend(problems)
     if not files and not problems:
         report.findings.append(_io_finding("<no input>", "no file was given: nothing was checked"))
+    named = [f for f in files if f != "-"]
+    parsed = iter(parse_files(named, max_bytes=max_bytes, workers=workers, meanwhile=_prepare))
     docs: list[Document] = []
     for f in files:
         name = "<stdin>" if f == "-" else f
@@ -300,11 +308,18 @@ def read(paths: Sequence[str | os.PathLike[str]], *, stdin_text: str | None = No
         try:
             if f == "-":
                 docs.extend(parse_text(_read_stdin(stdin_text, max_bytes), name))
-            else:
-                docs.extend(parse_file(f, max_bytes=max_bytes))
+                continue
+            result = next(parsed)
+            if isinstance(result, ParseError):
+                raise result
+            docs.extend(result)
         except ParseError as exc:
             report.findings.append(_parse_error(exc))
     return docs, report
+
+
+def _prepare(parsed: list[list[Document] | ParseError]) -> None:
+    prepare(doc for docs in parsed if not isinstance(docs, ParseError) for doc in docs)
 
 
 def _read_stdin(stdin_text: str | None, max_bytes: int) -> str:

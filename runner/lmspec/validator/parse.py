@@ -8,6 +8,7 @@ rejected, depth and alias expansion bounded, and a position kept for every key a
 
 from __future__ import annotations
 
+import array
 import json
 import math
 import os
@@ -68,8 +69,23 @@ class Document:
     file: str
     index: int
     """Position of the document within its file, from 0."""
-    loc: Loc
+    loc: Loc | None = None
+    """Positions; None until first needed when the document was parsed without them: they are
+    then made from ``flat`` (or found again from ``text``). Most documents are never asked where
+    anything is, and a :class:`Loc` per node is most of what positions cost."""
     text: str = ""
+    flat: bytes = b""
+    """Positions in document order, as made by :func:`_flat`: compact to keep and to send
+    between processes."""
+
+    def positions(self) -> Loc:
+        if self.loc is None:
+            if self.flat:
+                found = _unflatten(self.data, iter(array.array("I", self.flat)))
+                self.loc = found if isinstance(found, Loc) else Loc(found)
+            else:
+                self.loc = parse_text(self.text, self.file)[self.index].positions()
+        return self.loc
 
     def locate(self, path: Sequence[str | int], *, key: bool = False) -> Position:
         """Line and column of the node at ``path``; with ``key``, of the last key itself.
@@ -77,7 +93,7 @@ class Document:
         A path that leaves the document (a missing key) resolves to the deepest node that exists,
         which is the mapping the key is missing from.
         """
-        loc = self.loc
+        loc = self.positions()
         for i, part in enumerate(path):
             if key and i == len(path) - 1 and part in loc.keys:
                 return loc.keys[str(part)]
@@ -369,18 +385,19 @@ def _clamp(text: str, line: int, column: int) -> Position:
     return line, column
 
 
-def parse_text(text: str, file: str = "<stdin>") -> list[Document]:
-    """All documents of a YAML or JSON text. Raises :class:`ParseError`."""
+def parse_text(text: str, file: str = "<stdin>", *, positions: bool = True) -> list[Document]:
+    """All documents of a YAML or JSON text. Raises :class:`ParseError`. Without ``positions``
+    the documents find their positions again when first asked (:meth:`Document.positions`)."""
     if file.endswith(".json"):
         _check_json(text, file)
         # JSON forbids raw tabs inside strings, so turning tabs into spaces only changes the
         # insignificant whitespace that libyaml rejects, and keeps every column where it was.
         text = text.replace("\t", " ")
     try:
-        parsed = _compose_documents(text)
+        parsed = _compose_documents(text, positions)
         if parsed is None:  # anything the fast path does not handle, errors included
-            parsed = list(_documents(text, file))
-        docs = [Document(data, file, i, loc, text) for i, (data, loc) in enumerate(parsed)]
+            parsed = [(data, loc, b"") for data, loc in _documents(text, file)]
+        docs = [Document(data, file, i, loc, text, flat) for i, (data, loc, flat) in enumerate(parsed)]
     except UnicodeEncodeError as exc:  # lone surrogates: text that was never valid Unicode
         line = text.count("\n", 0, exc.start) + 1
         column = exc.start - (text.rfind("\n", 0, exc.start) + 1) + 1
@@ -421,7 +438,7 @@ def read_bounded(fh: BinaryIO, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_file(path: str | Path, *, max_bytes: int = MAX_BYTES) -> list[Document]:
+def parse_file(path: str | Path, *, max_bytes: int = MAX_BYTES, positions: bool = True) -> list[Document]:
     """All documents of a file. Raises :class:`ParseError`, also for unreadable files."""
     name = str(path)
     try:
@@ -445,7 +462,7 @@ def parse_file(path: str | Path, *, max_bytes: int = MAX_BYTES) -> list[Document
         raise ParseError("parse.io", "is not a valid file name", name) from None
     if len(raw) > max_bytes:
         raise ParseError("parse.too-large", f"file larger than {max_bytes} bytes", name)
-    return parse_text(decode(raw, name), name)
+    return parse_text(decode(raw, name), name, positions=positions)
 
 
 # --- the fast path -----------------------------------------------------------------------------
@@ -483,17 +500,23 @@ if _CParser is not None:
             return None
 
 
-def _compose_documents(text: str) -> list[tuple[Any, Loc]] | None:
-    """Data and positions of every document, or None when the input needs the event path."""
+def _compose_documents(text: str, positions: bool = True) -> list[tuple[Any, Loc | None, bytes]] | None:
+    """Data and positions of every document (flat positions, :func:`_flat`, without
+    ``positions``), or None when the input needs the event path."""
     if _CParser is None or len(text) > _FAST_MAX_CHARS or "!" in text or "&" in text:
         return None  # no C parser; possibly many nodes; maybe tags; maybe anchors (and aliases)
     try:
         parser = _Composer(text)
-        out = []
+        out: list[tuple[Any, Loc | None, bytes]] = []
         while parser.check_node():
             node = parser.get_node()
+            if not positions:
+                flat: list[int] = []
+                data = _flat(node, 0, flat)
+                out.append((data, None, array.array("I", flat).tobytes()))
+                continue
             data, loc = _node(node, 0)
-            out.append((data, loc if isinstance(loc, Loc) else Loc(loc)))
+            out.append((data, loc if isinstance(loc, Loc) else Loc(loc), b""))
         return out
     except Exception:  # syntax errors, limits, duplicates: the event path reports them exactly
         return None
@@ -531,3 +554,49 @@ def _node(node: Any, depth: int) -> tuple[Any, Loc | Position]:
         value, children[i] = _node(item, depth + 1)
         sequence.append(value)
     return sequence, loc
+
+
+def _flat(node: Any, depth: int, out: list[int]) -> Any:
+    """:func:`_node`'s value (same checks); the positions go to ``out`` in document order: each
+    node's line and column, and in a mapping each key's before its value's."""
+    mark = node.start_mark
+    out += (mark.line + 1, mark.column + 1)
+    if node.__class__ is _ScalarNode:
+        value = node.value
+        if node.style == "" and (not value or value[0] in _NOT_A_STRING_START):  # plain: resolve
+            value = resolve_plain(value)
+            if type(value) is int and value.bit_length() > MAX_INT_BITS:
+                raise _Fallback
+        return value
+    if depth >= MAX_DEPTH:
+        raise _Fallback
+    if node.__class__ is _MappingNode:
+        mapping: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.__class__ is not _ScalarNode:
+                raise _Fallback  # a mapping or sequence as a key
+            key = key_node.value  # kept as written: `1:` and `on:` are the keys "1" and "on"
+            if key in mapping:
+                raise _Fallback  # a duplicate key
+            km = key_node.start_mark
+            out += (km.line + 1, km.column + 1)
+            mapping[key] = _flat(value_node, depth + 1, out)
+        return mapping
+    return [_flat(item, depth + 1, out) for item in node.value]
+
+
+def _unflatten(data: Any, flat: Iterator[int]) -> Loc | Position:
+    """The positions :func:`_flat` wrote for ``data``, as :func:`_node` gives them."""
+    pos = (next(flat), next(flat))
+    if type(data) is dict:
+        loc = Loc(pos)
+        for key, value in data.items():
+            loc.keys[key] = (next(flat), next(flat))
+            loc.children[key] = _unflatten(value, flat)
+        return loc
+    if type(data) is list:
+        loc = Loc(pos)
+        for i, value in enumerate(data):
+            loc.children[i] = _unflatten(value, flat)
+        return loc
+    return pos

@@ -7,19 +7,29 @@ import difflib
 import functools
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from ..standard import KINDS, VERSIONS
+from ..standard import EXTENSION_KEY, KINDS, VERSIONS
 from . import registry as rules
 from .findings import Finding, pointer
 from .parse import Document
 
 SUPPORTED_VERSIONS = tuple(VERSIONS)
+
+
+def prepare(docs: Iterable[Document]) -> None:
+    """Build, ahead of :func:`check_document`, the validators of the kinds among ``docs``
+    (pydantic builds each on first use; see the ``defer_build`` note in the standard's models)."""
+    wanted = {(d.data.get("apiVersion"), d.data.get("kind")) for d in docs if type(d.data) is dict}
+    for version, kind in wanted:
+        cls = VERSIONS.get(version, {}).get(kind) if isinstance(version, str) and isinstance(kind, str) else None
+        if cls is not None:
+            cls.model_rebuild()
 
 
 def check_document(doc: Document) -> tuple[BaseModel | None, list[Finding]]:
@@ -140,6 +150,9 @@ def _from_error(doc: Document, cls: type[BaseModel], err: ErrorDetails,
     etype = err["type"]
     value = err.get("input")
     ctx = err.get("ctx") or {}
+    if etype == "string_pattern_mismatch" and ctx.get("pattern") == EXTENSION_KEY and err["loc"][-1:] == (value,):
+        # An undeclared key: the keys of every object's extra mapping must be x- extensions.
+        etype = "extra_forbidden"
     if etype == "missing":
         name = path[-1]
         return _finding(doc, rules.SCHEMA_REQUIRED, path, f"required key {name!r} is missing",

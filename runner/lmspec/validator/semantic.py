@@ -6,7 +6,7 @@ the path (a tuple of keys as written in the manifest) is turned into a position 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -44,14 +44,16 @@ class Index:
     """The valid manifests of one validation run, by kind and name."""
 
     by_kind: dict[str, dict[str, Any]]
-    base_dirs: dict[tuple[str, str], FsPath] = field(default_factory=dict)
-    """Directory each manifest's relative paths are resolved against, by (kind, name)."""
+    base_dirs: Mapping[tuple[str, str], Callable[[], FsPath]] = field(default_factory=dict)
+    """How to find the directory each manifest's relative paths are resolved against, by
+    (kind, name): found only when a rule asks, since it costs a system call per path part."""
 
     def get(self, kind: str, name: str) -> Any | None:
         return self.by_kind.get(kind, {}).get(name)
 
     def base_dir(self, kind: str, name: str) -> FsPath:
-        return self.base_dirs.get((kind, name), FsPath.cwd())
+        find = self.base_dirs.get((kind, name))
+        return find() if find is not None else FsPath.cwd()
 
     def pretrained_dir(self, model: Model) -> FsPath | None:
         """The directory of a Model's pretrained base when it has a ``config.json``, found without

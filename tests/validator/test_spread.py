@@ -1,0 +1,68 @@
+"""Files parsed in forked processes (``lmspec validate`` over many files) give exactly the report
+one process gives: the same findings, at the same positions, in the same order. A child that
+fails costs time, never a result: its files are parsed again here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lmspec.validator import core, spread
+from lmspec.validator.report import render
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every conformance case's source as a file, in two directories: valid and invalid documents,
+    parse errors, anchors and aliases (the slow parse path), several documents per file."""
+    out = tmp_path_factory.mktemp("corpus")
+    n = 0
+    for suite in sorted((ROOT / "conformance").rglob("*.yaml")):
+        for case in yaml.safe_load(suite.read_text()).get("cases", []):
+            if not isinstance(case.get("source"), str):
+                continue
+            for sub in ("a", "b"):
+                path = out / sub / f"case-{n:04d}.yaml"
+                path.parent.mkdir(exist_ok=True)
+                path.write_text(case["source"])
+            n += 1
+    assert n > 200
+    return out
+
+
+def _report(corpus: Path, workers: int) -> str:
+    docs, report = core.read([str(corpus)], workers=workers)
+    core.validate_documents(docs, report)
+    return render(report, "json", strict=False)
+
+
+def test_forked_parsing_gives_the_same_report(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    alone = _report(corpus, 1)
+    monkeypatch.setattr(spread, "MIN_FILES_PER_WORKER", 20)
+    spawned: list[int] = []
+    fork = spread._fork
+    monkeypatch.setattr(spread, "_fork", lambda *a: spawned.append(1) or fork(*a))
+    assert _report(corpus, 3) == alone
+    assert len(spawned) == 2  # the work really was spread: two children beside this process
+    assert '"line"' in alone and '"schema.unknown-key"' in alone  # positions and findings compared
+
+
+def test_a_failing_child_costs_nothing_but_time(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    alone = _report(corpus, 1)
+    monkeypatch.setattr(spread, "MIN_FILES_PER_WORKER", 20)
+
+    class Broken:
+        HIGHEST_PROTOCOL = 5
+
+        @staticmethod
+        def dumps(*_: object, **__: object) -> bytes:
+            raise MemoryError  # what a child that runs out of memory meets
+
+        loads = staticmethod(__import__("pickle").loads)
+
+    monkeypatch.setattr(spread, "pickle", Broken)  # the forked children inherit it
+    assert _report(corpus, 2) == alone
