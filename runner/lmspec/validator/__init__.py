@@ -1,6 +1,7 @@
 """The validator, one module per layer, run in this order on every document it can:
 
-    parse      YAML 1.2 / JSON → plain data with a position for every node (``parse``)
+    parse      YAML 1.2 / JSON → plain data with a position for every node (``parse``);
+               many files on every core, in forked processes (``spread``, for the CLI)
     schema     route by apiVersion/kind, check against the kind's model (``schema``)
     semantic   rules within and across manifests, with stable ids (``semantic``, ``registry``)
     references names that must resolve to other manifests (``core``)
