@@ -151,10 +151,9 @@ def test_placement_dtype(llama: Path) -> None:
 
 
 
-def test_a_failed_iteration_fails_every_request_and_the_engine_goes_on(llama: Path) -> None:
-    """An iteration that raises outside any one sequence's forward pass must not leave requests
-    waiting on a runner that stopped: they all get the error, and the next request is served
-    from an empty engine."""
+def _failing_once(llama: Path, max_tokens: int) -> tuple[list[str], str, Engine]:
+    """Two requests in an engine whose first iteration raises after its forward passes (where no
+    sequence is to blame); then one more request. What each got, and the engine."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
@@ -171,27 +170,46 @@ def test_a_failed_iteration_fails_every_request_and_the_engine_goes_on(llama: Pa
         trim()
 
     engine._trim = trim_failing_once  # type: ignore[method-assign]
+    # Greedy: the same tokens on every run, so whether a sequence ends in the first iteration
+    # (an end-of-sequence token) does not depend on chance.
+    sampling = Sampling(max_tokens=max_tokens, temperature=0.0)
 
     async def scenario() -> tuple[list[str], str]:
         executor = ThreadPoolExecutor(1)
         runner = EngineRunner(lm, engine, executor, Metrics())
         runner.start()
         try:
-            gens = [runner.generation(lm.encode(t), Sampling(max_tokens=6)) for t in ("Hi", "The server")]
+            gens = [runner.generation(lm.encode(t), sampling) for t in ("Hi", "The server")]
             outcomes = []
             for gen in gens:
                 try:
                     outcomes.append(await asyncio.wait_for(gen.text(), 60))
                 except RuntimeError as exc:
                     outcomes.append(f"error: {exc}")
-            after = await asyncio.wait_for(runner.generation(lm.encode("Hi"), Sampling(max_tokens=6)).text(), 60)
+            after = await asyncio.wait_for(runner.generation(lm.encode("Hi"), sampling).text(), 60)
             return outcomes, after
         finally:
             await runner.stop()
             executor.shutdown()
 
     outcomes, after = asyncio.run(scenario())
+    return outcomes, after, engine
+
+
+def test_a_failed_iteration_fails_every_request_and_the_engine_goes_on(llama: Path) -> None:
+    """An iteration that raises outside any one sequence's forward pass must not leave requests
+    waiting on a runner that stopped: they all get the error, and the next request is served
+    from an empty engine."""
+    outcomes, after, engine = _failing_once(llama, max_tokens=6)
     assert outcomes == ["error: cache columns out of step"] * 2
+    assert after and not engine.has_work
+
+
+def test_sequences_that_ended_in_a_failed_iteration_get_their_answer(llama: Path) -> None:
+    """A sequence that got its last token in the iteration that then failed has left the batch
+    already: it must still be answered (with its text, since it finished), never left waiting."""
+    outcomes, after, engine = _failing_once(llama, max_tokens=1)
+    assert all(o and not o.startswith("error") for o in outcomes), outcomes
     assert after and not engine.has_work
 
 

@@ -4,6 +4,7 @@ fails costs time, never a result: its files are parsed again here."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _report(corpus: Path, workers: int) -> str:
-    docs, report = core.read([str(corpus)], workers=workers)
-    core.validate_documents(docs, report)
-    return render(report, "json", strict=False)
+    return render(core.validate([str(corpus)], workers=workers), "json", strict=False)
 
 
 def test_forked_parsing_gives_the_same_report(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,3 +65,26 @@ def test_a_failing_child_costs_nothing_but_time(corpus: Path, monkeypatch: pytes
 
     monkeypatch.setattr(spread, "pickle", Broken)  # the forked children inherit it
     assert _report(corpus, 2) == alone
+
+
+def test_a_child_that_dies_midway_loses_nothing(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batches a child sent before it died are used; the files it never sent are parsed here."""
+    alone = _report(corpus, 1)
+    monkeypatch.setattr(spread, "MIN_FILES_PER_WORKER", 20)
+    monkeypatch.setattr(spread, "BATCH", 10)
+    parse = spread._parse
+    seen = [0]
+
+    def dying(file: str, max_bytes: int) -> object:
+        seen[0] += 1
+        if os.getpid() != parent and seen[0] > 25:  # in the child, after two whole batches
+            os._exit(9)
+        return parse(file, max_bytes)
+
+    parent = os.getpid()
+    monkeypatch.setattr(spread, "_parse", dying)
+    received: list[int] = []
+    receive = spread._receive
+    monkeypatch.setattr(spread, "_receive", lambda *a: (lambda b: received.append(len(b or [])) or b)(receive(*a)))
+    assert _report(corpus, 2) == alone
+    assert received[:2] == [10, 10]  # two batches came from the child before it died

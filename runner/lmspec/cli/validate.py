@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from ..validator.core import read, validate_documents
+from ..validator.core import validate
 from ..validator.parse import MAX_BYTES
 from ..validator.report import FORMATS, render, write_github_summary
 from ..validator.spread import default_workers
@@ -50,9 +50,9 @@ def command(paths: tuple[str, ...], fmt: str, check_env: bool, allow_outside: tu
     gc.disable()
     try:
         # Many files are parsed on every core (forked: this command runs no other threads).
-        docs, report = read(list(paths), max_bytes=max_bytes, workers=default_workers())
-        validate_documents(docs, report, check_env=check_env, references=not allow_missing_refs,
-                           allow_outside=allow_outside)
+        report = validate(list(paths), max_bytes=max_bytes, check_env=check_env,
+                          references=not allow_missing_refs, allow_outside=allow_outside,
+                          workers=default_workers())
         note_skipped(report)
         write_out(render(report, fmt, strict=strict))
         if fmt == "github":

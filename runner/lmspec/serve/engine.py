@@ -39,6 +39,7 @@ different lengths into one batch is written here, because transformers has no op
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -48,6 +49,8 @@ from typing import Any
 
 import torch
 from transformers import Cache, DynamicCache, DynamicLayer
+
+log = logging.getLogger("lmspec.serve")
 
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
@@ -177,22 +180,30 @@ class Engine:
         Inference mode here, in the thread that runs it (the mode is per thread): without it every
         forward pass would record autograd history, and the cache would keep it alive."""
         touched: list[Sequence] = []
-        self._drop_cancelled()
-        self._admit()
-        parts = self._prefill(touched)
-        if parts:
-            self._join(parts)
-        if self.running:
-            try:
-                self._decode(touched)
-            except Exception as exc:  # a failed batched forward pass fails the whole batch
-                for seq in self.running:
-                    seq.error = exc
-                    touched.append(seq)
-                self.running = []
-                self._cache = self._mask = None
-        self._leave([s for s in self.running if s.done])
-        self._trim()
+        try:
+            self._drop_cancelled()
+            self._admit()
+            parts = self._prefill(touched)
+            if parts:
+                self._join(parts)
+            if self.running:
+                try:
+                    self._decode(touched)
+                except Exception as exc:  # a failed batched forward pass fails the whole batch
+                    for seq in self.running:
+                        seq.error = exc
+                        touched.append(seq)
+                    self.running = []
+                    self._cache = self._mask = None
+            self._leave([s for s in self.running if s.done])
+            self._trim()
+        except Exception as exc:
+            # Failed between sequences, where no single one is to blame: every sequence still
+            # held fails, and those that already got tokens or ended in this iteration (and may
+            # have left the batch) are returned all the same, so no request waits forever.
+            log.exception("generation step failed; failing the %d sequence(s) in the engine",
+                          sum(self.counts()))
+            touched += [seq for seq in self.fail_all(exc) if seq not in touched]
         return touched
 
     def fail_all(self, exc: BaseException) -> list[Sequence]:

@@ -123,9 +123,9 @@ class EngineRunner:
             try:
                 touched = self.engine.step()
             except Exception as exc:
-                # The step failed between sequences (not in one sequence's forward pass, which
-                # fails that sequence alone): every request gets the error now, and the engine
-                # starts again empty, rather than the loop dying and every request hanging.
+                # ``step`` fails its sequences itself; this is for an error that escapes it. Every
+                # request gets the error now and the engine starts again empty, rather than the
+                # loop dying and every request hanging.
                 log.exception("generation step failed; failing the %d sequence(s) in the engine",
                               sum(self.engine.counts()))
                 touched = self.engine.fail_all(exc)

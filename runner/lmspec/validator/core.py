@@ -13,7 +13,7 @@ import glob
 import itertools
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from . import registry as rules
 from .envdata import check_data
 from .findings import Finding, Report, pointer
 from .parse import MAX_BYTES, Document, ParseError, decode, parse_text, read_bounded
-from .schema import check_document, prepare
+from .schema import check_document
 from .semantic import REFERENCES, Index, run_checks
 from .spread import parse_files
 
@@ -104,6 +104,10 @@ class ManifestSet:
             by_kind.setdefault(m.kind, {}).setdefault(m.name, m.obj)
             dirs.setdefault((m.kind, m.name), _base_dir_of(m))
         return Index(by_kind, dirs)
+
+
+Checked = tuple[BaseModel | None, list[Finding]]
+"""What :func:`.schema.check_document` found for a document: its typed manifest, and findings."""
 
 
 def _base_dir_of(m: Manifest) -> Callable[[], Path]:
@@ -287,20 +291,28 @@ _PARSE_HINTS = {
 
 
 def read(paths: Sequence[str | os.PathLike[str]], *, stdin_text: str | None = None,
-         max_bytes: int = MAX_BYTES, workers: int = 1) -> tuple[list[Document], Report]:
+         max_bytes: int = MAX_BYTES, workers: int = 1,
+         meanwhile: Callable[[list[Document]], None] | None = None) -> tuple[list[Document], Report]:
     """Parse every input; parse problems become findings rather than exceptions.
 
     ``-`` reads standard input (or ``stdin_text`` when given); files larger than ``max_bytes``
     are refused with ``parse.too-large``. ``workers`` > 1 lets many files be parsed in forked
-    processes (:mod:`.spread`): only for callers without other threads.
+    processes (:mod:`.spread`): only for callers without other threads. ``meanwhile`` sees the
+    documents of the named files in batches as they are parsed.
     """
     report = Report()
     files, problems, report.skipped = expand(paths)
     report.extend(problems)
     if not files and not problems:
         report.findings.append(_io_finding("<no input>", "no file was given: nothing was checked"))
+
+    def documents_of(batch: list[list[Document] | ParseError]) -> None:
+        assert meanwhile is not None
+        meanwhile([d for r in batch if not isinstance(r, ParseError) for d in r])
+
     named = [f for f in files if f != "-"]
-    parsed = iter(parse_files(named, max_bytes=max_bytes, workers=workers, meanwhile=_prepare))
+    parsed = iter(parse_files(named, max_bytes=max_bytes, workers=workers,
+                              meanwhile=documents_of if meanwhile is not None else None))
     docs: list[Document] = []
     for f in files:
         name = "<stdin>" if f == "-" else f
@@ -316,10 +328,6 @@ def read(paths: Sequence[str | os.PathLike[str]], *, stdin_text: str | None = No
         except ParseError as exc:
             report.findings.append(_parse_error(exc))
     return docs, report
-
-
-def _prepare(parsed: list[list[Document] | ParseError]) -> None:
-    prepare(doc for docs in parsed if not isinstance(docs, ParseError) for doc in docs)
 
 
 def _read_stdin(stdin_text: str | None, max_bytes: int) -> str:
@@ -340,8 +348,10 @@ def _read_stdin(stdin_text: str | None, max_bytes: int) -> str:
 
 def validate_documents(docs: Sequence[Document], report: Report | None = None, *,
                        check_env: bool = False, references: bool = True,
-                       allow_outside: Sequence[str | os.PathLike[str]] = ()) -> ManifestSet:
-    """Run layers 2-5 over parsed documents."""
+                       allow_outside: Sequence[str | os.PathLike[str]] = (),
+                       schema_checked: Mapping[int, Checked] | None = None) -> ManifestSet:
+    """Run layers 2-5 over parsed documents. ``schema_checked`` holds layer 2's results for documents
+    checked already (by ``id``), as :func:`validate` gathers them while files are still parsed."""
     result = ManifestSet(report=report or Report())
     report = result.report
     # Documents that fail the schema only in some fields are checked further without those
@@ -353,7 +363,8 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
             known.add(doc.file)
             report.files.append(doc.file)
         report.labels.setdefault(doc.file, []).append(_label(doc))
-        obj, findings = check_document(doc)
+        done = schema_checked.get(id(doc)) if schema_checked is not None else None
+        obj, findings = done if done is not None else check_document(doc)
         report.extend(findings)
         if obj is not None:
             result.manifests.append(Manifest(obj, doc))
@@ -693,17 +704,28 @@ def _pretrained_base(m: Manifest, index: Index | None) -> Iterator[Finding]:
 
 def validate(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, check_env: bool = False,
              references: bool = True, stdin_text: str | None = None, max_bytes: int = MAX_BYTES,
-             allow_outside: Sequence[str | os.PathLike[str]] = ()) -> Report:
+             allow_outside: Sequence[str | os.PathLike[str]] = (), workers: int = 1) -> Report:
     """Validate files, directories or globs; returns the report (never raises for bad input).
+    ``workers`` > 1 parses many files in forked processes: only from a process that runs no
+    other threads (as the ``lmspec validate`` command does).
 
     >>> lmspec.validate(["examples/iris"]).ok
     True
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    docs, report = read(paths, stdin_text=stdin_text, max_bytes=max_bytes)
+    # With workers, documents are checked against their schema as soon as they are parsed, while
+    # other processes parse the rest; the layers that need every document wait for all.
+    checked: dict[int, Checked] = {}
+
+    def check(docs: list[Document]) -> None:
+        for doc in docs:
+            checked[id(doc)] = check_document(doc)
+
+    docs, report = read(paths, stdin_text=stdin_text, max_bytes=max_bytes, workers=workers,
+                        meanwhile=check if workers > 1 else None)
     return validate_documents(docs, report, check_env=check_env, references=references,
-                              allow_outside=allow_outside).report
+                              allow_outside=allow_outside, schema_checked=checked).report
 
 
 def validate_text(text: str, file: str = "<string>", **kwargs: Any) -> Report:

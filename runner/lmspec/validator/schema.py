@@ -7,7 +7,7 @@ import difflib
 import functools
 import types
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -20,16 +20,6 @@ from .findings import Finding, pointer
 from .parse import Document
 
 SUPPORTED_VERSIONS = tuple(VERSIONS)
-
-
-def prepare(docs: Iterable[Document]) -> None:
-    """Build, ahead of :func:`check_document`, the validators of the kinds among ``docs``
-    (pydantic builds each on first use; see the ``defer_build`` note in the standard's models)."""
-    wanted = {(d.data.get("apiVersion"), d.data.get("kind")) for d in docs if type(d.data) is dict}
-    for version, kind in wanted:
-        cls = VERSIONS.get(version, {}).get(kind) if isinstance(version, str) and isinstance(kind, str) else None
-        if cls is not None:
-            cls.model_rebuild()
 
 
 def check_document(doc: Document) -> tuple[BaseModel | None, list[Finding]]:

@@ -7,28 +7,34 @@ Parsing is most of what ``lmspec validate`` does over a large tree, and files pa
 independently, so with many files the list is cut into contiguous slices: this process parses
 the first while forked children parse the others and send back plain data, with positions in
 their compact form (made into objects only for the documents a finding is about,
-:meth:`.parse.Document.positions`). Everything after parsing needs all the
-documents at once (references cross files) and stays in this process.
+:meth:`.parse.Document.positions`). Children send their results in small batches, so this
+process can start the next layer's per-document work on a batch (``meanwhile``) while they parse
+the rest. Everything that needs all the documents at once (references cross files) waits.
 
 Children are forked, never spawned: a spawned interpreter would pay the whole start-up again.
 Forking is safe only in a process without other threads, so only callers that know that (the
-CLI) ask for workers; where ``os.fork`` is missing, or a child fails in any way, the slice is
-parsed here instead, with the same results.
+CLI) ask for workers; where ``os.fork`` is missing, or a child fails in any way, the files it
+did not deliver are parsed here instead, with the same results.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 from .parse import Document, ParseError, parse_file
 
 MIN_FILES_PER_WORKER = 250
 """Fewer files than this per process do not repay a fork (a few milliseconds each)."""
+BATCH = 100
+"""Files per batch a child sends."""
 
 Result = list[Document] | ParseError
+Meanwhile = Callable[[list[Result]], None]
+_HEADER = struct.Struct("<Q")
 
 
 def default_workers() -> int:
@@ -40,14 +46,17 @@ def default_workers() -> int:
 
 
 def parse_files(files: list[str], *, max_bytes: int, workers: int,
-                meanwhile: Callable[[list[Result]], None] | None = None) -> list[Result]:
+                meanwhile: Meanwhile | None = None) -> list[Result]:
     """Each file's documents (or its :class:`ParseError`), in the order of ``files``.
-    ``meanwhile`` is given this process's own results while the children may still be parsing:
-    work for the next layer that would otherwise wait for them."""
+    ``meanwhile``, when given, sees every result once, in order and in batches, as soon as it is
+    there: work for the next layer that would otherwise wait for the slowest child."""
     n = min(workers, len(files) // MIN_FILES_PER_WORKER)
     if n < 2 or not hasattr(os, "fork"):
-        return [_parse(f, max_bytes) for f in files]
-    # This process takes a smaller slice: it also reads what the children send.
+        results = [_parse(f, max_bytes) for f in files]
+        if meanwhile is not None:
+            meanwhile(results)
+        return results
+    # This process takes a smaller slice: it also unpacks what the children send.
     bounds = [0] + [len(files) * (2 * i - 1) // (2 * n - 1) for i in range(1, n + 1)]
     children = [(_fork(files[bounds[i]:bounds[i + 1]], max_bytes), bounds[i], bounds[i + 1])
                 for i in range(1, n)]
@@ -55,9 +64,7 @@ def parse_files(files: list[str], *, max_bytes: int, workers: int,
     if meanwhile is not None:
         meanwhile(results)
     for child, start, end in children:
-        part = files[start:end]
-        received = _collect(child, part)
-        results.extend(received if received is not None else [_parse(f, max_bytes) for f in part])
+        results.extend(_collect(child, files[start:end], max_bytes, meanwhile))
     return results
 
 
@@ -83,44 +90,67 @@ def _fork(files: list[str], max_bytes: int) -> tuple[int, int] | None:
     code = 1
     try:
         os.close(read_end)
-        out: list[Any] = []
-        for f in files:
-            r = _parse(f, max_bytes)
-            if isinstance(r, ParseError):
-                out.append((r.rule, r.message, r.file, r.line, r.column))
-            else:
-                out.append((r[0].text if r else "", [(d.data, d.loc, d.flat) for d in r]))
-        payload = memoryview(pickle.dumps(out, pickle.HIGHEST_PROTOCOL))
-        while payload:
-            payload = payload[os.write(write_end, payload):]
+        for start in range(0, len(files), BATCH):
+            out: list[Any] = []
+            for f in files[start:start + BATCH]:
+                r = _parse(f, max_bytes)
+                if isinstance(r, ParseError):
+                    out.append((r.rule, r.message, r.file, r.line, r.column))
+                else:
+                    out.append((r[0].text if r else "", [(d.data, d.loc, d.flat) for d in r]))
+            payload = pickle.dumps(out, pickle.HIGHEST_PROTOCOL)
+            _write(write_end, _HEADER.pack(len(payload)) + payload)
         code = 0
     finally:
         os._exit(code)
 
 
-def _collect(child: tuple[int, int] | None, files: list[str]) -> list[Result] | None:
-    """What a child sent, as documents and errors; None if it failed."""
-    if child is None:
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _collect(child: tuple[int, int] | None, files: list[str], max_bytes: int,
+             meanwhile: Meanwhile | None) -> list[Result]:
+    """The results of ``files``: the batches the child sent, then, if it stopped early or failed,
+    the files it did not deliver, parsed here."""
+    results: list[Result] = []
+    if child is not None:
+        pid, read_end = child
+        with os.fdopen(read_end, "rb") as pipe:
+            while len(results) < len(files) and (batch := _receive(pipe, files[len(results):])):
+                if meanwhile is not None:
+                    meanwhile(batch)
+                results.extend(batch)
+        os.waitpid(pid, 0)
+    rest = [_parse(f, max_bytes) for f in files[len(results):]]
+    if rest and meanwhile is not None:
+        meanwhile(rest)
+    return results + rest
+
+
+def _receive(pipe: BinaryIO, files: list[str]) -> list[Result] | None:
+    """The next batch from a child (for the first of ``files``), or None at its end or when what
+    it sent is cut short (a child killed mid-write)."""
+    header = pipe.read(_HEADER.size)
+    if len(header) < _HEADER.size:
         return None
-    pid, read_end = child
-    chunks = []
-    with os.fdopen(read_end, "rb") as pipe:
-        while chunk := pipe.read(1 << 20):
-            chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+    (size,) = _HEADER.unpack(header)
+    payload = pipe.read(size)
+    if len(payload) < size:
         return None
     try:
-        sent = pickle.loads(b"".join(chunks))
-    except Exception:  # a child killed mid-write leaves a truncated payload
+        sent = pickle.loads(payload)
+    except Exception:
         return None
-    if len(sent) != len(files):
+    if not isinstance(sent, list) or not 0 < len(sent) <= len(files):
         return None
-    results: list[Result] = []
-    for file, item in zip(files, sent, strict=True):
+    batch: list[Result] = []
+    for file, item in zip(files, sent, strict=False):
         if len(item) == 5:
-            results.append(ParseError(item[0], item[1], item[2], item[3], item[4]))
+            batch.append(ParseError(item[0], item[1], item[2], item[3], item[4]))
         else:
             text, docs = item
-            results.append([Document(data, file, i, loc, text, flat) for i, (data, loc, flat) in enumerate(docs)])
-    return results
+            batch.append([Document(data, file, i, loc, text, flat) for i, (data, loc, flat) in enumerate(docs)])
+    return batch
