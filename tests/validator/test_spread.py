@@ -84,7 +84,7 @@ def test_a_child_that_dies_midway_loses_nothing(corpus: Path, monkeypatch: pytes
     parent = os.getpid()
     monkeypatch.setattr(spread, "_parse", dying)
     received: list[int] = []
-    receive = spread._receive
-    monkeypatch.setattr(spread, "_receive", lambda *a: (lambda b: received.append(len(b or [])) or b)(receive(*a)))
+    unpack = spread._unpack  # what this process made of each batch the child sent
+    monkeypatch.setattr(spread, "_unpack", lambda *a: (lambda b: received.append(len(b or [])) or b)(unpack(*a)))
     assert _report(corpus, 2) == alone
     assert received[:2] == [10, 10]  # two batches came from the child before it died

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import tempfile
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -75,21 +76,64 @@ def _parse(file: str, max_bytes: int) -> Result:
         return exc
 
 
-def _fork(files: list[str], max_bytes: int) -> tuple[int, int] | None:
-    """A child parsing ``files``: (pid, read end of its pipe), or None when it could not start."""
+class _Child:
+    """A forked child parsing files. It appends each batch (a length-prefixed pickle) to an
+    unlinked temporary file, then writes one byte to a pipe, so it never waits for this process
+    to read: a pipe holds 64 KiB, a batch a few hundred, and a reader thread would have to win
+    the interpreter lock for every 64 KiB it moves. This process reads the batches in order,
+    waiting on the pipe for each; the pipe's end of file is the child's end."""
+
+    def __init__(self, pid: int, signals: int, spool: BinaryIO) -> None:
+        self.pid, self.signals, self.spool, self.offset = pid, signals, spool, 0
+
+    def next_payload(self) -> bytes | None:
+        """The next batch's bytes, or None once the child has ended (or its batch is cut short)."""
+        if not os.read(self.signals, 1):
+            return None
+        fd = self.spool.fileno()
+        header = os.pread(fd, _HEADER.size, self.offset)
+        if len(header) < _HEADER.size:
+            return None
+        (size,) = _HEADER.unpack(header)
+        payload = os.pread(fd, size, self.offset + _HEADER.size)
+        if len(payload) < size:
+            return None
+        self.offset += _HEADER.size + size
+        return payload
+
+    def close(self) -> None:
+        os.close(self.signals)
+        self.spool.close()
+        os.waitpid(self.pid, 0)
+
+
+def _fork(files: list[str], max_bytes: int) -> _Child | None:
+    """A child parsing ``files``, or None when it could not start."""
+    try:
+        spool = tempfile.TemporaryFile()  # noqa: SIM115 - the child's until _Child.close
+    except OSError:
+        return None
     try:
         read_end, write_end = os.pipe()
+    except OSError:
+        spool.close()
+        return None
+    try:
         pid = os.fork()
     except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        spool.close()
         return None
     if pid:
         os.close(write_end)
-        return pid, read_end
+        return _Child(pid, read_end, spool)
     # The child: parse, send, and leave without running the parent's exit handlers or flushing
     # its buffers a second time.
     code = 1
     try:
         os.close(read_end)
+        fd = spool.fileno()
         for start in range(0, len(files), BATCH):
             out: list[Any] = []
             for f in files[start:start + BATCH]:
@@ -99,7 +143,8 @@ def _fork(files: list[str], max_bytes: int) -> tuple[int, int] | None:
                 else:
                     out.append((r[0].text if r else "", [(d.data, d.loc, d.flat) for d in r]))
             payload = pickle.dumps(out, pickle.HIGHEST_PROTOCOL)
-            _write(write_end, _HEADER.pack(len(payload)) + payload)
+            _write(fd, _HEADER.pack(len(payload)) + payload)
+            _write(write_end, b".")
         code = 0
     finally:
         os._exit(code)
@@ -111,35 +156,30 @@ def _write(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _collect(child: tuple[int, int] | None, files: list[str], max_bytes: int,
+def _collect(child: _Child | None, files: list[str], max_bytes: int,
              meanwhile: Meanwhile | None) -> list[Result]:
     """The results of ``files``: the batches the child sent, then, if it stopped early or failed,
     the files it did not deliver, parsed here."""
     results: list[Result] = []
     if child is not None:
-        pid, read_end = child
-        with os.fdopen(read_end, "rb") as pipe:
-            while len(results) < len(files) and (batch := _receive(pipe, files[len(results):])):
+        try:
+            while len(results) < len(files) and (payload := child.next_payload()) is not None:
+                batch = _unpack(payload, files[len(results):])
+                if batch is None:
+                    break
                 if meanwhile is not None:
                     meanwhile(batch)
                 results.extend(batch)
-        os.waitpid(pid, 0)
+        finally:
+            child.close()
     rest = [_parse(f, max_bytes) for f in files[len(results):]]
     if rest and meanwhile is not None:
         meanwhile(rest)
     return results + rest
 
 
-def _receive(pipe: BinaryIO, files: list[str]) -> list[Result] | None:
-    """The next batch from a child (for the first of ``files``), or None at its end or when what
-    it sent is cut short (a child killed mid-write)."""
-    header = pipe.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return None
-    (size,) = _HEADER.unpack(header)
-    payload = pipe.read(size)
-    if len(payload) < size:
-        return None
+def _unpack(payload: bytes, files: list[str]) -> list[Result] | None:
+    """One batch from a child, for the first of ``files``; None if it does not hold one."""
     try:
         sent = pickle.loads(payload)
     except Exception:
