@@ -141,6 +141,8 @@ def test_finetune_two_ranks(tmp_path: Path, base_dir: Path, name: str) -> None:
     largest = 4 * max(int(np.prod(s)) for s in base_shapes.values())
     assert 0 < stats["peakHeldBytes"] <= SHARD_BYTES + largest < weight_bytes
     assert not list(run_dir.glob(".export-weights.*"))  # the staging directory is gone
+    # config.json says what the shards hold (the fp32 weights), so dtype="auto" casts nothing.
+    assert json.loads((export / "config.json").read_text())["dtype"] == "float32"
     plain = AutoModelForCausalLM.from_pretrained(export)
     np.testing.assert_allclose(_logits(plain, ids), trained, rtol=0, atol=1e-4)
     for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
@@ -212,6 +214,8 @@ def test_export_carries_the_datasets_chat_template(tmp_path: Path, base_dir: Pat
     assert (export / "model.safetensors").is_file() and not (export / "model.safetensors.index.json").exists()
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["export"]["shards"] == 1
     ids = np.load(tmp_path / "run" / "final_inputs.npy")
+    # config.json says what the shards hold (the fp32 weights), so dtype="auto" casts nothing.
+    assert json.loads((export / "config.json").read_text())["dtype"] == "float32"
     plain = AutoModelForCausalLM.from_pretrained(export)
     np.testing.assert_allclose(_logits(plain, ids), np.load(tmp_path / "run" / "final_predictions.npy"),
                                rtol=0, atol=1e-4)

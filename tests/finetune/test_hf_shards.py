@@ -46,10 +46,22 @@ def test_shards_match_huggingface_hub(tmp_path: Path, max_bytes: int) -> None:
             for k in hub_t:
                 torch.testing.assert_close(ours_t[k], hub_t[k], rtol=0, atol=0)
     total = sum(t.numel() * 4 for t in state.values())
-    assert stats.total_bytes == total and stats.parameters == total // 4
+    assert stats.total_bytes == total and stats.parameters == total // 4 and stats.dtype == "float32"
     assert stats.shards == max(1, sum(f.endswith(".safetensors") for f in hub_files))
     largest = max(t.numel() * 4 for t in state.values())
     assert stats.peak_held_bytes <= (max_bytes + largest if max_bytes < total else total)
+
+
+def test_the_written_type_is_reported(tmp_path: Path) -> None:
+    """What config.json records is the type of the weights in the shards (one type, or none)."""
+    for types, expected in (([torch.bfloat16] * 2, "bfloat16"), ([torch.float32, torch.bfloat16], None)):
+        directory = tmp_path / str(expected)
+        directory.mkdir()
+        writer = ShardWriter(directory, 10**9)
+        for i, dtype in enumerate(types):
+            writer.add(f"w{i}", torch.ones(3, dtype=dtype))
+        writer.add("positions", torch.arange(3))  # integers say nothing about the weights' type
+        assert writer.close().dtype == expected
 
 
 def test_sharded_checkpoint_loads_with_transformers(tmp_path: Path) -> None:

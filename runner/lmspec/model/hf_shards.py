@@ -68,6 +68,9 @@ class ShardStats:
     total_bytes: int
     parameters: int
     peak_held_bytes: int
+    dtype: str | None = None
+    """The floating-point type of the weights written (``float32``, ``bfloat16``), when they
+    share one: what the model's ``config.json`` must say they are."""
 
 
 def _nbytes(t: torch.Tensor) -> int:
@@ -91,10 +94,13 @@ class ShardWriter:
         self._total_bytes = 0
         self._parameters = 0
         self._peak = 0
+        self._dtypes: set[str] = set()
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
         """Take ``tensor`` (whole, on the CPU); it is written with the shard it falls in."""
         size = _nbytes(tensor)
+        if tensor.is_floating_point():
+            self._dtypes.add(str(tensor.dtype).removeprefix("torch."))
         # Counted before any write: the new tensor is already in memory beside the pending shard.
         self._peak = max(self._peak, self._pending_bytes + size)
         self._total_bytes += size
@@ -140,4 +146,5 @@ class ShardWriter:
                      "weight_map": weight_map}
             (self.directory / SAFETENSORS_INDEX_FILE).write_text(
                 json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        return ShardStats(count, self._total_bytes, self._parameters, self._peak)
+        dtype = next(iter(self._dtypes)) if len(self._dtypes) == 1 else None
+        return ShardStats(count, self._total_bytes, self._parameters, self._peak, dtype)

@@ -799,7 +799,8 @@ class Recipe:
             return out
         try:
             if isinstance(module, CausalLM):
-                write_hf = self._hf_writer(module, state, streamed[0] if streamed else None)
+                write_hf = self._hf_writer(module, state, streamed[0] if streamed else None,
+                                           streamed[1].dtype if streamed else None)
             save_export(out, self.model_obj, state, self.data.transform.state_dict(),
                         job=self.job.metadata.name, metrics=metrics, input_width=self.input_width,
                         write_hf=write_hf)
@@ -841,10 +842,10 @@ class Recipe:
         return None
 
     def _hf_writer(self, module: CausalLM, state: dict[str, torch.Tensor] | None,
-                   weights_dir: Path | None) -> Any:
+                   weights_dir: Path | None, weights_dtype: str | None = None) -> Any:
         """The function that writes the Hugging Face part of the export: the adapter in
         ``state`` (LoRA), the streamed weight shards in ``weights_dir`` (full fine-tuning, or
-        the merged LoRA model), the config and the tokenizer."""
+        the merged LoRA model) of type ``weights_dtype``, the config and the tokenizer."""
         from ..model.adapters import merge_adapter, save_adapter
         from ..model.hf_tokenizer import hf_tokenizer
         from ..model.pretrained import load_base_tokenizer
@@ -887,8 +888,10 @@ class Recipe:
                     os.replace(f, tmp / f.name)
                 wrapped: Any = module.lm
                 lm: Any = wrapped.get_base_model() if adapter is not None else wrapped
-                # What save_pretrained writes beside the weights, recorded the same way.
-                lm.config.dtype = str(lm.dtype).split(".")[1]
+                # What save_pretrained writes beside the weights, recorded the same way. The
+                # type is the written weights' (fp32 master weights after bf16 or fp16 training),
+                # not the engine module's: loading with dtype="auto" must not cast them.
+                lm.config.dtype = weights_dtype or str(lm.dtype).split(".")[1]
                 lm.config.architectures = [type(lm).__name__]
                 lm.config.save_pretrained(str(tmp))
                 if lm.can_generate():
