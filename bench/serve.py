@@ -216,27 +216,38 @@ def measure(tmp: Path, hidden: list[int], args: argparse.Namespace, levels: list
     if kserve_python is not None:
         modes["kserve"] = None
     results: dict[tuple[str, int], tuple[float, float, float, int]] = {}
-    print(f"\n{'server':<14}{'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for mode, batching in modes.items():
-        if batching is None:
-            assert kserve_python is not None
-            proc, host, port = start_kserve(tmp / mode, export, kserve_python, args.threads)
-            label = "kserve"
-        else:
-            proc, host, port = start_server(tmp / mode, export, batching, args.threads)
-            label = f"lmspec {mode}"
-        try:
-            for c in levels:
-                row = asyncio.run(closed_loop(host, port, c, args.warmup, args.duration))
-                results[(mode, c)] = row
-                rps, p50, p99, errs = row
-                print(f"{label:<14}{c:>8}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}{errs:>8}", flush=True)
-        finally:
+    # Every server is started first and the rows are measured level by level, each server in
+    # turn: the rows compared with each other are seconds apart, not minutes, so a machine whose
+    # speed drifts (shared hosts do) moves them alike.
+    servers: dict[str, tuple[subprocess.Popen[bytes], str, int]] = {}
+    try:
+        for mode, batching in modes.items():
+            if batching is None:
+                assert kserve_python is not None
+                servers[mode] = start_kserve(tmp / mode, export, kserve_python, args.threads)
+            else:
+                servers[mode] = start_server(tmp / mode, export, batching, args.threads)
+        names = list(servers)
+        for i, c in enumerate(levels):
+            # The order turns from level to level, so no server is always measured first.
+            for mode in names[i % len(names):] + names[:i % len(names)]:
+                _, host, port = servers[mode]
+                results[(mode, c)] = asyncio.run(closed_loop(host, port, c, args.warmup, args.duration))
+            print(f"  measured {c} client(s)", flush=True)
+    finally:
+        for proc, _, _ in servers.values():
             proc.send_signal(signal.SIGTERM)
+        for proc, _, _ in servers.values():
             try:
                 proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    print(f"\n{'server':<14}{'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for mode in modes:
+        label = "kserve" if mode == "kserve" else f"lmspec {mode}"
+        for c in levels:
+            rps, p50, p99, errs = results[(mode, c)]
+            print(f"{label:<14}{c:>8}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}{errs:>8}")
     if ("on", 32) in results and ("off", 32) in results:
         on, off = results[("on", 32)], results[("off", 32)]
         print(f"\nat 32 clients: batching on/off throughput {on[0] / off[0]:.2f}x; "

@@ -117,6 +117,9 @@ class Batcher:
             batch = self._take()
             if batch:
                 await self._compute(batch)
+                # A pass run on the loop never yields: let its answers go out and new requests
+                # in before the next one, or a queue would drain as one convoy.
+                await asyncio.sleep(0)
 
     async def _fill(self) -> None:
         """Wait until the batch is full or its oldest request has waited max_delay."""
