@@ -44,9 +44,14 @@ def test_forked_parsing_gives_the_same_report(corpus: Path, monkeypatch: pytest.
     monkeypatch.setattr(spread, "MIN_FILES_PER_WORKER", 20)
     spawned: list[int] = []
     fork = spread._fork
-    monkeypatch.setattr(spread, "_fork", lambda *a: spawned.append(1) or fork(*a))
+    monkeypatch.setattr(spread, "_fork", lambda *a: spawned.append(len(a[0])) or fork(*a))
+    received: list[int] = []
+    unpack = spread._unpack  # what this process made of each batch a child sent
+    monkeypatch.setattr(spread, "_unpack", lambda *a: (lambda b: received.append(len(b or [])) or b)(unpack(*a)))
     assert _report(corpus, 3) == alone
-    assert len(spawned) == 2  # the work really was spread: two children beside this process
+    # The work really was spread: two children beside this process, and every file of theirs
+    # came from them (none parsed again here after a failure).
+    assert len(spawned) == 2 and sum(received) == sum(spawned)
     assert '"line"' in alone and '"schema.unknown-key"' in alone  # positions and findings compared
 
 

@@ -14,7 +14,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -81,8 +81,7 @@ class Document:
     def positions(self) -> Loc:
         if self.loc is None:
             if self.flat:
-                found = _unflatten(self.data, iter(array.array("I", self.flat)))
-                self.loc = found if isinstance(found, Loc) else Loc(found)
+                self.loc = _positions(self.data, array.array("I", self.flat))
             else:
                 self.loc = parse_text(self.text, self.file)[self.index].positions()
         return self.loc
@@ -509,56 +508,22 @@ def _compose_documents(text: str, positions: bool = True) -> list[tuple[Any, Loc
         parser = _Composer(text)
         out: list[tuple[Any, Loc | None, bytes]] = []
         while parser.check_node():
-            node = parser.get_node()
-            if not positions:
-                flat: list[int] = []
-                data = _flat(node, 0, flat)
+            flat: list[int] = []
+            data = _flat(parser.get_node(), 0, flat)
+            if positions:
+                out.append((data, _positions(data, flat), b""))
+            else:
                 out.append((data, None, array.array("I", flat).tobytes()))
-                continue
-            data, loc = _node(node, 0)
-            out.append((data, loc if isinstance(loc, Loc) else Loc(loc), b""))
         return out
     except Exception:  # syntax errors, limits, duplicates: the event path reports them exactly
         return None
 
 
-def _node(node: Any, depth: int) -> tuple[Any, Loc | Position]:
-    """One node's value and position; raises :class:`_Fallback` on anything but plain data."""
-    mark = node.start_mark
-    if node.__class__ is _ScalarNode:
-        value = node.value
-        if node.style == "" and (not value or value[0] in _NOT_A_STRING_START):  # plain: resolve
-            value = resolve_plain(value)
-            if type(value) is int and value.bit_length() > MAX_INT_BITS:
-                raise _Fallback
-        return value, (mark.line + 1, mark.column + 1)
-    if depth >= MAX_DEPTH:
-        raise _Fallback
-    loc = Loc((mark.line + 1, mark.column + 1))
-    children = loc.children
-    if node.__class__ is _MappingNode:
-        mapping: dict[str, Any] = {}
-        keys = loc.keys
-        for key_node, value_node in node.value:
-            if key_node.__class__ is not _ScalarNode:
-                raise _Fallback  # a mapping or sequence as a key
-            key = key_node.value  # kept as written: `1:` and `on:` are the keys "1" and "on"
-            if key in mapping:
-                raise _Fallback  # a duplicate key
-            km = key_node.start_mark
-            keys[key] = (km.line + 1, km.column + 1)
-            mapping[key], children[key] = _node(value_node, depth + 1)
-        return mapping, loc
-    sequence: list[Any] = []
-    for i, item in enumerate(node.value):
-        value, children[i] = _node(item, depth + 1)
-        sequence.append(value)
-    return sequence, loc
-
-
 def _flat(node: Any, depth: int, out: list[int]) -> Any:
-    """:func:`_node`'s value (same checks); the positions go to ``out`` in document order: each
-    node's line and column, and in a mapping each key's before its value's."""
+    """One node's value; raises :class:`_Fallback` on anything but plain data. The positions go
+    to ``out`` in document order (each node's line and column, and in a mapping each key's
+    before its value's): compact to keep and to send, made into a :class:`Loc` by
+    :func:`_positions` only when asked."""
     mark = node.start_mark
     out += (mark.line + 1, mark.column + 1)
     if node.__class__ is _ScalarNode:
@@ -585,8 +550,15 @@ def _flat(node: Any, depth: int, out: list[int]) -> Any:
     return [_flat(item, depth + 1, out) for item in node.value]
 
 
+def _positions(data: Any, flat: Iterable[int]) -> Loc:
+    """The document's positions from what :func:`_flat` wrote for ``data``."""
+    found = _unflatten(data, iter(flat))
+    return found if isinstance(found, Loc) else Loc(found)
+
+
 def _unflatten(data: Any, flat: Iterator[int]) -> Loc | Position:
-    """The positions :func:`_flat` wrote for ``data``, as :func:`_node` gives them."""
+    """The positions :func:`_flat` wrote for ``data``: a :class:`Loc` for containers, the
+    position alone for scalars."""
     pos = (next(flat), next(flat))
     if type(data) is dict:
         loc = Loc(pos)
