@@ -10,7 +10,9 @@ where ``kserve`` is installed (``--kserve-python``, or ``LMSPEC_BENCH_KSERVE_PYT
 one the KServe rows are skipped and the output says so. Ratios are printed against it.
 
 Each of C clients sends one OIP v2 infer request (one iris row), waits for the answer, and sends
-the next; requests/s, p50 and p99 latency are measured per row of the table. The load generator is
+the next; requests/s, p50 and p99 latency are measured per row of the table, in several short
+rounds (every server once per round, the order rotating) of which each row reports the median, so
+one unlucky few seconds on a shared machine does not decide a ratio. The load generator is
 one asyncio process speaking plain HTTP/1.1 over keep-alive connections, so that on a small machine
 it takes as little CPU as possible from the server it measures.
 
@@ -229,10 +231,19 @@ def measure(tmp: Path, hidden: list[int], args: argparse.Namespace, levels: list
                 servers[mode] = start_server(tmp / mode, export, batching, args.threads)
         names = list(servers)
         for i, c in enumerate(levels):
-            # The order turns from level to level, so no server is always measured first.
-            for mode in names[i % len(names):] + names[:i % len(names)]:
-                _, host, port = servers[mode]
-                results[(mode, c)] = asyncio.run(closed_loop(host, port, c, args.warmup, args.duration))
+            rounds: dict[str, list[tuple[float, float, float, int]]] = {mode: [] for mode in names}
+            for r in range(args.rounds):
+                # The order turns from round to round, so no server is always measured first.
+                turn = (i + r) % len(names)
+                for mode in names[turn:] + names[:turn]:
+                    _, host, port = servers[mode]
+                    rounds[mode].append(asyncio.run(closed_loop(host, port, c, args.warmup,
+                                                                args.duration / args.rounds)))
+            for mode, runs in rounds.items():
+                # The median round of each figure; errors are summed, never hidden.
+                results[(mode, c)] = (statistics.median(x[0] for x in runs),
+                                      statistics.median(x[1] for x in runs),
+                                      statistics.median(x[2] for x in runs), sum(x[3] for x in runs))
             print(f"  measured {c} client(s)", flush=True)
     finally:
         for proc, _, _ in servers.values():
@@ -268,8 +279,12 @@ def main() -> None:
                              "[default: 2048,2048,2048,2048 and 32,32]")
     parser.add_argument("--steps", type=int, default=30, help="training steps for the weights")
     parser.add_argument("--concurrency", default="1,8,32,64")
-    parser.add_argument("--duration", type=float, default=4.0, help="seconds measured per row")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds discarded per row")
+    parser.add_argument("--duration", type=float, default=6.0,
+                        help="seconds measured per row, split over the rounds")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds per concurrency level, every server measured once in each; "
+                             "each row reports the median round")
+    parser.add_argument("--warmup", type=float, default=0.5, help="seconds discarded per round")
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--delay-us", type=int, default=2000, help="maxQueueDelayMicroseconds")
     parser.add_argument("--threads", type=int, default=1,

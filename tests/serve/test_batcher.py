@@ -89,3 +89,62 @@ def test_short_passes_run_on_the_loop_and_slow_ones_in_the_compute_thread() -> N
             await batcher.stop()
 
     asyncio.run(main())
+
+
+def test_a_lone_request_runs_on_the_loop_and_overlapping_ones_batch_in_the_thread() -> None:
+    """One request at a time, with no other in flight, skips the compute thread up to
+    ``lone_inline_below`` (a single-client server gains the hand-off's latency). When other
+    requests are in flight (the owner counts them, as the server's gate does), passes go to the
+    thread, and requests that arrive together share them."""
+    calls: list[tuple[str, int]] = []
+
+    def run(rows: list[int]) -> list[int]:
+        calls.append((threading.current_thread().name, len(rows)))
+        time.sleep(0.005)  # longer than inline_below, shorter than lone_inline_below
+        return rows
+
+    async def main() -> None:
+        batcher = Batcher(run, ThreadPoolExecutor(1, thread_name_prefix="compute"), Policy(8, 0.05, 64),
+                          Metrics(), "infer")
+        batcher.inline_below = 0.001
+        batcher.lone_inline_below = 0.05
+        in_flight = [0]
+        batcher.alone = lambda: in_flight[0] <= 1
+
+        async def request(value: int, rows: int = 1) -> int:
+            in_flight[0] += 1  # as the gate counts a request before its handler first waits
+            try:
+                result: int = await batcher.submit(value, rows)
+                return result
+            finally:
+                in_flight[0] -= 1
+
+        batcher.start()
+        main_thread = threading.main_thread().name
+        try:
+            for i in range(3):
+                assert await request(i) == i
+            assert calls[0][0].startswith("compute")  # untimed yet: the thread
+            assert calls[1:] == [(main_thread, 1)] * 2
+            # Larger than the passes timed so far: it may take longer, so the thread.
+            assert await request(5, rows=50) == 5
+            assert calls[-1][0].startswith("compute")
+            del calls[3:]
+            # Another request in flight (still reading its body, say): the thread.
+            in_flight[0] += 1
+            assert await request(7) == 7
+            in_flight[0] -= 1
+            assert calls[3][0].startswith("compute")
+            # Several at once: they share passes in the thread.
+            del calls[:]
+            assert await asyncio.gather(*(request(i) for i in range(6))) == list(range(6))
+            assert sum(n for _, n in calls) == 6 and len(calls) < 6
+            assert all(t.startswith("compute") for t, _ in calls)
+            # Alone again: back on the loop (once the average has come down from the batches).
+            for i in range(8):
+                await request(i)
+            assert calls[-1] == (main_thread, 1)
+        finally:
+            await batcher.stop()
+
+    asyncio.run(main())

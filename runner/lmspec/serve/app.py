@@ -155,6 +155,8 @@ async def _load(state: State) -> None:
             # loop without ever overlapping another pass over the same model.
             assert state.infer is not None
             state.infer.inline_below = INLINE_BELOW
+            state.infer.lone_inline_below = LONE_INLINE_BELOW
+            state.infer.alone = lambda: state.in_flight <= 1
     except Exception as exc:
         state.load_error = exc
         log.error("loading the model failed: %s", exc)
@@ -194,6 +196,8 @@ def _engine(state: State, lm: TextModel) -> EngineRunner:
 
 INLINE_BELOW = 0.0005
 """Seconds: infer passes shorter than this run on the event loop (see :mod:`.batcher`)."""
+LONE_INLINE_BELOW = 0.01
+"""Seconds: the same for a pass of one request while no other waits."""
 
 
 class Culprit(ValueError):

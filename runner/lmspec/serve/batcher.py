@@ -14,7 +14,12 @@ requests wait; beyond that :class:`QueueFull` is raised (the server answers 503/
 Passes run in the compute thread, so the event loop keeps answering while one computes. A pass
 that takes less than ``inline_below`` seconds (judged by the recent ones) runs on the event loop
 instead: handing it to the thread and back costs more than the pass itself (two wake-ups across
-threads), and the loop is held for no longer than that hand-off would have taken.
+threads), and the loop is held for no longer than that hand-off would have taken. A pass of one
+request while no other request is in flight (``alone``) runs on the loop up to
+``lone_inline_below``: with one client the hand-off is pure latency (about 0.2 ms on a small
+machine), and the loop has nobody else to serve meanwhile; as soon as requests overlap, passes go
+back to the thread. Such a request on an
+idle batcher runs in the caller's task, without a round trip through the batching task.
 """
 
 from __future__ import annotations
@@ -69,8 +74,17 @@ class Batcher:
         """The last pass served one request and none arrived while it ran."""
         self.inline_below = 0.0
         """Seconds; set by the owner once it knows passes may share the loop's thread."""
+        self.lone_inline_below = 0.0
+        """Seconds; the same bound for a pass of one request while nothing else waits."""
+        self.alone: Callable[[], bool] = lambda: False
+        """Whether no other request is on its way here (set by the owner, who sees requests
+        before they reach the queue: several may be parsed and about to submit)."""
         self._typical: float | None = None
         """Recent pass duration (exponential average); None until a pass has run."""
+        self._busy = False
+        """A pass is running in the compute thread."""
+        self._last_rows = 0
+        """Rows of the last pass."""
 
     @property
     def depth(self) -> int:
@@ -90,6 +104,16 @@ class Batcher:
         if len(self._queue) >= self.policy.max_queue:
             raise QueueFull(self._name)
         item = _Item(payload, rows, asyncio.get_running_loop().create_future())
+        if self._may_run_here(rows):
+            # Requests that came in together reach here one after another, each finding the
+            # batcher idle; one turn of the loop lets them all show up before deciding.
+            await asyncio.sleep(0)
+            if self._may_run_here(rows):
+                # Idle, and this request would go alone and on the loop anyway: run it here
+                # rather than wake the batching task for it and be woken back.
+                self._arrivals += 1
+                self._compute_here([item])
+                return await item.future
         self._queue.append(item)
         self._queued_rows += rows
         self._arrivals += 1
@@ -103,6 +127,10 @@ class Batcher:
                 self._queued_rows -= rows
                 self._gauge()
             raise
+
+    def _may_run_here(self, rows: int) -> bool:
+        return (not self._queue and not self._busy and (self._lone or not self.policy.enabled)
+                and self.alone() and self._inline(lone=True, rows=rows))
 
     def _gauge(self) -> None:
         self._metrics.queue_depth.labels(queue=self._name).set(len(self._queue))
@@ -150,28 +178,60 @@ class Batcher:
         self._gauge()
         return batch
 
+    def _inline(self, lone: bool, rows: int) -> bool:
+        """Whether the next pass runs on the loop: it is known to be short, or it serves one
+        request while nothing else waits (what a single-threaded server does for every request;
+        with nobody else to serve, the loop has nothing better to do meanwhile) and is no larger
+        than the last pass, whose time the average is mostly made of."""
+        typical = self._typical
+        return typical is not None and (typical < self.inline_below
+                                        or (lone and rows <= self._last_rows
+                                            and typical < self.lone_inline_below))
+
     async def _compute(self, batch: list[_Item]) -> None:
+        if self._inline(len(batch) == 1 and not self._queue and self.alone(), sum(i.rows for i in batch)):
+            self._compute_here(batch)
+            return
+        started, arrivals = self._started(batch)
+        payloads = [i.payload for i in batch]
+        self._busy = True
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, payloads)
+        except Exception as exc:
+            self._settle(batch, started, arrivals, exc)
+        else:
+            self._settle(batch, started, arrivals, results)
+        finally:
+            self._busy = False
+
+    def _compute_here(self, batch: list[_Item]) -> None:
+        started, arrivals = self._started(batch)
+        try:
+            results = self._run([i.payload for i in batch])
+        except Exception as exc:
+            self._settle(batch, started, arrivals, exc)
+        else:
+            self._settle(batch, started, arrivals, results)
+
+    def _started(self, batch: list[_Item]) -> tuple[float, int]:
         started = time.perf_counter()
-        arrivals = self._arrivals
         for item in batch:
             self._metrics.queue_latency.labels(queue=self._name).observe(started - item.enqueued)
         self._metrics.batch_size.labels(queue=self._name).observe(sum(i.rows for i in batch))
-        payloads = [i.payload for i in batch]
-        try:
-            if self._typical is not None and self._typical < self.inline_below:
-                results = self._run(payloads)
-            else:
-                results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, payloads)
-        except Exception as exc:
+        return started, self._arrivals
+
+    def _settle(self, batch: list[_Item], started: float, arrivals: int,
+                results: list[Any] | Exception) -> None:
+        took = time.perf_counter() - started
+        self._typical = took if self._typical is None else 0.8 * self._typical + 0.2 * took
+        self._metrics.compute_latency.labels(queue=self._name).observe(took)
+        self._last_rows = sum(i.rows for i in batch)
+        self._lone = len(batch) == 1 and self._arrivals == arrivals
+        if isinstance(results, Exception):
             for item in batch:
                 if not item.future.done():
-                    item.future.set_exception(exc)
+                    item.future.set_exception(results)
             return
-        finally:
-            took = time.perf_counter() - started
-            self._typical = took if self._typical is None else 0.8 * self._typical + 0.2 * took
-            self._metrics.compute_latency.labels(queue=self._name).observe(took)
-            self._lone = len(batch) == 1 and self._arrivals == arrivals
         for item, result in zip(batch, results, strict=True):
             if item.future.done():
                 continue

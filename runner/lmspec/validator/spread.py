@@ -20,9 +20,7 @@ did not deliver are parsed here instead, with the same results.
 from __future__ import annotations
 
 import os
-import pickle
 import struct
-import tempfile
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -109,6 +107,10 @@ class _Child:
 
 def _fork(files: list[str], max_bytes: int) -> _Child | None:
     """A child parsing ``files``, or None when it could not start."""
+    # Imported here: a run over a few files, the common case, never forks.
+    import pickle
+    import tempfile
+
     try:
         spool = tempfile.TemporaryFile()  # noqa: SIM115 - the child's until _Child.close
     except OSError:
@@ -180,6 +182,8 @@ def _collect(child: _Child | None, files: list[str], max_bytes: int,
 
 def _unpack(payload: bytes, files: list[str]) -> list[Result] | None:
     """One batch from a child, for the first of ``files``; None if it does not hold one."""
+    import pickle
+
     try:
         sent = pickle.loads(payload)
     except Exception:
