@@ -9,7 +9,9 @@ appended after that environment's own packages so that KServe keeps its own Fast
 
 The prediction is ``Exported.predict`` itself — the same fitted preprocessing and the same torch
 forward pass as ``lmspec serve`` runs — so the two servers differ only in what surrounds it.
-Like ``lmspec serve``'s defaults, no per-request log lines are written.
+Like ``lmspec serve``'s defaults, no per-request log lines are written: uvicorn's access log and
+the ``kserve.trace`` log (two lines per request from KServe's timing middleware, on by default)
+are turned off, so the baseline does not pay for output that lmspec does not write.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def main() -> None:
     server = kserve.ModelServer(http_port=port, enable_grpc=False, workers=1,
                                 enable_latency_logging=False)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     server.start([model])
 
 

@@ -1,7 +1,7 @@
 """Closed-loop load test of ``lmspec serve`` (dynamic batching on and off) against KServe's
 ``ModelServer`` on the same exported weights, at several concurrencies.
 
-    .venv/bin/python bench/serve.py --kserve-python .venv-kserve/bin/python   # ~4 minutes
+    .venv/bin/python bench/serve.py --kserve-python .venv-kserve/bin/python   # ~6 minutes
     .venv/bin/python bench/serve.py --hidden 32,32     # one model size; no KServe baseline
 
 KServe is the baseline: ``bench/kserve_server.py`` serves the same export with the same
@@ -279,9 +279,9 @@ def main() -> None:
                              "[default: 2048,2048,2048,2048 and 32,32]")
     parser.add_argument("--steps", type=int, default=30, help="training steps for the weights")
     parser.add_argument("--concurrency", default="1,8,32,64")
-    parser.add_argument("--duration", type=float, default=6.0,
+    parser.add_argument("--duration", type=float, default=8.0,
                         help="seconds measured per row, split over the rounds")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="rounds per concurrency level, every server measured once in each; "
                              "each row reports the median round")
     parser.add_argument("--warmup", type=float, default=0.5, help="seconds discarded per round")

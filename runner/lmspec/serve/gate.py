@@ -39,6 +39,10 @@ class Gate:
         self.state = state
         self._routes: list[Any] = list(getattr(app, "routes", []))
         self._endpoints: dict[tuple[str, str], str] = {}
+        # The labelled metric of each (endpoint, status): looking one up takes a lock and a
+        # few dictionary probes per request; the set is small (templates, not paths).
+        self._counted: dict[tuple[str, int], Any] = {}
+        self._timed: dict[str, Any] = {}
 
     def endpoint(self, scope: Scope) -> str:
         """The route template (``/v2/models/{model}/infer``), so labels stay few."""
@@ -103,8 +107,15 @@ class Gate:
             if tracked:
                 state.in_flight -= 1
                 state.metrics.in_flight.dec()
-            state.metrics.requests.labels(endpoint=endpoint, status=str(status[0])).inc()
-            state.metrics.request_latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+            counter = self._counted.get((endpoint, status[0]))
+            if counter is None:
+                counter = self._counted[(endpoint, status[0])] = state.metrics.requests.labels(
+                    endpoint=endpoint, status=str(status[0]))
+            counter.inc()
+            timer = self._timed.get(endpoint)
+            if timer is None:
+                timer = self._timed[endpoint] = state.metrics.request_latency.labels(endpoint=endpoint)
+            timer.observe(time.perf_counter() - started)
 
     async def _admit(self, scope: Scope, receive: Receive, send: Send, path: str,
                      headers: dict[bytes, bytes]) -> None:
