@@ -166,6 +166,14 @@ def test_metrics_and_openapi(server: Any) -> None:
     assert server.metric("lmspec_requests_in_flight") == 0
     doc = server.client.get("/openapi.json").json()
     assert "/v2/models/{model}/infer" in doc["paths"] and "/v2/health/ready" in doc["paths"]
+    # infer validates its own body: the document still describes it, and both path parameters.
+    for path, params in (("/v2/models/{model}/infer", ["model"]),
+                         ("/v2/models/{model}/versions/{version}/infer", ["model", "version"])):
+        op = doc["paths"][path]["post"]
+        body = op["requestBody"]["content"]["application/json"]["schema"]
+        assert body["required"] == ["inputs"]
+        assert set(body["properties"]["inputs"]["items"]["properties"]) >= {"name", "shape", "datatype", "data"}
+        assert [p["name"] for p in op["parameters"] if p["in"] == "path"] == params
 
 
 def test_triton_http_client_works_unmodified(server: Any, exports: dict[str, Path]) -> None:

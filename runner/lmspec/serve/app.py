@@ -29,7 +29,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._version import __version__
 from ..standard import InferenceService
 from .batcher import Batcher, Policy, QueueFull
-from .common import Body, StrictBody, check_model, check_prompt, new_generation, sampling_for, with_limits
+from .common import (
+    Body,
+    StrictBody,
+    body_schema,
+    check_model,
+    check_prompt,
+    new_generation,
+    parse_body,
+    sampling_for,
+    with_limits,
+)
 from .engine import Engine, EngineLimits
 from .errors import ApiError, error_body
 from .gate import Gate
@@ -335,8 +345,12 @@ def _oip_routes(app: FastAPI, state: State) -> None:
         ok = state.serving()
         return JSONResponse({"name": state.name, "ready": ok}, status_code=200 if ok else 503)
 
-    async def infer(model: str, body: InferenceRequest, request: Request,
-                    version: str | None = None) -> Response:
+    async def infer(request: Request, model: str) -> Response:
+        # The body is read and validated here, in one step in pydantic-core (JSON included),
+        # rather than declared as a parameter: FastAPI's generic resolution of declared bodies
+        # and parameters was about a tenth of the server's time per request on a small model.
+        body = parse_body(InferenceRequest, await request.body())
+        version: str | None = request.path_params.get("version")
         check_model(state, model, version)
         loaded = state.require_ready()
         sig = loaded.require_predictor().signature
@@ -420,7 +434,12 @@ def _oip_routes(app: FastAPI, state: State) -> None:
     for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
         app.add_api_route(prefix, model_metadata, methods=["GET"], tags=["oip-v2"])
         app.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=["oip-v2"])
-        app.add_api_route(prefix + "/infer", infer, methods=["POST"], tags=["oip-v2"])
+        infer_doc = body_schema(InferenceRequest)
+        if "{version}" in prefix:  # read from the path by infer itself
+            infer_doc["parameters"] = [{"name": "version", "in": "path", "required": True,
+                                        "schema": {"type": "string", "title": "Version"}}]
+        app.add_api_route(prefix + "/infer", infer, methods=["POST"], tags=["oip-v2"],
+                          openapi_extra=infer_doc)
         app.add_api_route(prefix + "/generate", generate, methods=["POST"], tags=["oip-v2"])
         app.add_api_route(prefix + "/generate_stream", generate_stream, methods=["POST"],
                           tags=["oip-v2"], responses=SSE_RESPONSE)

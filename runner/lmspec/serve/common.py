@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ApiError, is_openai
 from .generate import Busy, Generation, Sampling
@@ -35,6 +36,40 @@ class StrictBody(BaseModel):
     parameter is silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_body(model: type[M], raw: bytes) -> M:
+    """A request body validated straight from its JSON bytes. Its errors are raised as FastAPI's,
+    so they are answered exactly like those of bodies FastAPI validates itself."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
+                                      for e in exc.errors(include_url=False)]) from None
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of a route that validates its body with :func:`parse_body`
+    (``openapi_extra``): the model's JSON Schema with its definitions written in place, since
+    ``#/$defs/...`` would point into the OpenAPI document itself (request bodies never nest
+    themselves, so this ends)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
 
 
 def check_prompt(state: State, ids: list[int], param: str = "prompt") -> None:
