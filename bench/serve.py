@@ -11,8 +11,9 @@ one the KServe rows are skipped and the output says so. Ratios are printed again
 
 Each of C clients sends one OIP v2 infer request (one iris row), waits for the answer, and sends
 the next; requests/s, p50 and p99 latency are measured per row of the table, in several short
-rounds (every server once per round, the order rotating) of which each row reports the median, so
-one unlucky few seconds on a shared machine does not decide a ratio. The load generator is
+rounds of which each row reports the median. Every round starts each server afresh and measures it
+once at every level, the order rotating, so neither one unlucky few seconds on a shared machine
+nor one unlucky process decides a ratio. The load generator is
 one asyncio process speaking plain HTTP/1.1 over keep-alive connections, so that on a small machine
 it takes as little CPU as possible from the server it measures.
 
@@ -218,41 +219,45 @@ def measure(tmp: Path, hidden: list[int], args: argparse.Namespace, levels: list
     if kserve_python is not None:
         modes["kserve"] = None
     results: dict[tuple[str, int], tuple[float, float, float, int]] = {}
-    # Every server is started first and the rows are measured level by level, each server in
-    # turn: the rows compared with each other are seconds apart, not minutes, so a machine whose
-    # speed drifts (shared hosts do) moves them alike.
-    servers: dict[str, tuple[subprocess.Popen[bytes], str, int]] = {}
-    try:
-        for mode, batching in modes.items():
-            if batching is None:
-                assert kserve_python is not None
-                servers[mode] = start_kserve(tmp / mode, export, kserve_python, args.threads)
-            else:
-                servers[mode] = start_server(tmp / mode, export, batching, args.threads)
-        names = list(servers)
-        for i, c in enumerate(levels):
-            rounds: dict[str, list[tuple[float, float, float, int]]] = {mode: [] for mode in names}
-            for r in range(args.rounds):
-                # The order turns from round to round, so no server is always measured first.
+    runs: dict[tuple[str, int], list[tuple[float, float, float, int]]] = {}
+    names = list(modes)
+    # Each round starts every server afresh and measures every level, each server in turn: the
+    # rows compared are seconds apart, not minutes, so a machine whose speed drifts (shared hosts
+    # do) moves them alike; and each figure is the median over several processes of each
+    # server, since two processes of the same server, started the same way, can differ by 5 % or
+    # more on a memory-bound model (where their weights happened to land).
+    for r in range(args.rounds):
+        servers: dict[str, tuple[subprocess.Popen[bytes], str, int]] = {}
+        try:
+            for mode in names[r % len(names):] + names[:r % len(names)]:
+                batching = modes[mode]
+                work = tmp / f"{mode}-{r}"
+                if batching is None:
+                    assert kserve_python is not None
+                    servers[mode] = start_kserve(work, export, kserve_python, args.threads)
+                else:
+                    servers[mode] = start_server(work, export, batching, args.threads)
+            for i, c in enumerate(levels):
+                # The order turns from level to level and round to round, so no server is
+                # always measured first.
                 turn = (i + r) % len(names)
                 for mode in names[turn:] + names[:turn]:
                     _, host, port = servers[mode]
-                    rounds[mode].append(asyncio.run(closed_loop(host, port, c, args.warmup,
-                                                                args.duration / args.rounds)))
-            for mode, runs in rounds.items():
-                # The median round of each figure; errors are summed, never hidden.
-                results[(mode, c)] = (statistics.median(x[0] for x in runs),
-                                      statistics.median(x[1] for x in runs),
-                                      statistics.median(x[2] for x in runs), sum(x[3] for x in runs))
-            print(f"  measured {c} client(s)", flush=True)
-    finally:
-        for proc, _, _ in servers.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc, _, _ in servers.values():
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                    runs.setdefault((mode, c), []).append(
+                        asyncio.run(closed_loop(host, port, c, args.warmup, args.duration / args.rounds)))
+        finally:
+            for proc, _, _ in servers.values():
+                proc.send_signal(signal.SIGTERM)
+            for proc, _, _ in servers.values():
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        print(f"  round {r + 1} of {args.rounds}: fresh servers, every level measured", flush=True)
+    for key, measured in runs.items():
+        # The median round of each figure; errors are summed, never hidden.
+        results[key] = (statistics.median(x[0] for x in measured), statistics.median(x[1] for x in measured),
+                        statistics.median(x[2] for x in measured), sum(x[3] for x in measured))
     print(f"\n{'server':<14}{'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
     for mode in modes:
         label = "kserve" if mode == "kserve" else f"lmspec {mode}"
@@ -282,8 +287,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0,
                         help="seconds measured per row, split over the rounds")
     parser.add_argument("--rounds", type=int, default=5,
-                        help="rounds per concurrency level, every server measured once in each; "
-                             "each row reports the median round")
+                        help="rounds, each with freshly started servers measured once at every "
+                             "level; each row reports the median round")
     parser.add_argument("--warmup", type=float, default=0.5, help="seconds discarded per round")
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--delay-us", type=int, default=2000, help="maxQueueDelayMicroseconds")
