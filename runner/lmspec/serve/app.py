@@ -207,7 +207,7 @@ def _engine(state: State, lm: TextModel) -> EngineRunner:
 INLINE_BELOW = 0.0005
 """Seconds: infer passes shorter than this run on the event loop (see :mod:`.batcher`)."""
 LONE_INLINE_BELOW = 0.01
-"""Seconds: the same for a pass of one request while no other waits."""
+"""Seconds: the same for a pass of one request while no other request is in flight."""
 
 
 class Culprit(ValueError):

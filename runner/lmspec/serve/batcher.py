@@ -18,8 +18,8 @@ threads), and the loop is held for no longer than that hand-off would have taken
 request while no other request is in flight (``alone``) runs on the loop up to
 ``lone_inline_below``: with one client the hand-off is pure latency (about 0.2 ms on a small
 machine), and the loop has nobody else to serve meanwhile; as soon as requests overlap, passes go
-back to the thread. Such a request on an
-idle batcher runs in the caller's task, without a round trip through the batching task.
+back to the thread. Such a request on an idle batcher runs in the caller's task, without a round
+trip through the batching task.
 """
 
 from __future__ import annotations
