@@ -37,6 +37,16 @@ def test_json_is_held_to_json(tmp_path: Path) -> None:
     assert code == 2 and ":1:37: error[parse.syntax]" in out
 
 
+@pytest.mark.parametrize(("text", "line", "column"), [
+    ('{"a": 1,\r\n "b": }', 2, 7),      # Windows line ends
+    ('{"a": 1,\r "b": }', 2, 7),         # old Mac line ends: json itself counts no line here
+    ('\r# a comment\n{}', 2, 1),
+])
+def test_json_errors_count_lines_like_every_other_position(text: str, line: int, column: int) -> None:
+    [finding] = lmspec.validate_text(text, "m.json").findings
+    assert (finding.rule, finding.line, finding.column) == ("parse.syntax", line, column)
+
+
 @pytest.mark.parametrize(("content", "rule"), [
     (b"a: [1, 2\n", "parse.syntax"),
     (b"a: b: c\n", "parse.syntax"),

@@ -368,13 +368,24 @@ def _check_json(text: str, file: str) -> None:
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ParseError("parse.syntax", exc.msg, file, exc.lineno, exc.colno) from None
+        # Not exc.lineno and exc.colno: the json module counts only "\n" as a line break, and
+        # every other position reported for the file counts lines as libyaml does.
+        line, column = _position_of(text, exc.pos)
+        raise ParseError("parse.syntax", exc.msg, file, line, column) from None
     except (ValueError, RecursionError):
         pass  # over-long numbers and deep nesting: the YAML pass reports them with a position
 
 
 _LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 """Line breaks as libyaml counts them."""
+
+
+def _position_of(text: str, offset: int) -> Position:
+    """Line and column (from 1) of a character offset, with line breaks as libyaml counts them."""
+    line, start = 1, 0
+    for found in _LINE_BREAK.finditer(text, 0, offset):
+        line, start = line + 1, found.end()
+    return line, offset - start + 1
 
 
 def _clamp(text: str, line: int, column: int) -> Position:
