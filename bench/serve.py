@@ -205,6 +205,12 @@ async def closed_loop(host: str, port: int, concurrency: int, warmup: float,
     return len(latencies) / duration, statistics.median(latencies) * 1e3, p99 * 1e3, len(errors)
 
 
+def _turned(names: list[str], k: int) -> list[str]:
+    """``names`` rotated by ``k``."""
+    k %= len(names)
+    return names[k:] + names[:k]
+
+
 def measure(tmp: Path, hidden: list[int], args: argparse.Namespace, levels: list[int],
             kserve_python: str | None) -> None:
     """Every server and concurrency on one model size; prints the table and the ratios."""
@@ -229,7 +235,7 @@ def measure(tmp: Path, hidden: list[int], args: argparse.Namespace, levels: list
     for r in range(args.rounds):
         servers: dict[str, tuple[subprocess.Popen[bytes], str, int]] = {}
         try:
-            for mode in names[r % len(names):] + names[:r % len(names)]:
+            for mode in _turned(names, r):
                 batching = modes[mode]
                 work = tmp / f"{mode}-{r}"
                 if batching is None:
@@ -240,8 +246,7 @@ def measure(tmp: Path, hidden: list[int], args: argparse.Namespace, levels: list
             for i, c in enumerate(levels):
                 # The order turns from level to level and round to round, so no server is
                 # always measured first.
-                turn = (i + r) % len(names)
-                for mode in names[turn:] + names[:turn]:
+                for mode in _turned(names, i + r):
                     _, host, port = servers[mode]
                     runs.setdefault((mode, c), []).append(
                         asyncio.run(closed_loop(host, port, c, args.warmup, args.duration / args.rounds)))

@@ -47,6 +47,11 @@ def test_json_errors_count_lines_like_every_other_position(text: str, line: int,
     assert (finding.rule, finding.line, finding.column) == ("parse.syntax", line, column)
 
 
+def test_a_lone_surrogate_is_placed_with_the_same_line_breaks() -> None:
+    [finding] = lmspec.validate_text("a: 1\rb: \ud800x\n", "m.yaml").findings
+    assert (finding.rule, finding.line, finding.column) == ("parse.encoding", 2, 4)
+
+
 @pytest.mark.parametrize(("content", "rule"), [
     (b"a: [1, 2\n", "parse.syntax"),
     (b"a: b: c\n", "parse.syntax"),

@@ -197,25 +197,23 @@ class Batcher:
             self._compute_here(batch)
             return
         started, arrivals = self._started(batch)
-        payloads = [i.payload for i in batch]
         self._busy = True
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, payloads)
+            results: list[Any] | Exception = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._run, [i.payload for i in batch])
         except Exception as exc:
-            self._settle(batch, started, arrivals, exc)
-        else:
-            self._settle(batch, started, arrivals, results)
+            results = exc
         finally:
             self._busy = False
+        self._settle(batch, started, arrivals, results)
 
     def _compute_here(self, batch: list[_Item]) -> None:
         started, arrivals = self._started(batch)
         try:
-            results = self._run([i.payload for i in batch])
+            results: list[Any] | Exception = self._run([i.payload for i in batch])
         except Exception as exc:
-            self._settle(batch, started, arrivals, exc)
-        else:
-            self._settle(batch, started, arrivals, results)
+            results = exc
+        self._settle(batch, started, arrivals, results)
 
     def _started(self, batch: list[_Item]) -> tuple[float, int]:
         started = time.perf_counter()

@@ -409,8 +409,7 @@ def parse_text(text: str, file: str = "<stdin>", *, positions: bool = True) -> l
             parsed = [(data, loc, b"") for data, loc in _documents(text, file)]
         docs = [Document(data, file, i, loc, text, flat) for i, (data, loc, flat) in enumerate(parsed)]
     except UnicodeEncodeError as exc:  # lone surrogates: text that was never valid Unicode
-        line = text.count("\n", 0, exc.start) + 1
-        column = exc.start - (text.rfind("\n", 0, exc.start) + 1) + 1
+        line, column = _position_of(text, exc.start)
         raise ParseError("parse.encoding", "invalid Unicode (lone surrogate)", file, line, column) from None
     except ParseError as exc:
         # libyaml reports "end of input" one line past the last line when the text lacks a
