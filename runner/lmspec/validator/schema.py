@@ -3,7 +3,6 @@ and turn pydantic's errors into findings with positions, plain messages and fix 
 
 from __future__ import annotations
 
-import difflib
 import functools
 import types
 import typing
@@ -16,7 +15,7 @@ from pydantic_core import ErrorDetails
 
 from ..standard import EXTENSION_KEY, KINDS, VERSIONS
 from . import registry as rules
-from .findings import Finding, pointer
+from .findings import Finding, pointer, similar
 from .parse import Document
 
 SUPPORTED_VERSIONS = tuple(VERSIONS)
@@ -43,8 +42,8 @@ def check_document(doc: Document) -> tuple[BaseModel | None, list[Finding]]:
     kinds = VERSIONS[version]
     cls = kinds.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        close = difflib.get_close_matches(str(kind), kinds, n=1, cutoff=0.6) if kind else []
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = similar(str(kind), kinds) if kind else None
+        hint = f"did you mean {close!r}? " if close else ""
         hint += "kinds: " + ", ".join(kinds)
         msg = "kind is missing" if kind is None else f"unknown kind: {_describe(kind)}"
         return None, [_finding(doc, rules.DOCUMENT_KIND, ("kind",) if kind is not None else (), msg, hint)]
@@ -203,8 +202,8 @@ def _from_error(doc: Document, cls: type[BaseModel], err: ErrorDetails,
         tag = str(ctx.get("discriminator", "type")).strip("'")
         node = _lookup(doc.data, path)
         keys = [k for k in node if isinstance(k, str)] if isinstance(node, dict) else []
-        misspelt = difflib.get_close_matches(tag, keys, n=1, cutoff=0.6)
-        hint = f"is {misspelt[0]!r} a misspelling of {tag!r}? " if misspelt else ""
+        misspelt = similar(tag, keys)
+        hint = f"is {misspelt!r} a misspelling of {tag!r}? " if misspelt else ""
         return _finding(doc, rules.SCHEMA_REQUIRED, (*path, tag), f"required key {tag!r} is missing",
                         hint + f"add {tag!r} to select the variant")
     if etype in _BOUND_TYPES:
@@ -225,8 +224,8 @@ def _closest(word: str, choices: list[str]) -> str | None:
         if c.lower() == word.lower():
             return c
     lowered = {c.lower(): c for c in choices}
-    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-    return lowered[close[0]] if close else None
+    close = similar(word.lower(), lowered)
+    return lowered[close] if close else None
 
 
 def _field_name(path: tuple[str | int, ...]) -> str:

@@ -3,17 +3,22 @@
 >>> parse_files(["a.yaml", "b.yaml"], max_bytes=MAX_BYTES, workers=2)
 [[Document(...)], ParseError(...)]
 
-Parsing is most of what ``lmspec validate`` does over a large tree, and files parse
-independently, so with many files the list is cut into contiguous slices: this process parses
-the first while forked children parse the others and send back plain data, with positions in
-their compact form (made into objects only for the documents a finding is about,
-:meth:`.parse.Document.positions`). Children send their results in small batches, so this
-process can start the next layer's per-document work on a batch (``meanwhile``) while they parse
-the rest. Everything that needs all the documents at once (references cross files) waits.
+Parsing is about half of what ``lmspec validate`` does over a large tree, and files parse
+independently, so with many files the list is cut into chunks of consecutive files that forked
+children and this process share. Children send back plain data, with positions in their compact
+form (made into objects only for the documents a finding is about,
+:meth:`.parse.Document.positions`), a chunk at a time, so this process can run the next layer's
+per-document work on a chunk (``meanwhile``) while they parse the rest. Everything that needs
+all the documents at once (references across files) waits.
+
+The chunks are shared, not dealt out in advance: every process takes the next one when it is
+free, and this process takes one only when no child has a chunk waiting for it. How much this
+process can parse depends on how long the next layer takes here and on what else the machine
+runs, so any fixed split leaves one side waiting for the other.
 
 Children are forked, never spawned: a spawned interpreter would pay the whole start-up again.
 Forking is safe only in a process without other threads, so only callers that know that (the
-CLI) ask for workers; where ``os.fork`` is missing, or a child fails in any way, the files it
+CLI) ask for workers; where ``os.fork`` is missing, or a child fails in any way, the chunks it
 did not deliver are parsed here instead, with the same results.
 """
 
@@ -28,12 +33,16 @@ from .parse import Document, ParseError, parse_file
 
 MIN_FILES_PER_WORKER = 250
 """Fewer files than this per process do not repay a fork (a few milliseconds each)."""
-BATCH = 100
-"""Files per batch a child sends."""
+BATCH = 50
+"""Files per chunk: the unit a process takes and a child sends."""
+MAX_CHUNKS = 1000
+"""Above this many chunks, chunks grow: every chunk's ticket is written before the children
+start, and all of them must fit in a pipe's buffer (4 KiB at least, everywhere)."""
 
 Result = list[Document] | ParseError
 Meanwhile = Callable[[list[Result]], None]
-_HEADER = struct.Struct("<Q")
+_HEADER = struct.Struct("<QI")  # payload size, chunk number
+_TICKET = struct.Struct("<I")
 
 
 def default_workers() -> int:
@@ -47,23 +56,66 @@ def default_workers() -> int:
 def parse_files(files: list[str], *, max_bytes: int, workers: int,
                 meanwhile: Meanwhile | None = None) -> list[Result]:
     """Each file's documents (or its :class:`ParseError`), in the order of ``files``.
-    ``meanwhile``, when given, sees every result once, in order and in batches, as soon as it is
-    there: work for the next layer that would otherwise wait for the slowest child."""
-    n = min(workers, len(files) // MIN_FILES_PER_WORKER)
-    if n < 2 or not hasattr(os, "fork"):
-        results = [_parse(f, max_bytes) for f in files]
+    ``meanwhile``, when given, sees every result once, in batches as soon as they are there, in
+    no set order: work for the next layer that would otherwise wait for the slowest child."""
+    n = min(workers, len(files) // MIN_FILES_PER_WORKER) - 1  # children beside this process
+    if n < 1 or not hasattr(os, "fork"):
+        return _here(files, max_bytes, meanwhile)
+    size = max(BATCH, -(-len(files) // MAX_CHUNKS))
+    chunks = [files[i:i + size] for i in range(0, len(files), size)]
+    tickets = _tickets(len(chunks))
+    if tickets is None:
+        return _here(files, max_bytes, meanwhile)
+    import select  # here: a run over a few files, the common case, never forks
+
+    done: dict[int, list[Result]] = {}
+    children = [c for c in (_fork(chunks, tickets, max_bytes) for _ in range(n)) if c is not None]
+
+    def deliver(number: int, batch: list[Result]) -> None:
+        done[number] = batch
         if meanwhile is not None:
-            meanwhile(results)
-        return results
-    # This process takes a smaller slice: it also unpacks what the children send.
-    bounds = [0] + [len(files) * (2 * i - 1) // (2 * n - 1) for i in range(1, n + 1)]
-    children = [(_fork(files[bounds[i]:bounds[i + 1]], max_bytes), bounds[i], bounds[i + 1])
-                for i in range(1, n)]
-    results = [_parse(f, max_bytes) for f in files[:bounds[1]]]
+            meanwhile(batch)
+
+    try:
+        while children:
+            ready = select.select([c.signals for c in children], [], [], 0)[0]
+            if not ready:
+                number = _take(tickets)
+                if number is not None:  # nothing has come: parse a chunk here meanwhile
+                    deliver(number, [_parse(f, max_bytes) for f in chunks[number]])
+                    continue
+                ready = select.select([c.signals for c in children], [], [])[0]
+            for child in [c for c in children if c.signals in ready]:
+                number, batch = _receive(child, chunks, done)
+                if batch is None:  # the child has ended, or failed: what it did not send is parsed below
+                    child.close()
+                    children.remove(child)
+                else:
+                    deliver(number, batch)
+    finally:
+        os.close(tickets)
+        for child in children:
+            child.close()
+    for number, chunk in enumerate(chunks):
+        if number not in done:
+            deliver(number, [_parse(f, max_bytes) for f in chunk])
+    return [r for number in range(len(chunks)) for r in done[number]]
+
+
+def _receive(child: _Child, chunks: list[list[str]],
+             done: dict[int, list[Result]]) -> tuple[int, list[Result] | None]:
+    """The next chunk ``child`` sent, with its number; None for the chunk when it sent nothing
+    more, or something that is not a chunk still to be done."""
+    sent = child.next_payload()
+    if sent is None or not 0 <= sent[0] < len(chunks) or sent[0] in done:
+        return -1, None
+    return sent[0], _unpack(sent[1], chunks[sent[0]])
+
+
+def _here(files: list[str], max_bytes: int, meanwhile: Meanwhile | None) -> list[Result]:
+    results = [_parse(f, max_bytes) for f in files]
     if meanwhile is not None:
         meanwhile(results)
-    for child, start, end in children:
-        results.extend(_collect(child, files[start:end], max_bytes, meanwhile))
     return results
 
 
@@ -74,30 +126,59 @@ def _parse(file: str, max_bytes: int) -> Result:
         return exc
 
 
+def _tickets(count: int) -> int | None:
+    """The read end of a pipe that holds one ticket per chunk, its write end closed, so that
+    each read takes the next chunk's number and an empty pipe reads as the end of the work
+    (reads of a few bytes from a pipe are whole, whoever else reads it); None when it cannot
+    be made."""
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:
+        return None
+    data = b"".join(_TICKET.pack(i) for i in range(count))
+    try:
+        os.set_blocking(write_end, False)  # a pipe smaller than the tickets must not hang us
+        written = os.write(write_end, data)
+    except OSError:
+        written = -1
+    os.close(write_end)
+    if written != len(data):
+        os.close(read_end)
+        return None
+    return read_end
+
+
+def _take(tickets: int) -> int | None:
+    """The next chunk nobody has taken, or None when none is left."""
+    data = os.read(tickets, _TICKET.size)
+    return _TICKET.unpack(data)[0] if len(data) == _TICKET.size else None
+
+
 class _Child:
-    """A forked child parsing files. It appends each batch (a length-prefixed pickle) to an
-    unlinked temporary file, then writes one byte to a pipe, so it never waits for this process
-    to read: a pipe holds 64 KiB, a batch a few hundred, and a reader thread would have to win
-    the interpreter lock for every 64 KiB it moves. This process reads the batches in order,
+    """A forked child parsing chunks. It appends each (a length-prefixed pickle) to an unlinked
+    temporary file, then writes one byte to a pipe, so it never waits for this process to read:
+    a pipe holds 64 KiB, a chunk a few hundred, and a reader thread would have to win the
+    interpreter lock for every 64 KiB it moves. This process reads the chunks in the order sent,
     waiting on the pipe for each; the pipe's end of file is the child's end."""
 
     def __init__(self, pid: int, signals: int, spool: BinaryIO) -> None:
         self.pid, self.signals, self.spool, self.offset = pid, signals, spool, 0
 
-    def next_payload(self) -> bytes | None:
-        """The next batch's bytes, or None once the child has ended (or its batch is cut short)."""
+    def next_payload(self) -> tuple[int, bytes] | None:
+        """The next chunk's number and bytes, or None once the child has ended (or its chunk is
+        cut short)."""
         if not os.read(self.signals, 1):
             return None
         fd = self.spool.fileno()
         header = os.pread(fd, _HEADER.size, self.offset)
         if len(header) < _HEADER.size:
             return None
-        (size,) = _HEADER.unpack(header)
+        size, number = _HEADER.unpack(header)
         payload = os.pread(fd, size, self.offset + _HEADER.size)
         if len(payload) < size:
             return None
         self.offset += _HEADER.size + size
-        return payload
+        return number, payload
 
     def close(self) -> None:
         os.close(self.signals)
@@ -105,8 +186,8 @@ class _Child:
         os.waitpid(self.pid, 0)
 
 
-def _fork(files: list[str], max_bytes: int) -> _Child | None:
-    """A child parsing ``files``, or None when it could not start."""
+def _fork(chunks: list[list[str]], tickets: int, max_bytes: int) -> _Child | None:
+    """A child parsing the chunks it takes from ``tickets``, or None when it could not start."""
     # Imported here: a run over a few files, the common case, never forks.
     import pickle
     import tempfile
@@ -136,16 +217,16 @@ def _fork(files: list[str], max_bytes: int) -> _Child | None:
     try:
         os.close(read_end)
         fd = spool.fileno()
-        for start in range(0, len(files), BATCH):
+        while (number := _take(tickets)) is not None:
             out: list[Any] = []
-            for f in files[start:start + BATCH]:
+            for f in chunks[number]:
                 r = _parse(f, max_bytes)
                 if isinstance(r, ParseError):
                     out.append((r.rule, r.message, r.file, r.line, r.column))
                 else:
                     out.append((r[0].text if r else "", [(d.data, d.loc, d.flat) for d in r]))
             payload = pickle.dumps(out, pickle.HIGHEST_PROTOCOL)
-            _write(fd, _HEADER.pack(len(payload)) + payload)
+            _write(fd, _HEADER.pack(len(payload), number) + payload)
             _write(write_end, b".")
         code = 0
     finally:
@@ -158,40 +239,18 @@ def _write(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _collect(child: _Child | None, files: list[str], max_bytes: int,
-             meanwhile: Meanwhile | None) -> list[Result]:
-    """The results of ``files``: the batches the child sent, then, if it stopped early or failed,
-    the files it did not deliver, parsed here."""
-    results: list[Result] = []
-    if child is not None:
-        try:
-            while len(results) < len(files) and (payload := child.next_payload()) is not None:
-                batch = _unpack(payload, files[len(results):])
-                if batch is None:
-                    break
-                if meanwhile is not None:
-                    meanwhile(batch)
-                results.extend(batch)
-        finally:
-            child.close()
-    rest = [_parse(f, max_bytes) for f in files[len(results):]]
-    if rest and meanwhile is not None:
-        meanwhile(rest)
-    return results + rest
-
-
 def _unpack(payload: bytes, files: list[str]) -> list[Result] | None:
-    """One batch from a child, for the first of ``files``; None if it does not hold one."""
+    """One chunk from a child, for ``files``; None if it does not hold it whole."""
     import pickle
 
     try:
         sent = pickle.loads(payload)
     except Exception:
         return None
-    if not isinstance(sent, list) or not 0 < len(sent) <= len(files):
+    if not isinstance(sent, list) or len(sent) != len(files):
         return None
     batch: list[Result] = []
-    for file, item in zip(files, sent, strict=False):
+    for file, item in zip(files, sent, strict=True):
         if len(item) == 5:
             batch.append(ParseError(item[0], item[1], item[2], item[3], item[4]))
         else:
