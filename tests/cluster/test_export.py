@@ -86,6 +86,67 @@ def test_configmap_round_trip(target: str, path: str, tmp_path: Path) -> None:
     assert report.ok, [f.message for f in report.findings]
 
 
+CHAT = ["examples/chat-base", "examples/chat-lora"]
+"""A LoRA fine-tune whose base model is trained from a sibling directory's manifests."""
+
+
+@pytest.mark.parametrize(("target", "name"), [("kubeflow", "chat-lora-train"), ("kserve", "chat-lora")])
+def test_manifests_from_several_directories(target: str, name: str, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each directory's manifests travel as their own rendered file, mounted at the directory's
+    place in the workspace, so the paths between directories resolve there as they do here."""
+    (text,) = export(target, CHAT, image=IMAGE, name=name).values()  # type: ignore[arg-type]
+    objects = _objects(text)
+    for obj in objects:
+        assert all_errors(obj) == [], (obj["kind"], all_errors(obj))
+    (cm,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    if target == "kubeflow":
+        trainjob_spec = objects[-1]["spec"]
+        container = trainjob_spec["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
+            "replicatedJobs"][-1]["template"]["spec"]["template"]["spec"]["containers"][0]
+        args = trainjob_spec["trainer"]["command"]
+    else:
+        container = objects[-1]["spec"]["predictor"]["containers"][0]
+        args = container["args"]
+    mounts = [m for m in container["volumeMounts"] if m["name"] == "lmspec-manifests"]
+    assert [m["mountPath"] for m in mounts] == ["/workspace/chat-base/manifests.yaml",
+                                               "/workspace/chat-lora/manifests.yaml"]
+    assert [a for a in args if a.endswith("manifests.yaml")] == [m["mountPath"] for m in mounts]
+
+    # Lay the workspace out as the pod sees it: the mounted files, and the files the ConfigMap
+    # says the workload needs (the tree below examples/ mirrors into /workspace).
+    workspace = tmp_path / "workspace"
+    for mount, directory in zip(mounts, CHAT, strict=True):
+        carried = cm["data"][mount["subPath"]]
+        rendered = CliRunner().invoke(main, ["render", directory])
+        assert rendered.exit_code == 0 and carried == rendered.stdout
+        placed = workspace / Path(mount["mountPath"]).relative_to("/workspace")
+        placed.parent.mkdir(parents=True, exist_ok=True)
+        placed.write_text(carried)
+    for needed in cm["metadata"]["annotations"]["lmspec.io/needs-files"].split(","):
+        relative = Path(needed).relative_to("/workspace")
+        matches = sorted((REPO / "examples").glob(str(relative)))
+        assert matches, needed
+        for match in matches:
+            target_file = workspace / match.relative_to(REPO / "examples")
+            target_file.parent.mkdir(parents=True, exist_ok=True)
+            target_file.write_bytes(match.read_bytes())
+    files = [str(workspace / Path(m["mountPath"]).relative_to("/workspace")) for m in mounts]
+    monkeypatch.chdir(workspace)  # the pod's working directory
+    report = lmspec.validate(files, check_env=True)
+    assert report.findings == [] and report.documents == 7, [f.message for f in report.findings]
+    # The LoRA model's base is the pretraining run, found in the base's directory in the workspace.
+    loaded = lmspec.load(files)
+    pretrain = loaded.get("TrainingJob", "chat-base-pretrain")
+    assert pretrain is not None
+    assert pretrain.resolve(pretrain.obj.spec.output.dir) == workspace / "chat-base" / "runs" / "chat-base-pretrain"
+
+
+def test_slurm_runs_manifests_from_several_directories() -> None:
+    (script,) = export("slurm", CHAT, name="chat-lora-train").values()
+    assert "lmspec run examples/chat-base examples/chat-lora --job chat-lora-train" in script
+
+
 def test_strict_mode_catches_what_lenient_mode_misses() -> None:
     """A misspelt field passes the CRD as published (the API server would prune it) and fails
     in strict mode; so does a field of an older Trainer release."""
@@ -180,7 +241,7 @@ def test_trainjob_maps_resources_and_storage() -> None:
     (["kubeflow", "examples/iris"], "names no container image: pass --image"),
     (["slurm", OWN], "Slurm fetches nothing before a job"),
     (["kubeflow", "examples/iris", "--image", "a b"], "contains whitespace"),
-    (["kserve", "examples/iris", "examples/tinylm", "--image", IMAGE], "several directories"),
+    (["kserve", "examples/iris", "examples/tinylm", "--image", IMAGE], "choose one with --service"),
     (["kubeflow", "-", "--image", IMAGE], "standard input"),
 ])
 def test_cli_errors_are_one_line(args: list[str], message: str) -> None:

@@ -2,11 +2,13 @@
 quantities and the image.
 
 On Kubernetes the rendered manifests (``lmspec render`` output, byte for byte) travel in a
-ConfigMap. The workload's working directory is ``/workspace`` (the ``storage.workspace`` volume,
-or the image's own directory); the ConfigMap's one file is mounted inside it at the manifests'
-place relative to the files they name, so relative paths in the manifests (``../data/iris.csv``,
-``output.dir``) resolve there as they do on this machine: run directories land beside the
-manifests, in the workspace. Mounting the file alone (``subPath``) leaves the rest of that directory visible.
+ConfigMap, one file per directory they come from. The workload's working directory is
+``/workspace`` (the ``storage.workspace`` volume, or the image's own directory), laid out as the
+tree that holds the manifests and the files they name is laid out here; each rendered file is
+mounted at its directory's place in it, so relative paths in the manifests
+(``../data/iris.csv``, ``output.dir``, a base model in ``../chat-base``) resolve there as they do
+on this machine: run directories land beside their manifests, in the workspace. Mounting the
+file alone (``subPath``) leaves the rest of that directory visible.
 """
 
 from __future__ import annotations
@@ -36,21 +38,43 @@ class ExportError(Exception):
 
 
 @dataclass(frozen=True)
+class Placed:
+    """The manifests of one directory, rendered, and where they sit in the workload."""
+
+    key: str
+    """The ConfigMap key that carries them."""
+    directory: PurePosixPath
+    """Their directory in the workload (under ``/workspace``)."""
+    rendered: str
+    """``lmspec render`` of the directory's manifests."""
+
+    @property
+    def file(self) -> PurePosixPath:
+        """The rendered manifests in the workload: what ``lmspec run``/``serve`` is given."""
+        return self.directory / MANIFEST_FILE
+
+
+@dataclass(frozen=True)
 class Bundle:
     """The validated manifests of an export, rendered, and where they sit in the workspace."""
 
     manifests: ManifestSet
-    rendered: str
-    """``lmspec render`` of the inputs: what the ConfigMap carries."""
-    manifest_dir: PurePosixPath
-    """Directory of the rendered file in the workload (under ``/workspace``)."""
+    placed: tuple[Placed, ...]
+    """One rendered file per directory the manifests come from."""
+    root: Path
+    """The local directory that ``/workspace`` stands for."""
     local_files: tuple[PurePosixPath, ...]
     """Local files the manifests name, as the workload sees them: they must be in the workspace."""
 
     @property
-    def manifest_file(self) -> PurePosixPath:
-        """The rendered manifests in the workload: what ``lmspec run``/``serve`` is given."""
-        return self.manifest_dir / MANIFEST_FILE
+    def manifest_files(self) -> list[str]:
+        """The rendered manifests in the workload, as ``lmspec run``/``serve`` is given them."""
+        return [str(p.file) for p in self.placed]
+
+    def in_workspace(self, local: Path) -> PurePosixPath:
+        """Where a local path lies in the workload (outside ``/workspace`` if it is outside
+        :attr:`root`)."""
+        return PurePosixPath(os.path.normpath(WORKSPACE / os.path.relpath(local, self.root)))
 
 
 def render(manifests: ManifestSet) -> str:
@@ -79,23 +103,20 @@ def bundle(paths: Sequence[str]) -> Bundle:
         raise ExportError("manifests from standard input cannot be exported: the workload needs their "
                           "directory to find the files they name; pass files or directories")
     manifests = load(list(paths))
-    dirs = {m.base_dir for m in manifests.manifests}
-    if len(dirs) > 1:
-        listed = ", ".join(sorted(str(d) for d in dirs))
-        raise ExportError(f"the manifests come from several directories ({listed}); relative paths in them "
-                          "resolve against their own directory, so an export needs them in one directory")
-    (base,) = dirs
+    dirs = sorted({m.base_dir for m in manifests.manifests})
     named = [(m, p) for m in manifests.manifests for p in _named_files(m)]
-    relative = [Path(p) for _, p in named if not Path(p).is_absolute()]
+    resolved = [Path(os.path.normpath(m.base_dir / p)) for m, p in named if not Path(p).is_absolute()]
     # The root is the deepest directory holding the manifests and every relative file they name;
     # the workspace mirrors the tree below it.
-    resolved = [Path(os.path.normpath(base / p)) for p in relative]
-    root = Path(os.path.commonpath([base, *[r.parent for r in resolved]]))
-    inside = PurePosixPath(*base.relative_to(root).parts) if base != root else PurePosixPath()
-    manifest_dir = WORKSPACE / inside
+    root = Path(os.path.commonpath([*dirs, *[r.parent for r in resolved]]))
+    placed = []
+    for i, d in enumerate(dirs):
+        here = ManifestSet([m for m in manifests.manifests if m.base_dir == d])
+        key = MANIFEST_FILE if len(dirs) == 1 else f"manifests-{i}.yaml"
+        placed.append(Placed(key, WORKSPACE / PurePosixPath(*d.relative_to(root).parts), render(here)))
     files = sorted({WORKSPACE / PurePosixPath(*r.relative_to(root).parts) for r in resolved})
     absolute = sorted({PurePosixPath(p) for _, p in named if Path(p).is_absolute()})
-    return Bundle(manifests, render(manifests), manifest_dir, tuple(files) + tuple(absolute))
+    return Bundle(manifests, tuple(placed), root, tuple(files) + tuple(absolute))
 
 
 def k8s_name(name: str, what: str) -> str:
@@ -159,18 +180,18 @@ def workspace_volume(cluster: TrainingCluster | ServiceCluster | None) -> dict[s
     return {"name": "workspace", "hostPath": {"path": ref, "type": "Directory"}}
 
 
-def workspace_mounts(cluster: TrainingCluster | ServiceCluster | None,
-                     manifest_file: PurePosixPath) -> list[dict[str, Any]]:
-    """Mounts of the workspace (with a claim's sub-path) and, inside it, the manifests."""
+def workspace_mounts(cluster: TrainingCluster | ServiceCluster | None, b: Bundle) -> list[dict[str, Any]]:
+    """Mounts of the workspace (with a claim's sub-path) and, inside it, the manifests: the
+    workspace first."""
     ref = cluster.storage.workspace if cluster is not None else None
     workspace: dict[str, Any] = {"name": "workspace", "mountPath": str(WORKSPACE)}
     if ref is not None and ref.startswith("pvc://") and "/" in ref[len("pvc://"):]:
         sub = ref[len("pvc://"):].split("/", 1)[1].strip("/")
         if sub:
             workspace["subPath"] = sub
-    manifests = {"name": "lmspec-manifests", "mountPath": str(manifest_file), "subPath": MANIFEST_FILE,
-                 "readOnly": True}
-    return [workspace, manifests]
+    manifests = [{"name": "lmspec-manifests", "mountPath": str(p.file), "subPath": p.key, "readOnly": True}
+                 for p in b.placed]
+    return [workspace, *manifests]
 
 
 def config_map(name: str, b: Bundle, labels: dict[str, str]) -> dict[str, Any]:
@@ -180,7 +201,8 @@ def config_map(name: str, b: Bundle, labels: dict[str, str]) -> dict[str, Any]:
         # Where the workload expects the local files the manifests name, for whoever fills the
         # workspace.
         metadata["annotations"] = {"lmspec.io/needs-files": ",".join(str(f) for f in b.local_files)}
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {MANIFEST_FILE: b.rendered}}
+    data = {p.key: p.rendered for p in b.placed}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
 
 
 def labels_for(m: Manifest) -> dict[str, str]:

@@ -91,7 +91,7 @@ def inferenceservice(paths: Sequence[str], *, image: str | None = None, service_
     container: dict[str, Any] = {
         "name": "kserve-container",
         "image": chosen,
-        "args": ["serve", str(b.manifest_file), "--service", service.name,
+        "args": ["serve", *b.manifest_files, "--service", service.name,
                  "--host", "0.0.0.0", "--port", str(PORT)],
         "workingDir": str(WORKSPACE),
         "env": [{"name": "PROTOCOL", "value": "v2"}],
@@ -114,7 +114,7 @@ def inferenceservice(paths: Sequence[str], *, image: str | None = None, service_
     if resources:
         container["resources"] = resources
     ws = workspace_volume(cluster)
-    mounts = workspace_mounts(cluster, b.manifest_file)
+    mounts = workspace_mounts(cluster, b)
     container["volumeMounts"] = mounts if ws is not None else mounts[1:]
     volumes = [{"name": "lmspec-manifests", "configMap": {"name": configmap}}]
     if ws is not None:

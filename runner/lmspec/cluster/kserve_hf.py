@@ -18,7 +18,6 @@ decided from the manifests (see :func:`model_directory`). Written against KServe
 
 from __future__ import annotations
 
-import os.path
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -105,20 +104,18 @@ def model_directory(b: Bundle, service: Manifest) -> PurePosixPath:
         written = job.obj.spec.output.dir
         field = f"{job.file}: spec.output.dir"
         local = export_dir_for(job)
-        base = job.base_dir
     else:
         assert spec.model.path is not None  # the schema requires one of the two
         written = spec.model.path
         field = f"{service.file}: spec.model.path"
         local = service.resolve(written)
-        base = service.base_dir
     if Path(written).is_absolute():
         raise ExportError(f"{field} is absolute ({written}); the Hugging Face runtime reads the model from the "
                           "workspace volume, so it must be a path relative to the manifests")
     if spec.model.path is not None:
         _check_directory(local, field)
     # The workspace is laid out as the tree around the manifests is here (see common.bundle).
-    in_workspace = PurePosixPath(os.path.normpath(b.manifest_dir / PurePosixPath(*local.relative_to(base).parts)))
+    in_workspace = b.in_workspace(local)
     if not in_workspace.is_relative_to(WORKSPACE) or in_workspace == WORKSPACE:
         raise ExportError(f"{field} ({written}) leads out of the workspace volume; the model must be inside it")
     return in_workspace.relative_to(WORKSPACE)

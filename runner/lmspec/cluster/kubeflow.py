@@ -92,7 +92,7 @@ def _patch(job_cluster: TrainingCluster | None, b: Bundle, configmap: str, fetch
     ws = workspace_volume(job_cluster)
     if ws is not None:
         volumes.insert(0, ws)
-    mounts = workspace_mounts(job_cluster, b.manifest_file)
+    mounts = workspace_mounts(job_cluster, b)
     jobs = []
     for what in fetch:
         step = f"{what}-initializer"
@@ -126,7 +126,7 @@ def trainjob(paths: Sequence[str], *, image: str | None = None, job_name: str | 
     configmap = f"{name}-manifests"
     trainer: dict[str, Any] = {
         "image": chosen,
-        "command": ["torchrun", "--no-python", "lmspec", "run", str(b.manifest_file), "--job", job.name],
+        "command": ["torchrun", "--no-python", "lmspec", "run", *b.manifest_files, "--job", job.name],
         "numNodes": spec.resources.nodes,
         "numProcPerNode": spec.resources.processes_per_node,
         "env": [{"name": "DS_ACCELERATOR", "value": spec.resources.accelerator}],

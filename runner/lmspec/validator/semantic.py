@@ -359,7 +359,10 @@ def _dataset_chat(d: Dataset, _: Index) -> Iterator[Issue]:
                "{% generation %}…{% endgeneration %}, or set loss.trainOnPrompt: true")
     reads = _CHAT_FIELDS[chat.format]
     for name in sorted(chat.fields.model_fields_set - reads):
-        alias = chat.fields.model_fields[name].alias or name
+        field = chat.fields.model_fields[name]
+        if getattr(chat.fields, name) == field.default:
+            continue  # named as by default, so nothing is renamed (`lmspec render` writes them all)
+        alias = field.alias or name
         yield (rules.DATASET_CHAT_FIELDS, ("spec", "chat", "fields", alias),
                f"format {chat.format!r} does not read the field {alias!r}",
                f"format {chat.format!r} reads: {', '.join(sorted(reads))}")
