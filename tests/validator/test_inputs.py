@@ -52,6 +52,22 @@ def test_a_lone_surrogate_is_placed_with_the_same_line_breaks() -> None:
     assert (finding.rule, finding.line, finding.column) == ("parse.encoding", 2, 4)
 
 
+@pytest.mark.parametrize(("content", "line", "column"), [
+    (b"a: 1\rb: \xc3\xa9\xff\n", 2, 5),  # after a carriage return and a two-byte character
+    (b"\xef\xbb\xbfa: 1\r\nb: \xe2\x82\xac\xff", 2, 5),  # after a BOM, CRLF and a three-byte one
+    (b"a: 1\r\nb: 2\rc: \x00", 3, 4),
+    (b"a: \xff\nb: \x00", 2, 4),  # a NUL after a byte that is not UTF-8
+])
+def test_undecodable_bytes_are_placed_in_characters_and_libyaml_lines(
+        tmp_path: Path, content: bytes, line: int, column: int) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_bytes(content)
+    [finding] = lmspec.validate([str(path)]).findings
+    assert (finding.rule, finding.line, finding.column) == ("parse.encoding", line, column)
+    if b"\x00" not in content:
+        assert finding.message == "not UTF-8: invalid byte 0xff"
+
+
 @pytest.mark.parametrize(("content", "rule"), [
     (b"a: [1, 2\n", "parse.syntax"),
     (b"a: b: c\n", "parse.syntax"),

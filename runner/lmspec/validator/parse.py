@@ -351,15 +351,23 @@ def decode(raw: bytes, file: str) -> str:
         except UnicodeDecodeError:
             raise ParseError("parse.encoding", "invalid UTF-16", file) from None
     if b"\x00" in raw:
-        line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
-        raise ParseError("parse.encoding", "binary file (NUL byte)", file, line, 1)
+        line, column = _byte_position(raw, raw.index(b"\x00"))
+        raise ParseError("parse.encoding", "binary file (NUL byte)", file, line, column)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ParseError("parse.encoding", f"not UTF-8: invalid byte 0x{raw[exc.start]:02x}",
+        # exc.start counts in exc.object: the input after its byte order mark, if it has one.
+        line, column = _byte_position(exc.object, exc.start)
+        raise ParseError("parse.encoding", f"not UTF-8: invalid byte 0x{exc.object[exc.start]:02x}",
                          file, line, column) from None
+
+
+def _byte_position(raw: bytes, offset: int) -> Position:
+    """Line and column of a byte of UTF-8 input, counted like every other position: in
+    characters, with libyaml's line breaks. A byte before it that is not UTF-8 counts as one
+    character."""
+    before = raw[:offset].decode("utf-8-sig", "surrogateescape")
+    return _position_of(before, len(before))
 
 
 def _check_json(text: str, file: str) -> None:
