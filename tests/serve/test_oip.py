@@ -174,6 +174,15 @@ def test_metrics_and_openapi(server: Any) -> None:
         assert body["required"] == ["inputs"]
         assert set(body["properties"]["inputs"]["items"]["properties"]) >= {"name", "shape", "datatype", "data"}
         assert [p["name"] for p in op["parameters"] if p["in"] == "path"] == params
+    # The version is a path parameter of the versioned routes only, never a query parameter.
+    for path, ops in doc["paths"].items():
+        for op in ops.values():
+            names = [(p["name"], p["in"]) for p in op.get("parameters", [])]
+            assert ("version", "query") not in names, path
+            assert (("version", "path") in names) == ("{version}" in path), path
+    assert server.client.get("/v2/models/iris/versions/2/ready").status_code == 404
+    assert server.client.get("/v2/models/iris/versions/1/ready").status_code == 200
+    assert server.client.get("/v2/models/iris/ready", params={"version": "2"}).status_code == 200  # not a parameter
 
 
 def test_triton_http_client_works_unmodified(server: Any, exports: dict[str, Path]) -> None:

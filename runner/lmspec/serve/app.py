@@ -37,6 +37,7 @@ from .common import (
     check_prompt,
     new_generation,
     parse_body,
+    path_version,
     sampling_for,
     with_limits,
 )
@@ -332,16 +333,18 @@ def _oip_routes(app: FastAPI, state: State) -> None:
             extensions.append("generate")
         return {"name": "lmspec", "version": __version__, "extensions": extensions}
 
-    async def model_metadata(model: str, version: str | None = None) -> dict[str, Any]:
-        check_model(state, model, version)
+    # The version is read from the path (path_version): a declared `version` parameter would be a
+    # query parameter on the unversioned routes, which the protocol does not have.
+    async def model_metadata(request: Request, model: str) -> dict[str, Any]:
+        check_model(state, model, path_version(request))
         loaded = state.require_ready()
         sig = loaded.require_predictor().signature
         return {"name": state.name, "versions": [loaded.version], "platform": "pytorch_lmspec",
                 "inputs": [metadata(t) for t in sig.inputs],
                 "outputs": [metadata(t) for t in sig.outputs]}
 
-    async def model_ready(model: str, version: str | None = None) -> Response:
-        check_model(state, model, version)
+    async def model_ready(request: Request, model: str) -> Response:
+        check_model(state, model, path_version(request))
         ok = state.serving()
         return JSONResponse({"name": state.name, "ready": ok}, status_code=200 if ok else 503)
 
@@ -350,8 +353,7 @@ def _oip_routes(app: FastAPI, state: State) -> None:
         # rather than declared as a parameter: FastAPI's generic resolution of declared bodies
         # and parameters was about a tenth of the server's time per request on a small model.
         body = parse_body(InferenceRequest, await request.body())
-        version: str | None = request.path_params.get("version")
-        check_model(state, model, version)
+        check_model(state, model, path_version(request))
         loaded = state.require_ready()
         sig = loaded.require_predictor().signature
         known = {t.name for t in sig.inputs}
@@ -403,16 +405,14 @@ def _oip_routes(app: FastAPI, state: State) -> None:
         return _infer_response(state, answer, [(w, out_specs[w], value) for w, value in chosen])
 
 
-    async def generate(model: str, body: GenerateRequest, request: Request,
-                       version: str | None = None) -> Response:
-        gen = _oip_generation(state, model, version, body, request)
+    async def generate(model: str, body: GenerateRequest, request: Request) -> Response:
+        gen = _oip_generation(state, model, path_version(request), body, request)
         text = await with_limits(state, request, gen.text())
         return JSONResponse({"model_name": state.name, "model_version": "1", "text_output": text,
                              "finish_reason": gen.finish_reason})
 
-    async def generate_stream(model: str, body: GenerateRequest, request: Request,
-                              version: str | None = None) -> Response:
-        gen = _oip_generation(state, model, version, body, request)
+    async def generate_stream(model: str, body: GenerateRequest, request: Request) -> Response:
+        gen = _oip_generation(state, model, path_version(request), body, request)
         timeout = state.service.spec.limits.request_timeout_seconds
         deadline = time.monotonic() + timeout
 
@@ -432,17 +432,17 @@ def _oip_routes(app: FastAPI, state: State) -> None:
         return EventStream(events())
 
     for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
-        app.add_api_route(prefix, model_metadata, methods=["GET"], tags=["oip-v2"])
-        app.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=["oip-v2"])
-        infer_doc = body_schema(InferenceRequest)
-        if "{version}" in prefix:  # read from the path by infer itself
-            infer_doc["parameters"] = [{"name": "version", "in": "path", "required": True,
-                                        "schema": {"type": "string", "title": "Version"}}]
+        # The handlers read the version themselves, so the document declares it.
+        doc: dict[str, Any] = {"parameters": [{"name": "version", "in": "path", "required": True,
+                                               "schema": {"type": "string", "title": "Version"}}]} \
+            if "{version}" in prefix else {}
+        app.add_api_route(prefix, model_metadata, methods=["GET"], tags=["oip-v2"], openapi_extra=doc)
+        app.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=["oip-v2"], openapi_extra=doc)
         app.add_api_route(prefix + "/infer", infer, methods=["POST"], tags=["oip-v2"],
-                          openapi_extra=infer_doc)
-        app.add_api_route(prefix + "/generate", generate, methods=["POST"], tags=["oip-v2"])
+                          openapi_extra={**body_schema(InferenceRequest), **doc})
+        app.add_api_route(prefix + "/generate", generate, methods=["POST"], tags=["oip-v2"], openapi_extra=doc)
         app.add_api_route(prefix + "/generate_stream", generate_stream, methods=["POST"],
-                          tags=["oip-v2"], responses=SSE_RESPONSE)
+                          tags=["oip-v2"], responses=SSE_RESPONSE, openapi_extra=doc)
 
 
 def _infer_response(state: State, answer: dict[str, Any], outputs: list[tuple[str, Any, Any]]) -> Response:

@@ -150,6 +150,12 @@ async def with_limits(state: State, request: Request, work: Any) -> Any:
                        type_="timeout") from None
 
 
+def path_version(request: Request) -> str | None:
+    """The model version a request's path names (``…/versions/{version}/…``), if any."""
+    version = request.path_params.get("version")
+    return version if isinstance(version, str) else None
+
+
 def check_model(state: State, model: str, version: str | None) -> None:
     if model != state.name:
         raise ApiError(404, f"unknown model '{model}' (this server serves '{state.name}')")
