@@ -246,3 +246,72 @@ def test_classifier_returns_labels_and_probabilities_with_the_logits(server: Any
     logits_only = infer_body(ROWS, outputs=[{"name": "logits", "parameters": {"top_k": 2}}])
     r = server.client.post("/v2/models/iris/infer", json=logits_only)
     assert r.status_code == 400 and "top_k" in r.json()["error"], r.text
+
+
+def test_a_lone_request_runs_on_the_loop_and_concurrent_ones_batch_in_the_compute_thread(
+        exports: dict[str, Path]) -> None:
+    """In one process, the server's wiring of the batcher: a short pass for the only request in
+    flight runs on the event loop's thread; while other requests are in flight, passes go to
+    the compute thread and batch."""
+    import threading
+    import time
+
+    from starlette.testclient import TestClient
+
+    from lmspec.serve.app import LONE_INLINE_BELOW, create_app
+    from lmspec.serve.predictor import load_export
+    from lmspec.v1alpha1 import InferenceService
+
+    service = InferenceService.model_validate({
+        "apiVersion": "lmspec.io/v1alpha1", "kind": "InferenceService", "metadata": {"name": "iris"},
+        "spec": {"model": {"path": str(exports["iris"])}, "protocols": ["oip-v2"],
+                 "batching": {"maxBatchSize": 32, "maxQueueDelayMicroseconds": 20000}}})
+    app, state = create_app(service, lambda: load_export(exports["iris"], service.spec))
+    passes: list[tuple[str, int]] = []  # (thread, rows) of every forward pass
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 60
+        while not state.ready and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert state.loaded is not None
+        predictor = state.loaded.require_predictor()
+        predict = predictor.predict
+
+        def recorded(inputs: dict[str, Any]) -> dict[str, Any]:
+            # Longer than a pass the loop would always take, shorter than a lone one's bound.
+            time.sleep(LONE_INLINE_BELOW / 3)
+            passes.append((threading.current_thread().name, len(inputs["features"])))
+            return predict(inputs)
+
+        predictor.predict = recorded  # type: ignore[method-assign]
+
+        def one() -> None:
+            assert client.post("/v2/models/iris/infer", json=infer_body(ROWS[:1])).status_code == 200
+
+        for _ in range(4):
+            one()
+        lone_thread = passes[-1][0]
+        assert not lone_thread.startswith("lmspec-compute"), passes
+
+        batched = []
+        for _ in range(10):  # requests fired together overlap in flight (almost always at once)
+            passes.clear()
+            together = threading.Barrier(16)
+
+            def fire(barrier: threading.Barrier = together) -> None:
+                barrier.wait()
+                one()
+
+            workers = [threading.Thread(target=fire) for _ in range(16)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            batched = [p for p in passes if p[0].startswith("lmspec-compute") and p[1] > 1]
+            if batched:
+                break
+        assert batched, passes
+
+        passes.clear()
+        for _ in range(4):  # alone again: back on the loop
+            one()
+        assert passes[-1][0] == lone_thread, passes
