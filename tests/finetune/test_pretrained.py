@@ -105,6 +105,28 @@ def test_run_refuses_a_missing_base_before_launch(tmp_path: Path) -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_a_base_trained_by_a_job_is_found_beside_that_job(base_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Model whose base is a TrainingJob's export, the job's manifest in another directory:
+    the export is under the job's own run directory, wherever the command runs from."""
+    from lmspec.train.launch import RunError, select
+
+    repo = Path(__file__).resolve().parents[2]
+    for name in ("chat-base", "chat-lora"):
+        shutil.copytree(repo / "examples" / name, tmp_path / "examples" / name,
+                        ignore=shutil.ignore_patterns("runs", "__pycache__"))
+    shutil.copytree(repo / "examples" / "data", tmp_path / "examples" / "data")
+    monkeypatch.chdir(tmp_path)
+    paths = ["examples/chat-base", "examples/chat-lora"]
+    export = tmp_path / "examples" / "chat-base" / "runs" / "chat-base-pretrain" / "export"
+    with pytest.raises(RunError, match="does not exist yet") as refused:
+        select(paths, "chat-lora-train")
+    assert str(export) in str(refused.value)
+    shutil.copytree(base_dir, export)  # what the pretraining run writes: a Hugging Face model
+    _, job = select(paths, "chat-lora-train")
+    assert job.name == "chat-lora-train"
+
+
 def test_lora_targets(base_dir: Path) -> None:
     from transformers import AutoModelForCausalLM
 

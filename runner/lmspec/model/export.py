@@ -46,7 +46,7 @@ import yaml
 
 from .._version import __version__
 from ..files import publish_dir
-from ..standard import Model
+from ..standard import Model, run_dir
 from ..validator.core import OUTPUT_MARKER
 
 if TYPE_CHECKING:
@@ -72,9 +72,7 @@ class ExportError(Exception):
 def output_dir_for(job_manifest: Manifest) -> Path:
     """The run directory of a TrainingJob: ``output.dir`` with ``{name}`` filled in, relative to
     the directory of the manifest's file, as every relative path in a manifest is."""
-    # A plain replacement, not str.format: the template comes from a manifest, and format()
-    # would evaluate attribute lookups such as {name.__class__}.
-    return job_manifest.resolve(job_manifest.obj.spec.output.dir.replace("{name}", job_manifest.name))
+    return run_dir(job_manifest.obj, job_manifest.base_dir)
 
 
 def export_dir_for(job_manifest: Manifest) -> Path:

@@ -194,10 +194,23 @@ def _adapter_base(path: Path) -> Path:
     return base
 
 
-def from_export(exported: Any, context_length: int, placement: Placement) -> TextModel:
-    """The causal LM inside an lmspec export (its module wraps a transformers model)."""
+def from_export(exported: Any, context_length: int, placement: Placement,
+                tokenizer_dir: Path | None = None) -> TextModel:
+    """The causal LM inside an lmspec export (its module wraps a transformers model). An export
+    in Hugging Face format holds the tokenizer's files (``tokenizer_dir``): that tokenizer serves,
+    with the chat template the training data was rendered with."""
     hf = getattr(exported.model, "lm", exported.model)
     hf.to(device=torch_device(placement), dtype=torch_dtype(placement)).eval()
+    if tokenizer_dir is not None:
+        from transformers import AutoTokenizer
+
+        try:
+            hf_tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{tokenizer_dir}: cannot load the tokenizer: {exc}") from None
+        return TextModel(hf, hf_tokenizer, context_length=context_length,
+                         eos=eos_of(hf.generation_config, hf_tokenizer.eos_token_id),
+                         vocab_size=int(hf.config.vocab_size), hf_tokenizer=True)
     tokenizer = exported.transform.tokenizer
     return TextModel(hf, tokenizer, context_length=context_length,
                      eos=eos_of(None, getattr(tokenizer, "eos_id", None)),

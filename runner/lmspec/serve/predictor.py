@@ -172,5 +172,6 @@ def load_export(path: str | Path, spec: InferenceServiceSpec | None = None) -> L
     exported = load_exported(path)
     language_model = None
     if exported.task == "causal-lm":
-        language_model = from_export(exported, context_length_of(exported.manifest), placement)
+        tokenizer_dir = path if (path / "tokenizer_config.json").is_file() else None
+        language_model = from_export(exported, context_length_of(exported.manifest), placement, tokenizer_dir)
     return Loaded(ExportedPredictor(exported), language_model)

@@ -32,6 +32,7 @@ from ..standard import (
     Tokenize,
     TrainingJob,
     Transformer,
+    run_dir,
 )
 from . import registry as rules
 
@@ -72,13 +73,13 @@ class Index:
         return found.directory
 
     def export_dir(self, job_name: str) -> FsPath | None:
-        """Where ``lmspec run`` exports a TrainingJob among the inputs (relative to the working
-        directory, as the runner writes it)."""
+        """Where ``lmspec run`` exports a TrainingJob among the inputs: under its run directory,
+        which is relative to the job's own manifest (not to a Model that names it as its base,
+        which may sit in another directory)."""
         job = self.get("TrainingJob", job_name)
         if not isinstance(job, TrainingJob):
             return None
-        # A plain replacement, as the runner fills in the run directory (never str.format).
-        return FsPath(job.spec.output.dir.replace("{name}", job_name)) / "export"
+        return run_dir(job, self.base_dir("TrainingJob", job_name)) / "export"
 
 
 Check = Callable[[Any, Index], Iterator[Issue]]
