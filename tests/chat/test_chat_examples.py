@@ -1,0 +1,115 @@
+"""The chat examples run as the README runs them, from the directory above ``examples/``: the
+base is pretrained, fine-tuned with LoRA (ZeRO-2) and fully (ZeRO-3 with CPU offload) from its
+export in a sibling directory, and the LoRA model is served with the base's chat template.
+
+The jobs are cut to a few steps (minutes of training on a loaded 2-core machine otherwise),
+which exercises every stage just the same."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT = 600  # a loaded CI machine is several times slower than an idle one
+SHORTER = {"chat-base": {"stopping": {"maxSteps": 30}, "validation": {"interval": 15},
+                         "checkpointing": {"interval": 15}, "logging": {"interval": 15}},
+           "chat-lora": {"stopping": {"maxSteps": 6}, "validation": {"interval": 3}, "logging": {"interval": 3}},
+           "chat-full": {"stopping": {"maxSteps": 6}, "validation": {"interval": 3}, "logging": {"interval": 3}}}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the chat examples and their data, laid out as in the repository."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("chat-base", "chat-lora", "chat-full"):
+        shutil.copytree(REPO / "examples" / name, root / "examples" / name,
+                        ignore=shutil.ignore_patterns("runs", "__pycache__"))
+        train = root / "examples" / name / "train.yaml"
+        job = yaml.safe_load(train.read_text())
+        for key, value in SHORTER[name].items():
+            job["spec"][key] = {**job["spec"].get(key, {}), **value}
+        train.write_text(yaml.safe_dump(job, sort_keys=False))
+    (root / "examples" / "data" / "licenses").mkdir(parents=True)
+    for f in (REPO / "examples" / "data" / "licenses").glob("*.txt"):
+        shutil.copy(f, root / "examples" / "data" / "licenses" / f.name)
+    shutil.copy(REPO / "examples" / "data" / "python-docs-qa.jsonl", root / "examples" / "data")
+    return root
+
+
+def _lmspec(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DS_ACCELERATOR": "cpu"}
+    return subprocess.run([sys.executable, "-m", "lmspec", *args], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def base(project: Path) -> Path:
+    result = _lmspec(project, "run", "examples/chat-base")
+    assert result.returncode == 0, result.stderr[-3000:]
+    export = project / "examples" / "chat-base" / "runs" / "chat-base-pretrain" / "export"
+    assert (export / "config.json").is_file() and (export / "chat_template.jinja").is_file()
+    return export
+
+
+@pytest.mark.parametrize(("directory", "job"), [("chat-lora", "chat-lora-train"), ("chat-full", "chat-full-train")])
+def test_a_fine_tune_starts_from_the_base_in_its_sibling_directory(project: Path, base: Path, directory: str,
+                                                                    job: str) -> None:
+    result = _lmspec(project, "run", "examples/chat-base", f"examples/{directory}", "--job", job)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The base is the pretraining run's export, found beside the pretraining job's manifest.
+    assert f"at {base.resolve()}," in result.stdout + result.stderr
+    assert (project / "examples" / directory / "runs" / job / "export" / "config.json").is_file()
+
+
+def test_the_lora_model_is_served_with_the_chat_template_it_was_trained_with(project: Path, base: Path) -> None:
+    from transformers import AutoTokenizer
+
+    export = project / "examples" / "chat-lora" / "runs" / "chat-lora-train" / "export"
+    if not export.is_dir():
+        result = _lmspec(project, "run", "examples/chat-base", "examples/chat-lora", "--job", "chat-lora-train")
+        assert result.returncode == 0, result.stderr[-3000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "lmspec", "serve", "examples/chat-base", "examples/chat-lora", "--service",
+         "chat-lora", "--port", str(port)], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            assert server.poll() is None, server.communicate()[0][-3000:]
+            try:
+                if httpx.get(url + "/v2/health/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.2)
+        messages = [{"role": "user", "content": "What may I copy?"}]
+        r = httpx.post(url + "/v1/chat/completions", timeout=60,
+                       json={"model": "chat-lora", "messages": messages, "max_tokens": 4})
+        assert r.status_code == 200, r.text
+        # The prompt is the conversation rendered by the template the training data was rendered
+        # with (the base's, exported with the tokenizer), the assistant's turn opened.
+        tokenizer = AutoTokenizer.from_pretrained(export, local_files_only=True)
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = prompt["input_ids"] if hasattr(prompt, "keys") else prompt
+        assert (export / "chat_template.jinja").read_text() == (base / "chat_template.jinja").read_text()
+        assert r.json()["usage"]["prompt_tokens"] == len(ids)
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
