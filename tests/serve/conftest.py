@@ -69,7 +69,7 @@ def iris_export(out: Path, *, steps: int = 150, hidden: list[int] | None = None)
                        job="iris-train", metrics={})
 
 
-def lm_export(out: Path) -> Path:
+def lm_export(out: Path, *, context_length: int = 256) -> Path:
     """A tiny randomly initialised byte-level transformer LM."""
     import torch
 
@@ -78,7 +78,9 @@ def lm_export(out: Path) -> Path:
     from lmspec.model.export import save_export
     from lmspec.v1alpha1 import Model
 
-    manifest = Model.model_validate(LM_MODEL)
+    doc = {**LM_MODEL, "spec": {**LM_MODEL["spec"], "architecture": {
+        **LM_MODEL["spec"]["architecture"], "contextLength": context_length}}}
+    manifest = Model.model_validate(doc)
     torch.manual_seed(0)
     model = build_model(manifest.spec)
     transform = Transform(task="causal-lm", feature_names=[], feature_dtypes=[],
@@ -182,7 +184,9 @@ class Server:
 @pytest.fixture(scope="session")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("exports")
-    return {"iris": iris_export(root / "iris"), "lm": lm_export(root / "lm")}
+    # lm-long: for generations longer than lm's context allows.
+    return {"iris": iris_export(root / "iris"), "lm": lm_export(root / "lm"),
+            "lm-long": lm_export(root / "lm-long", context_length=1024)}
 
 
 @pytest.fixture(scope="session")

@@ -207,11 +207,12 @@ def test_not_ready_until_all_workers_are(exports: dict[str, Path], service_manif
 
 @pytest.mark.integration
 def test_sigterm_drains_every_worker(start: Any, exports: dict[str, Path]) -> None:
-    # One sequence at a time per worker: three long generations each, in flight for a while.
-    server = start("drain2", exports["lm"], protocols=["openai"],
+    # One sequence at a time per worker: three long generations each, in flight for a while (long
+    # enough that the first is still running when the last arrives, on a busy machine too).
+    server = start("drain2", exports["lm-long"], protocols=["openai"], limits={"maxTokens": 600},
                    engine={"maxSequences": 1},
-                   server={"workers": 2, "gracePeriodSeconds": 20})
-    body = {"model": "drain2", "prompt": "go", "max_tokens": 200, "temperature": 0}
+                   server={"workers": 2, "gracePeriodSeconds": 120})
+    body = {"model": "drain2", "prompt": "go", "max_tokens": 600, "temperature": 0}
     clients = clients_on_each_worker(server.url, 3)
     with concurrent.futures.ThreadPoolExecutor(len(clients)) as pool:
         futures = [pool.submit(c.post, "/v1/completions", json=body) for c in clients]
@@ -225,9 +226,9 @@ def test_sigterm_drains_every_worker(start: Any, exports: dict[str, Path]) -> No
     for c in clients:
         c.close()
     assert [r.status_code for r in answers] == [200] * 6
-    assert all(r.json()["usage"]["completion_tokens"] == 200 for r in answers)
+    assert all(r.json()["usage"]["completion_tokens"] == 600 for r in answers)
     assert len({worker(r) for r in answers}) == 2
-    assert server.proc.wait(20) == 0
+    assert server.proc.wait(60) == 0
     output = server.output()
     assert output.count("draining 3 request(s)") == 2, output
     assert "all workers stopped" in output and not metrics_dir(output).exists()
