@@ -113,6 +113,22 @@ def test_plan_command_and_memory_fit(tmp_path: Any) -> None:
     assert "warning[trainingjob.memory-fit]" in out.output and out.exit_code == 0
 
 
+def test_plan_one_job(tmp_path: Any) -> None:
+    from train_helpers import REPO
+
+    paths = [str(REPO / "examples" / "chat-base"), str(REPO / "examples" / "chat-lora")]
+    both = CliRunner().invoke(main, ["plan", *paths])
+    assert both.exit_code == 0 and "TrainingJob chat-base-pretrain" in both.output, both.output
+    assert "TrainingJob chat-lora-train" in both.output
+    one = CliRunner().invoke(main, ["plan", *paths, "--job", "chat-base-pretrain"])
+    assert one.exit_code == 0, one.output
+    assert "TrainingJob chat-base-pretrain" in one.output and "chat-lora" not in one.output
+    assert one.output.count("Model chat-base:") == 1
+    wrong = CliRunner().invoke(main, ["plan", *paths, "--job", "chat-base"])
+    assert wrong.exit_code == 1
+    assert "no TrainingJob named 'chat-base'" in wrong.output and "Traceback" not in wrong.output
+
+
 def test_plan_never_imports_torch() -> None:
     code = ("import sys; from lmspec.cli import run; "
             "import contextlib\nwith contextlib.suppress(SystemExit): run(['plan', 'examples/iris'])\n"

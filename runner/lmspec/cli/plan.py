@@ -30,18 +30,25 @@ def _size(n: int) -> str:
 
 @click.command("plan")
 @click.argument("paths", nargs=-1, required=True)
-def command(paths: tuple[str, ...]) -> None:
+@click.option("--job", "job_name", help="Plan only this TrainingJob (and its Model).")
+def command(paths: tuple[str, ...], job_name: str | None) -> None:
     """Print each Model's parameter count and, for each TrainingJob, the model-state memory per
     device at every ZeRO stage and offload choice (ZeRO paper formulas; activations excluded).
     The job's own choice is marked with *."""
-    with reported():
+    with reported(LookupError):
         manifests = load(list(paths))
+        jobs = manifests.of_kind("TrainingJob")
+        if job_name is not None:
+            jobs = [manifests.pick("TrainingJob", job_name, option="--job")]
     note_skipped(manifests.report)
-    for m in manifests.of_kind("Model"):
+    models = manifests.of_kind("Model")
+    if job_name is not None:
+        models = [m for m in models if m.name == jobs[0].obj.spec.model]
+    for m in models:
         c = _count(manifests, m.name, None)
         shown = f"{c.params:,}" if c.params is not None else c.note
         click.echo(f"Model {m.name}: {shown} parameters")
-    for j in manifests.of_kind("TrainingJob"):
+    for j in jobs:
         spec = j.obj.spec
         c = _count(manifests, spec.model, spec.dataset)
         world = spec.resources.nodes * spec.resources.processes_per_node
