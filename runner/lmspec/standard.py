@@ -7,6 +7,7 @@ works on one version of the standard — the *hub* (``HUB_VERSION``) — and sup
 hub-and-spokes policy of ``spec/v1alpha1/versioning.md``), not touching the runtime.
 
 ``VERSIONS`` is what the validator routes documents by: ``apiVersion`` → ``kind`` → model class.
+``run_dir`` says where a TrainingJob's run directory is, for the runner and the validator alike.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def run_dir(job: TrainingJob, base_dir: Path) -> Path:
     # A plain replacement, not str.format: the template comes from a manifest, and format()
     # would evaluate attribute lookups such as {name.__class__}.
     return base_dir / job.spec.output.dir.replace("{name}", job.metadata.name)
+
 
 __all__ = [
     "API_VERSION",
