@@ -46,14 +46,17 @@ def evaluate(target: Target, *, input_path: Path | None = None, split: str | Non
         raise PredictError(f"Dataset {target.job.obj.spec.dataset!r} is not among the manifests; pass it too")
     wanted = metrics or list(target.job.obj.spec.evaluation.metrics)
     exported = load_exported(target.export)
+    # Chat data is tokenized as in training: by the export's tokenizer (the base's, with the
+    # chat template the run rendered with) when the Dataset names none.
+    tokenizer_dir = target.export if (target.export / "tokenizer.json").is_file() else None
     if input_path is not None:
-        data = _file_split(exported, dataset, input_path)
+        data = _file_split(exported, dataset, input_path, tokenizer_dir)
         source = str(input_path)
     else:
         from .data import prepare
 
         name = split or "test"
-        prepared = prepare(dataset.obj, dataset.base_dir, model_task=exported.task)
+        prepared = prepare(dataset.obj, dataset.base_dir, model_task=exported.task, tokenizer_dir=tokenizer_dir)
         data = prepared.split(name)
         source = f"split {name} of Dataset {dataset.name!r}"
     if len(data) == 0:
@@ -61,8 +64,9 @@ def evaluate(target: Target, *, input_path: Path | None = None, split: str | Non
     return Evaluation(source, len(data), _metrics(exported, data, wanted))
 
 
-def _file_split(exported: Any, dataset: Any, path: Path) -> Any:
-    """A new file → a :class:`Split`, through the Dataset's preprocessing and the export's fit."""
+def _file_split(exported: Any, dataset: Any, path: Path, tokenizer_dir: Path | None) -> Any:
+    """A new file → a :class:`Split`, through the Dataset's preprocessing and the export's fit
+    (for chat data: its conversations, rendered, tokenized and packed as in training)."""
     from .data import _tabular, _text
     from .data._read import ColumnSpec, read_table
     from .data._rows import apply_row_steps, null_mask
@@ -73,6 +77,12 @@ def _file_split(exported: Any, dataset: Any, path: Path) -> Any:
 
     spec = dataset.obj.spec
     fi = file_info(path)
+    if spec.chat is not None:
+        from .data.chat import prepare_chat
+        from .data.conversations import read_conversations
+
+        conversations = read_conversations([fi], spec.chat)
+        return prepare_chat(spec.chat, {"train": conversations}, dataset.base_dir, tokenizer_dir).splits["train"]
     if exported.task == "causal-lm":
         name = exported.transform.feature_names[0]
         column = ColumnSpec(name, "string", name)
@@ -98,7 +108,11 @@ def _metrics(exported: Any, data: Any, metrics: list[str]) -> dict[str, float]:
     sums = Sums()
     with torch.inference_mode():
         for start in range(0, len(data), BATCH_ROWS):
-            x = torch.from_numpy(np.ascontiguousarray(data.inputs[start:start + BATCH_ROWS]))
-            y = torch.from_numpy(np.ascontiguousarray(data.targets[start:start + BATCH_ROWS]))
-            sums.add(exported.model(x), y, exported.task)
+            rows = slice(start, start + BATCH_ROWS)
+            x = torch.from_numpy(np.ascontiguousarray(data.inputs[rows]))
+            y = torch.from_numpy(np.ascontiguousarray(data.targets[rows]))
+            # Packed conversations restart their positions, as they did in training.
+            extra = {} if data.positions is None else {
+                "position_ids": torch.from_numpy(np.ascontiguousarray(data.positions[rows]))}
+            sums.add(exported.model(x, **extra), y, exported.task)
     return sums.values(metrics)

@@ -7,6 +7,7 @@ which exercises every stage just the same."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -73,13 +74,38 @@ def test_a_fine_tune_starts_from_the_base_in_its_sibling_directory(project: Path
     assert (project / "examples" / directory / "runs" / job / "export" / "config.json").is_file()
 
 
+def _lora_export(project: Path) -> Path:
+    export = project / "examples" / "chat-lora" / "runs" / "chat-lora-train" / "export"
+    if not export.is_dir():  # the fine-tune test ran first, unless this test runs alone
+        result = _lmspec(project, "run", "examples/chat-base", "examples/chat-lora", "--job", "chat-lora-train")
+        assert result.returncode == 0, result.stderr[-3000:]
+    return export
+
+
+def test_evaluate_reproduces_the_test_metrics_of_the_run(project: Path, base: Path, tmp_path: Path) -> None:
+    """``lmspec evaluate`` tokenizes chat data as training did (the base's tokenizer, through
+    the export) and feeds packed conversations their positions."""
+    export = _lora_export(project)
+    paths = ["examples/chat-base", "examples/chat-lora", "--job", "chat-lora-train"]
+    result = _lmspec(project, "evaluate", *paths, "--split", "test", "--json", str(tmp_path / "test.json"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((export.parent / "summary.json").read_text())
+    measured = json.loads((tmp_path / "test.json").read_text())["metrics"]
+    assert measured == pytest.approx(summary["test"], rel=1e-5)
+    # A new file of conversations goes through the same rendering and packing.
+    records = (project / "examples" / "data" / "python-docs-qa.jsonl").read_text().splitlines()[:20]
+    (tmp_path / "new.jsonl").write_text("\n".join(records) + "\n")
+    result = _lmspec(project, "evaluate", *paths, "--input", str(tmp_path / "new.jsonl"),
+                     "--json", str(tmp_path / "new.json"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    new = json.loads((tmp_path / "new.json").read_text())
+    assert new["rows"] > 0 and set(new["metrics"]) == {"loss", "perplexity"}
+
+
 def test_the_lora_model_is_served_with_the_chat_template_it_was_trained_with(project: Path, base: Path) -> None:
     from transformers import AutoTokenizer
 
-    export = project / "examples" / "chat-lora" / "runs" / "chat-lora-train" / "export"
-    if not export.is_dir():
-        result = _lmspec(project, "run", "examples/chat-base", "examples/chat-lora", "--job", "chat-lora-train")
-        assert result.returncode == 0, result.stderr[-3000:]
+    export = _lora_export(project)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
