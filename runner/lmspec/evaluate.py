@@ -36,7 +36,7 @@ class Evaluation:
 def evaluate(target: Target, *, input_path: Path | None = None, split: str | None = None,
              metrics: list[str] | None = None) -> Evaluation:
     """Metrics (the TrainingJob's ``evaluation.metrics`` unless given) of ``target``'s export."""
-    from .model.export import load_exported
+    from .model.export import load_exported, tokenizer_dir
 
     if target.job is None:
         raise PredictError("the TrainingJob that trained this model is not among the manifests; "
@@ -48,15 +48,15 @@ def evaluate(target: Target, *, input_path: Path | None = None, split: str | Non
     exported = load_exported(target.export)
     # Chat data is tokenized as in training: by the export's tokenizer (the base's, with the
     # chat template the run rendered with) when the Dataset names none.
-    tokenizer_dir = target.export if (target.export / "tokenizer.json").is_file() else None
+    tokenizer = tokenizer_dir(target.export)
     if input_path is not None:
-        data = _file_split(exported, dataset, input_path, tokenizer_dir)
+        data = _file_split(exported, dataset, input_path, tokenizer)
         source = str(input_path)
     else:
         from .data import prepare
 
         name = split or "test"
-        prepared = prepare(dataset.obj, dataset.base_dir, model_task=exported.task, tokenizer_dir=tokenizer_dir)
+        prepared = prepare(dataset.obj, dataset.base_dir, model_task=exported.task, tokenizer_dir=tokenizer)
         data = prepared.split(name)
         source = f"split {name} of Dataset {dataset.name!r}"
     if len(data) == 0:

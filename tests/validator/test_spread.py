@@ -81,8 +81,9 @@ def test_the_chunks_go_to_whoever_is_free(corpus: Path, monkeypatch: pytest.Monk
     files = sorted(str(f) for f in corpus.rglob("*.yaml"))
     results = spread.parse_files(files, max_bytes=1 << 20, workers=2)
     assert [_plain(r) for r in results] == [_plain(parse(f, 1 << 20)) for f in files]
-    # At 20 ms a file here, this process parses a chunk (200 ms) while the child parses many.
-    assert sum(received) > len(files) // 2
+    # At 20 ms a file here, this process parses a chunk (200 ms) while the child parses many: far
+    # fewer files here than any fixed share would leave it (a third, before chunks were shared).
+    assert sum(received) > len(files) * 3 // 4
 
 
 def _plain(result: object) -> object:

@@ -74,7 +74,11 @@ class Bundle:
     def in_workspace(self, local: Path) -> PurePosixPath:
         """Where a local path lies in the workload (outside ``/workspace`` if it is outside
         :attr:`root`)."""
-        return PurePosixPath(os.path.normpath(WORKSPACE / os.path.relpath(local, self.root)))
+        return _in_workspace(local, self.root)
+
+
+def _in_workspace(local: Path, root: Path) -> PurePosixPath:
+    return PurePosixPath(os.path.normpath(WORKSPACE / PurePosixPath(*Path(os.path.relpath(local, root)).parts)))
 
 
 def render(manifests: ManifestSet) -> str:
@@ -113,8 +117,8 @@ def bundle(paths: Sequence[str]) -> Bundle:
     for i, d in enumerate(dirs):
         here = ManifestSet([m for m in manifests.manifests if m.base_dir == d])
         key = MANIFEST_FILE if len(dirs) == 1 else f"manifests-{i}.yaml"
-        placed.append(Placed(key, WORKSPACE / PurePosixPath(*d.relative_to(root).parts), render(here)))
-    files = sorted({WORKSPACE / PurePosixPath(*r.relative_to(root).parts) for r in resolved})
+        placed.append(Placed(key, _in_workspace(d, root), render(here)))
+    files = sorted({_in_workspace(r, root) for r in resolved})
     absolute = sorted({PurePosixPath(p) for _, p in named if Path(p).is_absolute()})
     return Bundle(manifests, tuple(placed), root, tuple(files) + tuple(absolute))
 

@@ -80,6 +80,12 @@ def export_dir_for(job_manifest: Manifest) -> Path:
     return output_dir_for(job_manifest) / "export"
 
 
+def tokenizer_dir(export: Path) -> Path | None:
+    """The export itself when it holds a Hugging Face tokenizer (an export in Hugging Face
+    format: the tokenizer the run trained with, and its chat template), else None."""
+    return export if (export / "tokenizer_config.json").is_file() else None
+
+
 def save_export(
     out_dir: Path,
     model_manifest: Model,

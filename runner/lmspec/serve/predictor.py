@@ -167,11 +167,11 @@ def load_export(path: str | Path, spec: InferenceServiceSpec | None = None) -> L
         lm = load_hf_dir(path, placement)
         return Loaded(HFPredictor(lm), lm)
 
-    from ..model.export import load_exported
+    from ..model.export import load_exported, tokenizer_dir
 
     exported = load_exported(path)
     language_model = None
     if exported.task == "causal-lm":
-        tokenizer_dir = path if (path / "tokenizer_config.json").is_file() else None
-        language_model = from_export(exported, context_length_of(exported.manifest), placement, tokenizer_dir)
+        language_model = from_export(exported, context_length_of(exported.manifest), placement,
+                                     tokenizer_dir(path))
     return Loaded(ExportedPredictor(exported), language_model)
