@@ -12,12 +12,11 @@ hub-and-spokes policy of ``spec/v1alpha1/versioning.md``), not touching the runt
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel
 
+from .rundir import run_dir
 from .v1alpha1 import API_VERSION, KINDS, Dataset, InferenceService, Model, TrainingJob
-from .v1alpha1._base import EXTENSION_KEY
+from .v1alpha1._plain import EXTENSION_KEY
 from .v1alpha1.cluster import Cluster, ServiceCluster, TrainingCluster
 from .v1alpha1.common import Signature, TensorSpec
 from .v1alpha1.dataset import (
@@ -58,14 +57,6 @@ HUB_VERSION = API_VERSION
 
 VERSIONS: dict[str, dict[str, type[BaseModel]]] = {API_VERSION: KINDS}
 """Every ``apiVersion`` the validator reads, with the document class of each kind."""
-
-
-def run_dir(job: TrainingJob, base_dir: Path) -> Path:
-    """A TrainingJob's run directory: ``output.dir`` with ``{name}`` filled in, relative to
-    ``base_dir``, the directory of the job's manifest, as every relative path in a manifest is."""
-    # A plain replacement, not str.format: the template comes from a manifest, and format()
-    # would evaluate attribute lookups such as {name.__class__}.
-    return base_dir / job.spec.output.dir.replace("{name}", job.metadata.name)
 
 
 __all__ = [

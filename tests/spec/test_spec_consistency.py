@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lmspec import schemagen
+from lmspec import checksgen, schemagen
 from lmspec.v1alpha1 import KINDS
 from lmspec.validator.registry import RULES
 
@@ -80,6 +80,9 @@ def test_check_mode_reports_a_drifted_file(tmp_path: Path) -> None:
             dst = tmp_path / rel / src.name
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
+    compiled = tmp_path / checksgen.PATH
+    compiled.parent.mkdir(parents=True)
+    compiled.write_text((ROOT / checksgen.PATH).read_text(encoding="utf-8"), encoding="utf-8")
     assert schemagen.main(["--check", "--root", str(tmp_path)]) == 0
     edited = tmp_path / "schemas/v1alpha1/model.schema.json"
     edited.write_text(edited.read_text(encoding="utf-8").replace("Kind of object.", "Kind."), encoding="utf-8")

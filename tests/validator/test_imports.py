@@ -1,4 +1,5 @@
-"""``import lmspec`` and ``lmspec validate`` stay light: no training or serving stack."""
+"""``import lmspec`` and ``lmspec validate`` stay light: no training or serving stack, and not even
+pydantic or the models (the validator runs their compiled checks on pydantic-core)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-HEAVY = ("torch", "deepspeed", "fastapi", "uvicorn", "transformers")
+HEAVY = ("torch", "deepspeed", "fastapi", "uvicorn", "transformers", "pydantic")
 
 PROBE = """
 import json, sys
@@ -29,8 +30,14 @@ def _modules(body: str) -> set[str]:
 @pytest.mark.integration
 def test_import_lmspec_is_light() -> None:
     loaded = _modules("import lmspec")
-    assert "pydantic" in loaded  # the probe works
+    assert "pydantic_core" in loaded and "yaml" in loaded  # the probe works
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+@pytest.mark.integration
+def test_the_models_load_on_first_use() -> None:
+    loaded = _modules("import lmspec\nlmspec.Model")
+    assert "pydantic" in loaded
 
 
 @pytest.mark.integration

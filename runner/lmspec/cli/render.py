@@ -16,7 +16,7 @@ from typing import Any
 import click
 import yaml
 
-from ..validator.core import read, to_yaml_data, validate_documents
+from ..validator.core import read, to_yaml_data, typed, validate_documents
 from ..validator.parse import resolve_plain
 from ..validator.report import render as render_report
 from ._errors import note_skipped
@@ -68,7 +68,7 @@ def command(paths: tuple[str, ...], fmt: str, require_refs: bool) -> None:
         sys.exit(report.exit_code())
     for f in report.warnings:
         click.echo(f"{f.file}:{f.line}:{f.column}: warning[{f.rule}] {f.message}", err=True)
-    rendered = [to_yaml_data(m.obj) for m in result.manifests]
+    rendered = [to_yaml_data(m.obj) for m in typed(result).manifests]
     if fmt == "json":
         # One JSON value per manifest, one after another (jq reads such a stream).
         sys.stdout.write("".join(json.dumps(d, indent=2, ensure_ascii=False) + "\n" for d in rendered))

@@ -19,17 +19,44 @@ the ``run`` extra). Never imports torch.
 
 from __future__ import annotations
 
-from importlib.util import find_spec
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 from .errors import DataError
 
-# The validator-only install has no numpy; there only the numpy-free modules work
-# (``conversations``, ``chat_template``, ``errors``), which ``validate --check-env`` reads chat
-# records with.
-if find_spec("numpy") is not None:
+if TYPE_CHECKING:
     from .prepare import FORMAT_VERSION, PreparedData, prepare
     from .split import Split
     from .tokenizer import Tokenizer
     from .transform import Transform
+
+# Imported on first use. The validator reads chat records and templates with the modules that
+# need neither numpy nor the models (``conversations``, ``chat_template``, ``errors``), and pays
+# for no more; the validator-only install has no numpy at all.
+_WHERE = {"FORMAT_VERSION": "prepare", "PreparedData": "prepare", "prepare": "prepare", "Split": "split",
+          "Tokenizer": "tokenizer", "Transform": "transform"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Importing the submodule ``prepare`` makes the import system set the package's attribute
+        # ``prepare`` to it; ``lmspec.data.prepare`` stays the function, as it was when the
+        # package imported it eagerly.
+        if name == "prepare" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = ["FORMAT_VERSION", "DataError", "PreparedData", "Split", "Tokenizer", "Transform", "prepare"]

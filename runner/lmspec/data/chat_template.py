@@ -15,9 +15,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..standard import Chat
 from .errors import DataError
+
+if TYPE_CHECKING:
+    from ..standard import Chat
 
 _GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
 _END_GENERATION = re.compile(r"\{%-?\s*endgeneration\s*-?%\}")

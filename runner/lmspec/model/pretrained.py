@@ -22,9 +22,11 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..standard import Pretrained
+if TYPE_CHECKING:
+    from ..standard import Pretrained
+
 
 URI = re.compile(r"^hf://(?P<repo>[^@]+?)(?:@(?P<rev>[^@/\s]+))?$")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")

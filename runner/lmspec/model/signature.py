@@ -8,8 +8,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from ..standard import ModelSpec
+if TYPE_CHECKING:
+    from ..standard import ModelSpec
+
 
 
 def last_dim(shape: Sequence[int]) -> int | None:

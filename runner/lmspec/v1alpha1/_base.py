@@ -11,15 +11,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ._plain import EXTENSION_KEY, _integral_float_to_int
+
 EXTENSION_PREFIX = "x-"
-
-
-def _integral_float_to_int(value: Any) -> Any:
-    # JSON Schema counts 5e8 and 4.0 as integers; YAML 1.2 reads them as floats. Accept the
-    # integral ones so the validator and the published schema agree.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 Int = Annotated[int, BeforeValidator(_integral_float_to_int), Field(ge=-(2**63), le=2**63 - 1)]
@@ -38,10 +32,6 @@ def _closed_but_extensions(schema: dict[str, Any]) -> None:
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
 """A DNS-1123 label: lowercase letters, digits and '-', starting and ending alphanumeric."""
-
-
-EXTENSION_KEY = r"^x-"
-"""Pattern of the extension keys; every other key must be a declared field."""
 
 
 class Spec(BaseModel):

@@ -5,12 +5,12 @@ deepspeed-config`` prints the result), so the manifest and the engine can never 
 """
 
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
-from pydantic_core import PydanticKnownError
 
 from ._base import Int, Name, NonNegativeInt, PositiveInt, Spec
+from ._plain import _not_bool
 from .cluster import TrainingCluster
 from .common import Metadata
 
@@ -150,14 +150,6 @@ class Offload(Spec):
 
     pin_memory: bool = Field(default=False, examples=[True])
     """Use page-locked host memory (faster transfers, more host memory)."""
-
-
-def _not_bool(value: Any) -> Any:
-    # pydantic matches True against Literal[1]; JSON Schema's enum does not. Reject booleans so the
-    # validator and the published schema agree (``stage: true`` is a mistake, not stage 1).
-    if isinstance(value, bool):
-        raise PydanticKnownError("literal_error", {"expected": "0, 1, 2 or 3"})
-    return value
 
 
 ZeroStage = Annotated[Literal[0, 1, 2, 3], BeforeValidator(_not_bool)]

@@ -14,18 +14,20 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any
 
 from ..files import sha256_file
 from . import registry as rules
 from .envdata import check_data
 from .findings import Finding, Report, pointer, similar
+from .light import Light
 from .parse import MAX_BYTES, Document, ParseError, decode, parse_text, read_bounded
 from .schema import check_document
 from .semantic import REFERENCES, Index, run_checks
 from .spread import parse_files
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 """What a directory argument selects."""
@@ -36,7 +38,8 @@ class Manifest:
     """A schema-valid manifest and where it came from."""
 
     obj: Any
-    """The typed object: :class:`~lmspec.v1alpha1.Model`, ``Dataset``, ``TrainingJob`` or ``InferenceService``."""
+    """The typed object: :class:`~lmspec.v1alpha1.Model`, ``Dataset``, ``TrainingJob`` or ``InferenceService``
+    (from :func:`load`; while validating, its light twin from :mod:`.light`)."""
     document: Document
 
     @property
@@ -104,7 +107,7 @@ class ManifestSet:
         return Index(by_kind, dirs)
 
 
-Checked = tuple[BaseModel | None, list[Finding]]
+Checked = tuple[Light | None, list[Finding]]
 """What :func:`.schema.check_document` found for a document: its typed manifest, and findings."""
 
 
@@ -679,7 +682,11 @@ def base_problem(m: Manifest, index: Index | None) -> tuple[str, str] | None:
     """(message, hint) when a Model's pretrained base cannot be found or read, else None.
     A TrainingJob's export that does not exist yet is no problem: the job may run first."""
     from ..model.pretrained import BaseError, check_directory, hub_offline, locate
-    from ..standard import Pretrained
+
+    if TYPE_CHECKING:
+        from ..standard import Pretrained
+    else:
+        from .light import Pretrained
 
     arch = m.obj.spec.architecture
     if not isinstance(arch, Pretrained):
@@ -756,6 +763,20 @@ def load(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, ch
     result = validate_documents(docs, report, check_env=check_env, allow_outside=allow_outside)
     if not result.report.ok:
         raise ValidationFailed(result.report)
+    return typed(result)
+
+
+def typed(result: ManifestSet) -> ManifestSet:
+    """The manifests as the runtime's pydantic models, in place of the validator's light objects.
+
+    The models run the checks the validator ran (the compiled checks are theirs), so a manifest
+    the validator accepted is accepted again here."""
+    from ..standard import VERSIONS
+
+    for m in result.manifests:
+        if isinstance(m.obj, Light):
+            data = m.document.data
+            m.obj = VERSIONS[data["apiVersion"]][data["kind"]].model_validate(data, by_alias=True, by_name=False)
     return result
 
 

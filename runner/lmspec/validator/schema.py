@@ -1,27 +1,27 @@
 """Layer 2: route each document by apiVersion and kind, validate it against its kind's model,
-and turn pydantic's errors into findings with positions, plain messages and fix hints."""
+and turn the errors into findings with positions, plain messages and fix hints.
+
+The check is the models' own (pydantic-core's, from the compiled schemas of :mod:`.light`), run
+without importing pydantic; so are the hints, read from the models' compiled fields."""
 
 from __future__ import annotations
 
 import functools
-import types
-import typing
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic_core import ValidationError
 
-from ..standard import EXTENSION_KEY, KINDS, VERSIONS
+from ..v1alpha1._plain import EXTENSION_KEY
 from . import registry as rules
 from .findings import Finding, pointer, similar
+from .light import FieldShape, Light, checker, shapes, versions
 from .parse import Document
 
-SUPPORTED_VERSIONS = tuple(VERSIONS)
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 
-def check_document(doc: Document) -> tuple[BaseModel | None, list[Finding]]:
+def check_document(doc: Document) -> tuple[Light | None, list[Finding]]:
     """Validate one document; returns the typed manifest (None when invalid) and findings."""
     data = doc.data
     if not isinstance(data, dict):
@@ -29,8 +29,9 @@ def check_document(doc: Document) -> tuple[BaseModel | None, list[Finding]]:
                                f"a manifest must be a mapping, not {_describe(data)}",
                                "start the document with apiVersion, kind, metadata and spec keys")]
     version = data.get("apiVersion")
-    if version not in SUPPORTED_VERSIONS:
-        supported = ", ".join(SUPPORTED_VERSIONS)
+    known = versions()
+    if not isinstance(version, str) or version not in known:
+        supported = ", ".join(known)
         path: tuple[str | int, ...]
         if version is None:
             msg, path = "apiVersion is missing", ()
@@ -39,9 +40,9 @@ def check_document(doc: Document) -> tuple[BaseModel | None, list[Finding]]:
         return None, [_finding(doc, rules.DOCUMENT_API_VERSION, path, msg,
                                f"supported versions: {supported}")]
     kind = data.get("kind")
-    kinds = VERSIONS[version]
+    kinds = known[version]
     cls = kinds.get(kind) if isinstance(kind, str) else None
-    if cls is None:
+    if cls is None or not isinstance(kind, str):
         close = similar(str(kind), kinds) if kind else None
         hint = f"did you mean {close!r}? " if close else ""
         hint += "kinds: " + ", ".join(kinds)
@@ -50,7 +51,7 @@ def check_document(doc: Document) -> tuple[BaseModel | None, list[Finding]]:
     try:
         # by_name=False: manifests use the published camelCase keys only; the snake_case
         # attribute names are for Python code, and the JSON Schema rejects them.
-        return cls.model_validate(data, by_alias=True, by_name=False), []
+        return checker(version, kind).validate_python(data, by_alias=True, by_name=False), []
     except ValidationError as exc:
         findings: list[Finding] = []
         # Union branches that do not fit the value's type are dropped as noise; when every
@@ -134,7 +135,7 @@ _BOUND_TYPES = {
 }
 
 
-def _from_error(doc: Document, cls: type[BaseModel], err: ErrorDetails,
+def _from_error(doc: Document, cls: str, err: ErrorDetails,
                 path: tuple[str | int, ...]) -> Finding | None:
     etype = err["type"]
     value = err.get("input")
@@ -207,7 +208,7 @@ def _from_error(doc: Document, cls: type[BaseModel], err: ErrorDetails,
         return _finding(doc, rules.SCHEMA_REQUIRED, (*path, tag), f"required key {tag!r} is missing",
                         hint + f"add {tag!r} to select the variant")
     if etype in _BOUND_TYPES:
-        field = f"{cls.__name__}.{_dotted(path)}".replace("[]", "")
+        field = f"{cls}.{_dotted(path)}".replace("[]", "")
         return _finding(doc, rules.SCHEMA_BOUND, path, _bound_message(etype, ctx, path, value),
                         f"`lmspec explain {field}` shows the field's range")
     if etype == "string_pattern_mismatch":
@@ -269,57 +270,55 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _mapping_hint(cls: type[BaseModel], loc: tuple[str | int, ...], path: tuple[str | int, ...],
+def _mapping_hint(cls: str, loc: tuple[str | int, ...], path: tuple[str | int, ...],
                   value: Any) -> str:
     """The right form of a mapping written as a scalar: ``loss: crossEntropy`` → ``loss: {type:
     crossEntropy}`` when the scalar names a variant, else the field's documented example."""
     key = str(path[-1]) if path and isinstance(path[-1], str) else "the value"
-    tp: Any = cls
+    tp: Any = ("model", cls)
     for part in loc[:-1]:
         tp = _step(tp, part)
         if tp is None:
             return ""
     holders = _models_in(tp)
-    field = next((f for m in holders for n, f in m.model_fields.items() if loc[-1] in (n, f.alias)), None)
+    field = next((f for m in holders for n, f in _fields(m).items() if loc[-1] in (n, f.alias)), None)
     if field is None:
         return ""
     if isinstance(value, str):
-        tags = [t for m in _models_in(field.annotation) if "type" in m.model_fields
-                for t in typing.get_args(m.model_fields["type"].annotation) if isinstance(t, str)]
+        tags = [t for m in _models_in(field.type) for t in _tags_of(m)]
         tag = _closest(value, tags) if tags else None
         if tag is not None and tag.lower() == value.lower():
             return f"write it as a mapping: {key}: {{type: {tag}}}"
-    if field.examples:
-        example = yaml.safe_dump(field.examples[0], default_flow_style=True, sort_keys=False).strip()
+    if field.has_example:
+        import yaml  # here: only a hint needs to write YAML
+
+        example = yaml.safe_dump(field.example, default_flow_style=True, sort_keys=False).strip()
         return f"e.g. {key}: {example}"
     return ""
 
 
 @functools.cache
-def _key_homes(cls: type[BaseModel]) -> dict[str, list[str]]:
+def _key_homes(cls: str) -> dict[str, list[str]]:
     """Every key a kind defines, with the dotted paths where it may be written."""
     homes: dict[str, list[str]] = {}
 
     def walk(tp: Any, prefix: str, depth: int) -> None:
-        tp = _unwrap(tp)
         if depth > 12:
             return
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            for n, f in tp.model_fields.items():
+        if tp[0] == "model":
+            for n, f in _fields(tp[1]).items():
                 key = f.alias or n
                 path = f"{prefix}.{key}" if prefix else key
                 if path not in homes.setdefault(key, []):
                     homes[key].append(path)
-                walk(f.annotation, path, depth + 1)
-            return
-        origin, args = typing.get_origin(tp), typing.get_args(tp)
-        if origin is list:
-            walk(args[0], prefix + "[]", depth + 1)
-        elif origin is not dict:
-            for a in args:
+                walk(f.type, path, depth + 1)
+        elif tp[0] == "list":
+            walk(tp[1], prefix + "[]", depth + 1)
+        elif tp[0] == "union":
+            for a in tp[1]:
                 walk(a, prefix, depth + 1)
 
-    walk(cls, "", 0)
+    walk(("model", cls), "", 0)
     return homes
 
 
@@ -331,7 +330,7 @@ def _pattern_hint(path: tuple[str | int, ...]) -> str:
     return ""
 
 
-def _data_path(data: Any, cls: type[BaseModel],
+def _data_path(data: Any, cls: str,
                loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], str | None]:
     """pydantic's error location → the path in the data.
 
@@ -377,7 +376,7 @@ def _is_branch(part: str | int) -> bool:
         return False
     # Branch names: scalar type names, model class names, discriminator tags, and the names
     # pydantic gives validator-wrapped models ("function-wrap[_split_extensions()]").
-    return part in _SCALAR_BRANCHES or part[:1].isupper() or part in _TAGS or "[" in part
+    return part in _SCALAR_BRANCHES or part[:1].isupper() or part in _all_tags() or "[" in part
 
 
 def _branch_matches(part: str, node: Any) -> bool:
@@ -386,42 +385,37 @@ def _branch_matches(part: str, node: Any) -> bool:
     return isinstance(node, dict)
 
 
-def _collect_tags() -> set[str]:
-    tags: set[str] = set()
-    for cls in _walk_models(list(KINDS.values())):
-        field = cls.model_fields.get("type")
-        if field is not None:
-            for arg in typing.get_args(field.annotation):
-                if isinstance(arg, str):
-                    tags.add(arg)
-    return tags
+def _fields(model: str) -> dict[str, FieldShape]:
+    return dict(shapes().get(model, {}))
 
 
-def _walk_models(roots: list[type[BaseModel]]) -> Iterator[type[BaseModel]]:
-    seen: set[type[BaseModel]] = set()
-    todo = list(roots)
-    while todo:
-        cls = todo.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        yield cls
-        for f in cls.model_fields.values():
-            todo.extend(_models_in(f.annotation))
+def _tags_of(model: str) -> list[str]:
+    """The values of a model's ``type`` field: the tags that select it in a union."""
+    field = _fields(model).get("type")
+    if field is None or field.type[0] != "literal":
+        return []
+    return [t for t in field.type[1] if isinstance(t, str)]
 
 
-def _models_in(tp: Any) -> list[type[BaseModel]]:
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return [tp]
-    return [m for a in typing.get_args(tp) for m in _models_in(a)]
+@functools.cache
+def _all_tags() -> frozenset[str]:
+    return frozenset(t for model in shapes() for t in _tags_of(model))
 
 
-_TAGS = _collect_tags()
+def _models_in(tp: Any) -> list[str]:
+    """The models a type names: itself, or the members of its unions, lists and mappings."""
+    if tp[0] == "model":
+        return [tp[1]]
+    if tp[0] in ("list", "dict"):
+        return [m for a in tp[1:] for m in _models_in(a)]
+    if tp[0] == "union":
+        return [m for a in tp[1] for m in _models_in(a)]
+    return []
 
 
-def _allowed_keys(cls: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+def _allowed_keys(cls: str, loc: tuple[str | int, ...]) -> list[str]:
     """The keys allowed in the mapping that holds the last element of ``loc``."""
-    tp: Any = cls
+    tp: Any = ("model", cls)
     for part in loc[:-1]:
         tp = _step(tp, part)
         if tp is None:
@@ -429,45 +423,34 @@ def _allowed_keys(cls: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]
     models = _models_in(tp)
     if len(models) != 1:
         return []
-    return [f.alias or n for n, f in models[0].model_fields.items()]
+    return [f.alias or n for n, f in _fields(models[0]).items()]
 
 
 def _step(tp: Any, part: str | int) -> Any:
-    tp = _unwrap(tp)
+    """The type one step of an error's location below ``tp``: a field, an item, a union member."""
     if isinstance(part, str) and part.startswith("function-"):
         # pydantic names a union branch that is a validator-wrapped model after the validator
-        # ("function-wrap[_split_extensions()]"); every Spec is one, so it stands for the single
-        # model member of the union (KeySource in ``KeySource | str``).
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
+        # ("function-wrap[_split_extensions()]"); it stands for the single model member of the
+        # union (KeySource in ``KeySource | str``).
+        if tp[0] == "model":
             return tp
-        members = [m for a in typing.get_args(tp) for m in _models_in(a)]
-        return members[0] if len(members) == 1 else None
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        for name, f in tp.model_fields.items():
+        members = _models_in(tp)
+        return ("model", members[0]) if len(members) == 1 else None
+    if tp[0] == "model":
+        for name, f in _fields(tp[1]).items():
             if part in (name, f.alias):
-                return f.annotation
+                return f.type
         return None
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is list and isinstance(part, int):
-        return args[0]
-    if origin is dict:
-        return args[1]
-    if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            arg = _unwrap(arg)
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                tag = arg.model_fields.get("type")
-                if arg.__name__ == part or (tag is not None and part in typing.get_args(tag.annotation)):
-                    return arg
+    if tp[0] == "list" and isinstance(part, int):
+        return tp[1]
+    if tp[0] == "dict":
+        return tp[2]
+    if tp[0] == "union":
+        for arg in tp[1]:
+            if arg[0] == "model" and (arg[1] == part or part in _tags_of(arg[1])):
+                return arg
         # Optional[X]: pydantic adds no segment; descend into the non-null member.
-        members = [a for a in args if a is not type(None)]
+        members = [a for a in tp[1] if a != ("scalar", "None")]
         if len(members) == 1:
             return _step(members[0], part)
     return None
-
-
-def _unwrap(tp: Any) -> Any:
-    while typing.get_origin(tp) is typing.Annotated:
-        tp = typing.get_args(tp)[0]
-    return tp

@@ -9,31 +9,55 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model.signature import declared_output_width
-from ..standard import (
-    Cluster,
-    Dataset,
-    Dedupe,
-    DropNulls,
-    Filter,
-    GaussianNoise,
-    HuggingFace,
-    InferenceService,
-    LabelEncode,
-    LinearLayer,
-    MinMax,
-    Model,
-    Pack,
-    Pretrained,
-    Sequential,
-    Standardize,
-    Tokenize,
-    TrainingJob,
-    Transformer,
-    run_dir,
-)
+from ..rundir import run_dir
+
+if TYPE_CHECKING:
+    from ..standard import (
+        Cluster,
+        Dataset,
+        Dedupe,
+        DropNulls,
+        Filter,
+        GaussianNoise,
+        HuggingFace,
+        InferenceService,
+        LabelEncode,
+        LinearLayer,
+        MinMax,
+        Model,
+        Pack,
+        Pretrained,
+        Sequential,
+        Standardize,
+        Tokenize,
+        TrainingJob,
+        Transformer,
+    )
+else:  # the light twins of the models (see .light): isinstance holds for either
+    from .light import (
+        Cluster,
+        Dataset,
+        Dedupe,
+        DropNulls,
+        Filter,
+        GaussianNoise,
+        HuggingFace,
+        InferenceService,
+        LabelEncode,
+        LinearLayer,
+        MinMax,
+        Model,
+        Pack,
+        Pretrained,
+        Sequential,
+        Standardize,
+        Tokenize,
+        TrainingJob,
+        Transformer,
+    )
 from . import registry as rules
 
 Path = tuple[str | int, ...]
