@@ -8,6 +8,10 @@ preprocessing is applied by :meth:`lmspec.model.export.Exported.predict`, the ve
 ``lmspec serve`` answers with, so a row gets the same prediction from both. Out come, per row:
 classifiers ``prediction`` (the class) and ``probability_<class>`` for each class; regressors
 ``prediction`` in the target's units; language models ``generated`` text (greedy decoding).
+
+A language model trained on chat data reads records in its Dataset's chat format instead: each
+is rendered by the export's chat template with the assistant's turn opened, as ``lmspec serve``
+renders ``/v1/chat/completions``, and a trailing assistant turn (the reference) is left out.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import numpy as np
 from .validator.core import Manifest, ManifestSet, load
 
 if TYPE_CHECKING:
-    from .data._read import Table
+    from .data._read import FileInfo, Table
+    from .data.conversations import Message
     from .model.export import Exported
+    from .standard import Chat
 
 CHUNK_ROWS = 4096
 """Rows read, predicted and written at a time: memory stays flat whatever the file's size."""
@@ -113,10 +119,11 @@ def raw_inputs(exported: Exported, table: Table) -> np.ndarray:
     return x.astype(np.float32 if dtype in ("float32", "float16", "bfloat16") else dtype)
 
 
-def predict_table(exported: Exported, table: Table, *, max_tokens: int = 64) -> list[dict[str, Any]]:
-    """One record per row of ``table``."""
+def predict_table(exported: Exported, table: Table, *, max_tokens: int = 64,
+                  tokenizer_dir: Path | None = None) -> list[dict[str, Any]]:
+    """One record per row of ``table``; ``tokenizer_dir`` as for :func:`generate`."""
     if exported.task == "causal-lm":
-        return _generate(exported, table, max_tokens)
+        return _generate(exported, table, max_tokens, tokenizer_dir)
     name = exported.manifest.spec.signature.inputs[0].name
     out = next(iter(exported.predict({name: raw_inputs(exported, table)}).values()))
     if exported.task == "classification":
@@ -129,17 +136,20 @@ def predict_table(exported: Exported, table: Table, *, max_tokens: int = 64) -> 
     return [{"prediction": float(v)} for v in np.asarray(out, dtype=np.float32).reshape(len(table))]
 
 
-def _generate(exported: Exported, table: Table, max_tokens: int) -> list[dict[str, Any]]:
+def _generate(exported: Exported, table: Table, max_tokens: int, tokenizer_dir: Path | None) -> list[dict[str, Any]]:
     column = exported.transform.feature_names[0]
     texts = [t or "" for t in table.columns[column].tolist()]
-    return [{"generated": g} for g in generate(exported, texts, max_tokens=max_tokens)]
+    return [{"generated": g} for g in generate(exported, texts, max_tokens=max_tokens, tokenizer_dir=tokenizer_dir)]
 
 
-def generate(exported: Exported, prompts: list[str], *, max_tokens: int) -> list[str]:
+def generate(exported: Exported, prompts: Sequence[str | list[Message]], *, max_tokens: int,
+             tokenizer_dir: Path | None = None) -> list[str]:
     """Greedy continuations of ``prompts`` by an exported language model (as ``lmspec serve``
     answers at temperature 0, with the same engine), stopping early at the tokenizer's
     end-of-sequence token or at the model's context length; prompts longer than the context keep
-    their last tokens."""
+    their last tokens. A prompt is text, or a conversation rendered by the export's chat template
+    with the assistant's turn opened. ``tokenizer_dir``: an export in Hugging Face format's own
+    directory, whose tokenizer (and chat template) then serves, as in ``lmspec serve``."""
     import torch
 
     from .serve.engine import Engine, EngineLimits, SamplingParams
@@ -147,28 +157,56 @@ def generate(exported: Exported, prompts: list[str], *, max_tokens: int) -> list
     from .serve.predictor import context_length_of
     from .standard import Placement
 
-    lm = from_export(exported, context_length_of(exported.manifest), Placement())
+    lm = from_export(exported, context_length_of(exported.manifest), Placement(), tokenizer_dir)
     rows = max(1, min(32, len(prompts)))
     engine = Engine(lm.model, EngineLimits(max_sequences=rows, max_waiting=len(prompts) + 1,
                                            max_model_length=lm.context_length,
                                            kv_cache_tokens=rows * lm.context_length,
                                            prefill_chunk_tokens=512))
-    seqs = [engine.add(lm.encode(text)[-(lm.context_length - 1):] or [0], SamplingParams(max_tokens), lm.eos)
-            for text in prompts]
+    if any(not isinstance(p, str) for p in prompts) and not lm.has_chat_template:
+        raise PredictError("the exported model's tokenizer has no chat template to render conversations with")
+    encoded = [lm.encode(p) if isinstance(p, str) else lm.chat_ids(p) for p in prompts]
+    seqs = [engine.add(ids[-(lm.context_length - 1):] or [0], SamplingParams(max_tokens), lm.eos)
+            for ids in encoded]
     with torch.inference_mode():
         while engine.has_work:
             engine.step()
     return [lm.decode(s.generated) for s in seqs]
 
 
-def predictions(exported: Exported, fi: Any, *, chunk_rows: int = CHUNK_ROWS,
-                max_tokens: int = 64) -> Iterator[list[dict[str, Any]]]:
-    """Predicted records, a chunk at a time, for the file ``fi`` (:func:`data.stream.file_info`)."""
+def predictions(exported: Exported, fi: Any, *, chunk_rows: int = CHUNK_ROWS, max_tokens: int = 64,
+                chat: Chat | None = None, tokenizer_dir: Path | None = None) -> Iterator[list[dict[str, Any]]]:
+    """Predicted records, a chunk at a time, for the file ``fi`` (:func:`data.stream.file_info`);
+    with ``chat`` (a causal LM's Dataset's chat block), records in that chat format."""
     from .data.stream import read_chunks
 
+    if chat is not None and exported.task == "causal-lm":
+        yield from _chat_predictions(exported, fi, chat, chunk_rows, max_tokens, tokenizer_dir)
+        return
     for table in read_chunks(fi, input_columns(exported), chunk_rows):
         if len(table):
-            yield predict_table(exported, table, max_tokens=max_tokens)
+            yield predict_table(exported, table, max_tokens=max_tokens, tokenizer_dir=tokenizer_dir)
+
+
+def _chat_predictions(exported: Exported, fi: FileInfo, chat: Chat, chunk_rows: int, max_tokens: int,
+                      tokenizer_dir: Path | None) -> Iterator[list[dict[str, Any]]]:
+    from .data.conversations import TEXT_ROLE, prompt_of, read_records
+
+    if fi.format == "csv":
+        raise PredictError(f"chat records are read from jsonl or parquet files, not {fi.display}")
+    def answers(prompts: list[str | list[Message]]) -> list[dict[str, Any]]:
+        return [{"generated": g} for g in generate(exported, prompts, max_tokens=max_tokens,
+                                                  tokenizer_dir=tokenizer_dir)]
+
+    prompts: list[str | list[Message]] = []
+    for row, rec in read_records(fi):
+        messages = prompt_of(rec, chat, {"file": fi.display, "row": row, "unit": fi.unit})
+        prompts.append(messages[0]["content"] if messages[0]["role"] == TEXT_ROLE else messages)
+        if len(prompts) == chunk_rows:
+            yield answers(prompts)
+            prompts = []
+    if prompts:
+        yield answers(prompts)
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -224,12 +262,14 @@ class Writer:
 
 
 def predict_file(export: Path, input_path: Path, output: Path | None, *, chunk_rows: int = CHUNK_ROWS,
-                 max_tokens: int = 64, progress: bool = True) -> int:
-    """Predict every row of ``input_path`` into ``output`` (stdout when None); returns the rows."""
+                 max_tokens: int = 64, progress: bool = True, chat: Chat | None = None) -> int:
+    """Predict every row of ``input_path`` into ``output`` (stdout when None); returns the rows.
+    ``chat``: the chat block of the Dataset a language model was trained on, whose format the
+    rows are then in."""
     from tqdm import tqdm
 
     from .data.stream import count_rows, file_info
-    from .model.export import load_exported
+    from .model.export import load_exported, tokenizer_dir
 
     exported = load_exported(export)
     fi = file_info(input_path)
@@ -239,7 +279,8 @@ def predict_file(export: Path, input_path: Path, output: Path | None, *, chunk_r
     with tqdm(total=count_rows(fi), unit="row", disable=None if progress else True,
               dynamic_ncols=True, file=sys.stderr) as bar:
         try:
-            for records in predictions(exported, fi, chunk_rows=chunk_rows, max_tokens=max_tokens):
+            for records in predictions(exported, fi, chunk_rows=chunk_rows, max_tokens=max_tokens, chat=chat,
+                                       tokenizer_dir=tokenizer_dir(export)):
                 writer.write(records)
                 done += len(records)
                 bar.update(len(records))

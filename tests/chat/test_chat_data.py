@@ -12,7 +12,7 @@ from chat_helpers import PLAIN_TEMPLATE, TEMPLATE, dataset, qa, write_jsonl, wri
 
 from lmspec.data import DataError, prepare
 from lmspec.data.chat import pack_rows
-from lmspec.data.conversations import to_messages
+from lmspec.data.conversations import prompt_of, to_messages
 from lmspec.v1alpha1.dataset import Chat
 
 WHERE = {"file": "x.jsonl", "row": 3, "unit": "line"}
@@ -88,6 +88,19 @@ def test_alpaca_with_and_without_input() -> None:
 def test_plain_text_is_one_text_turn() -> None:
     chat = _chat(format="text", fields={"text": "body"})
     assert to_messages({"body": "Some text."}, chat, WHERE) == [{"role": "text", "content": "Some text."}]
+
+
+def test_a_prompt_leaves_out_the_reference_answer_which_may_be_absent() -> None:
+    user = {"role": "user", "content": "2+2?"}
+    chat = _chat()
+    answered = {"messages": [user, {"role": "assistant", "content": "4"}]}
+    assert prompt_of(answered, chat, WHERE) == [user]
+    assert prompt_of({"messages": [user]}, chat, WHERE) == [user]
+    assert prompt_of({"prompt": "2+2?"}, _chat(format="promptCompletion"), WHERE) == [user]
+    assert prompt_of({"instruction": "2+2?"}, _chat(format="alpaca", systemPrompt="Be brief."), WHERE) == [
+        {"role": "system", "content": "Be brief."}, user]
+    with pytest.raises(DataError, match=r"x\.jsonl, line 3: the conversation has no turn before the assistant"):
+        prompt_of({"messages": [{"role": "assistant", "content": "4"}]}, chat, WHERE)
 
 
 @pytest.mark.parametrize(("chat", "rec", "message"), [

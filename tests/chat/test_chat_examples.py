@@ -102,7 +102,9 @@ def test_evaluate_reproduces_the_test_metrics_of_the_run(project: Path, base: Pa
     assert new["rows"] > 0 and set(new["metrics"]) == {"loss", "perplexity"}
 
 
-def test_the_lora_model_is_served_with_the_chat_template_it_was_trained_with(project: Path, base: Path) -> None:
+def test_the_lora_model_is_served_with_the_chat_template_it_was_trained_with(project: Path, base: Path,
+                                                                             tmp_path: Path) -> None:
+    """... and ``lmspec predict`` over chat records answers as the server does at temperature 0."""
     from transformers import AutoTokenizer
 
     export = _lora_export(project)
@@ -136,6 +138,27 @@ def test_the_lora_model_is_served_with_the_chat_template_it_was_trained_with(pro
         ids = prompt["input_ids"] if hasattr(prompt, "keys") else prompt
         assert (export / "chat_template.jinja").read_text() == (base / "chat_template.jinja").read_text()
         assert r.json()["usage"]["prompt_tokens"] == len(ids)
+
+        # Records in the Dataset's chat format (messages), one with its reference answer: that
+        # turn is left out of the prompt.
+        records = [{"messages": messages},
+                   {"messages": [*messages, {"role": "assistant", "content": "The reference answer."}]},
+                   {"messages": [{"role": "user", "content": "Who may distribute it?"}]}]
+        (tmp_path / "in.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in records))
+        result = _lmspec(project, "predict", "examples/chat-base", "examples/chat-lora", "--service", "chat-lora",
+                         "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
+                         "--max-tokens", "8")
+        assert result.returncode == 0, result.stderr[-3000:]
+        predicted = [json.loads(line)["generated"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+        served = []
+        for rec in records[::2]:
+            r = httpx.post(url + "/v1/chat/completions", timeout=60,
+                           json={"model": "chat-lora", "messages": rec["messages"], "max_tokens": 8,
+                                 "temperature": 0})
+            assert r.status_code == 200, r.text
+            served.append(r.json()["choices"][0]["message"]["content"])
+        assert predicted == [served[0], served[0], served[1]]
+        assert any(predicted), predicted
     finally:
         server.terminate()
         server.communicate(timeout=60)

@@ -44,7 +44,7 @@ def _plain(value: Any) -> Any:
         fields = {k: _plain(getattr(value, k)) for k in type(value).model_fields}
         return (type(value).__name__, fields, sorted(value.model_fields_set), _plain(value.__pydantic_extra__ or {}))
     if isinstance(value, light.Light):
-        fields = {k: _plain(v) for k, v in vars(value).items() if not k.startswith("__")}
+        fields = {k: _plain(v) for k, v in vars(value).items()}
         return (type(value).__name__, fields, sorted(value.model_fields_set), _plain(value.extensions))
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..standard import Chat
 from .errors import DataError
 from .jsonl import jsonl_records
 
-if TYPE_CHECKING:  # numpy-free at run time: the validator reads records too
+if TYPE_CHECKING:  # numpy- and pydantic-free at run time: the validator reads records too
+    from ..standard import Chat
     from ._read import FileInfo
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -113,6 +113,22 @@ def to_messages(rec: dict[str, Any], chat: Chat, where: dict[str, Any]) -> list[
         messages.insert(0, {"role": "system", "content": chat.system_prompt})
     if not any(m["role"] != "system" for m in messages):
         raise DataError("the conversation has no user or assistant turn", **where)
+    return messages
+
+
+def prompt_of(rec: dict[str, Any], chat: Chat, where: dict[str, Any]) -> list[Message]:
+    """One record as a prompt to generate from: its conversation without the trailing assistant
+    turns (the reference answer, when the record has one). The answer fields of promptCompletion
+    and alpaca records may be left out."""
+    answer = {"promptCompletion": chat.fields.completion, "alpaca": chat.fields.output}.get(chat.format)
+    if answer is not None and answer not in rec:
+        rec = {**rec, answer: ""}  # an empty answer: dropped below with any other
+    messages = to_messages(rec, chat, where)
+    while messages and messages[-1]["role"] == "assistant":
+        messages.pop()
+    if not any(m["role"] != "system" for m in messages):
+        raise DataError("the conversation has no turn before the assistant's answer", **where,
+                        hint="end each record with the turn to answer (a user turn)")
     return messages
 
 

@@ -2,7 +2,9 @@
 
     parse      YAML 1.2 / JSON → plain data with a position for every node (``parse``);
                many files on every core, in forked processes (``spread``, for the CLI)
-    schema     route by apiVersion/kind, check against the kind's model (``schema``)
+    schema     route by apiVersion/kind, check against the kind's model (``schema``): the
+               model's own checks, compiled (``compiled``) and run on pydantic-core with light
+               classes in its place (``light``), so validating never imports pydantic
     semantic   rules within and across manifests, with stable ids (``semantic``, ``registry``)
     references names that must resolve to other manifests (``core``)
     environment  with ``check_env``: files exist and match their digests (``core``), and the

@@ -107,7 +107,7 @@ class ManifestSet:
         return Index(by_kind, dirs)
 
 
-Checked = tuple[Light | None, list[Finding]]
+Checked = tuple[Any, list[Finding]]
 """What :func:`.schema.check_document` found for a document: its typed manifest, and findings."""
 
 

@@ -70,6 +70,8 @@ class _Fields:
 class Light(metaclass=_LightType):
     """A schema-valid manifest object, as pydantic-core builds it from the compiled checks."""
 
+    # As pydantic's BaseModel: the fields in __dict__, what pydantic-core adds beside them in slots.
+    __slots__ = ("__dict__", "__pydantic_extra__", "__pydantic_fields_set__", "__pydantic_private__")
     model_fields: ClassVar[_Fields] = _Fields()
     __pydantic_extra__: dict[str, Any] | None
     __pydantic_fields_set__: set[str]
@@ -85,7 +87,7 @@ class Light(metaclass=_LightType):
         return self.__pydantic_fields_set__
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("__"))
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({fields})"
 
 
@@ -109,11 +111,6 @@ def instance(name: str, fields: dict[str, Any], fields_set: set[str], extra: dic
     object.__setattr__(obj, "__pydantic_fields_set__", fields_set)
     object.__setattr__(obj, "__pydantic_private__", None)
     return obj
-
-
-def default(make: Callable[[], Any]) -> Callable[[], Any]:
-    """A default factory: ``make`` builds a fresh default value on every call."""
-    return make
 
 
 # The constraints pydantic applies after a validator of its own (here: on the integers that also

@@ -1,7 +1,7 @@
 """Layer 2: route each document by apiVersion and kind, validate it against its kind's model,
 and turn the errors into findings with positions, plain messages and fix hints.
 
-The check is the models' own (pydantic-core's, from the compiled schemas of :mod:`.light`), run
+The check is the models' own (pydantic-core's, on the schemas compiled from them; see :mod:`.light`), run
 without importing pydantic; so are the hints, read from the models' compiled fields."""
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ from pydantic_core import ValidationError
 from ..v1alpha1._plain import EXTENSION_KEY
 from . import registry as rules
 from .findings import Finding, pointer, similar
-from .light import FieldShape, Light, checker, shapes, versions
+from .light import FieldShape, checker, shapes, versions
 from .parse import Document
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
 
-def check_document(doc: Document) -> tuple[Light | None, list[Finding]]:
-    """Validate one document; returns the typed manifest (None when invalid) and findings."""
+def check_document(doc: Document) -> tuple[Any, list[Finding]]:
+    """Validate one document; returns the typed manifest (None when invalid) and findings. The
+    typed manifest is a :class:`~.light.Light` object, or the model's own when the compiled checks
+    are not usable (:func:`.light.usable`)."""
     data = doc.data
     if not isinstance(data, dict):
         return None, [_finding(doc, rules.DOCUMENT_NOT_MAPPING, (),
