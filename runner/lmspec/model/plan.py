@@ -33,22 +33,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# isinstance below holds for the models and the validator's light twins of them.
+from ..validator.light import MLP, HuggingFace, LinearLayer, NormLayer, Pretrained, Sequential, Transformer
 from .signature import input_width, output_width
 
 if TYPE_CHECKING:
-    from ..standard import (
-        MLP,
-        HuggingFace,
-        LinearLayer,
-        ModelSpec,
-        NormLayer,
-        Pretrained,
-        Sequential,
-        TrainingJobSpec,
-        Transformer,
-    )
-else:  # isinstance below holds for the models and the validator's light twins of them
-    from ..validator.light import MLP, HuggingFace, LinearLayer, NormLayer, Pretrained, Sequential, Transformer
+    from ..standard import ModelSpec, TrainingJobSpec
 
 GIB = 1024**3
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,

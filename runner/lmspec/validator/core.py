@@ -682,11 +682,7 @@ def base_problem(m: Manifest, index: Index | None) -> tuple[str, str] | None:
     """(message, hint) when a Model's pretrained base cannot be found or read, else None.
     A TrainingJob's export that does not exist yet is no problem: the job may run first."""
     from ..model.pretrained import BaseError, check_directory, hub_offline, locate
-
-    if TYPE_CHECKING:
-        from ..standard import Pretrained
-    else:
-        from .light import Pretrained
+    from .light import Pretrained
 
     arch = m.obj.spec.architecture
     if not isinstance(arch, Pretrained):

@@ -20,9 +20,76 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic_core import PydanticKnownError, SchemaValidator
+
+if TYPE_CHECKING:
+    # For the type checker, the names below are the models themselves (a light object has their
+    # fields); at run time ``from .light import Transformer`` gives the light class (__getattr__).
+    from ..standard import (
+        MLP as MLP,
+    )
+    from ..standard import (
+        Cluster as Cluster,
+    )
+    from ..standard import (
+        Dataset as Dataset,
+    )
+    from ..standard import (
+        Dedupe as Dedupe,
+    )
+    from ..standard import (
+        DropNulls as DropNulls,
+    )
+    from ..standard import (
+        Filter as Filter,
+    )
+    from ..standard import (
+        GaussianNoise as GaussianNoise,
+    )
+    from ..standard import (
+        HuggingFace as HuggingFace,
+    )
+    from ..standard import (
+        InferenceService as InferenceService,
+    )
+    from ..standard import (
+        LabelEncode as LabelEncode,
+    )
+    from ..standard import (
+        LinearLayer as LinearLayer,
+    )
+    from ..standard import (
+        MinMax as MinMax,
+    )
+    from ..standard import (
+        Model as Model,
+    )
+    from ..standard import (
+        NormLayer as NormLayer,
+    )
+    from ..standard import (
+        Pack as Pack,
+    )
+    from ..standard import (
+        Pretrained as Pretrained,
+    )
+    from ..standard import (
+        Sequential as Sequential,
+    )
+    from ..standard import (
+        Standardize as Standardize,
+    )
+    from ..standard import (
+        Tokenize as Tokenize,
+    )
+    from ..standard import (
+        TrainingJob as TrainingJob,
+    )
+    from ..standard import (
+        Transformer as Transformer,
+    )
 
 HUB_PACKAGE = "lmspec.v1alpha1"
 """The package whose pydantic models the runtime uses; their objects pass ``isinstance`` with

@@ -9,56 +9,34 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..model.signature import declared_output_width
 from ..rundir import run_dir
-
-if TYPE_CHECKING:
-    from ..standard import (
-        Cluster,
-        Dataset,
-        Dedupe,
-        DropNulls,
-        Filter,
-        GaussianNoise,
-        HuggingFace,
-        InferenceService,
-        LabelEncode,
-        LinearLayer,
-        MinMax,
-        Model,
-        Pack,
-        Pretrained,
-        Sequential,
-        Standardize,
-        Tokenize,
-        TrainingJob,
-        Transformer,
-    )
-else:  # the light twins of the models (see .light): isinstance holds for either
-    from .light import (
-        Cluster,
-        Dataset,
-        Dedupe,
-        DropNulls,
-        Filter,
-        GaussianNoise,
-        HuggingFace,
-        InferenceService,
-        LabelEncode,
-        LinearLayer,
-        MinMax,
-        Model,
-        Pack,
-        Pretrained,
-        Sequential,
-        Standardize,
-        Tokenize,
-        TrainingJob,
-        Transformer,
-    )
 from . import registry as rules
+
+# The models' light twins (see .light): isinstance holds for either.
+from .light import (
+    Cluster,
+    Dataset,
+    Dedupe,
+    DropNulls,
+    Filter,
+    GaussianNoise,
+    HuggingFace,
+    InferenceService,
+    LabelEncode,
+    LinearLayer,
+    MinMax,
+    Model,
+    Pack,
+    Pretrained,
+    Sequential,
+    Standardize,
+    Tokenize,
+    TrainingJob,
+    Transformer,
+)
 
 Path = tuple[str | int, ...]
 Issue = tuple[str, Path, str, str]
