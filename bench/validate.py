@@ -35,6 +35,17 @@ V = "apiVersion: lmspec.io/v1alpha1\n"
 ACTS = ["relu", "gelu", "tanh", "silu"]
 
 
+def _checks() -> str:
+    """Which checks ``lmspec validate`` runs here: the compiled ones, or the models themselves."""
+    probe = ("import pydantic_core\nfrom lmspec.validator import compiled, light\n"
+             "print(light.usable(), compiled.PYDANTIC_CORE, pydantic_core.__version__)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    if out[0] == "True":
+        return f"compiled (pydantic-core {out[2]})"
+    return (f"the models (the compiled checks were made for pydantic-core {out[1]}, this is {out[2]}, "
+            "or the models changed since: python -m lmspec.schemagen)")
+
+
 # --- corpus ------------------------------------------------------------------------------------
 
 def _model(r: random.Random, name: str) -> str:
@@ -286,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"corpus: {len(files)} files in {corpus}, {sum(damaged.values())} damaged: "
               + ", ".join(f"{k} {v}" for k, v in sorted(damaged.items())))
         print(f"schema: {schema.relative_to(ROOT) if schema.is_relative_to(ROOT) else schema}")
+        print(f"lmspec checks: {_checks()}")
 
         (lm_all, lm_all_cpu) = _time([str(BIN / "lmspec"), "validate", "."], args.repeats, corpus)
         (cj_all, cj_all_cpu) = _time([str(BIN / "check-jsonschema"), "--schemafile", str(schema), *files],

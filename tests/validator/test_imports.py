@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lmspec.validator import light
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 HEAVY = ("torch", "deepspeed", "fastapi", "uvicorn", "transformers", "pydantic")
@@ -51,4 +53,7 @@ def test_validate_command_is_light() -> None:
     )
     loaded = _modules(body)
     assert "lmspec" in loaded and "click" in loaded
-    assert not loaded & set(HEAVY), loaded & set(HEAVY)
+    # Under a pydantic-core release other than the compiled checks were made for, the validator
+    # uses the models, and so pydantic (see lmspec.validator.light.usable).
+    heavy = set(HEAVY) if light.usable() else set(HEAVY) - {"pydantic"}
+    assert not loaded & heavy, loaded & heavy
