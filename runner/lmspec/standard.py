@@ -6,57 +6,100 @@ works on one version of the standard — the *hub* (``HUB_VERSION``) — and sup
 ``apiVersion`` means adding its models beside ``v1alpha1`` and a conversion to the hub here (the
 hub-and-spokes policy of ``spec/v1alpha1/versioning.md``), not touching the runtime.
 
-``VERSIONS`` is what the validator routes documents by: ``apiVersion`` → ``kind`` → model class.
-``run_dir`` says where a TrainingJob's run directory is, for the runner and the validator alike.
+``VERSIONS`` maps ``apiVersion`` → ``kind`` → model class (the validator runs these models'
+compiled checks, :mod:`lmspec.validator.light`). ``run_dir`` says where a TrainingJob's run
+directory is, for the runner and the validator alike.
+
+The models are imported on first use of their names: the validator takes ``run_dir`` and
+``EXTENSION_KEY`` from here without importing pydantic.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .rundir import run_dir
-from .v1alpha1 import API_VERSION, KINDS, Dataset, InferenceService, Model, TrainingJob
 from .v1alpha1._plain import EXTENSION_KEY
-from .v1alpha1.cluster import Cluster, ServiceCluster, TrainingCluster
-from .v1alpha1.common import Signature, TensorSpec
-from .v1alpha1.dataset import (
-    Chat,
-    ChatFields,
-    ChatLoss,
-    ChatTokenizer,
-    DatasetSpec,
-    Dedupe,
-    DropNulls,
-    FileTokenizer,
-    Filter,
-    GaussianNoise,
-    LabelEncode,
-    MinMax,
-    Pack,
-    Standardize,
-    Step,
-    Tokenize,
-)
-from .v1alpha1.inferenceservice import InferenceServiceSpec, KeySource, Placement
-from .v1alpha1.model import (
-    MLP,
-    ActivationLayer,
-    DropoutLayer,
-    HuggingFace,
-    LinearLayer,
-    ModelSpec,
-    NormLayer,
-    Pretrained,
-    Sequential,
-    Transformer,
-)
-from .v1alpha1.trainingjob import Adapter, Logging, Loss, Offload, Schedule, TrainingJobSpec
 
-HUB_VERSION = API_VERSION
-"""The ``apiVersion`` whose models the runtime works on."""
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
-VERSIONS: dict[str, dict[str, type[BaseModel]]] = {API_VERSION: KINDS}
-"""Every ``apiVersion`` the validator reads, with the document class of each kind."""
+    from .v1alpha1 import API_VERSION, KINDS, Dataset, InferenceService, Model, TrainingJob
+    from .v1alpha1.cluster import Cluster, ServiceCluster, TrainingCluster
+    from .v1alpha1.common import Signature, TensorSpec
+    from .v1alpha1.dataset import (
+        Chat,
+        ChatFields,
+        ChatLoss,
+        ChatTokenizer,
+        DatasetSpec,
+        Dedupe,
+        DropNulls,
+        FileTokenizer,
+        Filter,
+        GaussianNoise,
+        LabelEncode,
+        MinMax,
+        Pack,
+        Standardize,
+        Step,
+        Tokenize,
+    )
+    from .v1alpha1.inferenceservice import InferenceServiceSpec, KeySource, Placement
+    from .v1alpha1.model import (
+        MLP,
+        ActivationLayer,
+        DropoutLayer,
+        HuggingFace,
+        LinearLayer,
+        ModelSpec,
+        NormLayer,
+        Pretrained,
+        Sequential,
+        Transformer,
+    )
+    from .v1alpha1.trainingjob import Adapter, Logging, Loss, Offload, Schedule, TrainingJobSpec
+
+    HUB_VERSION = API_VERSION
+    VERSIONS: dict[str, dict[str, type[BaseModel]]]
+
+_HUB = "lmspec.v1alpha1"
+_MODULES = {
+    "": "API_VERSION KINDS Dataset InferenceService Model TrainingJob",
+    ".cluster": "Cluster ServiceCluster TrainingCluster",
+    ".common": "Signature TensorSpec",
+    ".dataset": "Chat ChatFields ChatLoss ChatTokenizer DatasetSpec Dedupe DropNulls FileTokenizer Filter "
+                "GaussianNoise LabelEncode MinMax Pack Standardize Step Tokenize",
+    ".inferenceservice": "InferenceServiceSpec KeySource Placement",
+    ".model": "MLP ActivationLayer DropoutLayer HuggingFace LinearLayer ModelSpec NormLayer Pretrained Sequential "
+              "Transformer",
+    ".trainingjob": "Adapter Logging Loss Offload Schedule TrainingJobSpec",
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names.split()}
+"""Each name's module in the hub's package."""
+
+
+def __getattr__(name: str) -> Any:
+    value: Any
+    if name == "HUB_VERSION":  # the ``apiVersion`` whose models the runtime works on
+        value = __getattr__("API_VERSION")
+    elif name == "VERSIONS":  # every ``apiVersion`` read, with the document class of each kind
+        value = {__getattr__("API_VERSION"): __getattr__("KINDS")}
+    elif name in _WHERE:
+        value = getattr(importlib.import_module(_HUB + _WHERE[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def run_dir(job: TrainingJob, base_dir: Path) -> Path:
+    """A TrainingJob's run directory: ``output.dir`` with ``{name}`` filled in, relative to
+    ``base_dir``, the directory of the job's manifest, as every relative path in a manifest is."""
+    # A plain replacement, not str.format: the template comes from a manifest, and format()
+    # would evaluate attribute lookups such as {name.__class__}.
+    return base_dir / job.spec.output.dir.replace("{name}", job.metadata.name)
 
 
 __all__ = [

@@ -57,3 +57,11 @@ def test_validate_command_is_light() -> None:
     # uses the models, and so pydantic (see lmspec.validator.light.usable).
     heavy = set(HEAVY) if light.usable() else set(HEAVY) - {"pydantic"}
     assert not loaded & heavy, loaded & heavy
+
+
+def test_every_name_of_the_seam_resolves() -> None:
+    from lmspec import standard
+
+    for name in standard.__all__:
+        assert getattr(standard, name) is not None, name
+    assert standard.VERSIONS == {standard.HUB_VERSION: standard.KINDS}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import ValidationError
 
-from ..v1alpha1._plain import EXTENSION_KEY
+from ..standard import EXTENSION_KEY
 from . import registry as rules
 from .findings import Finding, pointer, similar
 from .light import FieldShape, checker, shapes, versions

@@ -12,7 +12,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from ..model.signature import declared_output_width
-from ..rundir import run_dir
+from ..standard import run_dir
 from . import registry as rules
 
 # The models' light twins (see .light): isinstance holds for either.
