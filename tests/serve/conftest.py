@@ -114,7 +114,8 @@ class Server:
             env={**os.environ, **(env or {})})
         self.url = self._wait_for_url()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        # Generous reads: a request may wait behind long generations on a loaded machine.
+        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(30, read=600))
         self.wait_ready()
 
     def output(self) -> str:

@@ -44,7 +44,9 @@ def clients_on_each_worker(url: str, per_worker: int, workers: int = 2) -> list[
     connection is the kernel's choice, so connect until every worker has its share."""
     kept: dict[int, list[httpx.Client]] = {}
     for _ in range(300):
-        client = httpx.Client(base_url=url, timeout=30)
+        # A request may wait behind others for the worker's one sequence slot, each a long
+        # generation: minutes on a loaded machine, so the read timeout is generous.
+        client = httpx.Client(base_url=url, timeout=httpx.Timeout(30, read=600))
         pid = worker(client.get("/v2/health/live"))
         if len(kept.setdefault(pid, [])) < per_worker:
             kept[pid].append(client)
