@@ -149,8 +149,6 @@ def literal(value: Any) -> str:
         return repr(value)
     if isinstance(value, float) and value == value and abs(value) != float("inf"):
         return repr(value)
-    if isinstance(value, type) and value in (dict, list):
-        return value.__name__
     raise ValueError(f"cannot compile the value {value!r}")
 
 

@@ -194,6 +194,7 @@ def _chat_predictions(exported: Exported, fi: FileInfo, chat: Chat, chunk_rows: 
 
     if fi.format == "csv":
         raise PredictError(f"chat records are read from jsonl or parquet files, not {fi.display}")
+
     def answers(prompts: list[str | list[Message]]) -> list[dict[str, Any]]:
         return [{"generated": g} for g in generate(exported, prompts, max_tokens=max_tokens,
                                                   tokenizer_dir=tokenizer_dir)]

@@ -27,68 +27,29 @@ from pydantic_core import PydanticKnownError, SchemaValidator
 if TYPE_CHECKING:
     # For the type checker, the names below are the models themselves (a light object has their
     # fields); at run time ``from .light import Transformer`` gives the light class (__getattr__).
+    # __all__ re-exports them.
     from ..standard import (
-        MLP as MLP,
-    )
-    from ..standard import (
-        Cluster as Cluster,
-    )
-    from ..standard import (
-        Dataset as Dataset,
-    )
-    from ..standard import (
-        Dedupe as Dedupe,
-    )
-    from ..standard import (
-        DropNulls as DropNulls,
-    )
-    from ..standard import (
-        Filter as Filter,
-    )
-    from ..standard import (
-        GaussianNoise as GaussianNoise,
-    )
-    from ..standard import (
-        HuggingFace as HuggingFace,
-    )
-    from ..standard import (
-        InferenceService as InferenceService,
-    )
-    from ..standard import (
-        LabelEncode as LabelEncode,
-    )
-    from ..standard import (
-        LinearLayer as LinearLayer,
-    )
-    from ..standard import (
-        MinMax as MinMax,
-    )
-    from ..standard import (
-        Model as Model,
-    )
-    from ..standard import (
-        NormLayer as NormLayer,
-    )
-    from ..standard import (
-        Pack as Pack,
-    )
-    from ..standard import (
-        Pretrained as Pretrained,
-    )
-    from ..standard import (
-        Sequential as Sequential,
-    )
-    from ..standard import (
-        Standardize as Standardize,
-    )
-    from ..standard import (
-        Tokenize as Tokenize,
-    )
-    from ..standard import (
-        TrainingJob as TrainingJob,
-    )
-    from ..standard import (
-        Transformer as Transformer,
+        MLP,
+        Cluster,
+        Dataset,
+        Dedupe,
+        DropNulls,
+        Filter,
+        GaussianNoise,
+        HuggingFace,
+        InferenceService,
+        LabelEncode,
+        LinearLayer,
+        MinMax,
+        Model,
+        NormLayer,
+        Pack,
+        Pretrained,
+        Sequential,
+        Standardize,
+        Tokenize,
+        TrainingJob,
+        Transformer,
     )
 
 HUB_PACKAGE = "lmspec.v1alpha1"
@@ -229,11 +190,11 @@ def usable() -> bool:
     """Whether the compiled checks are the models': made from these models' source, for the
     pydantic-core installed (its schema format and error texts change between releases).
     When not, the validator uses the models themselves: slower to start, never different."""
-    import pydantic_core
+    from pydantic_core import __version__
 
     from . import compiled
 
-    return pydantic_core.__version__ == compiled.PYDANTIC_CORE and models_digest() == compiled.MODELS
+    return __version__ == compiled.PYDANTIC_CORE and models_digest() == compiled.MODELS
 
 
 @functools.cache
@@ -275,3 +236,11 @@ def __getattr__(name: str) -> type[Light]:
     if name[:1].isupper():
         return model_class(name)
     raise AttributeError(name)
+
+
+__all__ = [
+    "MLP", "Cluster", "Dataset", "Dedupe", "DropNulls", "FieldShape", "Filter", "GaussianNoise", "HuggingFace",
+    "InferenceService", "LabelEncode", "Light", "LinearLayer", "MinMax", "Model", "NormLayer", "Pack", "Pretrained",
+    "Sequential", "Standardize", "Tokenize", "TrainingJob", "Transformer", "checker", "model_class", "shapes",
+    "usable", "versions",
+]

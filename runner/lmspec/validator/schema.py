@@ -7,6 +7,7 @@ without importing pydantic; so are the hints, read from the models' compiled fie
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import ValidationError
@@ -387,8 +388,8 @@ def _branch_matches(part: str, node: Any) -> bool:
     return isinstance(node, dict)
 
 
-def _fields(model: str) -> dict[str, FieldShape]:
-    return dict(shapes().get(model, {}))
+def _fields(model: str) -> Mapping[str, FieldShape]:
+    return shapes().get(model, {})
 
 
 def _tags_of(model: str) -> list[str]:
