@@ -62,10 +62,9 @@ def run_plain(recipe: object, steps: int) -> tuple[float, list[float]]:
     import deepspeed
     import torch
 
-    from lmspec.data.split import Split, permutation
     from lmspec.model.build import build_model
     from lmspec.train.dsconfig import deepspeed_config, lr_lambda
-    from lmspec.train.loop import _seed
+    from lmspec.train.loop import _seed, epoch_rows
 
     r = recipe  # the recipe's prepared data and spec, so both loops see identical inputs
     spec = r.spec  # type: ignore[attr-defined]
@@ -82,11 +81,11 @@ def run_plain(recipe: object, steps: int) -> tuple[float, list[float]]:
     step, epoch, window = 0, 0, 0.0
     started = time.perf_counter()
     while step < steps:
-        order = permutation(len(train), _seed(spec.seed, epoch))
-        shard = Split(train.inputs[order], train.targets[order]).shard(0, 1)
+        order = epoch_rows(train, seed=spec.seed, epoch=epoch, rank=0, world=1, micro_batch=mb,
+                           group_by_length=spec.batch.group_by_length)
         for micro in range(per_epoch):
-            x = torch.from_numpy(shard.inputs[micro * mb:(micro + 1) * mb])
-            y = torch.from_numpy(shard.targets[micro * mb:(micro + 1) * mb])
+            batch = train.batch(order[micro * mb:(micro + 1) * mb])
+            x, y = torch.from_numpy(batch.inputs), torch.from_numpy(batch.targets)
             torch.manual_seed(_seed(spec.seed, epoch, micro, 0, 1))
             logits = engine(x)
             loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))

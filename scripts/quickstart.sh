@@ -21,15 +21,22 @@ rm -rf examples/iris/runs/iris-train
 
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 echo "==> lmspec serve examples/iris --port $port"
+# The server stops with this script however it ends (an error, Ctrl-C, a CI timeout's TERM):
+# the trap is set before the server starts.
+server=
+trap 'if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi' EXIT
 "$lmspec" serve examples/iris --port "$port" &
 server=$!
-trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
+ready=
 for _ in $(seq 1 120); do
   if "$venv/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/v2/health/ready')" 2>/dev/null; then
+    ready=1
     break
   fi
+  kill -0 "$server" 2>/dev/null || { echo "==> lmspec serve exited before it was ready (see above)" >&2; exit 1; }
   sleep 0.5
 done
+[ -n "$ready" ] || { echo "==> lmspec serve was not ready after 60 s" >&2; exit 1; }
 
 echo "==> POST /v2/models/iris/infer  (one flower: 5.1, 3.5, 1.4, 0.2)"
 "$venv/bin/python" - "$port" <<'PY'

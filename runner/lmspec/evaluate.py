@@ -54,42 +54,43 @@ def evaluate(target: Target, *, input_path: Path | None = None, split: str | Non
         source = str(input_path)
     else:
         from .data import prepare
+        from .data.cost import default_cache_dir
+        from .data.split import spaced_rows
 
         name = split or "test"
-        prepared = prepare(dataset.obj, dataset.base_dir, model_task=exported.task, tokenizer_dir=tokenizer)
+        # The data cache training used (or filled, for the next run).
+        prepared = prepare(dataset.obj, dataset.base_dir, model_task=exported.task, tokenizer_dir=tokenizer,
+                           cache_dir=default_cache_dir(dataset.base_dir))
         data = prepared.split(name)
         source = f"split {name} of Dataset {dataset.name!r}"
+        # The rows the run evaluated: summary.json's test metrics are reproduced.
+        job = target.job.obj.spec
+        bound = job.validation.max_samples if name == "validation" else job.evaluation.max_samples
+        rows = spaced_rows(len(data), bound)
+    if input_path is not None:
+        rows = np.arange(len(data))
     if len(data) == 0:
         raise PredictError(f"{source} has no rows to evaluate")
-    return Evaluation(source, len(data), _metrics(exported, data, wanted))
+    return Evaluation(source, len(rows), _metrics(exported, data, rows, wanted))
 
 
 def _file_split(exported: Any, dataset: Any, path: Path, tokenizer_dir: Path | None) -> Any:
     """A new file → a :class:`Split`, through the Dataset's preprocessing and the export's fit
     (for chat data: its conversations, rendered, tokenized and packed as in training)."""
-    from .data import _tabular, _text
-    from .data._read import ColumnSpec, read_table
+    from .data import _tabular
+    from .data._read import read_table
     from .data._rows import apply_row_steps, null_mask
     from .data.errors import DataError
     from .data.prepare import _columns
     from .data.stream import file_info
-    from .standard import Pack
 
     spec = dataset.obj.spec
     fi = file_info(path)
-    if spec.chat is not None:
-        from .data.chat import prepare_chat
-        from .data.conversations import read_conversations
+    if spec.chat is not None or exported.task == "causal-lm":
+        from .data.prepare import prepare_file
 
-        conversations = read_conversations([fi], spec.chat)
-        return prepare_chat(spec.chat, {"train": conversations}, dataset.base_dir, tokenizer_dir).splits["train"]
-    if exported.task == "causal-lm":
-        name = exported.transform.feature_names[0]
-        column = ColumnSpec(name, "string", name)
-        table = apply_row_steps(read_table([fi], [column]), spec.preprocessing, [column])
-        docs = [d for d in table.columns[name].tolist() if d]
-        length = next(p.sequence_length for p in spec.preprocessing if isinstance(p, Pack))
-        return _text.pack(docs, exported.transform.tokenizer, length)
+        return prepare_file(spec, dataset.base_dir, fi, tokenizer=exported.transform.tokenizer,
+                            tokenizer_dir=tokenizer_dir)
     columns = _columns(spec, exported.task)
     table = apply_row_steps(read_table([fi], columns), spec.preprocessing, columns)
     for c in columns:
@@ -100,19 +101,17 @@ def _file_split(exported: Any, dataset: Any, path: Path, tokenizer_dir: Path | N
     return _tabular.encode(exported.transform, spec, table, {c.name: c for c in columns})
 
 
-def _metrics(exported: Any, data: Any, metrics: list[str]) -> dict[str, float]:
+def _metrics(exported: Any, data: Any, rows: np.ndarray, metrics: list[str]) -> dict[str, float]:
     import torch
 
     from .train.metrics import Sums
 
     sums = Sums()
     with torch.inference_mode():
-        for start in range(0, len(data), BATCH_ROWS):
-            rows = slice(start, start + BATCH_ROWS)
-            x = torch.from_numpy(np.ascontiguousarray(data.inputs[rows]))
-            y = torch.from_numpy(np.ascontiguousarray(data.targets[rows]))
+        for start in range(0, len(rows), BATCH_ROWS):
+            batch = data.batch(rows[start:start + BATCH_ROWS])
             # Packed conversations restart their positions, as they did in training.
-            extra = {} if data.positions is None else {
-                "position_ids": torch.from_numpy(np.ascontiguousarray(data.positions[rows]))}
-            sums.add(exported.model(x, **extra), y, exported.task)
+            extra = {} if batch.positions is None else {"position_ids": torch.from_numpy(batch.positions)}
+            sums.add(exported.model(torch.from_numpy(batch.inputs), **extra),
+                     torch.from_numpy(np.ascontiguousarray(batch.targets)), exported.task)
     return sums.values(metrics)

@@ -16,10 +16,14 @@ renders ``/v1/chat/completions``, and a trailing assistant turn (the reference) 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import os
+import stat
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -137,9 +141,25 @@ def predict_table(exported: Exported, table: Table, *, max_tokens: int = 64,
 
 
 def _generate(exported: Exported, table: Table, max_tokens: int, tokenizer_dir: Path | None) -> list[dict[str, Any]]:
+    from .data.errors import DataError
+
     column = exported.transform.feature_names[0]
     texts = [t or "" for t in table.columns[column].tolist()]
+    for i, text in enumerate(texts):
+        problem = unicode_problem(text)
+        if problem is not None:
+            raise DataError(problem, column=column, **table.where(i))
     return [{"generated": g} for g in generate(exported, texts, max_tokens=max_tokens, tokenizer_dir=tokenizer_dir)]
+
+
+def unicode_problem(text: str) -> str | None:
+    """What makes ``text`` something no tokenizer can take, or None: JSON lets a lone surrogate
+    (``"\\ud800"``) through, and UTF-8 cannot encode it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"not valid Unicode text ({exc.reason} at character {exc.start})"
+    return None
 
 
 def generate(exported: Exported, prompts: Sequence[str | list[Message]], *, max_tokens: int,
@@ -165,7 +185,10 @@ def generate(exported: Exported, prompts: Sequence[str | list[Message]], *, max_
                                            prefill_chunk_tokens=512))
     if any(not isinstance(p, str) for p in prompts) and not lm.has_chat_template:
         raise PredictError("the exported model's tokenizer has no chat template to render conversations with")
-    encoded = [lm.encode(p) if isinstance(p, str) else lm.chat_ids(p) for p in prompts]
+    try:
+        encoded = [lm.encode(p) if isinstance(p, str) else lm.chat_ids(p) for p in prompts]
+    except ValueError as exc:  # text of a control token this tokenizer cannot encode as text
+        raise PredictError(f"cannot encode a prompt: {exc}") from None
     seqs = [engine.add(ids[-(lm.context_length - 1):] or [0], SamplingParams(max_tokens), lm.eos)
             for ids in encoded]
     with torch.inference_mode():
@@ -191,6 +214,7 @@ def predictions(exported: Exported, fi: Any, *, chunk_rows: int = CHUNK_ROWS, ma
 def _chat_predictions(exported: Exported, fi: FileInfo, chat: Chat, chunk_rows: int, max_tokens: int,
                       tokenizer_dir: Path | None) -> Iterator[list[dict[str, Any]]]:
     from .data.conversations import TEXT_ROLE, prompt_of, read_records
+    from .data.errors import DataError
 
     if fi.format == "csv":
         raise PredictError(f"chat records are read from jsonl or parquet files, not {fi.display}")
@@ -201,7 +225,12 @@ def _chat_predictions(exported: Exported, fi: FileInfo, chat: Chat, chunk_rows: 
 
     prompts: list[str | list[Message]] = []
     for row, rec in read_records(fi):
-        messages = prompt_of(rec, chat, {"file": fi.display, "row": row, "unit": fi.unit})
+        where: dict[str, Any] = {"file": fi.display, "row": row, "unit": fi.unit}
+        messages = prompt_of(rec, chat, where)
+        for k, m in enumerate(messages):
+            problem = unicode_problem(m["content"])
+            if problem is not None:
+                raise DataError(f"message {k}: {problem}", **where)
         prompts.append(messages[0]["content"] if messages[0]["role"] == TEXT_ROLE else messages)
         if len(prompts) == chunk_rows:
             yield answers(prompts)
@@ -212,79 +241,177 @@ def _chat_predictions(exported: Exported, fi: FileInfo, chat: Chat, chunk_rows: 
 
 # --- output ------------------------------------------------------------------------------------
 
+OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+
+def output_format(path: Path | None) -> str:
+    """The format an output path asks for by its extension (stdout: jsonl)."""
+    suffix = path.suffix.lower() if path is not None else ".jsonl"
+    if suffix not in OUTPUT_FORMATS:
+        raise PredictError(f"cannot write {path}: use a .csv, .jsonl or .parquet file name")
+    return OUTPUT_FORMATS[suffix]
+
+
+def output_columns(exported: Exported) -> list[tuple[str, str]]:
+    """(name, "string" or "double") of each output column, in order: what an empty input's
+    output holds, as the first record would have made it."""
+    if exported.task == "causal-lm":
+        return [("generated", "string")]
+    if exported.task != "classification":
+        return [("prediction", "double")]
+    width = exported.manifest.spec.signature.outputs[0].shape[-1]
+    classes = exported.transform.classes or [str(i) for i in range(max(width, 0))]
+    return [("prediction", "string"), *((f"probability_{c}", "double") for c in classes)]
+
+
+def output_target(input_path: Path, output: Path) -> Path:
+    """The file ``output`` names, links resolved (a link's target is replaced, not the link),
+    after refusing what cannot be written in place: the input itself (it would be truncated
+    while read, also through a link or a hard link), a directory, anything but a regular file."""
+    target = output.resolve()
+    if target.is_dir():
+        raise PredictError(f"cannot write {output}: it is a directory")
+    try:
+        written, read = os.stat(target), os.stat(input_path)
+    except FileNotFoundError:
+        return target
+    except OSError as exc:
+        raise PredictError(f"cannot write {output}: {exc.strerror}") from None
+    if (written.st_dev, written.st_ino) == (read.st_dev, read.st_ino) or target == input_path.resolve():
+        raise PredictError(f"--output {output} is the input file {input_path}: writing it would destroy "
+                           "the rows being read; write the predictions to another file")
+    if not stat.S_ISREG(written.st_mode):
+        raise PredictError(f"cannot write {output}: it exists and is not a regular file")
+    return target
+
 
 class Writer:
-    """Records → csv, jsonl or parquet (by the output's extension); jsonl on stdout by default."""
+    """Records → csv, jsonl or parquet on a binary stream; :meth:`finish` completes the file
+    (for no records at all: a csv header, an empty parquet table of the output's columns)."""
 
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        suffix = path.suffix.lower() if path is not None else ".jsonl"
-        formats = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-        if suffix not in formats:
-            raise PredictError(f"cannot write {path}: use a .csv, .jsonl or .parquet file name")
-        self.format = formats[suffix]
-        self._fh: IO[str] | None = None
+    def __init__(self, fmt: str, sink: IO[bytes], columns: list[tuple[str, str]]) -> None:
+        self.format = fmt
+        self._sink = sink
+        self._columns = columns
+        self._text: io.TextIOWrapper | None = None
         self._csv: Any = None
         self._parquet: Any = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
         if self.format == "parquet":
             import pyarrow as pa
-            import pyarrow.parquet as pq
 
             table = pa.Table.from_pylist(records)
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(str(self.path), table.schema)
-            self._parquet.write_table(table)
+            self._parquet_writer(table.schema).write_table(table)
             return
-        if self._fh is None:
-            self._fh = sys.stdout if self.path is None else self.path.open("w", newline="", encoding="utf-8")
+        text = self._text_stream()
         if self.format == "jsonl":
-            self._fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            text.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
             return
-        if self._csv is None:
-            self._csv = csv.DictWriter(self._fh, fieldnames=list(records[0]))
-            self._csv.writeheader()
-        # repr() of a float round-trips exactly; csv would write str() of it, which also does.
-        self._csv.writerows(records)
+        # repr() of a float round-trips exactly; csv writes str() of it, which also does.
+        self._csv_writer(list(records[0])).writerows(records)
 
-    def close(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-        fh = self._fh
-        if fh is None:
+    def finish(self) -> None:
+        if self.format == "parquet":
+            import pyarrow as pa
+
+            types = {"string": pa.string(), "double": pa.float64()}
+            self._parquet_writer(pa.schema([(n, types[t]) for n, t in self._columns])).close()
             return
-        if fh is sys.stdout:
-            fh.flush()
-        else:
-            fh.close()
+        if self.format == "csv":
+            self._csv_writer([n for n, _ in self._columns])
+        if self._text is not None:
+            self._text.flush()
+            self._text.detach()  # the caller owns the stream (a temporary file, or stdout)
+
+    def abandon(self) -> None:
+        """Let go of the stream after a failure (the caller discards what was written)."""
+        if self._parquet is not None:
+            # Closed now, while its stream is open: closed later by the collector, it would
+            # write its footer to a closed file and print an error.
+            with contextlib.suppress(Exception):
+                self._parquet.close()
+        if self._text is not None:
+            with contextlib.suppress(Exception):
+                self._text.detach()
+
+    def _text_stream(self) -> io.TextIOWrapper:
+        if self._text is None:
+            self._text = io.TextIOWrapper(self._sink, encoding="utf-8", newline="")
+        return self._text
+
+    def _csv_writer(self, fieldnames: list[str]) -> Any:
+        if self._csv is None:
+            self._csv = csv.DictWriter(self._text_stream(), fieldnames=fieldnames)
+            self._csv.writeheader()
+        return self._csv
+
+    def _parquet_writer(self, schema: Any) -> Any:
+        if self._parquet is None:
+            import pyarrow.parquet as pq
+
+            self._parquet = pq.ParquetWriter(self._sink, schema)
+        return self._parquet
 
 
 def predict_file(export: Path, input_path: Path, output: Path | None, *, chunk_rows: int = CHUNK_ROWS,
                  max_tokens: int = 64, progress: bool = True, chat: Chat | None = None) -> int:
     """Predict every row of ``input_path`` into ``output`` (stdout when None); returns the rows.
     ``chat``: the chat block of the Dataset a language model was trained on, whose format the
-    rows are then in."""
+    rows are then in.
+
+    The output appears whole or not at all: it is written to a temporary file beside it and
+    renamed at the end, so a failure leaves no partial file and an earlier output untouched."""
     from tqdm import tqdm
 
     from .data.stream import count_rows, file_info
+    from .files import atomic_write
     from .model.export import load_exported, tokenizer_dir
 
+    fmt = output_format(output)
+    target = output_target(input_path, output) if output is not None else None
     exported = load_exported(export)
     fi = file_info(input_path)
-    writer = Writer(output)
-    done = 0
-    # disable=None: the bar shows only on a terminal, never in logs or pipes.
-    with tqdm(total=count_rows(fi), unit="row", disable=None if progress else True,
-              dynamic_ncols=True, file=sys.stderr) as bar:
+    total = count_rows(fi)
+
+    def write_all(sink: IO[bytes]) -> int:
+        writer = Writer(fmt, sink, output_columns(exported))
+        done = 0
         try:
-            for records in predictions(exported, fi, chunk_rows=chunk_rows, max_tokens=max_tokens, chat=chat,
-                                       tokenizer_dir=tokenizer_dir(export)):
-                writer.write(records)
-                done += len(records)
-                bar.update(len(records))
-        finally:
-            writer.close()
-    return done
+            # disable=None: the bar shows only on a terminal, never in logs or pipes.
+            with tqdm(total=total, unit="row", disable=None if progress else True,
+                      dynamic_ncols=True, file=sys.stderr) as bar:
+                for records in predictions(exported, fi, chunk_rows=chunk_rows, max_tokens=max_tokens,
+                                           chat=chat, tokenizer_dir=tokenizer_dir(export)):
+                    writer.write(records)
+                    done += len(records)
+                    bar.update(len(records))
+        except BaseException:
+            writer.abandon()
+            raise
+        writer.finish()
+        return done
+
+    if target is None:
+        sys.stdout.flush()
+        rows = _located(write_all, sys.stdout.buffer, "stdout")
+        sys.stdout.buffer.flush()
+        return rows
+    written: list[int] = []
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, lambda sink: written.append(_located(write_all, sink, str(output))))
+    except OSError as exc:
+        raise PredictError(f"cannot write {output}: {exc.strerror or exc}") from None
+    return written[0]
+
+
+def _located(write_all: Callable[[IO[bytes]], int], sink: IO[bytes], name: str) -> int:
+    """``write_all(sink)``, a failure to read or write a file said as one line naming it (the
+    input when the error names a file, else the output)."""
+    try:
+        return write_all(sink)
+    except OSError as exc:
+        raise PredictError(f"{exc.filename or name}: {exc.strerror or exc}") from None

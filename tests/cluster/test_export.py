@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import shlex
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,22 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The examples and this suite's manifests laid out as in the repository, without what
+    running the examples leaves there (runs, the data cache, a generated corpus)."""
+    root = tmp_path_factory.mktemp("checkout")
+    shutil.copytree(REPO / "examples", root / "examples",
+                    ignore=shutil.ignore_patterns("runs", ".lmspec-cache", "corpus", "__pycache__"))
+    for directory in (OWN, HF):
+        shutil.copytree(REPO / directory, root / directory)
+    return root
+
+
 @pytest.fixture(autouse=True)
-def at_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+def at_repo(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Paths in the goldens (the sbatch script's) are relative to where export runs.
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(checkout)
 
 
 def _export(target: str, path: str) -> dict[str, str]:
@@ -91,7 +104,7 @@ CHAT = ["examples/chat-base", "examples/chat-lora"]
 
 
 @pytest.mark.parametrize(("target", "name"), [("kubeflow", "chat-lora-train"), ("kserve", "chat-lora")])
-def test_manifests_from_several_directories(target: str, name: str, tmp_path: Path,
+def test_manifests_from_several_directories(target: str, name: str, tmp_path: Path, checkout: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Each directory's manifests travel as their own rendered file, mounted at the directory's
     place in the workspace, so the paths between directories resolve there as they do here."""
@@ -125,10 +138,10 @@ def test_manifests_from_several_directories(target: str, name: str, tmp_path: Pa
         placed.write_text(carried)
     for needed in cm["metadata"]["annotations"]["lmspec.io/needs-files"].split(","):
         relative = Path(needed).relative_to("/workspace")
-        matches = sorted((REPO / "examples").glob(str(relative)))
+        matches = sorted((checkout / "examples").glob(str(relative)))
         assert matches, needed
         for match in matches:
-            target_file = workspace / match.relative_to(REPO / "examples")
+            target_file = workspace / match.relative_to(checkout / "examples")
             target_file.parent.mkdir(parents=True, exist_ok=True)
             target_file.write_bytes(match.read_bytes())
     files = [str(workspace / Path(m["mountPath"]).relative_to("/workspace")) for m in mounts]

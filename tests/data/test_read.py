@@ -60,7 +60,7 @@ def test_text_reader_each_file_is_a_document(tmp_path, make_dataset):
                       splits=ALL_TRAIN)
     data = _prep(ds, tmp_path, "causal-lm")
     # Sorted glob order: a.txt then b.txt, concatenated (the byte tokenizer has no separator).
-    assert data.train.inputs.tolist() == [list(b"aaa"), list(b"abb")]
+    assert data.train.all_rows().inputs.tolist() == [list(b"aaa"), list(b"abb")]
     assert list(data.files) == ["docs/a.txt", "docs/b.txt"]
 
 

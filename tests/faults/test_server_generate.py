@@ -137,3 +137,55 @@ def test_sigterm_while_streaming_loses_no_accepted_request(start: Any, exports: 
         finished = [c for c in chunks if "error" not in c and c["choices"][0]["finish_reason"]]
         errors = [c for c in chunks if "error" in c]
         assert finished or errors, text  # a complete answer or a clean error, never nothing
+
+
+def _generate(**parameters: Any) -> dict[str, Any]:
+    return {"text_input": "Once", "parameters": {"max_tokens": 8, "temperature": 0, **parameters}}
+
+
+@pytest.mark.parametrize("bad", [
+    {"seed": 2**64}, {"seed": 2**63}, {"seed": -1}, {"seed": True}, {"max_tokens": True},
+    {"max_tokens": 0}, {"temperature": "0.5"}, {"temperature": 2.5}, {"top_p": 0},
+    {"stop": ["."] * 17}, {"stop": "x" * 257}, {"stop": ["ok", "x" * 257]}, {"stop": [1]},
+])
+def test_generation_parameters_are_checked_alike_on_every_route(lm: Any, bad: dict[str, Any]) -> None:
+    """OpenAI completions, chat completions and OIP generate refuse the same values with the
+    same message, and the connection serves the next request."""
+    name = next(iter(bad))
+    with httpx.Client(base_url=lm.url, timeout=60) as client:  # one kept-alive connection
+        routes = [("/v1/completions", completion(prompt="Once", **bad)),
+                  ("/v1/chat/completions", {**completion(**bad), "messages": [{"role": "user", "content": "Hi"}]}),
+                  ("/v2/models/tinygen/generate", _generate(**bad))]
+        messages = []
+        for path, body in routes:
+            r = client.post(path, json=body)
+            assert r.status_code == 400, (path, r.text)
+            error = r.json()["error"]
+            message = error if isinstance(error, str) else error["message"]
+            messages.append(message.removeprefix("parameters."))
+            assert message.startswith((name, f"parameters.{name}")), (path, message)
+        assert len(set(messages)) == 1, messages
+        assert client.post("/v2/models/tinygen/generate", json=_generate()).status_code == 200
+        assert client.post("/v1/completions", json=completion(prompt="Once")).status_code == 200
+
+
+def test_lone_surrogate_in_oip_generate_is_400_and_the_connection_lives(lm: Any) -> None:
+    with httpx.Client(base_url=lm.url, timeout=60) as client:
+        raw = b'{"text_input": "ab\\ud800cd", "parameters": {"max_tokens": 4}}'
+        r = client.post("/v2/models/tinygen/generate", content=raw, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and "text_input is not valid Unicode" in r.json()["error"], r.text
+        assert client.post("/v2/models/tinygen/generate", json=_generate()).status_code == 200
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    (completion(prompt="Once", max_tokens=True), "max_tokens"),
+    (completion(prompt=[True, 2]), "prompt"),
+    (completion(prompt="Once", stream=True, stream_options={"include_usage": "yes"}), "stream_options"),
+    (completion(prompt="Once", n=1.0), "n"),
+    (completion(prompt="Once", echo=1), "echo"),
+])
+def test_openai_values_of_another_json_type_are_refused(lm: Any, body: dict[str, Any], param: str) -> None:
+    """`true` is not 1 and "yes" is not true: a value of another type is a 400, not coerced."""
+    r = lm.client.post("/v1/completions", json=body)
+    assert_openai_error(r, param)
+    assert r.json()["error"]["param"].startswith(param)

@@ -29,12 +29,14 @@ def no_traceback(out: subprocess.CompletedProcess[str]) -> None:
 
 
 def project(tmp_path: Path) -> Path:
+    """A copy of the iris example beside its data, without what running it leaves in the checkout."""
     d = tmp_path / "p"
-    shutil.copytree(IRIS, d)
+    shutil.copytree(IRIS, d, ignore=shutil.ignore_patterns("runs", ".lmspec-cache"))
     shutil.copytree(REPO / "examples" / "data", tmp_path / "data")
     return d
 
 
+@pytest.mark.integration
 def test_fifo_given_as_a_file_is_a_finding_not_a_hang(tmp_path: Path) -> None:
     fifo = tmp_path / "m.yaml"
     os.mkfifo(fifo)
@@ -43,15 +45,17 @@ def test_fifo_given_as_a_file_is_a_finding_not_a_hang(tmp_path: Path) -> None:
     no_traceback(out)
 
 
+@pytest.mark.integration
 def test_fifo_as_github_step_summary_is_a_warning_not_a_hang(tmp_path: Path) -> None:
     fifo = tmp_path / "summary"
     os.mkfifo(fifo)
-    out = lmspec("validate", str(IRIS), "-o", "github", timeout=30,
+    out = lmspec("validate", str(project(tmp_path)), "-o", "github", timeout=30,
                  env={**os.environ, "GITHUB_STEP_SUMMARY": str(fifo)})
     assert out.returncode == 0 and "cannot write $GITHUB_STEP_SUMMARY" in out.stderr
     no_traceback(out)
 
 
+@pytest.mark.integration
 def test_recursive_glob_through_symlink_loops_finishes(tmp_path: Path) -> None:
     d = tmp_path / "d" / "a"
     d.mkdir(parents=True)
@@ -65,6 +69,7 @@ def test_recursive_glob_through_symlink_loops_finishes(tmp_path: Path) -> None:
     no_traceback(out)
 
 
+@pytest.mark.integration
 def test_unreadable_entry_in_a_directory_is_a_finding_not_a_silent_pass(tmp_path: Path) -> None:
     d = project(tmp_path)
     (d / "sub").mkdir()
@@ -88,24 +93,27 @@ def test_unlistable_subdirectory_is_a_finding(tmp_path: Path) -> None:
     no_traceback(out)
 
 
-def test_closed_stdout_is_exit_2_without_traceback() -> None:
+@pytest.mark.integration
+def test_closed_stdout_is_exit_2_without_traceback(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c",
                           "import os, sys; os.close(1); sys.stdout = None; sys.argv = ['lmspec', 'validate', "
-                          f"{str(IRIS)!r}]; from lmspec.cli import main; main()"],
+                          f"{str(project(tmp_path))!r}]; from lmspec.cli import main; main()"],
                          capture_output=False, stderr=subprocess.PIPE, text=True, timeout=60)
     assert out.returncode == 2 and "cannot write the report" in out.stderr
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
-def test_full_stdout_is_exit_2_without_traceback() -> None:
+def test_full_stdout_is_exit_2_without_traceback(tmp_path: Path) -> None:
     with open("/dev/full", "w") as full:
-        out = subprocess.run([sys.executable, "-m", "lmspec", "validate", str(IRIS)], stdout=full,
+        out = subprocess.run([sys.executable, "-m", "lmspec", "validate", str(project(tmp_path))], stdout=full,
                              stderr=subprocess.PIPE, text=True, timeout=60)
     assert out.returncode == 2 and "No space left on device" in out.stderr
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.integration
 def test_closed_stdin_is_a_finding() -> None:
     out = subprocess.run([sys.executable, "-m", "lmspec", "validate", "-"], stdin=subprocess.DEVNULL,
                          capture_output=True, text=True, timeout=60, close_fds=True,
@@ -114,6 +122,7 @@ def test_closed_stdin_is_a_finding() -> None:
     no_traceback(out)
 
 
+@pytest.mark.integration
 def test_non_utf8_file_name_with_sarif(tmp_path: Path) -> None:
     bad = os.fsencode(tmp_path) + b"/m\xff.yaml"
     with open(bad, "wb") as fh:
@@ -132,11 +141,12 @@ def test_api_odd_path_strings_are_findings(paths: list[str]) -> None:
     assert report.exit_code() == 2 and report.findings[0].rule == "parse.io"
 
 
-def test_api_accepts_path_objects() -> None:
+def test_api_accepts_path_objects(tmp_path: Path) -> None:
     import lmspec
 
-    assert lmspec.validate(IRIS).ok and lmspec.validate([IRIS / "model.yaml"]).ok
-    assert lmspec.load(IRIS).get("Model", "iris-mlp") is not None
+    iris = project(tmp_path)
+    assert lmspec.validate(iris).ok and lmspec.validate([iris / "model.yaml"]).ok
+    assert lmspec.load(iris).get("Model", "iris-mlp") is not None
 
 
 def test_api_with_nothing_to_check_says_so() -> None:
@@ -168,6 +178,7 @@ def test_every_format_is_linear_in_documents(tmp_path: Path, fmt: str) -> None:
     assert large < max(small, 0.01) * 24, (small, large)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("where", ["SECRET", "../secret.txt", "/etc/passwd", "/**/*.x", "../*/*.txt"])
 def test_check_env_does_not_read_outside_the_project(tmp_path: Path, where: str) -> None:
     d = project(tmp_path)
@@ -188,6 +199,7 @@ def test_check_env_does_not_read_outside_the_project(tmp_path: Path, where: str)
         assert "env.outside-project" not in allowed.stdout and "has sha256" in allowed.stdout
 
 
+@pytest.mark.integration
 def test_host_flag_with_a_public_address_warns(tmp_path: Path) -> None:
     from serve_fixtures import service_manifest
 

@@ -39,6 +39,7 @@ def validate_cli(tmp_path: Path, *docs: dict[str, Any]) -> subprocess.CompletedP
     ({"output": {"dir": "runs/{0}"}}, "/spec/output/dir"),
     ({"output": {"dir": "runs/{name.__class__.__mro__}"}}, "/spec/output/dir"),
 ])
+@pytest.mark.integration
 def test_hostile_job_values_are_findings(tmp_path: Path, patch: dict[str, Any], where: str) -> None:
     out = validate_cli(tmp_path, IRIS_DATASET, IRIS_MODEL, merge(IRIS_JOB, {"spec": patch}))
     assert out.returncode == 1, out.stdout + out.stderr
@@ -70,3 +71,33 @@ def test_output_dir_substitutes_only_name(tmp_path: Path) -> None:
     job = lmspec.load([str(path)]).get("TrainingJob", "job")
     # Relative to the manifest's directory, like every relative path in a manifest.
     assert job is not None and output_dir_for(job) == tmp_path / "runs/job/x"
+
+
+SECRET = "aws_secret_access_key=wJalrXUtnFEMIK7MDENGbPxRfiCYzEXAMPLEKEY"
+
+
+@pytest.mark.parametrize(("row", "words", "hidden"), [
+    ("5.1,3.5,1.4,0.2," + SECRET, ["iris.csv:6:1", "'species'", "label that looks like a credential"], "wJalr"),
+    ("5.1,3.5,1.4," + SECRET + ",setosa", ["iris.csv:6:1", "'petal_width'", "not a number"], "wJalr"),
+    ("5.1,3.5,1.4,AKIAIOSFODNN7EXAMPLE,setosa", ["iris.csv:6:1", "'petal_width'", "not a number"], "AKIA"),
+    ("5.1,3.5,1.4,0.2," + "confidential " * 20, ["iris.csv:6:1", "'species'", "'confidential confid…'"],
+     "confidential " * 2),
+    ("5.1,3.5,1.4,1\x1b[2J\x00" + "x" * 60 + ",setosa",
+     ["iris.csv:6:1", "'petal_width'", r"'1\x1b[2J\x00xxxxxxx…'"], "x" * 8),
+])
+@pytest.mark.integration
+def test_check_env_shows_data_values_as_short_excerpts_or_not_at_all(
+        tmp_path: Path, row: str, words: list[str], hidden: str) -> None:
+    """Data files may hold what was never meant to be data: a finding names the row and column
+    and quotes at most 20 escaped characters of the value, none of one that looks like a
+    credential."""
+    lines = (Path(__file__).resolve().parents[2] / "examples/data/iris.csv").read_text().splitlines()
+    lines[5] = row
+    (tmp_path / "iris.csv").write_text("\n".join(lines) + "\n")
+    dataset = merge(IRIS_DATASET, {"spec": {"sources": [{"path": "iris.csv"}]}})
+    (tmp_path / "dataset.yaml").write_text(yaml.safe_dump(dataset, sort_keys=False))
+    out = subprocess.run([sys.executable, "-m", "lmspec", "validate", "--check-env", "dataset.yaml"],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 1 and "error[env.data]" in out.stdout, out.stdout + out.stderr
+    assert all(w in out.stdout for w in words), out.stdout
+    assert hidden not in out.stdout + out.stderr, out.stdout

@@ -19,8 +19,10 @@ import torch.nn.functional as F
 from train_helpers import lmspec_run, write_manifests
 
 from lmspec.model.adapters import load_adapter
+from lmspec.model.export import load_exported
 from lmspec.model.hf_shards import MAX_SHARD_BYTES_ENV
 from lmspec.model.pretrained import count_from_headers
+from lmspec.train.check import read_check_sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -107,10 +109,14 @@ def test_finetune_two_ranks(tmp_path: Path, base_dir: Path, name: str) -> None:
     info = json.loads((export / "export.json").read_text())
     assert info["format"] == 2 and info["base"]["sha256"] == lock["base"]["sha256"]
 
-    ids = np.load(run_dir / "final_inputs.npy")
-    trained = np.load(run_dir / "final_predictions.npy")
+    sample = read_check_sample(run_dir)
+    ids = sample.inputs
     base = AutoModelForCausalLM.from_pretrained(base_dir)
-    # Held-back (test split) next-token loss fell.
+    assert sample.argmax is not None and sample.argmax.shape == ids.shape
+    # Held-back (test split) next-token loss fell: the export (adapter or full) against the base.
+    with torch.no_grad():
+        trained = load_exported(export).model(torch.from_numpy(ids)).float().numpy()
+    assert (trained.argmax(-1) == sample.argmax).mean() > 0.99  # the export is the trained engine
     assert _next_token_loss(trained, ids) < _next_token_loss(_logits(base, ids), ids) - 0.05
 
     if "adapter" in job:
@@ -213,9 +219,8 @@ def test_export_carries_the_datasets_chat_template(tmp_path: Path, base_dir: Pat
     # The streamed export in one file loads and reproduces the trained engine.
     assert (export / "model.safetensors").is_file() and not (export / "model.safetensors.index.json").exists()
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["export"]["shards"] == 1
-    ids = np.load(tmp_path / "run" / "final_inputs.npy")
+    sample = read_check_sample(tmp_path / "run")
     # config.json says what the shards hold (the fp32 weights), so dtype="auto" casts nothing.
     assert json.loads((export / "config.json").read_text())["dtype"] == "float32"
     plain = AutoModelForCausalLM.from_pretrained(export)
-    np.testing.assert_allclose(_logits(plain, ids), np.load(tmp_path / "run" / "final_predictions.npy"),
-                               rtol=0, atol=1e-4)
+    np.testing.assert_allclose(sample.select(_logits(plain, sample.inputs)), sample.outputs, rtol=0, atol=1e-4)

@@ -85,6 +85,7 @@ def test_hf_reference_resolves_offline_from_the_cache(base_dir: Path, tmp_path: 
     assert finding.rule == "env.pretrained-base" and str(cache / "models--acme--other") in finding.message
 
 
+@pytest.mark.integration
 def test_run_refuses_a_missing_base_before_launch(tmp_path: Path) -> None:
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "config.json").write_text("{}")
@@ -114,7 +115,7 @@ def test_a_base_trained_by_a_job_is_found_beside_that_job(base_dir: Path, tmp_pa
     repo = Path(__file__).resolve().parents[2]
     for name in ("chat-base", "chat-lora"):
         shutil.copytree(repo / "examples" / name, tmp_path / "examples" / name,
-                        ignore=shutil.ignore_patterns("runs", "__pycache__"))
+                        ignore=shutil.ignore_patterns("runs", ".lmspec-cache", "__pycache__"))
     shutil.copytree(repo / "examples" / "data", tmp_path / "examples" / "data")
     monkeypatch.chdir(tmp_path)
     paths = ["examples/chat-base", "examples/chat-lora"]

@@ -219,3 +219,146 @@ def test_language_model_evaluate_and_predict(tmp_path: Path, lm_run: tuple[Path,
     predict_file(target.export, tmp_path / "prompts.csv", tmp_path / "out.jsonl", max_tokens=5, progress=False)
     generated = [json.loads(line)["generated"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(generated) == 2 and all(0 < len(g) <= 5 for g in generated)  # a byte a token
+
+
+IRIS_HEADER = "sepal_length,sepal_width,petal_length,petal_width\n"
+
+
+def _iris_rows(path: Path, rows: int, bad_at: int | None = None) -> Path:
+    """A csv of ``rows`` iris feature rows; with ``bad_at``, that row (0-based) holds a word."""
+    with (REPO / "examples/data/iris.csv").open() as f:
+        source = list(csv.DictReader(f))
+    names = IRIS_HEADER.strip().split(",")
+    lines = [",".join(source[i % len(source)][n] for n in names) for i in range(rows)]
+    if bad_at is not None:
+        lines[bad_at] = "5.1,x,1.4,0.2"
+    path.write_text(IRIS_HEADER + "".join(line + "\n" for line in lines))
+    return path
+
+
+def _clean_failure(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    # The last line says it (libraries may print progress before it).
+    last = result.stderr.rstrip("\n").rsplit("\n", 1)[-1]
+    assert last.startswith(("lmspec: error: ", "Error: ")), result.stderr[-3000:]
+    return last
+
+
+def test_output_that_is_the_input_is_refused(tmp_path: Path, iris_run: tuple[Path, Path]) -> None:
+    """The same file, through a symbolic link or a hard link: refused before anything is read,
+    and the input keeps every byte (writing it would truncate it while it is read)."""
+    manifests, _ = iris_run
+    data = _iris_rows(tmp_path / "rows.csv", 50)
+    before = data.read_bytes()
+    (tmp_path / "link.csv").symlink_to(data)
+    os.link(data, tmp_path / "hard.csv")
+    for inp, out in [(data, data), (data, tmp_path / "link.csv"), (tmp_path / "link.csv", tmp_path / "hard.csv"),
+                     (data, tmp_path / "sub" / ".." / "rows.csv")]:
+        result = lmspec("predict", str(manifests), "--input", str(inp), "--output", str(out),
+                        "--chunk-rows", "8")
+        assert "is the input file" in _clean_failure(result)
+        assert data.read_bytes() == before
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_a_failure_midway_leaves_no_partial_output(tmp_path: Path, iris_run: tuple[Path, Path],
+                                                   suffix: str) -> None:
+    """A bad row after several chunks were written: the earlier output is untouched, and no
+    partial or temporary file is left beside it."""
+    manifests, _ = iris_run
+    data = _iris_rows(tmp_path / "rows.csv", 60, bad_at=45)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    earlier = out_dir / f"predictions{suffix}"
+    earlier.write_bytes(b"earlier predictions\n")
+    result = lmspec("predict", str(manifests), "--input", str(data), "--output", str(earlier),
+                    "--chunk-rows", "8")
+    assert "row 47" in _clean_failure(result)
+    assert earlier.read_bytes() == b"earlier predictions\n"
+    assert [p.name for p in out_dir.iterdir()] == [earlier.name]
+    fresh = out_dir / f"fresh{suffix}"
+    _clean_failure(lmspec("predict", str(manifests), "--input", str(data), "--output", str(fresh),
+                          "--chunk-rows", "8"))
+    assert [p.name for p in out_dir.iterdir()] == [earlier.name]
+
+
+def test_unwritable_outputs_are_clear_errors(tmp_path: Path, iris_run: tuple[Path, Path]) -> None:
+    manifests, run_dir = iris_run
+    data = _iris_rows(tmp_path / "rows.csv", 5)
+    (tmp_path / "taken.csv").mkdir()
+    for out in ["/proc/self/predictions.csv", str(tmp_path / "rows.csv" / "predictions.csv"),
+                str(tmp_path / "taken.csv")]:
+        stderr = _clean_failure(lmspec("predict", str(manifests), "--input", str(data), "--output", out))
+        assert out in stderr or "directory" in stderr, stderr
+    from lmspec.predict import PredictError, predict_file
+
+    with pytest.raises(PredictError, match="is a directory"):
+        predict_file(run_dir / "export", data, tmp_path / "taken.csv", progress=False)
+
+
+def test_header_only_input_gives_a_valid_empty_output(tmp_path: Path, iris_run: tuple[Path, Path]) -> None:
+    import pyarrow.parquet as pq
+
+    manifests, _ = iris_run
+    data = tmp_path / "empty.csv"
+    data.write_text(IRIS_HEADER)
+    columns = ["prediction", "probability_setosa", "probability_versicolor", "probability_virginica"]
+    for name in ("out.csv", "out.jsonl", "out.parquet"):
+        result = lmspec("predict", str(manifests), "--input", str(data), "--output", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"0 rows from {data} → {tmp_path / name}" in result.stderr
+    assert (tmp_path / "out.csv").read_text().splitlines() == [",".join(columns)]
+    assert (tmp_path / "out.jsonl").read_bytes() == b""
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.num_rows == 0 and table.column_names == columns
+
+
+def _hostile_inputs(directory: Path) -> list[tuple[Path, list[str]]]:
+    """Files that once made ``lmspec predict`` fail with a traceback (or accept a bad value),
+    each with the words its one-line error must hold."""
+    good = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    files: list[tuple[Path, list[str]]] = []
+
+    def add(name: str, content: str | bytes, words: list[str]) -> None:
+        path = directory / name
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        files.append((path, [name, *words]))
+
+    add("deep.jsonl", json.dumps(good) + "\n" + '{"sepal_length": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
+        ["line 2", "nested too deeply"])
+    add("huge.jsonl", json.dumps(good).replace("5.1", "9" * 400) + "\n",
+        ["line 1", "'sepal_length'", "not a finite number"])
+    add("digits.jsonl", json.dumps(good).replace("5.1", "9" * 5000) + "\n", ["line 1", "too many digits"])
+    add("huge.csv", IRIS_HEADER + "9" * 400 + ",3.5,1.4,0.2\n", ["row 2", "'sepal_length'", "not a finite number"])
+    add("nul.csv", IRIS_HEADER + "5.1,3.5\x00,1.4,0.2\n", ["row 2", "'sepal_width'", "not a number"])
+    add("nul.jsonl", json.dumps({**good, "sepal_width": "3.5\x00"}) + "\n", ["line 1", "'sepal_width'", "not a number"])
+    add("corrupt.parquet", b"PAR1" + b"\x00" * 64 + b"PAR1", ["cannot read parquet"])
+    return files
+
+
+def test_hostile_inputs_are_located_errors(tmp_path: Path, iris_run: tuple[Path, Path]) -> None:
+    manifests, _ = iris_run
+    for path, words in _hostile_inputs(tmp_path):
+        stderr = _clean_failure(lmspec("predict", str(manifests), "--input", str(path)))
+        assert all(w in stderr for w in words), (path.name, stderr)
+        assert "9" * 30 not in stderr  # a value is quoted in a short excerpt at most
+
+
+def test_credential_looking_values_are_not_echoed(tmp_path: Path, iris_run: tuple[Path, Path]) -> None:
+    manifests, _ = iris_run
+    secret = "aws_secret_access_key=wJalrXUtnFEMIK7MDENGbPxRfiCYzEXAMPLEKEY"
+    data = tmp_path / "leaked.csv"
+    data.write_text(IRIS_HEADER + f"5.1,3.5,1.4,{secret}\n")
+    stderr = _clean_failure(lmspec("predict", str(manifests), "--input", str(data)))
+    assert "row 2" in stderr and "'petal_width'" in stderr and "not a number" in stderr
+    assert "wJalr" not in stderr and "aws_secret" not in stderr
+
+
+def test_language_model_prompt_that_is_not_unicode(tmp_path: Path, lm_run: tuple[Path, Path]) -> None:
+    """JSON can carry a lone surrogate, which no tokenizer takes: the row is named, no traceback."""
+    manifests, _ = lm_run
+    data = tmp_path / "prompts.jsonl"
+    data.write_text('{"text": "Copyright"}\n{"text": "ab\\ud800cd"}\n')
+    stderr = _clean_failure(lmspec("predict", str(manifests), "--input", str(data), "--max-tokens", "2"))
+    assert "prompts.jsonl, line 2, column 'text'" in stderr and "not valid Unicode" in stderr, stderr

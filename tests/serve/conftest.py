@@ -46,7 +46,8 @@ def iris_export(out: Path, *, steps: int = 150, hidden: list[int] | None = None)
     from lmspec.model.build import build_model
     from lmspec.model.export import save_export
 
-    manifests = lmspec.load([str(IRIS)])
+    # The example's own manifests, never what running it leaves below the directory.
+    manifests = lmspec.load([str(f) for f in sorted(IRIS.glob("*.yaml"))])
     dataset = manifests.get("Dataset", "iris")
     model_m = manifests.get("Model", "iris-mlp")
     assert dataset is not None and model_m is not None
@@ -168,6 +169,7 @@ class Server:
         assert httpx.get(self.url + "/v2/health/ready").status_code == 503
         late = httpx.post(self.url + "/v1/completions", json=late_body)
         assert late.status_code == 503 and "shutting down" in late.json()["error"]["message"]
+        assert late.headers["retry-after"] == "1" and late.headers["connection"] == "close"
 
     def stop(self) -> int:
         self.client.close()

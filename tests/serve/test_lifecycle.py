@@ -80,6 +80,59 @@ def test_sigterm_drains_in_flight_requests(start: Any, exports: dict[str, Path])
     assert server.proc.wait(180) == 0
 
 
+def _in_process(export: Path, protocols: list[str]) -> Any:
+    """The application of an InferenceService serving ``export``, in this process."""
+    from lmspec.serve.app import create_app
+    from lmspec.serve.predictor import load_export
+    from lmspec.v1alpha1 import InferenceService
+
+    service = InferenceService.model_validate({
+        "apiVersion": "lmspec.io/v1alpha1", "kind": "InferenceService", "metadata": {"name": "t"},
+        "spec": {"model": {"path": str(export)}, "protocols": protocols}})
+    return create_app(service, lambda: load_export(export, service.spec))
+
+
+def test_503_while_draining_says_when_to_retry(exports: dict[str, Path]) -> None:
+    from starlette.testclient import TestClient
+
+    from lmspec.serve.errors import ApiError
+
+    app, state = _in_process(exports["lm"], ["oip-v2", "openai"])
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 60
+        while not state.ready and time.monotonic() < deadline:
+            time.sleep(0.02)
+        state.draining = True
+        for path, body in [("/v2/models/t/infer", ids_body()), ("/v1/completions", {"model": "t", "prompt": "a"}),
+                           ("/v2/models/t/generate", {"text_input": "a"})]:
+            r = client.post(path, json=body)
+            assert r.status_code == 503, (path, r.text)
+            assert r.headers["retry-after"] == "1" and r.headers["connection"] == "close", path
+        # A request that passed the gate before the drain began, and asks for the model after.
+        with pytest.raises(ApiError) as refused:
+            state.require_ready()
+        assert refused.value.status == 503 and refused.value.headers["Retry-After"] == "1"
+
+
+def test_a_failure_no_handler_answers_is_a_500_in_the_protocols_shape(exports: dict[str, Path]) -> None:
+    """An error that escapes a route is answered (and logged), not raised on to the HTTP server,
+    which would then close the connection under the client's next request."""
+    from starlette.testclient import TestClient
+
+    app, _ = _in_process(exports["iris"], ["oip-v2"])
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.app.add_api_route("/v2/models/t/broken", broken, methods=["POST"])
+    app.app.add_api_route("/v1/broken", broken, methods=["POST"])
+    with TestClient(app) as client:  # raises what escapes the application
+        r = client.post("/v2/models/t/broken", json={})
+        assert r.status_code == 500 and r.json() == {"error": "internal server error"}
+        r = client.post("/v1/broken", json={})
+        assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+
+
 def lmspec_serve(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
     return subprocess.run([sys.executable, "-m", "lmspec", "serve", *args], capture_output=True,
                           text=True, timeout=60, cwd=cwd, env={**os.environ, **(env or {})})
@@ -105,8 +158,10 @@ def test_startup_errors_are_clear(tmp_path: Path, exports: dict[str, Path],
     r = lmspec_serve(str(wrong), "--port", "0")
     assert r.returncode == 2 and "not a causal language model" in r.stderr
 
-    # A copy of the example, never trained: its job's export is absent; the hint names the inputs.
-    shutil.copytree(Path(__file__).parents[2] / "examples" / "iris", tmp_path / "iris")
+    # A copy of the example, never trained (whatever a run left in the checkout): its job's
+    # export is absent; the hint names the inputs.
+    shutil.copytree(Path(__file__).parents[2] / "examples" / "iris", tmp_path / "iris",
+                    ignore=shutil.ignore_patterns("runs", ".lmspec-cache"))
     r = lmspec_serve("iris", "--port", "0", cwd=tmp_path)
     assert r.returncode == 2 and str(tmp_path / "iris" / "runs" / "iris-train" / "export") in r.stderr
     assert "run `lmspec run iris` first" in r.stderr

@@ -62,6 +62,7 @@ def test_a_lora_adapter_is_served_on_its_base(tmp_path: Path) -> None:
     assert args[-3:] == ["--enable-lora", "--lora-modules", f"chat={adapter}"]
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(HAS_VLLM_GPU, reason="vLLM and a CUDA device are present here")
 def test_validator_and_serve_say_vllm_cannot_run_here(tmp_path: Path) -> None:
     doc = service(engine={"name": "vllm"}, placement={"device": "cuda"}).model_dump(

@@ -16,7 +16,8 @@ from lmspec.validator.parse import Document, Loc, parse_file
 from lmspec.validator.schema import check_document
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_FILES = sorted((ROOT / "examples").rglob("*.yaml"))
+# Each example's own manifests, never what running one leaves below it (runs/<job>/).
+EXAMPLE_FILES = sorted((ROOT / "examples").glob("*/*.yaml"))
 
 
 def properties(schema: Any, where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from train_helpers import IRIS_DATASET, IRIS_JOB, IRIS_MODEL, REPO, iris_job, lmspec_run, merge, write_manifests
 
@@ -30,12 +31,15 @@ def test_job_selection(tmp_path: Path) -> None:
 
 
 def test_export_deepspeed_config() -> None:
-    out = CliRunner().invoke(main, ["export", "deepspeed-config", str(REPO / "examples" / "iris")])
+    # The example's own manifests, never what running it leaves below the directory.
+    files = [str(f) for f in sorted((REPO / "examples" / "iris").glob("*.yaml"))]
+    out = CliRunner().invoke(main, ["export", "deepspeed-config", *files])
     assert out.exit_code == 0, out.output
-    cfg = json.loads(out.output)
+    cfg = json.loads(out.stdout)
     assert cfg["train_micro_batch_size_per_gpu"] == 16 and cfg["gradient_clipping"] == 0.0
 
 
+@pytest.mark.integration
 def test_bad_data_is_one_line_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "iris.csv"
     lines = (REPO / "examples" / "data" / "iris.csv").read_text().splitlines()
@@ -62,6 +66,7 @@ def test_a_fresh_run_refuses_an_earlier_runs_checkpoints(tmp_path: Path) -> None
     assert not (run_dir / "rendered.yaml").exists()
 
 
+@pytest.mark.integration
 def test_a_missing_data_file_is_found_before_launch_with_its_resolved_path(tmp_path: Path) -> None:
     data = merge(IRIS_DATASET, {"spec": {"sources": [{"path": "data/missing.csv"}]}})
     f = write_manifests(tmp_path / "proj", data, IRIS_MODEL, merge(IRIS_JOB, {"spec": {"output": {"dir": "run"}}}))
@@ -74,6 +79,7 @@ def test_a_missing_data_file_is_found_before_launch_with_its_resolved_path(tmp_p
     assert not (tmp_path / "proj" / "run").exists()
 
 
+@pytest.mark.integration
 def test_progress_lines_when_output_is_not_a_terminal(tmp_path: Path) -> None:
     f, _ = iris_job(tmp_path, logging={"interval": 2, "progressBar": True},
                           stopping={"epochs": 1, "maxSteps": 4})
@@ -84,6 +90,7 @@ def test_progress_lines_when_output_is_not_a_terminal(tmp_path: Path) -> None:
     assert "loss" in steps[0] and "samples/s" in steps[0]
 
 
+@pytest.mark.integration
 def test_a_bad_export_shard_size_is_refused_before_training(tmp_path: Path) -> None:
     manifests, run_dir = iris_job(tmp_path)
     result = lmspec_run(str(manifests), env={"LMSPEC_EXPORT_MAX_SHARD_BYTES": "5GB"})

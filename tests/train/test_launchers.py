@@ -19,6 +19,7 @@ from train_helpers import IRIS_DATASET, IRIS_JOB, IRIS_MODEL, iris_job, merge, w
 
 from lmspec.cli import main
 from lmspec.model.export import load_exported
+from lmspec.train.check import read_check_sample
 from lmspec.train.launch import Plan, RunError, launcher_command, plan_world, read_hostfile
 from lmspec.train.world import World, free_port, under_launcher
 
@@ -49,10 +50,10 @@ def _check_export(run_dir: Path, out: str) -> None:
     lock = json.loads((run_dir / "lock.json").read_text())
     assert lock["worldSize"] == 2
     exported = load_exported(run_dir / "export")
-    x = np.load(run_dir / "final_inputs.npy")
+    sample = read_check_sample(run_dir)
     with torch.no_grad():
-        got = exported.model(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(got, np.load(run_dir / "final_predictions.npy"), rtol=0, atol=1e-6)
+        got = exported.model(torch.from_numpy(sample.inputs)).numpy()
+    np.testing.assert_allclose(sample.select(got), sample.outputs, rtol=0, atol=1e-6)
 
 
 def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
@@ -273,7 +274,13 @@ def test_one_remote_host_is_still_remote(tmp_path: Path, no_launcher: None) -> N
 def test_local_launcher_command() -> None:
     cmd = launcher_command(Plan("local", 3, "--nproc 3"), ["a.yaml", "--job", "j"], python="py", master_port=1234)
     assert cmd == ["py", "-u", "-m", "deepspeed.launcher.runner", "--master_port", "1234", "--no_local_rank",
-                   "--num_nodes", "1", "--num_gpus", "3", "--module", "lmspec.train.worker", "a.yaml", "--job", "j"]
+                   "--num_nodes", "1", "--num_gpus", "3", "--log_level", "error",
+                   "--module", "lmspec.train.worker", "a.yaml", "--job", "j"]
+    # The launcher accepts it (older DeepSpeed than pyproject.toml allows would not).
+    from deepspeed.launcher import runner
+
+    args = runner.parse_args(cmd[4:])
+    assert (args.log_level, args.num_gpus, args.user_script) == ("error", 3, "lmspec.train.worker")
 
 
 def test_several_hosts_need_pdsh(tmp_path: Path, no_launcher: None, monkeypatch: pytest.MonkeyPatch) -> None:

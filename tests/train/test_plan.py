@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from typing import Any
@@ -101,7 +102,8 @@ def test_parse_bytes() -> None:
 def test_plan_command_and_memory_fit(tmp_path: Any) -> None:
     from train_helpers import REPO
 
-    out = CliRunner().invoke(main, ["plan", str(REPO / "examples" / "iris")])
+    # Examples are named by their own manifests, never what running them leaves below them.
+    out = CliRunner().invoke(main, ["plan", *map(str, sorted((REPO / "examples" / "iris").glob("*.yaml")))])
     assert out.exit_code == 0, out.output
     assert "Model iris-mlp: 1,315 parameters" in out.output
     assert "*     0  none" in out.output
@@ -116,7 +118,12 @@ def test_plan_command_and_memory_fit(tmp_path: Any) -> None:
 def test_plan_one_job(tmp_path: Any) -> None:
     from train_helpers import REPO
 
-    paths = [str(REPO / "examples" / "chat-base"), str(REPO / "examples" / "chat-lora")]
+    # A copy: the LoRA base is the pretraining job's export, which a run in the checkout may
+    # have left there.
+    for name in ("chat-base", "chat-lora"):
+        shutil.copytree(REPO / "examples" / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("runs", ".lmspec-cache", "__pycache__"))
+    paths = [str(tmp_path / "chat-base"), str(tmp_path / "chat-lora")]
     both = CliRunner().invoke(main, ["plan", *paths])
     assert both.exit_code == 0 and "TrainingJob chat-base-pretrain" in both.output, both.output
     assert "TrainingJob chat-lora-train" in both.output
@@ -129,9 +136,10 @@ def test_plan_one_job(tmp_path: Any) -> None:
     assert "no TrainingJob named 'chat-base'" in wrong.output and "Traceback" not in wrong.output
 
 
+@pytest.mark.integration
 def test_plan_never_imports_torch() -> None:
     code = ("import sys; from lmspec.cli import run; "
-            "import contextlib\nwith contextlib.suppress(SystemExit): run(['plan', 'examples/iris'])\n"
+            "import contextlib\nwith contextlib.suppress(SystemExit): run(['plan', 'examples/iris/*.yaml'])\n"
             "assert 'torch' not in sys.modules and 'deepspeed' not in sys.modules")
     from train_helpers import REPO
 

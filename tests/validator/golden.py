@@ -21,6 +21,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -82,10 +83,19 @@ def capture() -> dict[str, Any]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
             result[f"case:{case_id}"] = run_cli(list(dict.fromkeys(n for n, _ in files)), Path(tmp))
-    result["examples"] = run_cli(["examples"], ROOT)
-    result["examples --check-env"] = run_cli(["--check-env", "examples"], ROOT)
-    for d in sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir() and p.name != "data"):
-        result[f"examples/{d}"] = run_cli([f"examples/{d}"], ROOT)
+    with tempfile.TemporaryDirectory() as tmp:
+        # A copy of the examples without what running them leaves in the checkout, and with
+        # the corpus examples/corpus-lm asks scripts/make_corpus.py for (1 MB of it).
+        root = Path(tmp)
+        shutil.copytree(EXAMPLES, root / "examples", ignore=shutil.ignore_patterns("runs", ".lmspec-cache", "corpus"))
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from make_corpus import make_corpus
+
+        make_corpus(root / "examples" / "corpus-lm" / "corpus", 1, files=8)
+        result["examples"] = run_cli(["examples"], root)
+        result["examples --check-env"] = run_cli(["--check-env", "examples"], root)
+        for d in sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir() and p.name != "data"):
+            result[f"examples/{d}"] = run_cli([f"examples/{d}"], root)
     return result
 
 

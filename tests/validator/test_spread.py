@@ -120,6 +120,7 @@ def test_a_failing_child_costs_nothing_but_time(corpus: Path, monkeypatch: pytes
     assert _report(corpus, 2) == alone
 
 
+@pytest.mark.integration
 def test_a_child_that_dies_midway_loses_nothing(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The chunks a child sent before it died are used; those it took and never sent are parsed here."""
     alone = _report(corpus, 1)

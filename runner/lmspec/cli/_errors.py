@@ -15,9 +15,11 @@ from ..validator.report import render
 
 
 def note_skipped(report: Report) -> None:
-    """Say once, on stderr, what directory arguments passed over (nothing when nothing was)."""
-    if report.skipped:
-        click.echo(skipped_note(report.skipped), err=True)
+    """Say once, on stderr, what directory arguments passed over that a user could miss
+    (nothing otherwise: see :func:`~lmspec.validator.core.skipped_note`)."""
+    note = skipped_note(report.skipped)
+    if note:
+        click.echo(note, err=True)
 
 
 @contextmanager

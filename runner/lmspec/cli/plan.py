@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..model.plan import Count, all_states, count_parameters, lora_parameters, model_states, parse_bytes, speed_notes
@@ -74,3 +76,24 @@ def command(paths: tuple[str, ...], job_name: str | None) -> None:
             click.echo(f"  memoryPerDevice {spec.resources.memory_per_device}")
         for note in speed_notes(spec):
             click.echo(f"  slow: {note}")
+        _data_cost(manifests, j)
+
+
+def _data_cost(manifests: ManifestSet, job: Any) -> None:
+    """Tokens, token shards on disk and resident memory of a language model's data."""
+    from ..data.cost import data_cost
+
+    spec = job.obj.spec
+    dataset = manifests.get("Dataset", spec.dataset)
+    if dataset is None:
+        return
+    ds = dataset.obj.spec
+    length = ds.chat.sequence_length if ds.chat is not None else next(
+        (s.sequence_length for s in ds.preprocessing if getattr(s, "type", "") == "pack"), None)
+    if length is None:
+        return
+    c = data_cost(ds, dataset.base_dir, sequence_length=length, micro_batch=spec.batch.micro_batch_size)
+    approx = "" if c.exact else "~"
+    click.echo(f"  data: Dataset {dataset.name}: {approx}{c.tokens:,} tokens ({c.basis})")
+    click.echo(f"    token shards on disk {_size(c.disk_bytes).strip()}; memory for the data: preparing "
+               f"~{_size(c.prepare_rss).strip()}, training ~{_size(c.train_rss).strip()} per rank")

@@ -13,6 +13,11 @@ run directory (``output.dir``, relative to the manifests' directory like every r
 a manifest); the working directory is ``storage.workspace`` when it is a path, else the
 directory ``sbatch`` is called from. ``x-slurm`` in ``spec.cluster`` adds ``partition``,
 ``account``, ``time``, ``qos`` and ``constraint``.
+
+The script names no interpreter or virtual environment: the job runs with the environment
+``sbatch`` is called from (Slurm's default ``--export=ALL``, which ``srun`` passes on to each
+node), so ``torchrun`` and ``lmspec`` are the ones on the submitter's PATH, as when the job runs
+by hand. ``tests/cluster/test_slurm.py`` runs the script on a real single-node Slurm.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import numpy as np
 from ..files import sha256_file
 from ..standard import DatasetSpec
 from ..validator.semantic import FORMATS_BY_SUFFIX as _FORMATS_BY_SUFFIX
-from .errors import DataError
+from .errors import DataError, excerpt, value_phrase
 from .jsonl import jsonl_records
 
 # One table of formats by extension, the validator's (rule dataset.source-format).
@@ -177,10 +177,17 @@ def _read_csv(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[RawColumns, 
         body = [r for _, r in numbered]
     wanted = [c.name for c in columns if c.name in header]
     index = [header.index(n) for n in wanted]
-    raw: RawColumns = {}
-    for name, j in zip(wanted, index, strict=True):
-        raw[name] = np.array([r[j] for r in body], dtype=str) if body else np.array([], dtype=str)
+    raw: RawColumns = {name: csv_column([r[j] for r in body]) for name, j in zip(wanted, index, strict=True)}
     return raw, rows, header
+
+
+def csv_column(values: list[str]) -> np.ndarray:
+    """One column of csv text as numpy strings (the fast path of :func:`parse_column`). numpy
+    drops a string's trailing NUL characters, which would turn ``3.5\\x00`` into a valid 3.5: a
+    column holding a NUL stays Python strings, so the value is parsed (and refused) as written."""
+    if any("\x00" in v for v in values):
+        return np.array(values, dtype=object)
+    return np.array(values, dtype=str) if values else np.array([], dtype=str)
 
 
 def _read_jsonl(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[RawColumns, np.ndarray, list[str]]:
@@ -241,7 +248,8 @@ def parse_column(raw: Any, c: ColumnSpec, fi: FileInfo, rows: np.ndarray) -> np.
     finite = np.isfinite(values) | np.isnan(values)
     if not finite.all():
         i = int(np.argmin(finite))
-        raise DataError(f"value {values[i]} is not a finite number", file=fi.display,
+        # The value as written: a 400-digit integer parses to inf, which is not what the file says.
+        raise DataError(f"{value_phrase(_py(raw)[i])} is not a finite number", file=fi.display,
                         row=int(rows[i]) or None, unit=fi.unit, column=c.name, field=c.field)
     if c.dtype in INT_RANGES:
         lo, hi = INT_RANGES[c.dtype]
@@ -261,7 +269,9 @@ def _py(raw: Any) -> list[Any]:
 
 
 def _show(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
+    """A parsed number for a message: integers without ``.0``, at most a short excerpt long."""
+    v = float(v)
+    return str(excerpt(int(v) if v.is_integer() and abs(v) < 1e16 else v))
 
 
 def _parse_strings(raw: Any) -> np.ndarray:
@@ -290,7 +300,7 @@ def _parse_floats(raw: Any, c: ColumnSpec, fi: FileInfo, rows: np.ndarray) -> np
         try:
             out[i] = _to_float(v)
         except (TypeError, ValueError):
-            raise DataError(f"value {v!r} is not a number", file=fi.display,
+            raise DataError(f"{value_phrase(v)} is not a number", file=fi.display,
                             row=int(rows[i]) or None, unit=fi.unit, column=c.name,
                             field=c.field, hint=f"the column is declared {c.dtype}") from None
     return out
@@ -302,7 +312,10 @@ def _to_float(v: Any) -> float:
     if isinstance(v, bool):
         raise TypeError("bool")  # true/false in a numeric column is almost always a mistake
     if isinstance(v, int | float):
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:  # a JSON integer beyond float64, as csv text of one parses: inf
+            return math.inf if v > 0 else -math.inf
     if isinstance(v, str):
         s = v.strip()
         return math.nan if not s else float(s)
@@ -330,7 +343,7 @@ def _parse_bools(raw: Any, c: ColumnSpec, fi: FileInfo, rows: np.ndarray) -> np.
         elif str(v).strip().lower() in _BOOLS:
             out[i] = _BOOLS[str(v).strip().lower()]
         else:
-            raise DataError(f"value {v!r} is not a bool", file=fi.display,
+            raise DataError(f"{value_phrase(v)} is not a bool", file=fi.display,
                             row=int(rows[i]) or None, unit=fi.unit, column=c.name, field=c.field,
                             hint="use true/false or 1/0")
     return out

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..standard import DatasetSpec, GaussianNoise, LabelEncode, MinMax, Standardize
 from ._read import ColumnSpec, Table
-from .errors import DataError
+from .errors import DataError, value_phrase
 from .split import Split
 from .transform import Transform, labels_of
 
@@ -120,7 +120,7 @@ def raw_features(t: Transform, table: Table, spec: DatasetSpec | None = None) ->
         unknown = col < 0
         if unknown.any() and cat["unknown"] == "error":
             i = int(np.argmax(unknown))
-            raise DataError(f"category {labels[i]!r} does not occur in the training split",
+            raise DataError(f"{value_phrase(labels[i], 'category')} does not occur in the training split",
                             column=name, field=_label_field(spec, name), **table.where(i),
                             hint="set unknown: ignore on the labelEncode step to map it to -1")
         x[:, j] = col
@@ -151,7 +151,7 @@ def encode(t: Transform, spec: DatasetSpec, table: Table, fields: dict[str, Colu
                 i = int(np.argmax(unknown))
                 declared = spec.target is not None and spec.target.classes is not None
                 raise DataError(
-                    f"label {labels[i]!r} is not one of the classes ({', '.join(classes)})",
+                    f"{value_phrase(labels[i], 'label')} is not one of the classes ({', '.join(classes)})",
                     column=target, **table.where(i),
                     field="spec.target.classes" if declared else fields[target].field,
                     hint="add it to target.classes" if declared else

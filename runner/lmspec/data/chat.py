@@ -1,11 +1,8 @@
-"""Chat data → training sequences: template, loss mask, length policy and packing.
+"""Chat data → token ids and loss masks: the tokenizer, the template and the trained tokens.
 
->>> # parts = read_split_conversations(chat, files, by_file=False, ratios=ratios, seed=0)
->>> # data = prepare_chat(chat, parts, base_dir, tokenizer_dir=None)
->>> # data.splits["train"].inputs.shape, data.splits["train"].positions.shape
->>> # ((120, 256), (120, 256))
->>> # data.counts["train"].as_dict()
->>> # {'conversations': 260, 'truncated': 3, 'droppedOverLength': 0, ...}
+>>> # tok, directory, files = load_tokenizer(chat, base_dir, fallback_dir=None)
+>>> # encoder = Encoder(tok, find_template(chat, base_dir, directory), chat)
+>>> # e = encoder.encode(conversation)        # e.ids, e.trained: one flag per token
 
 Each conversation is rendered with the chat template by ``transformers``'
 ``apply_chat_template(..., return_assistant_tokens_mask=True)``, which reports the tokens inside
@@ -13,29 +10,21 @@ the template's ``{% generation %}`` blocks. A conversation of ``n`` tokens gives
 inputs and targets (the targets are the inputs shifted by one token; an untrained target is
 -100), so one fits a sequence when ``n <= sequenceLength + 1``.
 
-Rows are ``sequenceLength`` long and right-padded (pad targets are -100). ``positions`` restart
-at 0 for every packed conversation: given position ids and no attention mask, transformers
-builds a causal mask that stops each conversation at its boundary, so none attends to another.
-Needs ``transformers`` (the ``run`` extra).
+The length policy, splitting and packing are :mod:`.lmprep`'s; rows are formed by
+:class:`.lm.ChatSplit`. Needs ``transformers`` (the ``run`` extra).
 """
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..files import sha256_file
 from ..standard import Chat, ChatTokenizer
-from .chat_template import Template, check_template, find_template, resolve
-from .conversations import Conversation, read_conversations
+from .chat_template import Template, resolve
+from .conversations import Conversation
 from .errors import DataError
-from .split import Split
-
-IGNORE = -100
 
 
 @dataclass
@@ -45,25 +34,6 @@ class Encoded:
     ids: list[int]
     trained: list[bool]
     conversation: Conversation
-
-
-@dataclass
-class Counts:
-    """What the length policy and the mask did, per split; written to the run log."""
-
-    conversations: int = 0
-    truncated: int = 0
-    dropped_over_length: int = 0
-    dropped_untrained: int = 0
-    sequences: int = 0
-    trained_tokens: int = 0
-    tokens: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {"conversations": self.conversations, "truncated": self.truncated,
-                "droppedOverLength": self.dropped_over_length,
-                "droppedUntrained": self.dropped_untrained, "sequences": self.sequences,
-                "tokens": self.tokens, "trainedTokens": self.trained_tokens}
 
 
 def load_tokenizer(chat: Chat, base_dir: Path, fallback_dir: Path | None) -> tuple[Any, Path | None, list[Path]]:
@@ -241,116 +211,7 @@ class Encoder:
             t = end
 
 
-@dataclass
-class ChatData:
-    """Prepared chat data: splits, what happened to each split's conversations, and files read."""
-
-    splits: dict[str, Split]
-    counts: dict[str, Counts]
-    tokenizer_json: Path | None
-    files: list[Path]
-    template: Template | None
-    pad_id: int
-
-
-def fit(encoded: list[Encoded], chat: Chat) -> tuple[list[Encoded], Counts]:
-    """The length policy, and leaving out conversations with no trained target."""
-    limit = chat.sequence_length + 1
-    counts = Counts(conversations=len(encoded))
-    kept: list[Encoded] = []
-    for e in encoded:
-        if len(e.ids) > limit:
-            if chat.over_length == "drop":
-                counts.dropped_over_length += 1
-                continue
-            counts.truncated += 1
-            e = Encoded(e.ids[:limit], e.trained[:limit], e.conversation)
-        if len(e.ids) < 2 or not any(e.trained[1:]):
-            counts.dropped_untrained += 1
-            continue
-        kept.append(e)
-    return kept, counts
-
-
-def pack_rows(lengths: list[int], capacity: int, packing: bool) -> list[list[int]]:
-    """Which conversations share a row: best-fit decreasing (the fullest row that still has
-    room), ties kept in data order; without packing, one conversation per row."""
-    if not packing:
-        return [[i] for i in range(len(lengths))]
-    rows: list[list[int]] = []
-    free: list[tuple[int, int]] = []  # (room left, row index), sorted
-    for i in sorted(range(len(lengths)), key=lambda k: (-lengths[k], k)):
-        need = lengths[i]
-        at = bisect.bisect_left(free, (need, -1))
-        if at < len(free):
-            room, r = free.pop(at)
-            rows[r].append(i)
-            bisect.insort(free, (room - need, r))
-        else:
-            rows.append([i])
-            bisect.insort(free, (capacity - need, len(rows) - 1))
-    return rows
-
-
-def to_split(encoded: list[Encoded], chat: Chat, pad_id: int, counts: Counts) -> Split:
-    """Rows of inputs, shifted targets (-100 where untrained) and per-conversation positions."""
-    length = chat.sequence_length
-    rows = pack_rows([len(e.ids) - 1 for e in encoded], length, chat.packing)
-    inputs = np.full((len(rows), length), pad_id, dtype=np.int64)
-    targets = np.full((len(rows), length), IGNORE, dtype=np.int64)
-    positions = np.zeros((len(rows), length), dtype=np.int64)
-    for r, members in enumerate(rows):
-        at = 0
-        for i in members:
-            ids = np.asarray(encoded[i].ids, dtype=np.int64)
-            trained = np.asarray(encoded[i].trained, dtype=bool)
-            k = len(ids) - 1
-            inputs[r, at:at + k] = ids[:-1]
-            targets[r, at:at + k] = np.where(trained[1:], ids[1:], IGNORE)
-            positions[r, at:at + k] = np.arange(k)
-            at += k
-        # Padding starts a document of its own in a packed row; without packing its positions
-        # simply continue (right padding cannot affect earlier tokens of a causal model).
-        positions[r, at:] = np.arange(length - at) + (0 if chat.packing else at)
-        counts.tokens += at
-    counts.sequences = len(rows)
-    counts.trained_tokens = int((targets != IGNORE).sum())
-    return Split(inputs, targets, positions)
-
-
-def prepare_chat(chat: Chat, conversations: dict[str, list[Conversation]], base_dir: Path,
-                 tokenizer_dir: Path | None = None) -> ChatData:
-    """Encode, fit and pack the conversations of each split."""
-    tok, directory, files = load_tokenizer(chat, base_dir, tokenizer_dir)
-    template = find_template(chat, base_dir, directory)
-    check_template(template, chat)
-    if template is not None and template.origin != "spec.chat.template" and Path(template.origin) not in files:
-        files.append(Path(template.origin))
-    encoder = Encoder(tok, template, chat)
-    splits: dict[str, Split] = {}
-    counts: dict[str, Counts] = {}
-    for name, convs in conversations.items():
-        kept, c = fit([encoder.encode(conv) for conv in convs], chat)
-        splits[name] = to_split(kept, chat, encoder.pad_id, c)
-        counts[name] = c
-    if counts["train"].sequences == 0:
-        c = counts["train"]
-        raise DataError(f"no training sequence is left: of {c.conversations} conversations, "
-                        f"{c.dropped_over_length} were too long and {c.dropped_untrained} had no "
-                        "trained token", field="spec.chat",
-                        hint="raise chat.sequenceLength or set chat.overLength: truncate")
-    json_path = directory / "tokenizer.json" if directory is not None else files[0]
-    return ChatData(splits, counts, json_path, files, template, encoder.pad_id)
-
-
-def read_split_conversations(chat: Chat, files: list[Any], by_file: bool, ratios: Any,
-                             seed: int) -> dict[str, list[Conversation]]:
-    """Read the conversations and divide them into splits (by source file or seeded ratios)."""
-    from .split import SPLITS, ratio_split
-
-    convs = read_conversations(files, chat)
-    if by_file:
-        return {n: [c for c in convs if files[c.file_id].split == n] for n in SPLITS}
-    idx = ratio_split(len(convs), ratios, seed)
-    return {n: [convs[int(i)] for i in idx[n]] for n in SPLITS}
+def one_conversation(messages: list[dict[str, str]], where: dict[str, Any], file_id: int) -> Conversation:
+    """A conversation read at ``where`` (file, row, unit) of source file ``file_id``."""
+    return Conversation(messages, where["file"], where["row"], where["unit"], file_id)
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import DataError
+from .errors import DataError, excerpt
 from .jsonl import jsonl_records
 
 if TYPE_CHECKING:  # numpy- and pydantic-free at run time: the validator reads records too
@@ -68,11 +68,15 @@ def _parquet(fi: FileInfo) -> Iterator[tuple[int, dict[str, Any]]]:
     except ImportError:
         raise DataError("reading parquet needs pyarrow", file=fi.display,
                         hint="pip install 'lmspec[run]'") from None
+    row = 1
     try:
-        rows = pq.read_table(fi.path).to_pylist()
+        # A batch of rows at a time: a file of any size is read in bounded memory.
+        for batch in pq.ParquetFile(fi.path).iter_batches(batch_size=1024):
+            for rec in batch.to_pylist():
+                yield row, rec
+                row += 1
     except (pa.ArrowException, OSError) as e:
-        raise DataError(f"cannot read parquet: {e}", file=fi.display) from None
-    yield from enumerate(rows, start=1)
+        raise DataError(f"cannot read parquet: {e}", file=fi.display, row=row) from None
 
 
 def read_conversations(files: list[FileInfo], chat: Chat) -> list[Conversation]:
@@ -180,11 +184,15 @@ def _turns(value: Any, name: str, chat: Chat, where: dict[str, Any]) -> list[Mes
             raise DataError(f"{at}.{f.content} is {_kind(content)}, not a string", **where)
         standard = chat.role_map.get(role, role)
         if standard not in ROLES:
-            mapped = f" (mapped from {role!r})" if standard != role else ""
-            raise DataError(f"{at} has unknown role {standard!r}{mapped}", **where,
-                            field="spec.chat.roleMap",
+            # Roles come from the data: shown as short excerpts, and not at all when they look
+            # like a credential.
+            shown, source = excerpt(standard), excerpt(role)
+            mapped = f" (mapped from {source})" if standard != role and source is not None else ""
+            what = f"unknown role {shown}" if shown is not None else \
+                "an unknown role that looks like a credential (not shown)"
+            raise DataError(f"{at} has {what}{mapped}", **where, field="spec.chat.roleMap",
                             hint=f"roles are {', '.join(ROLES)}; map others under chat.roleMap, "
-                                 f"e.g. {{{role}: user}}")
+                                 f"e.g. {{{source or 'their-role'}: user}}")
         out.append({"role": standard, "content": content})
     return out
 

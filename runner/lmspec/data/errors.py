@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class DataError(Exception):
     """A problem with the data a ``Dataset`` manifest describes, located for a person to fix.
@@ -41,3 +43,63 @@ class DataError(Exception):
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+
+EXCERPT_CHARS = 20
+"""The most characters of a data value a message shows: enough to find the value in the file,
+too few to copy a document (or a credential) into logs and CI output."""
+
+# Text that looks like a credential is never shown, not even in part: a message may end up in a
+# CI log, and a data file may hold a line that was never meant to be data.
+_SECRET = re.compile(
+    r"(?i:secret|passw|pwd|token|credential|bearer|authorization|private.?key|api.?key"
+    r"|\w*key\s*[=:])"
+    r"|(?:AKIA|ASIA)[0-9A-Z]{12,}"
+    r"|-----BEGIN"
+    r"|(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*[0-9])[0-9a-fA-F]{32,}"
+    r"|(?=[A-Za-z0-9+/_-]*[A-Z])(?=[A-Za-z0-9+/_-]*[a-z])(?=[A-Za-z0-9+/_-]*[0-9])[A-Za-z0-9+/_-]{24,}")
+
+
+def looks_secret(text: str) -> bool:
+    """True for text that looks like a credential (``key=…``, a token, an AWS key id, a long run
+    of hex or base64)."""
+    return _SECRET.search(text) is not None
+
+
+def excerpt(value: object) -> str | None:
+    """A data value as a message may show it, at most :data:`EXCERPT_CHARS` characters long
+    (``…`` marks a cut): text quoted, with backslashes, quotes and unprintable characters
+    escaped; anything else as its ``repr``. None when it looks like a credential.
+
+    >>> excerpt("5.1x"), excerpt("a" * 40), excerpt("3.5\\x00"), excerpt(1e300)
+    ("'5.1x'", "'aaaaaaaaaaaaaaaaaaa…'", "'3.5\\\\x00'", '1e+300')
+    >>> excerpt("aws_secret_access_key=abc") is None
+    True
+    """
+    text = value if isinstance(value, str) else repr(value)
+    if looks_secret(text):
+        return None
+    pieces = [_escape(ch) for ch in text] if isinstance(value, str) else list(text)
+    if sum(map(len, pieces)) > EXCERPT_CHARS:
+        kept, size = [], 0
+        for piece in pieces:
+            if size + len(piece) > EXCERPT_CHARS - 1:
+                break
+            kept.append(piece)
+            size += len(piece)
+        pieces = [*kept, "…"]
+    shown = "".join(pieces)
+    return f"'{shown}'" if isinstance(value, str) else shown
+
+
+def _escape(ch: str) -> str:
+    if ch in "\\'":
+        return "\\" + ch
+    return ch if ch.isprintable() else repr(ch)[1:-1]
+
+
+def value_phrase(value: object, noun: str = "value") -> str:
+    """``value '5.1x'`` for a message about one data value (``label 'x'`` with ``noun``), or
+    words that withhold it; the message's location names the file, row and column."""
+    shown = excerpt(value)
+    return f"{noun} {shown}" if shown is not None else f"a {noun} that looks like a credential (not shown)"

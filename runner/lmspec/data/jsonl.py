@@ -25,6 +25,12 @@ def jsonl_records(fi: FileInfo) -> Iterator[tuple[int, dict[str, Any]]]:
             except json.JSONDecodeError as e:
                 raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", file=fi.display,
                                 row=n, unit="line") from None
+            except RecursionError:
+                raise DataError("invalid JSON: nested too deeply to read", file=fi.display,
+                                row=n, unit="line") from None
+            except ValueError:  # json's own refusal of an integer with more than 4300 digits
+                raise DataError("invalid JSON: an integer with too many digits", file=fi.display,
+                                row=n, unit="line") from None
             if not isinstance(rec, dict):
                 raise DataError(f"expected a JSON object, got {type(rec).__name__}",
                                 file=fi.display, row=n, unit="line")

@@ -8,6 +8,12 @@
 Order of work: resolve and hash the files → look in the cache → read and parse the declared
 columns → row-level steps (dropNulls, dedupe, filter) on all rows → split → fit the other steps on
 the training split → apply them to every split.
+
+Language-model data (plain text or chat) is streamed into token shards on disk instead
+(:mod:`.lmprep`): a cache entry ``<cache>/<fingerprint>/`` that every job, ``lmspec evaluate``
+and ``lmspec report`` on the same Dataset share. It is built under a lock file
+(``<fingerprint>.lock``: one process builds, the others wait and read) in a temporary
+directory published by a rename, so a killed preparation leaves nothing that looks finished.
 """
 
 from __future__ import annotations
@@ -34,15 +40,16 @@ from ..standard import (
     Standardize,
     Tokenize,
 )
-from . import _tabular, _text
-from ._read import TEXT_COLUMN, ColumnSpec, FileInfo, Table, read_table, resolve_sources
+from . import _tabular
+from ._read import ColumnSpec, FileInfo, Table, read_table, resolve_sources
 from ._rows import apply_row_steps, null_mask
+from .cost import CACHE_ENV
 from .errors import DataError
 from .split import SPLITS, Split, ratio_split
 from .tokenizer import Tokenizer
 from .transform import Transform, labels_of
 
-FORMAT_VERSION = "lmspec-data-1"
+FORMAT_VERSION = "lmspec-data-2"
 """Part of every cache fingerprint; bump it whenever the same inputs would give different arrays."""
 
 TASKS = ("classification", "regression", "causal-lm")
@@ -52,9 +59,11 @@ TASKS = ("classification", "regression", "causal-lm")
 class PreparedData:
     """Everything training needs from the data, and what the run's lock file records."""
 
-    train: Split
-    validation: Split
-    test: Split
+    train: Any
+    """:class:`Split` (tabular), :class:`~.lm.TextSplit` or :class:`~.lm.ChatSplit`; all
+    give rows through ``batch(rows)``."""
+    validation: Any
+    test: Any
     transform: Transform
     fingerprint: str
     """sha256 over the Dataset spec, the model task, every file's digest and the format version."""
@@ -62,9 +71,14 @@ class PreparedData:
     """Every data and tokenizer file read → its sha256; keys are relative to the manifest directory
     when the manifest's path was."""
     counts: dict[str, dict[str, int]] | None = None
-    """Chat data: per split, conversations read, truncated, dropped, sequences and tokens."""
+    """Language models, per split: documents (or conversations read, truncated and dropped),
+    sequences and tokens."""
+    cache: Path | None = None
+    """The cache entry the splits read their tokens from (language models)."""
+    disk_bytes: int = 0
+    """Bytes of token shards on disk (language models)."""
 
-    def split(self, name: str) -> Split:
+    def split(self, name: str) -> Any:
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]
 
 
@@ -80,34 +94,49 @@ def prepare(
 ) -> PreparedData:
     """Read, check, split and preprocess a Dataset for a model of ``model_task``.
 
-    With ``cache_dir``, the result is stored as ``<fingerprint>.npz`` plus ``<fingerprint>.json``
-    and reused when nothing that affects it changed. Only rank 0 writes the cache (other ranks
-    compute the same arrays themselves if it is not there yet); ``world_size`` is accepted for
-    symmetry, sharding is :meth:`Split.shard`'s job. ``tokenizer_dir`` is the tokenizer of the
-    model to be trained, for chat data that declares none. Raises :class:`DataError` for bad data.
+    With ``cache_dir``, the result is stored there under its fingerprint and reused when
+    nothing that affects it changed. Tabular data: only rank 0 writes the cache (other ranks
+    compute the same arrays themselves if it is not there yet). Language-model data is always
+    written to disk, once, by whichever process takes the entry's lock first (without
+    ``cache_dir``, to a private temporary directory removed with the result). ``world_size``
+    is accepted for symmetry: sharding happens by index when batches are formed.
+    ``tokenizer_dir`` is the tokenizer of the model to be trained, for chat data that declares
+    none. Raises :class:`DataError` for bad data.
     """
     spec = dataset.spec
     base_dir = Path(base_dir)
     _check_manifest(spec, model_task)
     files = resolve_sources(spec, base_dir)
     if spec.chat is not None:
-        return _prepare_chat(spec, model_task, base_dir, files, cache_dir, rank, tokenizer_dir)
+        from .chat import tokenizer_source
+
+        extra = tokenizer_source(spec.chat, base_dir, tokenizer_dir)
+        if spec.chat.template_path is not None:
+            extra.append(resolve_path(spec.chat.template_path, base_dir))
+        tok_files = {_key(p, base_dir): sha256_file(p) for p in extra if p.is_file()}
+        fingerprint = _fingerprint(spec, model_task, files, tok_files)
+        digests = {fi.key: fi.sha256 for fi in files} | tok_files
+        return _cached_lm(cache_dir, fingerprint, digests,
+                          lambda d: _build_chat(spec, files, base_dir, tokenizer_dir, d) | _about(spec, files))
     tokenizer, tok_files = _tokenizer(spec, base_dir)
     digests = {fi.key: fi.sha256 for fi in files} | tok_files
     fingerprint = _fingerprint(spec, model_task, files, tok_files)
+    if model_task == "causal-lm":
+        assert tokenizer is not None  # _check_manifest requires a tokenize step
+        tok = tokenizer
+        return _cached_lm(cache_dir, fingerprint, digests,
+                          lambda d: _build_text(spec, files, tok, d) | _about(spec, files))
     if cache_dir is not None:
         hit = _load_cache(Path(cache_dir), fingerprint, digests)
         if hit is not None:
             return hit
-    if model_task == "causal-lm":
-        assert tokenizer is not None  # _check_manifest requires a tokenize step
-        splits, transform = _prepare_text(spec, files, tokenizer)
-    else:
-        splits, transform = _prepare_tabular(spec, model_task, files)
+    splits, transform = _prepare_tabular(spec, model_task, files)
     data = PreparedData(splits["train"], splits["validation"], splits["test"], transform,
                         fingerprint, digests)
-    if cache_dir is not None and rank == 0:
-        _save_cache(Path(cache_dir), data)
+    if cache_dir is not None:
+        data.cache = Path(cache_dir) / f"{fingerprint}.npz"
+        if rank == 0:
+            _save_cache(Path(cache_dir), data)
     return data
 
 
@@ -216,70 +245,172 @@ def _split_rows(spec: DatasetSpec, table: Table) -> dict[str, np.ndarray]:
     return ratio_split(len(table), s.ratios, s.seed, groups)
 
 
-# --- language model ------------------------------------------------------------------------
+# --- language models: token shards in a shared cache ------------------------------------
 
-def _prepare_text(spec: DatasetSpec, files: list[FileInfo], tokenizer: Tokenizer) -> tuple[dict[str, Split], Transform]:
-    i, step = next((i, s) for i, s in enumerate(spec.preprocessing) if isinstance(s, Tokenize))
-    name = step.column
-    declared = next((f"spec.features[{j}]" for j, f in enumerate(spec.features) if f.name == name),
-                    f"spec.preprocessing[{i}].column")
-    assert name == TEXT_COLUMN or not any(fi.format == "text" for fi in files), "dataset.text-column"
-    column = ColumnSpec(name, "string", declared)
-    table = apply_row_steps(read_table(files, [column]), spec.preprocessing, [column])
-    # An empty document holds nothing to learn from; it is skipped, not an error.
-    table = table.take(np.flatnonzero(~null_mask(table.columns[name])))
-    docs = table.columns[name]
-    s = spec.splits
-    parts: dict[str, list[str]]
-    if s.by == "file":
-        split_of = np.array([fi.split or "train" for fi in table.files], dtype=object)[table.file_id]
-        parts = {n: list(docs[split_of == n]) for n in SPLITS}
-    elif len(docs) == 1:
-        parts = _text.split_single_document(str(docs[0]), s.ratios)
-    else:
-        idx = ratio_split(len(docs), s.ratios, s.seed)
-        parts = {n: list(docs[idx[n]]) for n in SPLITS}
-    length = next(p.sequence_length for p in spec.preprocessing if isinstance(p, Pack))
-    splits = {n: _text.pack(parts[n], tokenizer, length) for n in SPLITS}
-    if len(splits["train"]) == 0:
-        raise DataError(f"the training split holds fewer than {length + 1} tokens, not one sequence",
-                        field="spec.preprocessing", hint="add text or lower pack.sequenceLength")
+def _about(spec: DatasetSpec, files: list[FileInfo]) -> dict[str, Any]:
+    """What ``lmspec plan`` matches a Dataset with, without reading its files (:mod:`.cost`)."""
+    return {"spec": spec.model_dump(mode="json", by_alias=True),
+            "sourceSizes": {fi.key: fi.path.stat().st_size for fi in files}}
+
+
+def _build_text(spec: DatasetSpec, files: list[FileInfo], tokenizer: Tokenizer, directory: Path,
+                *, whole: bool = False) -> dict[str, Any]:
+    from .lmprep import prepare_text
+
+    index = prepare_text(spec, files, tokenizer, directory, whole=whole)
+    name = next(s.column for s in spec.preprocessing if isinstance(s, Tokenize))
     transform = Transform(task="causal-lm", feature_names=[name], feature_dtypes=["string"],
                           tokenizer=tokenizer)
-    return splits, transform
+    return index | {"transform": transform.state_dict()}
 
 
-# --- chat ----------------------------------------------------------------------------------
+def _build_chat(spec: DatasetSpec, files: list[FileInfo], base_dir: Path, tokenizer_dir: Path | None,
+                directory: Path, *, whole: bool = False) -> dict[str, Any]:
+    from .lmprep import prepare_chat
 
-def _prepare_chat(spec: DatasetSpec, task: str, base_dir: Path, files: list[FileInfo],
-                  cache_dir: Path | None, rank: int, tokenizer_dir: Path | None) -> PreparedData:
-    from .chat import prepare_chat, read_split_conversations, tokenizer_source
-
-    chat = spec.chat
-    assert chat is not None
-    extra = tokenizer_source(chat, base_dir, tokenizer_dir)
-    if chat.template_path is not None:
-        extra.append(resolve_path(chat.template_path, base_dir))
-    tok_files = {_key(p, base_dir): sha256_file(p) for p in extra if p.is_file()}
-    digests = {fi.key: fi.sha256 for fi in files} | tok_files
-    fingerprint = _fingerprint(spec, task, files, tok_files)
-    if cache_dir is not None:
-        hit = _load_cache(Path(cache_dir), fingerprint, digests)
-        if hit is not None:
-            return hit
+    assert spec.chat is not None
     s = spec.splits
-    parts = read_split_conversations(chat, files, s.by == "file", s.ratios, s.seed)
-    prepared = prepare_chat(chat, parts, base_dir, tokenizer_dir)
-    if prepared.tokenizer_json is None:  # pragma: no cover - every chat tokenizer has a json
-        raise DataError("the chat tokenizer has no tokenizer.json", field="spec.chat.tokenizer")
+    index = prepare_chat(spec.chat, files, by_file=s.by == "file", ratios=s.ratios, seed=s.seed,
+                         base_dir=base_dir, tokenizer_dir=tokenizer_dir, directory=directory, whole=whole)
     transform = Transform(task="causal-lm", feature_names=["messages"], feature_dtypes=["string"],
-                          tokenizer=Tokenizer.from_file(prepared.tokenizer_json))
-    sp = prepared.splits
-    data = PreparedData(sp["train"], sp["validation"], sp["test"], transform, fingerprint, digests,
-                        {n: c.as_dict() for n, c in prepared.counts.items()})
-    if cache_dir is not None and rank == 0:
-        _save_cache(Path(cache_dir), data)
+                          tokenizer=Tokenizer.from_file(Path(index.pop("tokenizerJson"))))
+    return index | {"transform": transform.state_dict()}
+
+
+def prepare_file(spec: DatasetSpec, base_dir: Path, fi: FileInfo, *, tokenizer: Tokenizer | None,
+                 tokenizer_dir: Path | None) -> Any:
+    """A language-model file that is not one of the Dataset's sources (``lmspec evaluate
+    --input``), prepared as training prepared its sources (every document in one split, in a
+    private temporary cache): its split."""
+    if spec.chat is not None:
+        def build(d: Path) -> dict[str, Any]:
+            return _build_chat(spec, [fi], base_dir, tokenizer_dir, d, whole=True)
+    else:
+        assert tokenizer is not None
+        tok = tokenizer
+
+        def build(d: Path) -> dict[str, Any]:
+            return _build_text(spec, [fi], tok, d, whole=True)
+
+    return _cached_lm(None, hashlib.sha256(fi.key.encode()).hexdigest(), {}, build).train
+
+
+def open_entry(path: Path) -> PreparedData | None:
+    """A run's data cache entry, as its lock file names it (``dataCache``): a language model's
+    directory or a tabular ``.npz``; None when it is gone or damaged."""
+    path = Path(path)
+    try:
+        meta = json.loads((path.with_suffix(".json") if path.suffix == ".npz" else path / "meta.json").read_text())
+        fingerprint, files = str(meta["fingerprint"]), dict(meta["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if path.suffix == ".npz":
+        return _load_cache(path.parent, fingerprint, files)
+    return _open_lm(path, fingerprint, files)
+
+
+def _cached_lm(cache_dir: Path | None, fingerprint: str, files: dict[str, str],
+               build: Any) -> PreparedData:
+    """The entry ``<cache_dir>/<fingerprint>``: opened if complete and intact, else built under
+    the entry's lock (a process that waited for the lock finds it built and opens it)."""
+    import fcntl
+    import tempfile
+
+    from ..files import publish_dir
+
+    if cache_dir is None:
+        # No shared cache asked for: a private one, removed with the result.
+        private = Path(tempfile.mkdtemp(prefix="lmspec-data-"))
+        import shutil
+        import weakref
+
+        made = _publish_lm(private / fingerprint, fingerprint, files, build, publish_dir)
+        # Every split reads through the one store: the files go when the last split does.
+        weakref.finalize(made.train.store, shutil.rmtree, private, True)
+        return made
+    root = Path(cache_dir)
+    entry = root / fingerprint
+    data = _open_lm(entry, fingerprint, files)
+    if data is not None:
+        return data
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = open(root / f"{fingerprint}.lock", "a+")  # noqa: SIM115 - held until the entry exists
+    except OSError as e:
+        raise DataError(f"cannot create the data cache in {root}: {e.strerror or e}",
+                        hint=f"set {CACHE_ENV} to a writable directory") from None
+    with lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"lmspec: waiting for another process preparing the data cache {entry}", flush=True)
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()} {os.uname().nodename}\n")
+        lock.flush()
+        again = _open_lm(entry, fingerprint, files)
+        if again is not None:
+            return again
+        # A preparation killed earlier left its temporary directory (never mistaken for the
+        # entry, which appears only by a rename once complete); whoever holds the lock clears it.
+        import shutil
+
+        for stale in root.glob(f".{fingerprint}.*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        return _publish_lm(entry, fingerprint, files, build, publish_dir)
+
+
+def _publish_lm(entry: Path, fingerprint: str, files: dict[str, str], build: Any, publish: Any) -> PreparedData:
+    def fill(tmp: Path) -> None:
+        index = build(tmp)
+        meta = {"fingerprint": fingerprint, "formatVersion": FORMAT_VERSION, "files": files} | index
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    publish(fill, entry)
+    data = _open_lm(entry, fingerprint, files, verify=False)  # just written and digested
+    assert data is not None
     return data
+
+
+def _open_lm(entry: Path, fingerprint: str, files: dict[str, str], *, verify: bool = True) -> PreparedData | None:
+    """A complete entry's splits, or None when there is none; a damaged entry is reported and
+    treated as missing (it is rebuilt and replaced)."""
+    from .lm import ChatSplit, TextSplit
+    from .tokens import TokenStore
+
+    meta_path = entry / "meta.json"
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("fingerprint") != fingerprint or meta.get("formatVersion") != FORMAT_VERSION:
+            return None
+        store = TokenStore(entry, meta["store"], verify=verify)
+        length = int(meta["sequenceLength"])
+        splits: dict[str, Any] = {}
+        if meta["kind"] == "text":
+            for n in SPLITS:
+                splits[n] = TextSplit(store, np.load(entry / f"{n}.ranges.npy"), length)
+        else:
+            docs = np.load(entry / "docs.npy")
+            for n in SPLITS:
+                splits[n] = ChatSplit(store, docs, np.load(entry / f"{n}.row_ptr.npy"),
+                                      np.load(entry / f"{n}.row_docs.npy"), sequence_length=length,
+                                      pad_id=int(meta["padId"]), packing=bool(meta["packing"]),
+                                      trained=np.load(entry / f"{n}.row_trained.npy"))
+        transform = Transform.from_state_dict(meta["transform"])
+    except DataError as e:
+        print(f"lmspec: warning: {e}; preparing the data again", flush=True)
+        return None
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        print(f"lmspec: warning: the data cache entry {entry} is unreadable ({e}); preparing the "
+              "data again", flush=True)
+        return None
+    return PreparedData(splits["train"], splits["validation"], splits["test"], transform,
+                        fingerprint, files, meta.get("counts"), cache=entry,
+                        disk_bytes=store.bytes_on_disk)
 
 
 def resolve_path(path: str, base_dir: Path) -> Path:
@@ -324,7 +455,7 @@ def _load_cache(cache_dir: Path, fingerprint: str, files: dict[str, str]) -> Pre
     if meta.get("fingerprint") != fingerprint:
         return None
     return PreparedData(splits["train"], splits["validation"], splits["test"], transform,
-                        fingerprint, files, meta.get("counts"))
+                        fingerprint, files, meta.get("counts"), cache=arrays_path)
 
 
 def _save_cache(cache_dir: Path, data: PreparedData) -> None:

@@ -49,6 +49,20 @@ class Split:
         return Split(self.inputs[rows], self.targets[rows],
                      None if self.positions is None else self.positions[rows])
 
+    token_weighted = False
+    lengths = None
+
+    def batch(self, rows: np.ndarray) -> Any:
+        """The rows ``rows`` as a :class:`lmspec.data.lm.Batch` (the interface training reads
+        every kind of split through)."""
+        from .lm import Batch
+
+        return Batch(self.inputs[rows], self.targets[rows],
+                     None if self.positions is None else self.positions[rows])
+
+    def trained_tokens(self, rows: np.ndarray) -> int:
+        return int((self.targets[rows] != -100).sum()) if self.targets.ndim == 2 else len(rows)
+
     def take(self, index: Any) -> Split:
         """The rows ``index`` selects (an array of row numbers or a slice)."""
         return Split(self.inputs[index], self.targets[index],
@@ -100,3 +114,14 @@ def ratio_split(
             start += count
     return {s: np.sort(np.concatenate(out[s])) if out[s] else np.zeros(0, dtype=np.int64)
             for s in SPLITS}
+
+
+def spaced_rows(n: int, max_samples: int | str) -> np.ndarray:
+    """``max_samples`` row numbers evenly spaced through ``n`` rows (all of them for ``"all"``
+    or when there are fewer): the same rows whatever the world size or the run, as
+    ``validation.maxSamples`` and ``evaluation.maxSamples`` promise."""
+    if max_samples == "all" or int(max_samples) >= n:
+        return np.arange(n, dtype=np.int64)
+    k = int(max_samples)
+    return (np.arange(k, dtype=np.int64) * n) // k
+

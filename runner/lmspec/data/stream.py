@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ._read import FORMATS_BY_SUFFIX, ColumnSpec, FileInfo, Table, display_path, parse_column
+from ._read import FORMATS_BY_SUFFIX, ColumnSpec, FileInfo, Table, csv_column, display_path, parse_column
 from .errors import DataError
 from .jsonl import jsonl_records
 
@@ -39,9 +39,15 @@ def count_rows(fi: FileInfo) -> int | None:
     """Rows in the file when that is cheap to know (parquet metadata), else None."""
     if fi.format != "parquet":
         return None
-    import pyarrow.parquet as pq
-
-    return int(pq.ParquetFile(fi.path).metadata.num_rows)
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None  # reading it says what is missing
+    try:
+        return int(pq.ParquetFile(fi.path).metadata.num_rows)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"cannot read parquet: {e}", file=fi.display) from None
 
 
 def read_chunks(fi: FileInfo, columns: Sequence[ColumnSpec], rows: int) -> Iterator[Table]:
@@ -92,8 +98,7 @@ def _csv_chunks(fi: FileInfo, columns: Sequence[ColumnSpec], rows: int) -> Itera
 
 
 def _csv_raw(body: list[list[str]], index: dict[str, int]) -> dict[str, Any]:
-    return {name: np.array([r[j] for r in body], dtype=str) if body else np.array([], dtype=str)
-            for name, j in index.items()}
+    return {name: csv_column([r[j] for r in body]) for name, j in index.items()}
 
 
 def _jsonl_chunks(fi: FileInfo, columns: Sequence[ColumnSpec], rows: int) -> Iterator[Chunk]:

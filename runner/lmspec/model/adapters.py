@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..standard import Adapter
+from .quiet import loading_quietly
 
 
 class AdapterError(Exception):
@@ -73,8 +74,13 @@ def attach_lora(lm: nn.Module, adapter: Adapter) -> Any:
 def _quiet_peft() -> Iterator[None]:
     # peft asks the model for `is_gradient_checkpointing`, which transformers 5 deprecates in
     # favour of `is_activation_checkpointing`; the answer is the same.
+    # lmspec's transformer architecture is GPT-2, whose Conv1D layers store their weight
+    # transposed: peft notices each one, sets fan_in_fan_out itself and warns once per layer;
+    # the adapter it builds is the right one, and there is no setting for the user to change.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False but the target module is `Conv1D`",
+                                category=UserWarning)
         yield
 
 
@@ -118,6 +124,7 @@ def merge_adapter(base_dir: Path, adapter_dir: Path) -> nn.Module:
     ZeRO-3-partitioned weights."""
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32, local_files_only=True)
+    with loading_quietly():
+        base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32, local_files_only=True)
     merged: nn.Module = load_adapter(base, adapter_dir).merge_and_unload(safe_merge=True)
     return merged

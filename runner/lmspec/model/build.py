@@ -30,6 +30,7 @@ from ..standard import (
     Transformer,
 )
 from . import signature
+from .quiet import loading_quietly, unmasked_rows_are_intended
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -57,6 +58,7 @@ class CausalLM(nn.Module):
     def __init__(self, lm: nn.Module) -> None:
         super().__init__()
         self.lm = lm
+        unmasked_rows_are_intended()
 
     def forward(self, ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         # Position ids that restart within a row mark packed documents: with no attention mask,
@@ -183,8 +185,9 @@ def load_pretrained(directory: Path) -> CausalLM:
     from transformers import AutoModelForCausalLM
 
     try:
-        lm: nn.Module = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32,
-                                                             local_files_only=True)
+        with loading_quietly():
+            lm: nn.Module = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32,
+                                                                 local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot load the pretrained model in {directory}: {exc}") from None
     return CausalLM(lm)

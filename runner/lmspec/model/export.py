@@ -136,6 +136,17 @@ def save_export(
     return publish_dir(fill, out_dir)
 
 
+def record_metrics(out_dir: Path, metrics: dict[str, float]) -> None:
+    """Put the test metrics, computed after the export was written, into its ``export.json``
+    (replaced atomically)."""
+    from ..files import atomic_write_text
+
+    path = Path(out_dir) / INFO
+    info = json.loads(path.read_text())
+    info["metrics"] = metrics
+    atomic_write_text(path, json.dumps(info, indent=2) + "\n")
+
+
 @dataclass
 class Exported:
     """A loaded export: the model in eval mode, its manifest, its data transform and info."""

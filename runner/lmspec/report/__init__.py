@@ -19,12 +19,16 @@ __all__ = ["ReportError", "Run", "build_report", "read_run", "render"]
 
 def render(run_dirs: Sequence[Path]) -> str:
     """The HTML of one run's report, or of a comparison of several."""
+    import matplotlib
+
     from .html import compare, single
 
     if not run_dirs:
         raise ReportError("give at least one run directory")
     runs = [read_run(Path(p)) for p in run_dirs]
-    return single(runs[0]) if len(runs) == 1 else compare(runs)
+    # Labels and titles come from the run directories: text, never mathtext ("$x$") to parse.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return single(runs[0]) if len(runs) == 1 else compare(runs)
 
 
 def build_report(run_dirs: Sequence[Path], output: Path) -> Path:

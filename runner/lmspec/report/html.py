@@ -15,7 +15,7 @@ from typing import Any
 
 from .._version import __version__
 from .figures import Plot, confusion, curve, overlay, regression
-from .runs import Run
+from .runs import Run, number
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
@@ -38,10 +38,14 @@ td.text{white-space:pre-wrap;font-family:ui-monospace,monospace;background:#f6f8
 
 
 def _num(v: Any) -> str:
+    """A value for the page, escaped: numbers to 6 significant digits, anything else as text."""
     if isinstance(v, bool) or v is None:
         return escape(str(v)) if v is not None else "–"
     if isinstance(v, int | float):
-        return f"{v:.6g}"
+        try:
+            return f"{v:.6g}"
+        except OverflowError:  # an integer beyond float range
+            return escape(str(v))
     return escape(str(v))
 
 
@@ -62,7 +66,9 @@ def _table(head: list[str], rows: list[list[Any]], *, classes: list[str] | None 
 
 
 def _page(title: str, subtitle: str, body: list[str], data: dict[str, Any]) -> str:
-    blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    # No "<" at all inside the element: "</script" would end it, and "<!--" would change how the
+    # browser reads up to the end of the page.
+    blob = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -97,11 +103,12 @@ def _curves(run: Run) -> list[Plot]:
 
 def _test_section(run: Run, plots: list[Plot]) -> list[str]:
     body = ["<h2>Test metrics</h2>"]
-    test = dict(run.summary.get("test") or {})
-    if run.task == "causal-lm" and "perplexity" not in test and "loss" in test:
+    test = run.test_metrics()
+    loss = number(test.get("loss"))
+    if run.task == "causal-lm" and "perplexity" not in test and loss is not None:
         import math
 
-        test["perplexity (exp loss)"] = math.exp(min(float(test["loss"]), 50.0))
+        test["perplexity (exp loss)"] = math.exp(min(loss, 50.0))
     if test:
         body.append("".join(f'<span class="metric">{escape(k)}<b>{_num(v)}</b></span>' for k, v in test.items()))
     else:
@@ -133,8 +140,8 @@ def _lock_section(run: Run) -> list[str]:
         return [*body, '<p class="note">no lock.json</p>']
     keys = ["lmspec", "python", "torch", "deepspeed", "seed", "worldSize", "dataFingerprint"]
     body.append(_table(["field", "value"], [[k, lock.get(k)] for k in keys if k in lock]))
-    files = lock.get("dataFiles") or {}
-    if files:
+    files = lock.get("dataFiles")
+    if isinstance(files, dict) and files:
         body.append(_table(["data file", "sha256"], [[k, v] for k, v in files.items()]))
     body.append("<details><summary>DeepSpeed config</summary><pre>"
                 f"{escape(json.dumps(lock.get('deepspeedConfig', {}), indent=2))}</pre></details>")
@@ -144,9 +151,9 @@ def _lock_section(run: Run) -> list[str]:
 def single(run: Run) -> str:
     plots = _curves(run)
     s = run.summary
-    facts = (f"{escape(str(run.path))} · task {escape(str(run.task))} · {s.get('steps', '?')} steps · "
-             f"{s.get('epochs', '?')} epochs" + (" · stopped early" if s.get("stoppedEarly") else "")
-             + f" · {_stamp()}")
+    facts = (f"{escape(str(run.path))} · task {escape(str(run.task))} · {escape(str(s.get('steps', '?')))} steps · "
+             f"{escape(str(s.get('epochs', '?')))} epochs"
+             + (" · stopped early" if s.get("stoppedEarly") is True else "") + f" · {_stamp()}")
     body = [f'<p class="note">{escape(n)}</p>' for n in run.notes]
     body += ["<h2>Training</h2>",
              '<p class="note">dotted: checkpoints · dashed blue: resume · red: early stop</p>',

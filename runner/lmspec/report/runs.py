@@ -8,6 +8,7 @@ and the exported model's predictions on the test split.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,8 @@ class Run:
         self.label = self.label or self.name
 
     def series(self, split: str, key: str) -> tuple[list[int], list[float]]:
-        rows = [r for r in self.records if r.get("split") == split and isinstance(r.get(key), int | float)]
-        return [int(r["step"]) for r in rows], [float(r[key]) for r in rows]
+        rows = [(r["step"], number(r.get(key))) for r in self.records if r.get("split") == split]
+        return [int(step) for step, v in rows if v is not None], [v for _, v in rows if v is not None]
 
     def events(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r.get("split") == "event"]
@@ -71,51 +72,129 @@ class Run:
 
     def final_metrics(self) -> dict[str, float]:
         """Test metrics, and the last validation record's metrics, as ``test.x``/``validation.x``."""
-        out = {f"test.{k}": float(v) for k, v in (self.summary.get("test") or {}).items()}
+        out = {f"test.{k}": v for k, raw in self.test_metrics().items() if (v := number(raw)) is not None}
         last = [r for r in self.records if r.get("split") == "validation"]
         if last:
             skip = {"time", "split", "step", "epoch"}
-            out |= {f"validation.{k}": float(v) for k, v in last[-1].items()
-                    if k not in skip and isinstance(v, int | float)}
+            out |= {f"validation.{k}": v for k, raw in last[-1].items()
+                    if k not in skip and (v := number(raw)) is not None}
         return out
+
+    def test_metrics(self) -> dict[str, Any]:
+        """``summary.json``'s ``test`` (checked to be an object when the run was read)."""
+        test = self.summary.get("test")
+        return dict(test) if isinstance(test, dict) else {}
+
+
+def number(value: Any) -> float | None:
+    """A value of a record as a finite float, or None for anything else (text, true, 1e400)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        v = float(value)
+    except OverflowError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+MAX_STEP = 2**53
+"""Steps beyond this are no step a run reached (and lose their value as floats in a plot)."""
 
 
 def read_run(path: Path, *, predictions: bool = True) -> Run:
+    """A run directory, read leniently: what is malformed in it is left out with a note (shown in
+    the report), except a ``metrics.jsonl`` that is not JSON lines at all (ReportError)."""
     path = Path(path)
-    metrics = path / "metrics.jsonl"
-    if not metrics.is_file():
-        raise ReportError(f"{path} is not a run directory: it has no metrics.jsonl "
-                          "(`lmspec run` writes one)")
-    records = []
-    for n, line in enumerate(metrics.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ReportError(f"{metrics}:{n}: not a JSON record ({exc.msg})") from None
-    summary = _json(path / "summary.json")
-    lock = _json(path / "lock.json")
-    rendered_text = (path / "rendered.yaml").read_text() if (path / "rendered.yaml").is_file() else ""
-    rendered = [d for d in yaml.safe_load_all(rendered_text) if isinstance(d, dict)] if rendered_text else []
+    notes: list[str] = []
+    records = _records(path / "metrics.jsonl", notes)
+    summary = _json(path / "summary.json", notes)
+    if "test" in summary and not isinstance(summary["test"], dict):
+        notes.append("summary.json: 'test' is not an object of metrics; left out")
+        del summary["test"]
+    lock = _json(path / "lock.json", notes)
+    rendered_text, rendered = _rendered(path / "rendered.yaml", notes)
     job = next((d for d in rendered if d.get("kind") == "TrainingJob"), {})
     model = next((d for d in rendered if d.get("kind") == "Model"), {})
-    name = str(job.get("metadata", {}).get("name") or path.name)
-    declared = list(job.get("spec", {}).get("validation", {}).get("metrics", []))
-    task = model.get("spec", {}).get("task")
-    run = Run(path, name, records, summary, lock, rendered, rendered_text, task, declared)
+    name = _at(job, "metadata", "name")
+    metrics = _at(job, "spec", "validation", "metrics")
+    task = _at(model, "spec", "task")
+    declared = [m for m in metrics if isinstance(m, str)] if isinstance(metrics, list) else []
+    run = Run(path, name if isinstance(name, str) and name else path.name, records, summary, lock, rendered,
+              rendered_text, task if isinstance(task, str) else None, declared, notes=notes)
     if predictions:
         _add_predictions(run)
     return run
 
 
-def _json(path: Path) -> dict[str, Any]:
+def _records(metrics: Path, notes: list[str]) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl``; a line that is JSON but no record of a step (not an
+    object, or without a whole-number ``step``) is left out with a note."""
+    if not metrics.is_file():
+        raise ReportError(f"{metrics.parent} is not a run directory: it has no metrics.jsonl "
+                          "(`lmspec run` writes one)")
+    try:
+        text = metrics.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReportError(f"{metrics}: not a metrics file (not UTF-8 text at byte {exc.start})") from None
+    records = []
+    skipped: list[int] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ReportError(f"{metrics}:{n}: not a JSON record ({exc.msg})") from None
+        except (RecursionError, ValueError):  # nested too deeply; an integer of thousands of digits
+            raise ReportError(f"{metrics}:{n}: not a JSON record (too deep or too large to read)") from None
+        step = record.get("step") if isinstance(record, dict) else None
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEP:
+            skipped.append(n)
+            continue
+        records.append(record)
+    if skipped:
+        shown = ", ".join(map(str, skipped[:5])) + (", …" if len(skipped) > 5 else "")
+        notes.append(f"metrics.jsonl: {len(skipped)} line(s) are not records of a step (an object with "
+                     f"a whole-number step) and are left out: line {shown}")
+    return records
+
+
+def _json(path: Path, notes: list[str]) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, RecursionError, ValueError):
+        notes.append(f"{path.name} is not valid JSON; left out")
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        notes.append(f"{path.name} is not a JSON object; left out")
+        return {}
+    return data
+
+
+def _rendered(path: Path, notes: list[str]) -> tuple[str, list[dict[str, Any]]]:
+    """``rendered.yaml``'s text (shown as it is) and its documents, as JSON values: what the
+    report compares and looks up (a date becomes its text)."""
+    if not path.is_file():
+        return "", []
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+        return text, json.loads(json.dumps(docs, default=str))
+    except (yaml.YAMLError, RecursionError, TypeError, ValueError) as exc:
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        notes.append(f"rendered.yaml cannot be read ({problem}): no manifest fields in this report")
+        return text, []
+
+
+def _at(doc: Any, *keys: str) -> Any:
+    """``doc[k1][k2]…``, or None where a level is missing or not an object."""
+    for key in keys:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(key)
+    return doc
 
 
 def _add_predictions(run: Run) -> None:
@@ -124,21 +203,27 @@ def _add_predictions(run: Run) -> None:
     if not (export / "export.json").is_file():
         run.notes.append("no exported model in this run directory: no test-set plots")
         return
-    cache = run.path / "cache" / f"{run.lock.get('dataFingerprint', '')}.npz"
-    if not cache.is_file():
-        run.notes.append(f"the run's data cache ({cache.name}) is gone: no test-set plots")
+    from ..data.prepare import open_entry
+
+    where = run.lock.get("dataCache")
+    data = open_entry(Path(where)) if isinstance(where, str) and where else None
+    if data is None:
+        run.notes.append("the run's data cache is gone (lock.json's dataCache): no test-set plots")
         return
     import torch
 
     from ..model.export import load_exported
 
     exported = load_exported(export)
-    with np.load(cache, allow_pickle=False) as z:
-        splits = {k: z[k] for k in z.files}
-    name = next((s for s in ("test", "validation", "train") if len(splits[f"{s}_inputs"])), None)
+    name = next((s for s in ("test", "validation", "train") if len(data.split(s))), None)
     if name is None:
         return
-    x, y = splits[f"{name}_inputs"], splits[f"{name}_targets"]
+    split = data.split(name)
+    if exported.task == "causal-lm":
+        rows = split.batch(np.arange(min(SAMPLE_PROMPTS, len(split))))
+        x = rows.inputs
+    else:
+        x, y = split.inputs, split.targets
     if exported.task == "causal-lm":
         from ..predict import generate
 

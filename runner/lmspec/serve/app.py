@@ -31,10 +31,11 @@ from ..standard import InferenceService
 from .batcher import Batcher, Policy, QueueFull
 from .common import (
     Body,
+    GenerationParameters,
     StrictBody,
     body_schema,
     check_model,
-    check_prompt,
+    encode_prompt,
     new_generation,
     parse_body,
     path_version,
@@ -82,20 +83,12 @@ class InferenceRequest(Body):
     outputs: list[RequestOutput] | None = None
 
 
-class GenerateParameters(StrictBody):
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0, allow_inf_nan=False)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-
-
 class GenerateRequest(StrictBody):
     """The OIP ``generate`` extension's request."""
 
     id: str | None = None
     text_input: str
-    parameters: GenerateParameters = Field(default_factory=GenerateParameters)
+    parameters: GenerationParameters = Field(default_factory=GenerationParameters)
 
 
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -306,6 +299,11 @@ def _error_handlers(app: FastAPI) -> None:
     async def gone(request: Request, exc: ClientGone) -> Response:
         return Response(status_code=499)
 
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> Response:
+        # Still an answer in the protocol's shape; the gate logs the error.
+        return render(request, 500, "internal server error", type_="server_error")
+
 
 def _health_routes(app: FastAPI, state: State) -> None:
     @app.get("/v2/health/live", tags=["health"])
@@ -471,9 +469,7 @@ def _infer_response(state: State, answer: dict[str, Any], outputs: list[tuple[st
 def _oip_generation(state: State, model: str, version: str | None, body: GenerateRequest,
                     request: Request) -> Generation:
     check_model(state, model, version)
-    lm = state.require_language_model()
-    ids = lm.encode(body.text_input)
-    check_prompt(state, ids, param="text_input")
+    ids = encode_prompt(state, body.text_input, param="text_input")
     p = body.parameters
     sampling = sampling_for(state, len(ids), max_tokens=p.max_tokens, temperature=p.temperature,
                             top_p=p.top_p, stop=p.stop, seed=p.seed)

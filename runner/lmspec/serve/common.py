@@ -1,6 +1,7 @@
 """Request handling shared by the protocol modules (:mod:`.app`'s OIP routes and
-:mod:`.openai_api`): request bodies' base class, sampling settings checked against the limits,
-generations started on the engine, and work bounded by the request timeout.
+:mod:`.openai_api`): request bodies' base class, the generation parameters every route takes,
+sampling settings checked against the limits, generations started on the engine, and work
+bounded by the request timeout.
 
 >>> sampling = sampling_for(state, len(ids), max_tokens=8, temperature=0.0, top_p=None,
 ...                         stop=None, seed=None)
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ApiError, is_openai
 from .generate import Busy, Generation, Sampling
@@ -33,9 +34,38 @@ class Body(BaseModel):
 
 class StrictBody(BaseModel):
     """A request body that refuses fields it does not declare (400 naming the field), so no
-    parameter is silently ignored."""
+    parameter is silently ignored, and values of another JSON type than declared: ``true`` is not
+    the integer 1, nor ``"yes"`` a boolean."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+MAX_STOP_STRINGS = 16
+MAX_STOP_CHARS = 256
+"""Bounds of a request's ``stop``: every stop string is searched for in the text after each token."""
+
+
+class GenerationParameters(StrictBody):
+    """The generation parameters of every route that generates (OpenAI completions and chat
+    completions, the OIP generate extension's ``parameters``): one set of types, bounds and
+    messages, so a value one route refuses no other route takes."""
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
+    stop: str | list[str] | None = None
+    """A string or a list of at most 16, each at most 256 characters."""
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
+    """A generator seed: a non-negative 64-bit integer (``seed + i`` seeds the i-th of ``n``)."""
+
+    @field_validator("stop")
+    @classmethod
+    def _bounded_stop(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        stops = [stop] if isinstance(stop, str) else stop or []
+        if len(stops) > MAX_STOP_STRINGS or any(len(s) > MAX_STOP_CHARS for s in stops):
+            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings, each at most "
+                             f"{MAX_STOP_CHARS} characters")
+        return stop
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -92,6 +122,17 @@ def check_text(text: str, param: str = "prompt") -> str:
         raise ApiError(400, f"{param} is not valid Unicode: {exc.reason} at character {exc.start}",
                        param=param) from None
     return text
+
+
+def encode_prompt(state: State, text: str, param: str = "prompt") -> list[int]:
+    """Prompt text → token ids (400 for text no tokenizer can take), checked like any prompt."""
+    lm = state.require_language_model()
+    try:
+        ids = lm.encode(check_text(text, param))
+    except ValueError as exc:  # text the tokenizer cannot encode as text
+        raise ApiError(400, f"{param}: {exc}", param=param) from None
+    check_prompt(state, ids, param)
+    return ids
 
 
 def sampling_for(state: State, prompt_tokens: int, *, max_tokens: int | None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 import uuid
 from typing import Any
@@ -22,7 +23,9 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import send_error
-from .state import State
+from .state import DRAINING_HEADERS, State
+
+log = logging.getLogger("lmspec.serve")
 
 HEALTH = ("/v2/health/live", "/v2/health/ready")
 UNTRACKED = ("/metrics", *HEALTH)
@@ -86,8 +89,11 @@ class Gate:
         # With several worker processes, say which one answered (its process id).
         worker = str(state.peers.pid).encode() if state.peers is not None else None
 
+        answering = [False]
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                answering[0] = True
                 status[0] = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
                 if worker is not None:
@@ -103,6 +109,13 @@ class Gate:
             state.metrics.in_flight.inc()
         try:
             await self._admit(scope, receive, send_with_id, path, headers)
+        except Exception:
+            # A failure the application did not answer itself (it has answered 500 by now).
+            # Raised on, it would make the server close the connection without a word, and the
+            # client's next request on it would be reset.
+            log.exception("%s %s failed", scope["method"], path)
+            if not answering[0]:
+                await send_error(send_with_id, path, 500, "internal server error", type_="server_error")
         finally:
             if tracked:
                 state.in_flight -= 1
@@ -123,7 +136,7 @@ class Gate:
         auth = state.service.spec.auth
         if state.draining and not is_health(path) and path != "/metrics":
             await send_error(send, path, 503, "the server is shutting down", type_="server_error",
-                             headers={"Connection": "close"})
+                             headers=DRAINING_HEADERS)
             return
         public = (auth.public_health and is_health(path)) or (auth.public_metrics and path == "/metrics")
         if state.keys and not public and not self.authorized(headers):
@@ -162,7 +175,7 @@ class Gate:
             except TimeoutError:
                 if state.draining:
                     await send_error(send, path, 503, "the server is shutting down", type_="server_error",
-                                     headers={"Connection": "close"})
+                                     headers=DRAINING_HEADERS)
                     return
                 if time.monotonic() >= deadline:
                     await send_error(send, path, 408, "the request body did not arrive within "

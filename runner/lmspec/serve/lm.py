@@ -6,6 +6,9 @@ format directory.
 >>> lm.chat_ids([{"role": "user", "content": "Hi"}])      # the tokenizer's own chat template
 [1, 518, 25580, ...]
 
+Prompts and messages are client text: :meth:`TextModel.encode` and :meth:`TextModel.chat_ids`
+never turn them into control tokens (see :mod:`.client_text`).
+
 A Hugging Face directory holds ``config.json``, safetensors weights, tokenizer files and
 optionally ``generation_config.json`` (whose ``eos_token_id`` ends generation) and a chat template
 (``tokenizer_config.json``'s ``chat_template`` or ``chat_template.jinja``). A LoRA adapter
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 
 from ..standard import Placement, Signature, TensorSpec
+from .client_text import chat_ids, control_tokens, encode_text
 
 
 class NoChatTemplate(Exception):
@@ -45,6 +49,15 @@ class TextModel:
         self.eos = eos
         self.vocab_size = vocab_size
         self._hf = hf_tokenizer
+        # The text of these is encoded as text when it comes from a client.
+        self._control = control_tokens(tokenizer) if hf_tokenizer else ()
+        self._plain: Any = None
+        if not hf_tokenizer and getattr(tokenizer, "kind", "byte") == "file":
+            # The same tokenizer.json with its special tokens' text encoded as text.
+            from tokenizers import Tokenizer
+
+            self._plain = Tokenizer.from_str(tokenizer.state_dict()["json"])
+            self._plain.encode_special_tokens = True
 
     @property
     def eos_token_id(self) -> int | None:
@@ -55,8 +68,11 @@ class TextModel:
         return self._hf and bool(getattr(self.tokenizer, "chat_template", None))
 
     def encode(self, text: str) -> list[int]:
+        """Client text → ids; the text of a control token (``</s>``) is encoded as text."""
         if self._hf:
-            return list(self.tokenizer(text)["input_ids"])
+            return encode_text(self.tokenizer, text, self._control)
+        if self._plain is not None:
+            return list(self._plain.encode(text, add_special_tokens=False).ids)
         return list(self.tokenizer.encode(text))
 
     def decode(self, ids: list[int]) -> str:
@@ -72,12 +88,11 @@ class TextModel:
 
     def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         """The prompt of a conversation, rendered by the tokenizer's chat template with the
-        assistant's turn opened (``add_generation_prompt``)."""
+        assistant's turn opened (``add_generation_prompt``); only the template places control
+        tokens, whatever the messages hold."""
         if not self.has_chat_template:
             raise NoChatTemplate()
-        out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        ids = out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out
-        return [int(i) for i in ids]
+        return chat_ids(self.tokenizer, messages, self._control)
 
     def next_token_logits(self, sequences: list[list[int]]) -> Any:
         """Logits [len(sequences), vocab] of the token after each sequence, each re-run from
@@ -156,12 +171,15 @@ def load_hf_dir(path: Path, placement: Placement) -> TextModel:
     """A causal LM (or a LoRA adapter over one) in Hugging Face format."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    from ..model.quiet import loading_quietly
+
     adapter = (path / "adapter_config.json").is_file()
     base = _adapter_base(path) if adapter else path
     try:
         config = AutoConfig.from_pretrained(base, local_files_only=True)
         dtype = torch_dtype(placement, getattr(config, "dtype", None))
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, local_files_only=True)
+        with loading_quietly():
+            model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(path if (path / "tokenizer_config.json").is_file()
                                                   else base, local_files_only=True)
     except (OSError, ValueError) as exc:

@@ -12,7 +12,10 @@ Sampling parameters a request leaves out come from the manifest's ``generation``
 ``logprobs`` + ``top_logprobs`` 0-5), ``echo`` (completions), ``stream`` and
 ``stream_options.include_usage``; ``user`` is accepted and has no effect. Penalties,
 ``logit_bias``, ``best_of`` other than ``n``, ``suffix``, tools and any other field are refused
-with 400 rather than ignored.
+with 400 rather than ignored, as are values of another JSON type (``"max_tokens": true``). The
+generation parameters and their bounds are those of every generating route
+(:class:`.common.GenerationParameters`); prompt and message text is encoded so that it never
+becomes a control token (:mod:`.client_text`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
-from .common import StrictBody, check_prompt, check_text, new_generation, sampling_for, with_limits
+from .common import (
+    GenerationParameters,
+    StrictBody,
+    check_prompt,
+    check_text,
+    encode_prompt,
+    new_generation,
+    sampling_for,
+    with_limits,
+)
 from .errors import ApiError
 from .generate import Generation, Sampling
 from .state import State
@@ -46,14 +58,8 @@ class ResponseFormat(StrictBody):
     type: Literal["text"]
 
 
-class _Sampling(StrictBody):
+class _Sampling(GenerationParameters):
     model: str
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0, allow_inf_nan=False)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
-    stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=0, lt=2**63)
-    """A generator seed: a non-negative 64-bit integer (``seed + i`` seeds the i-th of ``n``)."""
     n: int = Field(default=1, ge=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -96,6 +102,7 @@ def chat_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
                 raise ApiError(400, f"messages[{i}].content: only text parts are supported",
                                param=f"messages.{i}.content")
             content = "".join(str(part.get("text", "")) for part in content)
+        check_text(content or "", param=f"messages.{i}.content")
         message: dict[str, Any] = {"role": m.role, "content": content or ""}
         if m.name is not None:
             message["name"] = m.name
@@ -190,7 +197,7 @@ def add_routes(app: FastAPI, state: State) -> None:
             if len(prompt) != 1:
                 raise ApiError(400, "only one prompt per request is supported", param="prompt")
             prompt = str(prompt[0])
-        ids = [int(i) for i in prompt] if isinstance(prompt, list) else lm.encode(check_text(prompt))
+        ids = [int(i) for i in prompt] if isinstance(prompt, list) else encode_prompt(state, prompt)
         gens = start(body, ids, request, body.max_tokens, body.logprobs, echo=body.echo)
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         echoed = lm.decode(ids) if body.echo else ""

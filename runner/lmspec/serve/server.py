@@ -149,10 +149,10 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
     import lmspec
 
     manifests = lmspec.load(paths)
-    if manifests.report.skipped:
-        from ..validator.core import skipped_note
+    from ..validator.core import skipped_note
 
-        print(skipped_note(manifests.report.skipped), file=sys.stderr)
+    if note := skipped_note(manifests.report.skipped):
+        print(note, file=sys.stderr)
     chosen = pick_service(manifests, service)
     obj: InferenceService = chosen.obj
     spec = obj.spec

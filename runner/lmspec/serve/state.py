@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from .lm import TextModel
 
 
+DRAINING_HEADERS = {"Connection": "close", "Retry-After": "1"}
+"""Of a 503 while draining: this connection ends; the client may retry (another replica, or this
+service once restarted)."""
+
+
 @dataclass
 class State:
     service: InferenceService
@@ -54,7 +59,7 @@ class State:
         """The loaded model, or a 503 while loading or draining."""
         if self.draining:
             raise ApiError(503, "the server is shutting down", type_="server_error",
-                           headers={"Connection": "close"})
+                           headers=DRAINING_HEADERS)
         if not self.ready or self.loaded is None:
             raise ApiError(503, "the model is not ready yet", type_="server_error",
                            headers={"Retry-After": "1"})

@@ -366,7 +366,7 @@ def launcher_command(plan: Plan, worker_args: Sequence[str], *, python: str = sy
     >>> launcher_command(Plan("local", 2, "--nproc 2"), ["job.yaml", "--job", "j", "--output", "/runs/j"],
     ...                  python="python", master_port=29501)
     ['python', '-u', '-m', 'deepspeed.launcher.runner', '--master_port', '29501', '--no_local_rank',
-     '--num_nodes', '1', '--num_gpus', '2', '--module', 'lmspec.train.worker', 'job.yaml', …]
+     '--num_nodes', '1', '--num_gpus', '2', '--log_level', 'error', '--module', 'lmspec.train.worker', …]
 
     Several machines go through pdsh: DeepSpeed checks ssh to the first host, asks it for its
     address (``hostname -I``) as the rendezvous, and runs the same Python, the same working
@@ -377,6 +377,10 @@ def launcher_command(plan: Plan, worker_args: Sequence[str], *, python: str = sy
     cmd.append("--no_local_rank")
     if plan.mode == "local":
         cmd += ["--num_nodes", "1", "--num_gpus", str(plan.world_size)]
+        # On one machine the launcher's log repeats what lmspec says (the command, the world,
+        # CUDA_VISIBLE_DEVICES even on CPU) and warns that no hostfile was given, which is the
+        # point of --num_gpus. Its errors (a rank's exit status) still show.
+        cmd += ["--log_level", "error"]
     elif plan.mode == "hosts":
         assert plan.hostfile is not None
         cmd += ["--hostfile", str(plan.hostfile), "--launcher", "pdsh"]
@@ -433,6 +437,10 @@ def launch(paths: Sequence[str], job: Manifest, run_dir: Path, *, nproc: int | N
     env = dict(os.environ)
     env["DS_ACCELERATOR"] = spec.resources.accelerator
     env.setdefault("PYTHONUNBUFFERED", "1")
+    if plan.mode == "local":
+        # The deepspeed launcher says nothing of how many ranks share this machine; each
+        # rank's torch threads default to the cores divided among them.
+        env["LMSPEC_LOCAL_RANKS"] = str(plan.world_size)
     status = subprocess.call(cmd, env=env)
     if status != 0:
         print(f"lmspec: training failed: a rank exited with status {status}; "

@@ -48,7 +48,7 @@ from ..standard import Dataset, Model, Pretrained, TrainingJob
 from ..validator.core import Manifest, ManifestSet
 from . import checkpoint
 from .dsconfig import deepspeed_config, lr_lambda
-from .metrics import IGNORE_INDEX, MetricsLog, Sums, compute_loss
+from .metrics import MetricsLog, Sums, compute_loss
 from .tracking import open_trackers
 from .world import World
 
@@ -57,6 +57,57 @@ if TYPE_CHECKING:
 
 PREDICTION_ROWS = 64
 """Test rows whose final predictions are saved beside the export, to check it reproduces them."""
+CHECK_ROWS = 4
+"""The same for a language model, whose outputs are a row's length × its vocabulary."""
+CHECK_POSITIONS = 4
+"""Positions of each such row whose whole-vocabulary logits are kept (the argmax of every
+position is kept too)."""
+
+
+def check_positions(length: int) -> np.ndarray:
+    """The positions of a row whose logits the export check keeps: spread over the row, the
+    first and the last included."""
+    return np.unique(np.linspace(0, length - 1, num=min(CHECK_POSITIONS, length)).round().astype(np.int64))
+
+
+def _group_by_length(order: np.ndarray, lengths: np.ndarray, group: int, seed: int) -> np.ndarray:
+    """Rows in windows of 64 groups, sorted by length within each window (longest first);
+    the groups of a window are then put in a seeded order, so a batch's rows have similar
+    lengths while the epoch still mixes long and short batches."""
+    from ..data.split import permutation
+
+    window = group * 64
+    out = []
+    for w, start in enumerate(range(0, len(order), window)):
+        part = order[start:start + window]
+        part = part[np.argsort(-lengths[part], kind="stable")]
+        whole = len(part) // group * group
+        groups = part[:whole].reshape(-1, group)
+        out.append(groups[permutation(len(groups), seed + w)].reshape(-1))
+        out.append(part[whole:])
+    return np.concatenate(out) if out else order
+
+
+def epoch_rows(split: Any, *, seed: int, epoch: int, rank: int, world: int, micro_batch: int,
+               group_by_length: bool) -> np.ndarray:
+    """A rank's training rows of an epoch, in order: a seeded permutation of the split, dealt
+    to the ranks in turn (``rank, rank + world, …`` of the first ``len // world × world``, so
+    every rank gets as many). With ``group_by_length``, each window of 64 global micro batches
+    is sorted by row length and its micro batches shuffled. Micro batch ``m`` of the epoch is
+    ``rows[m * micro_batch:(m + 1) * micro_batch]``."""
+    from ..data.split import permutation
+
+    order = permutation(len(split), _seed(seed, epoch))
+    order = order[:len(order) // world * world]
+    lengths = getattr(split, "lengths", None)
+    if group_by_length and lengths is not None:
+        order = _group_by_length(order, np.asarray(lengths), micro_batch * world, _seed(seed, epoch, 2))
+        # A global micro batch is consecutive: rank r takes its r-th slice.
+        full = len(order) // (micro_batch * world) * (micro_batch * world)
+        head = order[:full].reshape(-1, world, micro_batch)[:, rank, :].reshape(-1)
+        return np.concatenate([head, order[full:][rank::world]])
+    return order[rank::world]
+
 
 FAULT_ENV = "LMSPEC_FAULT_AT"
 """Fault injection for resume and failure tests: ``RANK:STEP`` kills that rank (SIGKILL) just
@@ -148,6 +199,10 @@ class Recipe:
         self.params: dict[str, int] = {}
         self.partitioned_load = False
         self._hf_ds_config: Any = None
+        self.export_stats: dict[str, int] | None = None
+        self.last_train_loss: float | None = None
+        """The mean training loss of the last logging window (for summary.json)."""
+        self.last_validation: dict[str, float] | None = None
         fault = os.environ.get(FAULT_ENV, "")
         self.fault = tuple(int(v) for v in fault.split(":")) if fault else None
 
@@ -209,21 +264,28 @@ class Recipe:
 
     def _setup_data(self) -> None:
         from ..data import prepare
+        from ..data.cost import default_cache_dir
 
-        # Chat data that declares no tokenizer uses the pretrained base's.
+        # One cache per Dataset, shared by every job on it (and by evaluate and report); chat
+        # data that declares no tokenizer uses the pretrained base's.
         self.data = prepare(self.data_obj, self.data_manifest.base_dir, model_task=self.task,
-                            cache_dir=self.run_dir / "cache", rank=self.world.rank,
-                            world_size=self.world.size,
+                            cache_dir=default_cache_dir(self.data_manifest.base_dir),
+                            rank=self.world.rank, world_size=self.world.size,
                             tokenizer_dir=self.base.directory if self.base is not None else None)
         # Chat data masks tokens out of the loss: it is normalised by the trained tokens of the
         # whole optimizer step (all micro batches, all ranks), not averaged per micro batch.
-        self.token_weighted = self.task == "causal-lm" and bool((self.data.train.targets == IGNORE_INDEX).any())
+        self.token_weighted = bool(self.data.train.token_weighted)
         if self.data.counts is not None and self.world.is_main:
             for name, c in self.data.counts.items():
-                print(f"lmspec: {name} data: {c['conversations']} conversations, {c['truncated']} "
-                      f"truncated, {c['droppedOverLength']} dropped as too long, "
-                      f"{c['droppedUntrained']} dropped with no trained token; {c['sequences']} "
-                      f"sequences, {c['trainedTokens']} trained tokens")
+                if "conversations" in c:
+                    print(f"lmspec: {name} data: {c['conversations']} conversations, {c['truncated']} "
+                          f"truncated, {c['droppedOverLength']} dropped as too long, "
+                          f"{c['droppedUntrained']} dropped with no trained token; {c['sequences']} "
+                          f"sequences, {c['trainedTokens']} trained tokens")
+                else:
+                    print(f"lmspec: {name} data: {c['documents']:,} document(s), {c['tokens']:,} tokens, "
+                          f"{c['sequences']:,} sequences")
+            print(f"lmspec: data cache {self.data.cache} ({self.data.disk_bytes:,} bytes of tokens)")
         b = self.spec.batch
         per_rank = len(self.data.train) // self.world.size
         self.micro_per_epoch = per_rank // b.micro_batch_size
@@ -339,8 +401,8 @@ class Recipe:
         vocab = getattr(config, "vocab_size", None)
         if self.task != "causal-lm" or not isinstance(vocab, int):
             return
-        top = max((int(s.inputs.max()) for s in (self.data.train, self.data.validation, self.data.test)
-                   if len(s)), default=-1)
+        store = getattr(self.data.train, "store", None)
+        top = store.max_id if store is not None else -1
         if top >= vocab:
             raise TrainError(f"Dataset {self.data_obj.metadata.name!r} has token id {top}, but Model "
                              f"{self.model_obj.metadata.name!r} has a vocabulary of {vocab}: the "
@@ -372,6 +434,7 @@ class Recipe:
             "worldSize": self.world.size,
             "dataFingerprint": self.data.fingerprint,
             "dataFiles": self.data.files,
+            "dataCache": str(self.data.cache.resolve()) if self.data.cache is not None else None,
             "deepspeedConfig": self.ds_config,
             "parameters": self.params,
         }
@@ -379,6 +442,7 @@ class Recipe:
             lock["base"] = {**self.base.lock(), "loadedPartitioned": self.partitioned_load}
         if self.data.counts is not None:
             lock["dataCounts"] = self.data.counts
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "lock.json").write_text(json.dumps(lock, indent=2) + "\n")
 
     def _check_same_data(self) -> None:
@@ -449,22 +513,23 @@ class Recipe:
         engine.train()
         window_loss, window_micro, window_start = 0.0, 0, time.perf_counter()
         started = time.perf_counter()
-        shard: Any = None
-        shard_epoch = -1
+        order: np.ndarray = np.zeros(0, dtype=np.int64)
+        order_epoch = -1
         step_tokens = 0
+        train = self.data.train
         while self.epoch < spec.stopping.epochs and not self._done():
-            if shard_epoch != self.epoch:
-                shard, shard_epoch = self._epoch_shard(self.epoch), self.epoch
-            rows = slice(self.micro * mb, (self.micro + 1) * mb)
-            x, y = shard.inputs[rows], shard.targets[rows]
+            if order_epoch != self.epoch:
+                order, order_epoch = self._epoch_rows(self.epoch), self.epoch
+            batch = train.batch(order[self.micro * mb:(self.micro + 1) * mb])
+            x, y = batch.inputs, batch.targets
             if self.token_weighted and self.micro % gas == 0:
-                step_tokens = self._step_tokens(shard.targets[self.micro * mb:(self.micro + gas) * mb])
+                step_tokens = self._step_tokens(train.trained_tokens(order[self.micro * mb:(self.micro + gas) * mb]))
             # Derived from (seed, epoch, micro batch, rank) only: a resumed run draws the same.
             if self.task != "causal-lm":
                 rng = np.random.default_rng(_seed(spec.seed, self.epoch, self.micro, self.world.rank))
                 x = self.data.transform.augment(x, rng)
-            torch.manual_seed(_seed(spec.seed, self.epoch, self.micro, self.world.rank, 1))
-            out = engine(self._inputs(x), **self._positions(shard, rows))
+            self._seed_generators(_seed(spec.seed, self.epoch, self.micro, self.world.rank, 1))
+            out = engine(self._inputs(x), **self._positions(batch.positions))
             if self.token_weighted:
                 # DeepSpeed divides by gradientAccumulationSteps and averages over ranks; this
                 # scale makes the step's gradient that of the mean over its trained tokens.
@@ -515,25 +580,36 @@ class Recipe:
     def _done(self) -> bool:
         return self.stopped_early or self.step >= self.total_steps
 
-    def _epoch_shard(self, epoch: int) -> Any:
-        from ..data.split import permutation
+    def _epoch_rows(self, epoch: int) -> np.ndarray:
+        b = self.spec.batch
+        return epoch_rows(self.data.train, seed=self.spec.seed, epoch=epoch, rank=self.world.rank,
+                          world=self.world.size, micro_batch=b.micro_batch_size,
+                          group_by_length=b.group_by_length)
 
-        train = self.data.train
-        order = permutation(len(train), _seed(self.spec.seed, epoch))
-        return train.take(order).shard(self.world.rank, self.world.size)
+    def _seed_generators(self, seed: int) -> None:
+        """Seed the random generators this rank draws from: the CPU's, and its own GPU's.
 
-    def _step_tokens(self, targets: np.ndarray) -> int:
+        Not ``torch.manual_seed``: it also queues a seed for every other device type torch
+        knows (CUDA, XPU, MTIA) that is not initialised, capturing the Python stack for each,
+        which costs about half a millisecond per micro batch; the draws are the same."""
+        torch.default_generator.manual_seed(seed)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(seed)
+
+    def _step_tokens(self, local: int) -> int:
+        if self.world.size == 1:  # nothing to add up, and a collective costs a thread handoff
+            return local
         import torch.distributed as dist
 
-        t = torch.tensor([int((targets != IGNORE_INDEX).sum())], dtype=torch.int64)
+        t = torch.tensor([local], dtype=torch.int64)
         dist.all_reduce(t)
         return int(t)
 
-    def _positions(self, split: Any, rows: Any) -> dict[str, torch.Tensor]:
+    def _positions(self, positions: np.ndarray | None) -> dict[str, torch.Tensor]:
         """``position_ids`` of chat data (they restart at each packed conversation)."""
-        if split.positions is None:
+        if positions is None:
             return {}
-        return {"position_ids": torch.from_numpy(np.ascontiguousarray(split.positions[rows])).to(self.device)}
+        return {"position_ids": torch.from_numpy(np.ascontiguousarray(positions)).to(self.device)}
 
     def _inputs(self, x: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
@@ -550,13 +626,16 @@ class Recipe:
         return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True)
 
     def _log_train(self, local_loss: float, rate: float) -> None:
-        import torch.distributed as dist
+        loss = local_loss
+        if self.world.size > 1:
+            import torch.distributed as dist
 
-        t = torch.tensor([local_loss], dtype=torch.float64)
-        dist.all_reduce(t)
+            t = torch.tensor([local_loss], dtype=torch.float64)
+            dist.all_reduce(t)
+            loss = float(t) / self.world.size
+            self.last_train_loss = loss
         if self.log is not None:
             lr = float(self.engine.get_lr()[0])
-            loss = float(t) / self.world.size
             self.log.write("train", self.step, {"loss": loss},
                            epoch=self.epoch, lr=lr, samples_per_s=round(rate, 2))
             if self.print_progress:
@@ -567,7 +646,9 @@ class Recipe:
         v = self.spec.validation
         if len(self.data.validation) == 0:
             return
-        values = self.evaluate_split(self.data.validation, v.metrics)
+        values = self.evaluate_split(self.data.validation, v.metrics, max_samples=v.max_samples,
+                                     name="validation")
+        self.last_validation = values
         if self.log is not None:
             self.log.write("validation", self.step, values, epoch=self.epoch)
         es = v.early_stopping
@@ -575,7 +656,8 @@ class Recipe:
             return
         value = values.get(es.metric)
         if value is None:
-            value = self.evaluate_split(self.data.validation, [es.metric])[es.metric]
+            value = self.evaluate_split(self.data.validation, [es.metric],
+                                        max_samples=v.max_samples)[es.metric]
         better = self.best is None or (
             value < self.best - es.min_delta if es.mode == "min" else value > self.best + es.min_delta)
         if better:
@@ -605,47 +687,98 @@ class Recipe:
     # --- evaluate ------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def evaluate_split(self, split: Any, metrics: list[str]) -> dict[str, float]:
-        """Metrics of a split, each rank taking rows ``rank::world``; reduced across ranks."""
+    def evaluate_split(self, split: Any, metrics: list[str], *, max_samples: int | str = "all",
+                       name: str = "") -> dict[str, float]:
+        """Metrics of ``max_samples`` rows of a split (evenly spaced, the same whatever the
+        world size), each rank taking every ``world``-th of them; reduced across ranks."""
         self.engine.eval()
         mb = self.spec.batch.micro_batch_size
-        idx = np.arange(self.world.rank, len(split), self.world.size)
+        from ..data.split import spaced_rows
+
+        chosen = spaced_rows(len(split), max_samples)
+        idx = chosen[self.world.rank::self.world.size]
         # Every rank runs the same number of forward passes: ZeRO-3 gathers parameters
         # collectively inside forward, so a rank with fewer rows runs a discarded pass.
-        per_rank = math.ceil(len(split) / self.world.size)
+        per_rank = math.ceil(len(chosen) / self.world.size)
         batches = math.ceil(per_rank / mb)
+        started = time.perf_counter()
+        bar = self._eval_bar(name, batches)
         sums = Sums()
         for b in range(batches):
             rows = idx[b * mb:(b + 1) * mb]
-            use = rows if len(rows) else np.array([0])
-            out = self.engine(self._inputs(split.inputs[use]), **self._positions(split, use))
+            use = rows if len(rows) else chosen[:1]
+            batch = split.batch(use)
+            out = self.engine(self._inputs(batch.inputs), **self._positions(batch.positions))
             if len(rows):
-                sums.add(out, self._targets(split.targets[rows]), self.task)
+                sums.add(out, self._targets(batch.targets), self.task)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         self.engine.train()
-        return sums.reduce().values(metrics)
+        values = sums.reduce().values(metrics)
+        if self.world.is_main and name:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+            print(f"lmspec: {name} at step {self.step}: {shown} ({len(chosen)} of {len(split)} samples, "
+                  f"{time.perf_counter() - started:.1f}s)", flush=True)
+        return values
+
+    def _eval_bar(self, name: str, batches: int) -> Any:
+        # A bar for evaluations long enough to wonder about, on a terminal only (the run log
+        # gets one line per evaluation instead).
+        if not (name and batches >= 20 and self.world.is_main and self.spec.logging.progress_bar
+                and sys.stderr.isatty()):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=batches, desc=name, unit="batch", leave=False, dynamic_ncols=True)
 
     def evaluate(self) -> dict[str, float]:
+        """The test metrics (``evaluation.maxSamples`` of the test split)."""
         ev = self.spec.evaluation
         test = self.data.test
         values: dict[str, float] = {}
         if ev.enabled and len(test) > 0:
-            values = self.evaluate_split(test, ev.metrics)
+            values = self.evaluate_split(test, ev.metrics, max_samples=ev.max_samples, name="test")
             if self.log is not None:
                 self.log.write("test", self.step, values)
-        # Predictions of the trained engine on the first test rows (every rank runs them, as
-        # ZeRO-3 requires); rank 0 keeps them to compare with the exported model.
-        source = test if len(test) > 0 else self.data.train
-        x = source.inputs[:PREDICTION_ROWS]
-        first = slice(0, PREDICTION_ROWS)
-        self.engine.eval()
-        with torch.no_grad():
-            pred = self.engine(self._inputs(x), **self._positions(source, first)).float().cpu().numpy()
-        if self.world.is_main:
-            np.save(self.run_dir / "final_inputs.npy", x)
-            if source.positions is not None:
-                np.save(self.run_dir / "final_positions.npy", source.positions[first])
-            np.save(self.run_dir / "final_predictions.npy", pred)
         return values
+
+    @torch.no_grad()
+    def save_check_sample(self) -> None:
+        """Outputs of the trained engine on a few test rows, kept by rank 0 beside the export
+        to check that the export reproduces them (every rank runs the forward passes, as ZeRO-3
+        requires). Bounded: a language model keeps the argmax of every position and the logits
+        of a few positions, never whole-vocabulary logits of whole rows."""
+        source = self.data.test if len(self.data.test) > 0 else self.data.train
+        lm = self.task == "causal-lm"
+        rows = np.arange(min(len(source), CHECK_ROWS if lm else PREDICTION_ROWS))
+        self.engine.eval()
+        inputs, positions, argmax, logits = [], [], [], []
+        at = check_positions(source.length) if lm else None
+        # A language model's rows one at a time: a row's logits (length × vocabulary) are the
+        # most ever held. Rows are sequenceLength wide, so they stack.
+        for r in [np.array([r]) for r in rows] if lm else [rows]:
+            batch = source.batch(r, pad_to_longest=False) if lm else source.batch(r)
+            out = self.engine(self._inputs(batch.inputs), **self._positions(batch.positions)).float()
+            inputs.append(batch.inputs)
+            if batch.positions is not None:
+                positions.append(batch.positions)
+            if at is None:
+                logits.append(out.cpu().numpy())
+            else:
+                argmax.append(out.argmax(-1).to(torch.int32).cpu().numpy())
+                logits.append(out[:, at].cpu().numpy())
+        self.engine.train()
+        if not self.world.is_main:
+            return
+        np.save(self.run_dir / "final_inputs.npy", np.concatenate(inputs))
+        if positions:
+            np.save(self.run_dir / "final_positions.npy", np.concatenate(positions))
+        np.save(self.run_dir / "final_predictions.npy", np.concatenate(logits))
+        if at is not None:
+            np.save(self.run_dir / "final_prediction_positions.npy", at)
+            np.save(self.run_dir / "final_argmax.npy", np.concatenate(argmax))
 
     # --- save ----------------------------------------------------------------------------------
 
@@ -772,7 +905,7 @@ class Recipe:
                 shutil.rmtree(staging, ignore_errors=True)
             raise
 
-    def save(self, metrics: dict[str, float]) -> Path:
+    def save(self) -> Path:
         import shutil
 
         from ..model.export import save_export
@@ -802,27 +935,41 @@ class Recipe:
                 write_hf = self._hf_writer(module, state, streamed[0] if streamed else None,
                                            streamed[1].dtype if streamed else None)
             save_export(out, self.model_obj, state, self.data.transform.state_dict(),
-                        job=self.job.metadata.name, metrics=metrics, input_width=self.input_width,
+                        job=self.job.metadata.name, metrics={}, input_width=self.input_width,
                         write_hf=write_hf)
         finally:
             if streamed is not None:
                 shutil.rmtree(streamed[0], ignore_errors=True)
-        summary: dict[str, Any] = {"parameters": self.params, "steps": self.step, "epochs": self.epoch,
-                                   "stoppedEarly": self.stopped_early,
-                                   "firstStepSeconds": self.first_step_s,
-                                   "trainSeconds": self.train_seconds, "test": metrics}
         if streamed is not None:
             stats = streamed[1]
             # The most weight bytes rank 0 held at once while exporting (the pending shard and
             # the parameter just gathered), against the size of all the weights.
-            summary["export"] = {"shards": stats.shards, "weightBytes": stats.total_bytes,
+            self.export_stats = {"shards": stats.shards, "weightBytes": stats.total_bytes,
                                  "peakHeldBytes": stats.peak_held_bytes}
             print(f"lmspec: exported {stats.total_bytes} bytes of weights in {stats.shards} "
                   f"shard(s), holding at most {stats.peak_held_bytes} bytes at once")
+        return out
+
+    def finish(self, out: Path, metrics: dict[str, float]) -> None:
+        """Rank 0: the test metrics into the export's ``export.json``, and ``summary.json``."""
+        if not self.world.is_main:
+            return
+        from ..model.export import record_metrics
+
+        record_metrics(out, metrics)
+        # Completed passes over the training split (2.86, not 2): the micro batches trained.
+        epochs = round(self.epoch + self.micro / self.micro_per_epoch, 4)
+        summary: dict[str, Any] = {"parameters": self.params, "steps": self.step, "epochs": epochs,
+                                   "trainLoss": self.last_train_loss,
+                                   "validation": self.last_validation,
+                                   "stoppedEarly": self.stopped_early,
+                                   "firstStepSeconds": self.first_step_s,
+                                   "trainSeconds": self.train_seconds, "test": metrics}
+        if self.export_stats is not None:
+            summary["export"] = self.export_stats
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if self.log is not None:
             self.log.trackers.artifacts(self.run_dir)
-        return out
 
     def _tokenizer_dir(self) -> Path | None:
         """The Hugging Face tokenizer directory exported with the model: the pretrained base's,
@@ -921,8 +1068,12 @@ class Recipe:
         try:
             started = time.perf_counter()
             self.train()
+            # The export is written before anything else is computed: a failure in the final
+            # evaluation must not cost the trained model.
+            out = self.save()
             metrics = self.evaluate()
-            out = self.save(metrics)
+            self.finish(out, metrics)
+            self.save_check_sample()
             if self.world.is_main:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
                 print(f"lmspec: trained {self.step} steps in {time.perf_counter() - started:.1f}s"

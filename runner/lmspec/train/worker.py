@@ -19,6 +19,15 @@ def main_in_process(paths: list[str], job_name: str, run_dir: Path, *, resume: b
     # DeepSpeed 0.19 calls a torch.distributed function that torch 2.13 deprecates, once per
     # gather: a warning per step on every rank that the user can do nothing about.
     warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor` is deprecated", category=FutureWarning)
+    from .world import threads_per_rank
+
+    # Before torch starts its thread pools where it is not imported yet; set_num_threads below
+    # covers an in-process run that imported it already.
+    threads, why = threads_per_rank()
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
     from ..data import DataError
     from ..model.build import ModelError
     from ..validator.core import ValidationFailed
@@ -37,6 +46,8 @@ def main_in_process(paths: list[str], job_name: str, run_dir: Path, *, resume: b
         # `lmspec run` checked the world it planned; this is the world the launcher made.
         check_world(job, Plan("joined", world.size, world.describe()))
         run_dir.mkdir(parents=True, exist_ok=True)
+        if world.is_main:
+            print(f"lmspec: {threads} torch thread{'s' if threads > 1 else ''} per rank ({why})", flush=True)
         Recipe(job, manifests, run_dir, resume=resume).run()
     except (DataError, ModelError, TrainError, RunError) as exc:
         print(prefix + str(exc), file=sys.stderr)

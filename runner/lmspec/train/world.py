@@ -102,3 +102,32 @@ class World:
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False,
                                    timeout=timedelta(seconds=INIT_TIMEOUT_S))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as a container or Slurm sets it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def local_ranks() -> int:
+    """Ranks on this machine: what the launcher says (torchrun's LOCAL_WORLD_SIZE, Slurm's
+    tasks per node), else 1."""
+    env = os.environ
+    for name in ("LOCAL_WORLD_SIZE", "LMSPEC_LOCAL_RANKS", "SLURM_NTASKS_PER_NODE"):
+        value = env.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def threads_per_rank(local: int | None = None) -> tuple[int, str]:
+    """Torch threads for each rank: ``OMP_NUM_THREADS`` when set, else the usable cores divided
+    by the local ranks (several ranks each running a thread per core slow one another down);
+    and where the number came from, for the run log."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given), "OMP_NUM_THREADS"
+    n = local or local_ranks()
+    cores = usable_cores()
+    return max(1, cores // n), f"{cores} cores / {n} local rank{'s' if n > 1 else ''}; OMP_NUM_THREADS overrides"
+

@@ -6,7 +6,7 @@ with ``x-``, which are the sanctioned extension point and are kept verbatim on r
 """
 
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -22,6 +22,11 @@ Int = Annotated[int, BeforeValidator(_integral_float_to_int), Field(ge=-(2**63),
 
 PositiveInt = Annotated[Int, Field(ge=1)]
 NonNegativeInt = Annotated[Int, Field(ge=0)]
+
+CountOrAll = Annotated[Annotated[int, Field(ge=1, le=2**63 - 1)] | Literal["all"],
+                       BeforeValidator(_integral_float_to_int)]
+"""A positive count, or ``"all"``. The float conversion wraps the union rather than the integer
+branch, so that pydantic names the branches plainly (``constrained-int``, ``literal['all']``)."""
 
 def _closed_but_extensions(schema: dict[str, Any]) -> None:
     # What the published schema says of every object: x- keys allowed, nothing else undeclared.

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 
-from ._base import Int, Name, NonNegativeInt, PositiveInt, Spec
+from ._base import CountOrAll, Int, Name, NonNegativeInt, PositiveInt, Spec
 from ._plain import _not_bool
 from .cluster import TrainingCluster
 from .common import Metadata
@@ -98,6 +98,11 @@ class Batch(Spec):
 
     global_batch_size: PositiveInt | None = Field(default=None, examples=[256])
     """Optional statement of the global batch; when given it must equal the product above."""
+
+    group_by_length: bool = Field(default=False, examples=[True])
+    """Language models: form micro batches of rows of similar length (within seeded windows of
+    64 global micro batches, whose order is then shuffled), so that less of each batch is
+    padding. A micro batch is always padded only to its longest row."""
 
 
 class Fp16(Spec):
@@ -283,6 +288,12 @@ class Validation(Spec):
     early_stopping: EarlyStopping | None = Field(default=None, examples=[{"metric": "loss", "patience": 3}])
     """Optional early stopping."""
 
+    max_samples: CountOrAll = Field(default=256, examples=[1024])
+    """Samples (rows, or sequences of a language model) each validation evaluates: that many,
+    evenly spaced through the validation split, the same ones every time and whatever the world
+    size; ``all`` for the whole split. The default keeps a validation of a large corpus to a few
+    hundred forward passes."""
+
 
 class Evaluation(Spec):
     """Evaluation on the test split after training."""
@@ -292,6 +303,10 @@ class Evaluation(Spec):
 
     metrics: list[Metric] = Field(default_factory=_loss_metric, examples=[["accuracy"]])
     """Metrics to report."""
+
+    max_samples: CountOrAll = Field(default=2048, examples=["all"])
+    """Samples of the test split evaluated, evenly spaced through it (as for validation);
+    ``all`` for the whole split."""
 
 
 class Checkpointing(Spec):

@@ -256,21 +256,18 @@ def walk_glob(pattern: str, problems: list[Finding] | None = None, *, limit: int
 
 
 def skipped_note(skipped: Sequence[str]) -> str:
-    """One line naming what directory arguments passed over, or ``""``: JSON files, run and
-    export directories (they hold an lmspec output marker) and Hugging Face model directories.
+    """One line naming the JSON files directory arguments passed over, or ``""``: a JSON
+    manifest among them would otherwise go unchecked without a word.
 
-    >>> skipped_note(["p/tokenizer.json"])
+    Skipped directories go unsaid: run and export directories (they hold :data:`OUTPUT_MARKER`)
+    are what lmspec itself wrote below the manifests, and Hugging Face model directories are
+    the weights and tokenizers the manifests name; either would be repeated by every command.
+
+    >>> skipped_note(["p/tokenizer.json", "p/runs/train/"])
     'lmspec: skipped p/tokenizer.json (JSON is read only when named)'
     """
-    if not skipped:
-        return ""
-    def why(s: str) -> str:
-        if not s.endswith(os.sep):
-            return "JSON is read only when named"
-        return "lmspec output" if os.path.isfile(os.path.join(s, OUTPUT_MARKER)) else "a Hugging Face model directory"
-
-    said = [f"{s} ({why(s)})" for s in skipped]
-    return "lmspec: skipped " + ", ".join(said)
+    files = [s for s in skipped if not s.endswith(os.sep)]
+    return f"lmspec: skipped {', '.join(files)} (JSON is read only when named)" if files else ""
 
 
 def _io_finding(file: str, message: str) -> Finding:

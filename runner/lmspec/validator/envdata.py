@@ -20,7 +20,7 @@ def check_data(dataset: Any, base_dir: Path, manifest_file: str) -> Iterator[Fin
     """Findings for the data of one schema-valid Dataset whose files exist and match their digests."""
     try:
         from ..data._read import ColumnSpec, read_table, resolve_sources
-        from ..data.errors import DataError
+        from ..data.errors import DataError, value_phrase
         from ..data.transform import labels_of
     except ImportError as exc:  # numpy (or pyarrow) is missing: say so, do not pass silently
         yield Finding(rules.ENV_DATA, "error", manifest_file, 1, 1, "",
@@ -40,6 +40,12 @@ def check_data(dataset: Any, base_dir: Path, manifest_file: str) -> Iterator[Fin
         columns = list(declared.values())
     try:
         files = resolve_sources(spec, base_dir)
+        if tokenize is not None:
+            # Streamed, as preparation reads it: a corpus larger than memory is checked too.
+            from ..data.lmprep import check_sources
+
+            check_sources(files, columns[0], list(spec.preprocessing))
+            return
         table = read_table(files, columns)
     except DataError as exc:
         yield _finding(exc, name, manifest_file)
@@ -51,7 +57,7 @@ def check_data(dataset: Any, base_dir: Path, manifest_file: str) -> Iterator[Fin
         for i, label in enumerate(labels):
             if label is not None and label not in classes:
                 where = table.where(i)
-                yield _finding(DataError(f"label {label!r} is not one of the declared classes "
+                yield _finding(DataError(f"{value_phrase(label, 'label')} is not one of the declared classes "
                                          f"({', '.join(target.classes)})", column=target.name,
                                          field="spec.target.classes", **where,
                                          hint="add it to target.classes, or fix the row"), name, manifest_file)

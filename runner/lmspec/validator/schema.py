@@ -379,12 +379,17 @@ def _is_branch(part: str | int) -> bool:
         return False
     # Branch names: scalar type names, model class names, discriminator tags, and the names
     # pydantic gives validator-wrapped models ("function-wrap[_split_extensions()]").
-    return part in _SCALAR_BRANCHES or part[:1].isupper() or part in _all_tags() or "[" in part
+    return (part in _SCALAR_BRANCHES or part.startswith("constrained-") or part[:1].isupper()
+            or part in _all_tags() or "[" in part)
 
 
 def _branch_matches(part: str, node: Any) -> bool:
+    if part.startswith("constrained-"):  # a bounded scalar beside another type: ``constrained-int``
+        part = part.removeprefix("constrained-")
     if part in _SCALAR_BRANCHES:
         return isinstance(node, _SCALAR_BRANCHES[part])
+    if part.startswith("literal["):  # ``Literal["all"]`` beside another type: a string branch
+        return isinstance(node, str)
     return isinstance(node, dict)
 
 
