@@ -47,8 +47,13 @@ class FastTierGuard:
     """Fails an unmarked test that starts a process or trains, at the moment it does."""
 
     def __init__(self) -> None:
+        import platform
+
         from lmspec.train.loop import Recipe
 
+        # Libraries ask once per process what the processor is (DeepSpeed, at import), which
+        # runs `uname -p`: asked here, so that no test is blamed for the import it does first.
+        platform.processor()
         self.test: str | None = None  # the running test, while it carries neither marker
         guard = self
         popen_init = subprocess.Popen.__init__

@@ -13,6 +13,8 @@ import multiprocessing
 import socket
 from typing import Any
 
+import pytest
+
 from lmspec.serve.server import listening_socket
 
 
@@ -47,6 +49,7 @@ def test_one_process() -> None:
     assert accepted_nodelay(listening_socket("127.0.0.1", 0)) != 0
 
 
+@pytest.mark.integration
 def test_spawned_workers() -> None:
     ctx = multiprocessing.get_context("spawn")
     sock = listening_socket("127.0.0.1", 0)
