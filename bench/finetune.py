@@ -1,8 +1,11 @@
 """LoRA fine-tuning: ``lmspec run`` against hand-written loops and Hugging Face's trainers, on two
 CPU ranks and in one process.
 
-    python bench/finetune.py [--steps 60] [--stage 2] [--rounds 1] [--part all|two-rank|single]
-                             [--skip-trainer] [--only lmspec|plain|trainer|peft|trl]
+    python bench/finetune.py [--steps 30] [--stage 2] [--part all|two-rank|single] [--rounds 1]
+                             [--layouts unpacked grouped packed] [--threads N] [--skip-trainer]
+                             [--only lmspec|plain|trainer|peft|trl]
+
+TRL is in the ``bench`` extra: ``pip install -e '.[run,bench]'``.
 
 Builds a small pretrained base in Hugging Face format (a Llama-style model and a BPE tokenizer
 trained on the licence texts; see examples/chat-base/make_base.py), then fine-tunes it with the
@@ -410,6 +413,7 @@ def worker_trl(job: Path, out: Path) -> dict[str, Any]:
         adam_epsilon=opt.eps, max_grad_norm=spec.gradient_clipping, lr_scheduler_type="constant",
         logging_steps=1, save_strategy="no", report_to=[], seed=spec.seed, use_cpu=True, disable_tqdm=True,
         bf16=False, gradient_checkpointing=False, shuffle_dataset=False,
+        # A row of up to CHAT_LENGTH inputs is one token more in TRL's form: nothing is cut.
         packing=False, padding_free=packed, max_length=None if packed else CHAT_LENGTH + 1)
     torch.manual_seed(spec.seed)
     model = _lora_model(base)
@@ -446,7 +450,7 @@ def worker_trl(job: Path, out: Path) -> dict[str, Any]:
     trainer.data_collator = counting
     # The rows are in lmspec's order already: take them as they are (transformers 5 also has
     # train_sampling_strategy="sequential"; this works with 4 too).
-    trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(rows)
+    trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(trainer.train_dataset)
     trainer.train()
     return {"seconds": times[-1] - times[0], "steps": trainer.state.global_step, "losses": losses,
             "padding": 1.0 - counted["real"] / max(counted["ran"], 1),
@@ -511,6 +515,7 @@ def launch_single(mode: str, job: Path, out: Path, prepared: tuple[Any, Path, An
                                       str(run_dir / "export" / "adapter"))
     return {"seconds": summary["trainSeconds"], "steps": summary["steps"],
             "losses": [r["loss"] for r in records if r["split"] == "train"],
+            # The recipe pads each micro batch of these rows to its longest: computed, not observed.
             "padding": padding_of(data.train, micro_batches(spec, data.train)),
             "heldout": heldout_loss(model, data), "threads": threads}
 

@@ -310,8 +310,10 @@ class TokenStore:
         self._fds.clear()
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # at interpreter teardown os may be gone
+        try:
             self.close()
+        except Exception:  # noqa: S110 - at interpreter teardown modules may already be gone
+            pass
 
     @property
     def bytes_on_disk(self) -> int:
