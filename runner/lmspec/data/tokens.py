@@ -312,7 +312,7 @@ class TokenStore:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: S110 - at interpreter teardown modules may already be gone
+        except Exception:
             pass
 
     @property
