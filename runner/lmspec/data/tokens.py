@@ -310,10 +310,11 @@ class TokenStore:
         self._fds.clear()
 
     def __del__(self) -> None:
+        # Not contextlib.suppress: at interpreter teardown the module globals may be gone.
         try:
             self.close()
-        except Exception:
-            pass
+        except Exception:  # noqa: SIM105
+            return
 
     @property
     def bytes_on_disk(self) -> int:
