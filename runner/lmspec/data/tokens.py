@@ -313,7 +313,7 @@ class TokenStore:
         # Not contextlib.suppress: at interpreter teardown the module globals may be gone.
         try:
             self.close()
-        except Exception:  # noqa: SIM105
+        except Exception:
             return
 
     @property
