@@ -71,6 +71,25 @@ LOSS_TOLERANCE = 0.02
 """Largest difference in held-out loss (nats per trained token) that counts as the same quality."""
 
 
+def recorder(losses: list[float], times: list[float]) -> Any:
+    """A Trainer callback that keeps the logged losses and the start and end times of training."""
+    from transformers import TrainerCallback
+
+    class Record(TrainerCallback):
+        def on_train_begin(self, *a: Any, **k: Any) -> None:
+            times.append(time.perf_counter())
+
+        def on_log(self, _args: Any, _state: Any, _control: Any, logs: dict[str, float] | None = None,
+                   **k: Any) -> None:
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+        def on_train_end(self, *a: Any, **k: Any) -> None:
+            times.append(time.perf_counter())
+
+    return Record()
+
+
 def _model_doc(base: Path) -> dict[str, Any]:
     return {"apiVersion": "lmspec.io/v1alpha1", "kind": "Model", "metadata": {"name": "base"},
             "spec": {"task": "causal-lm", "architecture": {"type": "pretrained", "path": str(base)},
@@ -273,7 +292,7 @@ def worker_trainer(job: Path, out: Path) -> dict[str, Any]:
     """transformers.Trainer with the DeepSpeed config lmspec generates."""
     import numpy as np
     import torch
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainingArguments
 
     from lmspec.train.dsconfig import deepspeed_config
 
@@ -303,19 +322,7 @@ def worker_trainer(job: Path, out: Path) -> dict[str, Any]:
     losses: list[float] = []
     times: list[float] = []
 
-    class Record(TrainerCallback):
-        def on_train_begin(self, *a: Any, **k: Any) -> None:
-            times.append(time.perf_counter())
-
-        def on_log(self, _args: Any, _state: Any, _control: Any, logs: dict[str, float] | None = None,
-                   **k: Any) -> None:
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
-
-        def on_train_end(self, *a: Any, **k: Any) -> None:
-            times.append(time.perf_counter())
-
-    trainer = Trainer(model=model, args=args, train_dataset=Rows(), callbacks=[Record()])
+    trainer = Trainer(model=model, args=args, train_dataset=Rows(), callbacks=[recorder(losses, times)])
     trainer.train()
     return {"seconds": times[-1] - times[0], "steps": trainer.state.global_step, "losses": losses}
 
@@ -397,7 +404,7 @@ def worker_trl(job: Path, out: Path) -> dict[str, Any]:
     the other runners (TRL's defaults are bf16 and checkpointing on)."""
     import datasets
     import torch
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     spec, base, data = _prepared(job)
@@ -424,20 +431,8 @@ def worker_trl(job: Path, out: Path) -> dict[str, Any]:
     times: list[float] = []
     counted = {"ran": 0, "real": 0}
 
-    class Record(TrainerCallback):
-        def on_train_begin(self, *a: Any, **k: Any) -> None:
-            times.append(time.perf_counter())
-
-        def on_log(self, _args: Any, _state: Any, _control: Any, logs: dict[str, float] | None = None,
-                   **k: Any) -> None:
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
-
-        def on_train_end(self, *a: Any, **k: Any) -> None:
-            times.append(time.perf_counter())
-
     trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer,
-                         callbacks=[Record()])
+                         callbacks=[recorder(losses, times)])
     collate = trainer.data_collator
 
     def counting(examples: list[dict[str, Any]]) -> dict[str, Any]:

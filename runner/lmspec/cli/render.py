@@ -11,41 +11,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 import click
-import yaml
 
 from ..validator.core import read, to_yaml_data, typed, validate_documents
-from ..validator.parse import resolve_plain
+from ..validator.emit import to_yaml
 from ..validator.report import render as render_report
 from ._errors import note_skipped
-
-
-class _Dumper(yaml.SafeDumper):
-    """A YAML emitter whose output reads back identically under YAML 1.2 (lmspec's parser)."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    # PyYAML decides quoting with YAML 1.1 rules, under which `1e-4` is a string and may go
-    # unquoted; under 1.2 it is a number. Quote every string that 1.2 would read as non-string.
-    resolved = resolve_plain(value)
-    if not isinstance(resolved, str) or resolved != value:
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
-    return dumper.represent_str(value)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
-def to_yaml(data: dict[str, Any]) -> str:
-    """One manifest as block-style YAML, keys in the order given."""
-    text: str = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-                          default_flow_style=False, width=100)
-    return text
 
 
 @click.command("render")

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..cli.render import to_yaml
 from ..standard import Cluster, ServiceCluster, TrainingCluster
 from ..validator.core import Manifest, ManifestSet, load, to_yaml_data
+from ..validator.emit import to_yaml
 
 WORKSPACE = PurePosixPath("/workspace")
 MANIFEST_FILE = "manifests.yaml"
