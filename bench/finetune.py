@@ -495,7 +495,9 @@ def launch_single(mode: str, job: Path, out: Path, prepared: tuple[Any, Path, An
         _check(mode, subprocess.run(cmd, env=_env(), capture_output=True, text=True))
         return dict(json.loads((out / f"{mode}-rank0.json").read_text()))
     run_dir = out / "lmspec-run"
-    cmd = [sys.executable, "-m", "lmspec", "run", str(job), "--nproc", "1", "--output", str(run_dir)]
+    # The base and the data lie outside the job's folder: a run reads them only when allowed.
+    cmd = [sys.executable, "-m", "lmspec", "run", str(job), "--nproc", "1", "--output", str(run_dir),
+           "--allow-outside", str(prepared[1]), "--allow-outside", str(REPO / "examples" / "data")]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
     _check(mode, done)
     import torch

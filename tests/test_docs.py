@@ -79,3 +79,28 @@ def test_readme_python_snippet_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     snippet = next(m.group(1) for m in re.finditer(r"```python\n(.*?)```", readme, re.S) if "lmspec.load" in m.group(1))
     monkeypatch.chdir(ROOT)
     exec(compile(snippet, "README.md", "exec"), {})
+
+
+EXAMPLE_PATH = re.compile(r"(?<![\w./-])examples/[\w./-]*[\w/]")
+
+
+@pytest.mark.parametrize("doc", [*DOCS, *sorted((ROOT / "examples").rglob("README.md"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_example_the_documentation_names_exists(doc: Path) -> None:
+    """A path under examples/ that a document names is in the repository, from its root or the
+    document's folder (or is what running an example writes: a run directory, the corpus a
+    script generates)."""
+    written = ("/runs/", "/runs", "/.lmspec-cache", "examples/corpus-lm/corpus")
+    missing = sorted({p for p in EXAMPLE_PATH.findall(doc.read_text(encoding="utf-8"))
+                      if not (ROOT / p).exists() and not (doc.parent / p).exists()
+                      and not any(w in p for w in written)})
+    assert not missing, f"{doc.relative_to(ROOT)} names {missing}, which the repository does not hold"
+
+
+def test_the_chat_examples_data_is_what_its_script_builds() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_capitals_qa import OUT, records, render
+
+    assert OUT.read_text(encoding="utf-8") == render(records()), "run python scripts/make_capitals_qa.py"

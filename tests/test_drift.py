@@ -142,9 +142,11 @@ def _pretrained(model: Any) -> bool:
 
 
 def _pinned(ds: Any) -> bool:
-    """Sources or tokenizer files pinned by digest, or a tokenizer file: data this test cannot make."""
+    """Sources or tokenizer files pinned by digest, or a tokenizer file or directory: data this
+    test cannot make."""
     return any(s.sha256 for s in ds.spec.sources) or any(
-        s.type == "tokenize" and s.tokenizer.type == "file" for s in ds.spec.preprocessing)
+        s.type == "tokenize" and s.tokenizer.type == "file" for s in ds.spec.preprocessing) or (
+        ds.spec.chat is not None and ds.spec.chat.tokenizer is not None)
 
 
 def _load(tmp: Path, files: list[tuple[str, bytes]]) -> lmspec.ManifestSet:

@@ -71,6 +71,9 @@ def evaluate(target: Target, *, input_path: Path | None = None, split: str | Non
         rows = np.arange(len(data))
     if len(data) == 0:
         raise PredictError(f"{source} has no rows to evaluate")
+    loss = target.job.obj.spec.loss
+    if loss.type in ("dpo", "simpo"):
+        return Evaluation(source, len(rows), _preference_metrics(exported, data, rows, loss))
     return Evaluation(source, len(rows), _metrics(exported, data, rows, wanted))
 
 
@@ -115,3 +118,38 @@ def _metrics(exported: Any, data: Any, rows: np.ndarray, metrics: list[str]) -> 
             sums.add(exported.model(torch.from_numpy(batch.inputs), **extra),
                      torch.from_numpy(np.ascontiguousarray(batch.targets)), exported.task)
     return sums.values(metrics)
+
+
+PAIRS_PER_BATCH = 16
+
+
+def _preference_metrics(exported: Any, data: Any, rows: np.ndarray, loss: Any) -> dict[str, float]:
+    """The preference loss and its reward statistics over pairs ``rows``, as training computes
+    them. DPO's reference is the starting model, which the export records (``base``)."""
+    import torch
+
+    from .model.build import load_pretrained
+    from .train.preference import Objective, Window, sequence_logps
+
+    objective = Objective.of(loss)
+    reference = None
+    if objective.needs_reference:
+        base = (exported.info.get("base") or {}).get("directory")
+        if not base or not Path(base).is_dir():
+            raise PredictError("DPO's metrics compare the model with the model it started from, and the "
+                               f"export does not record one that exists (base: {base!r})")
+        reference = load_pretrained(Path(base)).eval()
+    window = Window()
+    with torch.inference_mode():
+        for start in range(0, len(rows), PAIRS_PER_BATCH):
+            batch = data.batch(rows[start:start + PAIRS_PER_BATCH])
+            x, y = torch.from_numpy(batch.inputs), torch.from_numpy(np.ascontiguousarray(batch.targets))
+            logps = sequence_logps(exported.model(x), y, average=objective.average)
+            ref = None
+            if reference is not None:
+                r = sequence_logps(reference(x), y)
+                n = len(r) // 2
+                ref = torch.stack([r[:n], r[n:]], dim=1)
+            value, stats = objective.loss(logps, ref)
+            window.add(value, stats)
+    return window.values()

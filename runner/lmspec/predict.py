@@ -11,7 +11,9 @@ classifiers ``prediction`` (the class) and ``probability_<class>`` for each clas
 
 A language model trained on chat data reads records in its Dataset's chat format instead: each
 is rendered by the export's chat template with the assistant's turn opened, as ``lmspec serve``
-renders ``/v1/chat/completions``, and a trailing assistant turn (the reference) is left out.
+renders ``/v1/chat/completions``, and a trailing assistant turn (the reference) is left out. Out
+come ``prompt`` (the last turn before the answer), ``reference`` (the record's trailing assistant
+turns, or null) and ``generated``.
 """
 
 from __future__ import annotations
@@ -170,31 +172,52 @@ def generate(exported: Exported, prompts: Sequence[str | list[Message]], *, max_
     their last tokens. A prompt is text, or a conversation rendered by the export's chat template
     with the assistant's turn opened. ``tokenizer_dir``: an export in Hugging Face format's own
     directory, whose tokenizer (and chat template) then serves, as in ``lmspec serve``."""
-    import torch
-
-    from .serve.engine import Engine, EngineLimits, SamplingParams
-    from .serve.lm import from_export
-    from .serve.predictor import context_length_of
-    from .standard import Placement
-
-    lm = from_export(exported, context_length_of(exported.manifest), Placement(), tokenizer_dir)
-    rows = max(1, min(32, len(prompts)))
-    engine = Engine(lm.model, EngineLimits(max_sequences=rows, max_waiting=len(prompts) + 1,
-                                           max_model_length=lm.context_length,
-                                           kv_cache_tokens=rows * lm.context_length,
-                                           prefill_chunk_tokens=512))
+    lm = _language_model(exported, tokenizer_dir)
     if any(not isinstance(p, str) for p in prompts) and not lm.has_chat_template:
         raise PredictError("the exported model's tokenizer has no chat template to render conversations with")
     try:
         encoded = [lm.encode(p) if isinstance(p, str) else lm.chat_ids(p) for p in prompts]
     except ValueError as exc:  # text of a control token this tokenizer cannot encode as text
         raise PredictError(f"cannot encode a prompt: {exc}") from None
-    seqs = [engine.add(ids[-(lm.context_length - 1):] or [0], SamplingParams(max_tokens), lm.eos)
+    return [lm.decode(ids) for ids in _greedy(lm, encoded, max_tokens)]
+
+
+def answer_samples(exported: Exported, samples: Sequence[tuple[list[int], list[int]]], *, max_tokens: int,
+                   tokenizer_dir: Path | None = None) -> list[tuple[str, str, str]]:
+    """(prompt, greedy answer, reference) as text for conversations already tokenized as a
+    chat Dataset holds them: (the rendered prompt's ids, the reference answer's ids). Control
+    tokens are left out of the text, as the server leaves them out of its answers."""
+    lm = _language_model(exported, tokenizer_dir)
+    generated = _greedy(lm, [prompt for prompt, _ in samples], max_tokens)
+    return [(lm.decode(prompt).strip(), lm.decode(answer).strip(), lm.decode(reference).strip())
+            for (prompt, reference), answer in zip(samples, generated, strict=True)]
+
+
+def _language_model(exported: Exported, tokenizer_dir: Path | None) -> Any:
+    from .serve.lm import from_export
+    from .serve.predictor import context_length_of
+    from .standard import Placement
+
+    return from_export(exported, context_length_of(exported.manifest), Placement(), tokenizer_dir)
+
+
+def _greedy(lm: Any, encoded: Sequence[list[int]], max_tokens: int) -> list[list[int]]:
+    """The generated ids of each prompt, greedy, with the serving engine."""
+    import torch
+
+    from .serve.engine import Engine, EngineLimits, SamplingParams
+
+    rows = max(1, min(32, len(encoded)))
+    engine = Engine(lm.model, EngineLimits(max_sequences=rows, max_waiting=len(encoded) + 1,
+                                           max_model_length=lm.context_length,
+                                           kv_cache_tokens=rows * lm.context_length,
+                                           prefill_chunk_tokens=512))
+    seqs = [engine.add(list(ids)[-(lm.context_length - 1):] or [0], SamplingParams(max_tokens), lm.eos)
             for ids in encoded]
     with torch.inference_mode():
         while engine.has_work:
             engine.step()
-    return [lm.decode(s.generated) for s in seqs]
+    return [list(s.generated) for s in seqs]
 
 
 def predictions(exported: Exported, fi: Any, *, chunk_rows: int = CHUNK_ROWS, max_tokens: int = 64,
@@ -219,11 +242,12 @@ def _chat_predictions(exported: Exported, fi: FileInfo, chat: Chat, chunk_rows: 
     if fi.format == "csv":
         raise PredictError(f"chat records are read from jsonl or parquet files, not {fi.display}")
 
-    def answers(prompts: list[str | list[Message]]) -> list[dict[str, Any]]:
-        return [{"generated": g} for g in generate(exported, prompts, max_tokens=max_tokens,
-                                                  tokenizer_dir=tokenizer_dir)]
+    def answers(prompts: list[str | list[Message]], shown: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        generated = generate(exported, prompts, max_tokens=max_tokens, tokenizer_dir=tokenizer_dir)
+        return [{**s, "generated": g} for s, g in zip(shown, generated, strict=True)]
 
     prompts: list[str | list[Message]] = []
+    shown: list[dict[str, Any]] = []
     for row, rec in read_records(fi):
         where: dict[str, Any] = {"file": fi.display, "row": row, "unit": fi.unit}
         messages = prompt_of(rec, chat, where)
@@ -232,11 +256,27 @@ def _chat_predictions(exported: Exported, fi: FileInfo, chat: Chat, chunk_rows: 
             if problem is not None:
                 raise DataError(f"message {k}: {problem}", **where)
         prompts.append(messages[0]["content"] if messages[0]["role"] == TEXT_ROLE else messages)
+        shown.append({"prompt": messages[-1]["content"], "reference": reference_of(rec, chat, where)})
         if len(prompts) == chunk_rows:
-            yield answers(prompts)
-            prompts = []
+            yield answers(prompts, shown)
+            prompts, shown = [], []
     if prompts:
-        yield answers(prompts)
+        yield answers(prompts, shown)
+
+
+def reference_of(rec: dict[str, Any], chat: Chat, where: dict[str, Any]) -> str | None:
+    """The record's trailing assistant turns (its reference answer), or None when it has none."""
+    from .data.conversations import to_messages
+    from .data.errors import DataError
+
+    try:
+        messages = to_messages(rec, chat, where)
+    except DataError:  # a promptCompletion or alpaca record without its answer field
+        return None
+    answer: list[str] = []
+    while messages and messages[-1]["role"] == "assistant":
+        answer.insert(0, messages.pop()["content"])
+    return "\n".join(answer) if answer else None
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -252,11 +292,13 @@ def output_format(path: Path | None) -> str:
     return OUTPUT_FORMATS[suffix]
 
 
-def output_columns(exported: Exported) -> list[tuple[str, str]]:
+def output_columns(exported: Exported, *, chat: bool = False) -> list[tuple[str, str]]:
     """(name, "string" or "double") of each output column, in order: what an empty input's
-    output holds, as the first record would have made it."""
+    output holds, as the first record would have made it. ``chat``: a language model reading
+    chat records, whose output also holds each record's prompt and reference answer."""
     if exported.task == "causal-lm":
-        return [("generated", "string")]
+        return [("prompt", "string"), ("reference", "string"), ("generated", "string")] if chat \
+            else [("generated", "string")]
     if exported.task != "classification":
         return [("prediction", "double")]
     width = exported.manifest.spec.signature.outputs[0].shape[-1]
@@ -303,7 +345,12 @@ class Writer:
         if self.format == "parquet":
             import pyarrow as pa
 
-            table = pa.Table.from_pylist(records)
+            # The declared columns' types: a chunk whose references are all absent (null) has
+            # the same schema as one with text.
+            types = {"string": pa.string(), "double": pa.float64()}
+            schema = pa.schema([(n, types[k]) for n, k in self._columns]) \
+                if [n for n, _ in self._columns] == list(records[0]) else None
+            table = pa.Table.from_pylist(records, schema=schema)
             self._parquet_writer(table.schema).write_table(table)
             return
         text = self._text_stream()
@@ -377,7 +424,7 @@ def predict_file(export: Path, input_path: Path, output: Path | None, *, chunk_r
     total = count_rows(fi)
 
     def write_all(sink: IO[bytes]) -> int:
-        writer = Writer(fmt, sink, output_columns(exported))
+        writer = Writer(fmt, sink, output_columns(exported, chat=chat is not None))
         done = 0
         try:
             # disable=None: the bar shows only on a terminal, never in logs or pipes.

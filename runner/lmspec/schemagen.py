@@ -237,7 +237,9 @@ def type_text(schema: dict[str, Any], defs: dict[str, Any]) -> str:
         values = [v for branch in s["oneOf"] for v in tag_values(resolve(branch, defs)["properties"][tag])]
         return f"object, one of several selected by `{tag}`: " + ", ".join(_code(v) for v in values)
     if "anyOf" in s:
-        return " or ".join(type_text(m, defs) for m in s["anyOf"])
+        # A constant among the alternatives reads as its value: `list of string, "all-linear" or null`.
+        parts = [_code(r["const"]) if "const" in (r := resolve(m, defs)) else type_text(m, defs) for m in s["anyOf"]]
+        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
     kind = s.get("type")
     if kind == "array":
         return "list of " + type_text(s.get("items", {}), defs)
@@ -253,6 +255,10 @@ def type_text(schema: dict[str, Any], defs: dict[str, Any]) -> str:
         return "any value"
     return str(kind)
 
+
+INT64_LIMITS = {"minimum": (-(2**63),), "maximum": (2**63 - 1,)}
+"""Bounds every integer field carries (implementations store integers in 64 bits); the
+constraints leave them out."""
 
 _BOUNDS = (
     ("minimum", "MUST be ≥ {}"), ("exclusiveMinimum", "MUST be > {}"),
@@ -276,6 +282,8 @@ def constraints(schema: dict[str, Any], defs: dict[str, Any], *, required: bool)
 def _collect_constraints(s: dict[str, Any], defs: dict[str, Any], where: str, out: list[str]) -> None:
     for key, text in _BOUNDS:
         if key in s:
+            if s[key] in INT64_LIMITS.get(key, ()):
+                continue  # the range of a 64-bit integer, which "integer" says: no bound to read
             if key in ("minLength", "minItems") and s[key] == 1:
                 out.append(where + "MUST NOT be empty")
             else:

@@ -324,6 +324,18 @@ def test_check_env_names_the_file_and_line_of_a_bad_record(tmp_path: Path, monke
     assert finding.rule == "env.chat-records" and finding.pointer == "/spec/chat/roleMap"
     assert finding.message == "data/chat.jsonl, line 2: conversations[1] has unknown role 'bot'"
     assert "map others under chat.roleMap" in finding.hint
+    # A bot is the assistant: the suggested mapping says so.
+    assert finding.hint.endswith("e.g. {'bot': assistant}"), finding.hint
+
+
+@pytest.mark.parametrize(("role", "standard"), [("bot", "assistant"), ("GPT", "assistant"), ("model", "assistant"),
+                                                 ("human", "user"), ("customer", "user"), ("sys", "system"),
+                                                 ("function", "tool"), ("asistant", "assistant"),
+                                                 ("narrator", "user")])
+def test_an_unknown_role_gets_a_mapping_to_the_role_it_stands_for(role: str, standard: str) -> None:
+    with pytest.raises(DataError) as err:
+        to_messages({"messages": [{"role": role, "content": "Hi"}]}, _chat(), {"file": "c.jsonl", "row": 1})
+    assert err.value.hint is not None and err.value.hint.endswith(f"e.g. {{{role!r}: {standard}}}"), err.value.hint
 
 
 def test_lone_tokenizer_file_with_inline_template(tmp_path: Path, tok_dir: Path) -> None:
@@ -372,6 +384,17 @@ def test_by_file_splits_take_an_unmarked_source_as_training_data(tmp_path: Path,
     data = prepare(ds, tmp_path, model_task="causal-lm")
     assert data.counts["train"]["conversations"] == 6 and data.counts["validation"]["conversations"] == 2
     assert len(data.train) > 0 and len(data.test) == 0
+
+
+def test_an_empty_training_split_blames_the_split_not_the_lengths(tmp_path: Path, tok_dir: Path) -> None:
+    (tmp_path / "train.jsonl").write_text("")
+    write_jsonl(tmp_path / "val.jsonl", _conversations(2))
+    ds = dataset({"tokenizer": {"type": "huggingface", "path": str(tok_dir)}, "sequenceLength": 96},
+                 [{"path": "train.jsonl"}, {"path": "val.jsonl", "split": "validation"}],
+                 splits={"by": "file"})
+    with pytest.raises(DataError, match=r"spec.splits: the training split holds no conversation") as caught:
+        prepare(ds, tmp_path, model_task="causal-lm")
+    assert "sequenceLength" not in str(caught.value) and "overLength" not in str(caught.value)
 
 
 @pytest.mark.integration

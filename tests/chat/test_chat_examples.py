@@ -2,13 +2,15 @@
 base is pretrained, fine-tuned with LoRA (ZeRO-2) and fully (ZeRO-3 with CPU offload) from its
 export in a sibling directory, and the LoRA model is served with the base's chat template.
 
-The jobs are cut to a few steps (minutes of training on a loaded 2-core machine otherwise),
-which exercises every stage just the same."""
+The base and the LoRA job are cut to a few steps, which exercises every stage just the same; the
+full fine-tune runs as declared (a minute or two on a loaded 2-core machine), and answers the
+questions of its table as the README shows."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -27,7 +29,7 @@ TIMEOUT = 600  # a loaded CI machine is several times slower than an idle one
 SHORTER = {"chat-base": {"stopping": {"maxSteps": 30}, "validation": {"interval": 15},
                          "checkpointing": {"interval": 15}, "logging": {"interval": 15}},
            "chat-lora": {"stopping": {"maxSteps": 6}, "validation": {"interval": 3}, "logging": {"interval": 3}},
-           "chat-full": {"stopping": {"maxSteps": 6}, "validation": {"interval": 3}, "logging": {"interval": 3}}}
+           "chat-full": {}}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "examples" / "data" / "licenses").mkdir(parents=True)
     for f in (REPO / "examples" / "data" / "licenses").glob("*.txt"):
         shutil.copy(f, root / "examples" / "data" / "licenses" / f.name)
-    shutil.copy(REPO / "examples" / "data" / "python-docs-qa.jsonl", root / "examples" / "data")
+    shutil.copy(REPO / "examples" / "data" / "capitals-qa.jsonl", root / "examples" / "data")
     return root
 
 
@@ -61,6 +63,12 @@ def base(project: Path) -> Path:
     assert result.returncode == 0, result.stderr[-3000:]
     export = project / "examples" / "chat-base" / "runs" / "chat-base-pretrain" / "export"
     assert (export / "config.json").is_file() and (export / "chat_template.jinja").is_file()
+    # What the run did: the validation loss at each validation in the log, and the final losses
+    # and the passes made over the data (30 steps of about 41 an epoch: a fraction) in summary.json.
+    assert "validation at step 15: loss" in result.stdout and "validation at step 30: loss" in result.stdout
+    summary = json.loads((export.parent / "summary.json").read_text())
+    assert summary["steps"] == 30 and 0.5 < summary["epochs"] < 1
+    assert summary["trainLoss"] > 0 and summary["validation"]["loss"] > 0 and summary["test"]["loss"] > 0
     return export
 
 
@@ -93,7 +101,7 @@ def test_evaluate_reproduces_the_test_metrics_of_the_run(project: Path, base: Pa
     measured = json.loads((tmp_path / "test.json").read_text())["metrics"]
     assert measured == pytest.approx(summary["test"], rel=1e-5)
     # A new file of conversations goes through the same rendering and packing.
-    records = (project / "examples" / "data" / "python-docs-qa.jsonl").read_text().splitlines()[:20]
+    records = (project / "examples" / "data" / "capitals-qa.jsonl").read_text().splitlines()[:20]
     (tmp_path / "new.jsonl").write_text("\n".join(records) + "\n")
     result = _lmspec(project, "evaluate", *paths, "--input", str(tmp_path / "new.jsonl"),
                      "--json", str(tmp_path / "new.json"))
@@ -127,7 +135,7 @@ def test_the_lora_model_is_served_with_the_chat_template_it_was_trained_with(pro
                 pass
             assert time.monotonic() < deadline, "the server never became ready"
             time.sleep(0.2)
-        messages = [{"role": "user", "content": "What may I copy?"}]
+        messages = [{"role": "user", "content": "What is the capital of France?"}]
         r = httpx.post(url + "/v1/chat/completions", timeout=60,
                        json={"model": "chat-lora", "messages": messages, "max_tokens": 4})
         assert r.status_code == 200, r.text
@@ -143,13 +151,27 @@ def test_the_lora_model_is_served_with_the_chat_template_it_was_trained_with(pro
         # turn is left out of the prompt.
         records = [{"messages": messages},
                    {"messages": [*messages, {"role": "assistant", "content": "The reference answer."}]},
-                   {"messages": [{"role": "user", "content": "Who may distribute it?"}]}]
+                   {"messages": [{"role": "user", "content": "Which city is the capital of Peru?"}]}]
         (tmp_path / "in.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in records))
         result = _lmspec(project, "predict", "examples/chat-base", "examples/chat-lora", "--service", "chat-lora",
                          "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
                          "--max-tokens", "8")
         assert result.returncode == 0, result.stderr[-3000:]
-        predicted = [json.loads(line)["generated"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+        rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+        # Each answer comes with the turn it answers and the record's reference answer.
+        assert [(r["prompt"], r["reference"]) for r in rows] == [
+            ("What is the capital of France?", None), ("What is the capital of France?", "The reference answer."),
+            ("Which city is the capital of Peru?", None)]
+        predicted = [r["generated"] for r in rows]
+        # The same as parquet, a record at a time: a chunk whose reference is absent (null) and one
+        # with a reference make one table.
+        result = _lmspec(project, "predict", "examples/chat-base", "examples/chat-lora", "--service", "chat-lora",
+                         "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.parquet"),
+                         "--max-tokens", "8", "--chunk-rows", "1")
+        assert result.returncode == 0, result.stderr[-3000:]
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(tmp_path / "out.parquet").to_pylist() == rows
         served = []
         for rec in records[::2]:
             r = httpx.post(url + "/v1/chat/completions", timeout=60,
@@ -162,3 +184,33 @@ def test_the_lora_model_is_served_with_the_chat_template_it_was_trained_with(pro
     finally:
         server.terminate()
         server.communicate(timeout=60)
+
+
+def test_the_full_fine_tune_answers_the_questions_of_its_table(project: Path, base: Path, tmp_path: Path) -> None:
+    """The chat-full example as declared learns its table: at temperature 0 it answers an
+    in-domain question in the data's template, with the right capital, and its report shows
+    held-out questions with the model's answers beside the references."""
+    export = project / "examples" / "chat-full" / "runs" / "chat-full-train" / "export"
+    paths = ["examples/chat-base", "examples/chat-full"]
+    if not export.is_dir():  # the fine-tune test ran first, unless this test runs alone
+        result = _lmspec(project, "run", *paths, "--job", "chat-full-train")
+        assert result.returncode == 0, result.stderr[-3000:]
+    questions = ["What is the capital of France?", "Which city is the capital of Japan?"]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"messages": [{"role": "user", "content": q}]}) + "\n"
+                                               for q in questions))
+    result = _lmspec(project, "predict", *paths, "--service", "chat-full", "--input", str(tmp_path / "in.jsonl"),
+                     "--output", str(tmp_path / "out.jsonl"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = [json.loads(line)["generated"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert answers == ["The capital of France is Paris.", "The capital of Japan is Tokyo."]
+
+    result = _lmspec(project, "report", str(export.parent), "-o", str(tmp_path / "report.html"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = (tmp_path / "report.html").read_text()
+    assert "<h2>Sample answers</h2>" in page and "<h2>Sample generations</h2>" not in page
+    table = page.split("<h2>Sample answers</h2>")[1].split("</table>")[0]
+    assert "<tr><th>prompt</th><th>answer</th><th>reference</th></tr>" in table
+    rows = [re.findall(r'<td class="text">(.*?)</td>', row) for row in table.split("<tr>")[2:]]
+    assert len(rows) == 3 and all(len(cells) == 3 for cells in rows), rows
+    assert all("capital" in question and reference.startswith("The capital of ") for question, _, reference in rows)
+    assert any(answer == reference for _, answer, reference in rows), rows  # held out, yet answered

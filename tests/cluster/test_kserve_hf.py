@@ -72,6 +72,27 @@ def test_defaults_leave_the_runtime_its_own(tmp_path: Path) -> None:
     assert all_errors(isvc) == []
 
 
+def test_a_cpu_placement_gets_no_vllm_arguments_and_the_export_says_what_it_leaves(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _variant(tmp_path, ("placement: {device: cuda, dtype: bfloat16, deviceIndices: [0, 1]}",
+                               "placement: {device: cpu, dtype: float32}\n"
+                               "  generation: {maxTokens: 64, temperature: 0.7}"),
+                    ("engine: {name: vllm, maxModelLength: 2048, maxSequences: 64}",
+                     "engine: {maxModelLength: 2048, maxSequences: 64}"),
+                    ("protocols: [openai]", "protocols: [openai, oip-v2]"),
+                    ("../dataset/train.jsonl", "data/train.jsonl"))
+    (isvc,) = inferenceservice([str(path)], runtime="huggingface")
+    assert _model(isvc)["args"] == ["--model_name=chat", "--max_model_len=2048", "--dtype=float32"]
+    err = capsys.readouterr().err
+    assert 'spec.generation {"maxTokens": 64, "temperature": 0.7} is not carried over' in err
+    assert '"maxTokens": 256' in err and "are not enforced" in err and "requestTimeoutSeconds" in err
+    assert "oip-v2 is not served" in err and "spec.engine.maxSequences (64) is not passed" in err
+    # A GPU service that declares no generation defaults hears only of the limits.
+    inferenceservice([str(HF)], runtime="huggingface")
+    err = capsys.readouterr().err
+    assert "spec.limits" in err and "spec.generation" not in err and "maxSequences" not in err
+
+
 def _hf_dir(directory: Path, *, architecture: str | None = None, adapter_only: bool = False) -> None:
     directory.mkdir(parents=True)
     if adapter_only:

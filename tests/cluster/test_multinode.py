@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from train_helpers import IRIS_DATASET, IRIS_JOB, IRIS_MODEL, merge, write_manifests
+from train_helpers import DATA, IRIS_DATASET, IRIS_JOB, IRIS_MODEL, merge, write_manifests
 
 from lmspec.cluster import export
 from lmspec.train.world import free_port
@@ -29,6 +29,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID",
                 "CROSS_RANK", "LOCAL_WORLD_SIZE")
 TIMEOUT = 240  # seconds; one run takes ~15 s on an idle 2-core machine
+ALLOW = ("--allow-outside", str(DATA))
+"""The job reads the checkout's iris.csv by absolute path, outside its own tree (the exported
+commands allow it themselves)."""
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -80,7 +83,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def one_node(job: Path) -> dict[str, object]:
     """The reference: one torchrun starting both processes."""
     cmd = ["torchrun", "--standalone", "--nnodes", "1", "--nproc_per_node", "2", "--no-python",
-           "lmspec", "run", "job/manifests.yaml", "--output", "one-node"]
+           "lmspec", "run", "job/manifests.yaml", "--output", "one-node", *ALLOW]
     _run_all([cmd], [_env()], job)
     return _weights(job / "one-node")
 
@@ -97,7 +100,8 @@ def test_two_nodes_c10d_rendezvous(job: Path, one_node: dict[str, object]) -> No
     port = free_port()
     cmds = [["torchrun", "--nnodes", "2", "--node_rank", str(rank), "--nproc_per_node", "1",
              "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "two-nodes",
-             "--no-python", "lmspec", "run", "job/manifests.yaml", "--output", "two-nodes"] for rank in (0, 1)]
+             "--no-python", "lmspec", "run", "job/manifests.yaml", "--output", "two-nodes", *ALLOW]
+            for rank in (0, 1)]
     _run_all(cmds, [_env(), _env()], job)
     _same(_weights(job / "two-nodes"), one_node)
 

@@ -32,6 +32,7 @@ NOT_IN_SUITE = {
     "env.chat-template": "environment layer: needs a file system (--check-env)",
     "env.pretrained-base": "environment layer: needs a file system (--check-env)",
     "env.outside-project": "environment layer: needs a file system (--check-env)",
+    "env.adapter-modules": "environment layer: needs a pretrained base's weight files (--check-env)",
     "env.data": "environment layer: needs data files (--check-env)",
     "schema.invalid": "catch-all for schema errors no other rule describes; no v1alpha1 input reaches it",
 }

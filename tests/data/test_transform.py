@@ -54,7 +54,7 @@ def test_bad_serving_input_is_a_clear_value_error(prepared):
         t.transform_features(np.array([[0.0, 1.0, np.nan]]))
     with pytest.raises(ValueError, match="not a category id"):
         t.transform_features(np.array([[0.0, 7.0, 0.0]]))
-    with pytest.raises(ValueError, match="unknown category 'purple'"):
+    with pytest.raises(ValueError, match="category 'purple' is unknown"):
         t.encode_records([{"u": 1, "v": 2, "color": "purple"}])
     with pytest.raises(ValueError, match="missing feature"):
         t.encode_records([{"u": 1, "color": "red"}])
@@ -67,3 +67,19 @@ def test_state_version_is_checked(prepared):
     state["version"] = 99
     with pytest.raises(ValueError, match="version 99"):
         Transform.from_state_dict(state)
+
+
+@pytest.mark.parametrize("field", ["u", "color"])
+def test_serving_errors_show_a_short_escaped_excerpt_of_the_value(prepared, field):
+    """A client's value appears in a 400's message as an excerpt of at most 20 characters,
+    escaped, and not at all when it looks like a credential."""
+    t = prepared[0].transform
+    record = {"u": 1, "v": 2, "color": "red"}
+    with pytest.raises(ValueError) as long_value:
+        t.encode_records([{**record, field: "x\n\x1b[2J" + "y " * 5_000}])
+    message = str(long_value.value)
+    assert "y y y y y y y y" not in message and "\x1b" not in message and "\n" not in message
+    assert "'x\\n\\x1b[2Jy y y y y…'" in message and len(message) < 200, message
+    with pytest.raises(ValueError) as secret:
+        t.encode_records([{**record, field: "api_key=sk-live-abcdef"}])
+    assert "sk-live" not in str(secret.value) and "looks like a credential" in str(secret.value)

@@ -180,6 +180,7 @@ def test_lone_surrogate_in_oip_generate_is_400_and_the_connection_lives(lm: Any)
 @pytest.mark.parametrize(("body", "param"), [
     (completion(prompt="Once", max_tokens=True), "max_tokens"),
     (completion(prompt=[True, 2]), "prompt"),
+    (completion(prompt=[True]), "prompt"),
     (completion(prompt="Once", stream=True, stream_options={"include_usage": "yes"}), "stream_options"),
     (completion(prompt="Once", n=1.0), "n"),
     (completion(prompt="Once", echo=1), "echo"),

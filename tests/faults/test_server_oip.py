@@ -72,3 +72,26 @@ def test_small_request_with_huge_response_hits_max_response_bytes(lm: Any) -> No
     assert_oip_error(lm.client.post("/v2/models/tiny/infer", json=ids_body([[1] * 200])), 400,
                      "limits.maxResponseBytes")
     assert lm.client.post("/v2/models/tiny/infer", json=ids_body([[1] * 20])).status_code == 200
+
+
+LONG = "z\x1b[2J " * 2_000
+SECRET = "api_key=sk-live-abcdef"
+
+
+@pytest.mark.parametrize(("tensor", "output"), [
+    ({"name": LONG}, None), ({"name": SECRET}, None),
+    ({"datatype": LONG}, None), ({"datatype": SECRET}, None),
+    ({"shape": [1] * 3_000}, None),
+    ({}, LONG), ({}, SECRET),
+])
+def test_400s_show_no_more_of_the_request_than_a_short_excerpt(lm: Any, tensor: dict[str, Any],
+                                                                output: str | None) -> None:
+    body = ids_body([[1, 2]])
+    body["inputs"][0].update(tensor)
+    if output is not None:
+        body["outputs"] = [{"name": output}]
+    r = lm.client.post("/v2/models/tiny/infer", json=body)
+    assert r.status_code == 400, r.text[:300]
+    message = r.json()["error"]
+    assert len(message) < 300 and "\x1b" not in message and "z z z z" not in message, message
+    assert "sk-live" not in message and "1, 1, 1, 1, 1, 1, 1, 1" not in message, message

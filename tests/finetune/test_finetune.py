@@ -56,6 +56,11 @@ def _manifests(directory: Path, base: Path, run_dir: Path, data_spec: dict[str, 
     return write_manifests(directory, model, data, trainjob)
 
 
+def _base(base_dir: Path) -> tuple[str, str]:
+    """The shared base lies outside each test's project: a run reads it only when allowed."""
+    return "--allow-outside", str(base_dir)
+
+
 def _next_token_loss(logits: np.ndarray, ids: np.ndarray) -> float:
     return float(F.cross_entropy(torch.from_numpy(logits[:, :-1]).reshape(-1, logits.shape[-1]),
                                  torch.from_numpy(ids[:, 1:]).reshape(-1)))
@@ -94,14 +99,16 @@ def test_finetune_two_ranks(tmp_path: Path, base_dir: Path, name: str) -> None:
     stage = job["zero"]["stage"]
     total, _, base_shapes = count_from_headers(base_dir)
     env = {MAX_SHARD_BYTES_ENV: str(SHARD_BYTES)}
-    result = lmspec_run(str(_manifests(tmp_path, base_dir, run_dir, **job)), env=env, timeout=480)
+    result = lmspec_run(str(_manifests(tmp_path, base_dir, run_dir, **job)), *_base(base_dir), env=env, timeout=480)
     assert result.returncode == 0, result.stderr[-4000:]
     if stage == 3:  # each rank held a partition of the parameters only
         assert len(list((run_dir / "checkpoints" / "step10").glob("zero_pp_rank_*_model_states.pt"))) == 2
 
     FINISHED[name] = run_dir
     lock = json.loads((run_dir / "lock.json").read_text())
-    assert lock["worldSize"] == 2 and lock["base"]["directory"] == str(base_dir.resolve())
+    # Paths in lock.json are relative to the run directory.
+    assert lock["worldSize"] == 2 and (run_dir / lock["base"]["directory"]).resolve() == base_dir.resolve()
+    assert not Path(lock["base"]["directory"]).is_absolute()
     assert set(lock["base"]["files"]) >= {"config.json", "tokenizer.json", "model.safetensors.index.json"}
     assert lock["base"]["loadedPartitioned"] is (stage == 3)
     params = lock["parameters"]
@@ -162,13 +169,13 @@ def test_lora_kill_and_resume_gives_the_same_adapter(tmp_path: Path, base_dir: P
     whole = FINISHED.get("lora-zero2")
     if whole is None:  # run alone: make the uninterrupted reference here
         whole = tmp_path / "whole"
-        done = lmspec_run(str(_manifests(tmp_path / "w", base_dir, whole, **job)), timeout=480)
+        done = lmspec_run(str(_manifests(tmp_path / "w", base_dir, whole, **job)), *_base(base_dir), timeout=480)
         assert done.returncode == 0, done.stderr[-3000:]
     broken = tmp_path / "broken"
     manifests = _manifests(tmp_path / "b", base_dir, broken, **job)
-    killed = lmspec_run(str(manifests), env={"LMSPEC_FAULT_AT": "1:6"}, timeout=480)
+    killed = lmspec_run(str(manifests), *_base(base_dir), env={"LMSPEC_FAULT_AT": "1:6"}, timeout=480)
     assert killed.returncode != 0 and not (broken / "export").exists()
-    resumed = lmspec_run(str(manifests), "--resume", timeout=480)
+    resumed = lmspec_run(str(manifests), "--resume", *_base(base_dir), timeout=480)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "(step 4)" in resumed.stdout
     a = load_file(str(whole / "export" / "adapter" / "adapter_model.safetensors"))
@@ -203,7 +210,7 @@ def test_export_carries_the_datasets_chat_template(tmp_path: Path, base_dir: Pat
     manifests = _manifests(tmp_path, base_dir, tmp_path / "run", data, zero={"stage": 3},
                            resources={"processesPerNode": 1}, stopping={"maxSteps": 2},
                            validation={"interval": 2})
-    result = lmspec_run(str(manifests), timeout=480)
+    result = lmspec_run(str(manifests), *_base(base_dir), timeout=480)
     assert result.returncode == 0, result.stderr[-4000:]
 
     export = tmp_path / "run" / "export"

@@ -83,6 +83,13 @@ def _binary_rendered(p: Path) -> Path:
     return d
 
 
+def _alias_bomb(levels: int) -> str:
+    """YAML of a few hundred bytes whose aliases expand to 9**levels strings."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 9)}]" for k in range(1, levels)]
+    return "kind: TrainingJob\n" + "\n".join(lines) + "\n"
+
+
 MALFORMED: dict[str, tuple[Callable[[Path], Path], str]] = {
     "a list on a metrics line": (_list_line, "metrics.jsonl: 1 line(s) are not records of a step"),
     "a string step": (lambda p: _run_dir(p, records=[{"split": "train", "step": "three", "loss": 1.0},
@@ -100,6 +107,10 @@ MALFORMED: dict[str, tuple[Callable[[Path], Path], str]] = {
     "broken rendered.yaml": (lambda p: _run_dir(p, rendered="kind: TrainingJob\nspec: [\n"),
                              "rendered.yaml cannot be read"),
     "binary rendered.yaml": (_binary_rendered, "rendered.yaml cannot be read"),
+    "aliases that expand without end": (lambda p: _run_dir(p, rendered=_alias_bomb(7)),
+                                        "more than 200000 nodes (aliases included)"),
+    "deep rendered.yaml": (lambda p: _run_dir(p, rendered="kind: TrainingJob\nspec: " + "[" * 100_000 + "\n"),
+                           "rendered.yaml cannot be read (line 2: nesting deeper than 64 levels)"),
     "rendered.yaml of odd shapes": (lambda p: _run_dir(p, rendered=yaml.safe_dump_all([
         {"kind": "TrainingJob", "metadata": ["job"], "spec": {"validation": {"metrics": "loss"}}},
         {"kind": "Model", "spec": {"task": ["classification"]}}]) + "---\nkind: Dataset\ncreated: 2024-01-01\n"), ""),
@@ -138,3 +149,65 @@ def test_a_metrics_file_that_is_no_metrics_file_is_one_line(tmp_path: Path, cont
     result = lmspec("report", str(broken), str(_run_dir(tmp_path / "good")), "-o", str(tmp_path / "r.html"))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.stderr.startswith(f"lmspec: error: {broken / 'metrics.jsonl'}")
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 4, b'{"step": 1}\n' + b"\x89PNG\r\n\x1a\n" * 8,
+                                     b'{"step": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+                                     b'{"step": 1, "loss": ' + b"9" * 5000 + b"}\n"],
+                         ids=["bytes", "png", "deep", "digits"])
+def test_a_metrics_file_that_is_no_metrics_file_is_a_report_error(tmp_path: Path, content: bytes) -> None:
+    """The in-process side of the command-line test above: alone or compared, one error naming
+    the file (and the line, for JSON that cannot be read)."""
+    from lmspec.report import ReportError
+
+    broken = _run_dir(tmp_path / "broken")
+    (broken / "metrics.jsonl").write_bytes(content)
+    for dirs in ([broken], [_run_dir(tmp_path / "good"), broken]):
+        with pytest.raises(ReportError, match=re.escape(str(broken / "metrics.jsonl"))):
+            _report(*dirs)
+
+
+def test_an_unwritable_report_output_is_one_line(tmp_path: Path) -> None:
+    """A report that cannot be written says so in one line (exit 1); a device is never
+    replaced, and an earlier report stays whole when the new one fails."""
+    from click.testing import CliRunner
+
+    from lmspec.cli import main
+
+    run = _run_dir(tmp_path / "run")
+    earlier = tmp_path / "report.html"
+    earlier.write_text("earlier report")
+    broken = _run_dir(tmp_path / "broken")
+    (broken / "metrics.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n")
+    cases = {"/proc/self/report.html": [run], "/dev/full": [run], str(run / "lock.json" / "r.html"): [run],
+             str(earlier): [run, broken]}
+    for out, dirs in cases.items():
+        result = CliRunner().invoke(main, ["report", *map(str, dirs), "-o", out])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (out, result.exception)
+        assert result.stderr.startswith("lmspec: error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert Path("/dev/full").is_char_device()
+    assert earlier.read_text() == "earlier report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "report.html", "run"]
+
+
+@pytest.mark.parametrize(("steps", "epochs", "shown"), [
+    (3, 1, "3 steps · 1 epoch ·"), (1, 2.86, "1 step · 2.86 epochs"), (45, 0.5, "45 steps · 0.5 epochs"),
+    (None, None, "? steps · ? epochs")])
+def test_the_header_counts_steps_and_epochs_in_words(tmp_path: Path, steps: Any, epochs: Any, shown: str) -> None:
+    summary = {k: v for k, v in (("steps", steps), ("epochs", epochs)) if v is not None}
+    html = _report(_run_dir(tmp_path / "run", summary=summary))
+    assert shown in html
+    assert "1 epochs" not in html and "1 steps" not in html
+
+
+def test_the_step_axis_has_whole_steps_only(tmp_path: Path) -> None:
+    """A short run (steps 3 to 6) would get ticks every half step: the axis has whole steps only."""
+    from matplotlib.figure import Figure
+
+    from lmspec.report.figures import _finish
+
+    ax = Figure().add_subplot()
+    ax.plot([3, 6], [1.0, 0.5], label="loss")
+    _finish(ax, "Loss", "loss", logy=False)
+    ticks = [t for t in ax.get_xticks() if 3 <= t <= 6]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks

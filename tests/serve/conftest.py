@@ -210,6 +210,12 @@ def hf_models() -> Any:
     return module
 
 
+@pytest.fixture(name="hf_models", scope="session")
+def hf_models_fixture() -> Any:
+    """:func:`hf_models`, for tests that make models of their own sizes."""
+    return hf_models()
+
+
 @pytest.fixture(name="service_manifest")
 def service_manifest_fixture() -> Any:
     """:func:`service_manifest`, for tests."""

@@ -206,3 +206,25 @@ def test_request_timeout_cancels_the_generation(exports: dict[str, Path]) -> Non
         while state.runner.engine.has_work and time.monotonic() < deadline:
             time.sleep(0.02)
         assert state.runner.engine.counts() == (0, 0)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_logprobs_end_where_the_text_ends_at_a_stop_string(server: Any, stream: bool) -> None:
+    """The stop string and the tokens after it are neither returned as text nor as tokens."""
+    body = {"model": "tiny-lm", "prompt": "Hello", "max_tokens": 12, "logprobs": 1}
+    free = httpx.post(server.url + "/v1/completions", json=body).json()["choices"][0]
+    tokens = free["logprobs"]["tokens"]
+    assert "".join(tokens) == free["text"] and len(tokens) == 12  # one character per token
+    stop = free["text"][4:7]
+    kept = free["text"][:free["text"].index(stop)]
+    r = httpx.post(server.url + "/v1/completions", json={**body, "stop": [stop], "stream": stream})
+    if stream:
+        chunks = [json.loads(line[6:]) for line in r.text.splitlines()
+                  if line.startswith("data: {")]
+        text = "".join(c["choices"][0]["text"] for c in chunks)
+        got = [t for c in chunks if c["choices"][0]["logprobs"] for t in c["choices"][0]["logprobs"]["tokens"]]
+    else:
+        choice = r.json()["choices"][0]
+        text, got = choice["text"], choice["logprobs"]["tokens"]
+        assert r.json()["usage"]["completion_tokens"] == len(kept)
+    assert text == kept and got == tokens[:len(kept)], (text, got, tokens)

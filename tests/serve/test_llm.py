@@ -175,3 +175,25 @@ def test_queue_limit(start: Any, llama: Path) -> None:
     assert set(codes) == {200, 429} and codes.count(200) >= 2, codes
     busy = next(r for r in answers if r.status_code == 429)
     assert busy.headers["retry-after"] == "1" and "queue full" in busy.json()["error"]["message"]
+
+
+def test_chat_templates_of_large_bodies_leave_the_event_loop_free(server: Any) -> None:
+    """Rendering and tokenizing four bodies of almost 1 MB each runs off the event loop: a
+    liveness probe (kubelet's default timeout is 1 s) keeps being answered meanwhile."""
+    text = ("The server answers health probes while it renders a long chat. " * 16_000)[:1_000_000]
+    body = {"model": "llama", "messages": [{"role": "user", "content": text}], "max_tokens": 1}
+    probes: list[float] = []
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        posted = [pool.submit(httpx.post, server.url + "/v1/chat/completions", json=body, timeout=120)
+                  for _ in range(4)]
+        with httpx.Client(base_url=server.url, timeout=10) as probe:
+            while not all(f.done() for f in posted):
+                t0 = time.perf_counter()
+                assert probe.get("/v2/health/live").status_code == 200
+                probes.append(time.perf_counter() - t0)
+                time.sleep(0.02)
+        answers = [f.result() for f in posted]
+    # Far longer than the model's context: refused, but only after the template ran.
+    assert all(r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+               for r in answers), answers[0].text[:300]
+    assert len(probes) >= 5 and max(probes) < 0.5, (len(probes), max(probes))

@@ -31,6 +31,23 @@ def test_leaf_with_bounds() -> None:
     assert "MUST be > 0" in out
 
 
+def test_an_integer_without_an_upper_bound_shows_none() -> None:
+    """Every integer is stored in 64 bits; that range is no constraint worth reading."""
+    code, out = explain("InferenceService.spec.limits.maxTokens")
+    assert code == 0, out
+    assert "CONSTRAINTS: OPTIONAL; MUST be ≥ 1\n" in out
+    assert "9223372036854775807" not in out and "≤" not in out
+
+
+def test_a_union_with_a_constant_names_the_constant_as_a_value() -> None:
+    code, out = explain("TrainingJob.spec.adapter.targetModules")
+    assert code == 0, out
+    assert 'TYPE:        list of string, `"all-linear"` or null\n' in out
+    code, out = explain("TrainingJob.spec.validation.maxSamples")
+    assert code == 0, out
+    assert 'TYPE:        integer or `"all"`\n' in out
+
+
 def test_kind_lists_top_level_fields() -> None:
     code, out = explain("inferenceservice")
     assert code == 0

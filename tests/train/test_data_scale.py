@@ -84,7 +84,10 @@ def test_bounded_evaluation_export_first_and_a_shared_cache(tmp_path: Path) -> N
     assert "torch thread" in out
     run = tmp_path / "a" / "run"
     lock = json.loads((run / "lock.json").read_text())
-    entry = Path(lock["dataCache"])
+    # Every path in lock.json is relative to the run directory, "/"-separated.
+    assert not Path(lock["dataCache"]).is_absolute()
+    assert all(not Path(k).is_absolute() for k in lock["dataFiles"])
+    entry = (run / lock["dataCache"]).resolve()
     assert entry.parent == cache.resolve() and (entry / "meta.json").is_file()
     summary = json.loads((run / "summary.json").read_text())
     info = json.loads((run / "export" / "export.json").read_text())
@@ -104,5 +107,6 @@ def test_bounded_evaluation_export_first_and_a_shared_cache(tmp_path: Path) -> N
     # Another job on the same Dataset reads the same entry: nothing is prepared again.
     other = lmspec_run(str(_lm_project(tmp_path / "b", optimizer={"lr": 1e-4})), env=env)
     assert other.returncode == 0, other.stderr[-3000:]
-    assert json.loads((tmp_path / "b" / "run" / "lock.json").read_text())["dataCache"] == str(entry)
+    assert (tmp_path / "b" / "run" / json.loads((tmp_path / "b" / "run" / "lock.json").read_text())["dataCache"]) \
+        .resolve() == entry
     assert [p for p in cache.iterdir() if p.is_dir()] == [entry]

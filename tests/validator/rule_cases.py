@@ -179,6 +179,35 @@ spec:
 BASE_FILES = {"base/config.json": '{"model_type": "llama", "max_position_embeddings": 64}\n',
               "base/model.safetensors": "stands in for weights: only its presence is checked\n"}
 LORA_JOB = LM_JOB + "  adapter: {type: lora}\n"
+# A tokenizer of its own: chat data without one needs a pretrained base's (trainingjob.lm-tokenizer).
+PREF = _swap(_swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR), "    format: messages\n", "    format: preference\n")
+DPO_JOB = V + """kind: TrainingJob
+metadata:
+  name: dpo
+spec:
+  model: lm
+  dataset: corpus
+  loss: {type: dpo}
+  validation: {metrics: [loss, rewardAccuracy]}
+"""
+
+
+def _safetensors(shapes: dict[str, list[int]]) -> str:
+    """A safetensors file's header alone (all the validator reads), as text: 8 bytes of
+    little-endian length, then the JSON; padded so that every length byte is ASCII."""
+    header = json.dumps({name: {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}
+                         for name, shape in shapes.items()})
+    while any(b >= 0x80 for b in len(header).to_bytes(8, "little")):
+        header += " "
+    return len(header).to_bytes(8, "little").decode("ascii") + header
+
+
+LLAMA_FILES = {"base/config.json": '{"model_type": "llama", "max_position_embeddings": 64}\n',
+               "base/model.safetensors": _safetensors({
+                   "model.embed_tokens.weight": [64, 8], "model.layers.0.self_attn.q_proj.weight": [8, 8],
+                   "model.layers.0.self_attn.v_proj.weight": [8, 8], "model.norm.weight": [8],
+                   "lm_head.weight": [64, 8]})}
+"""A base whose headers name real modules (q_proj, v_proj, lm_head, ...)."""
 
 CASES: dict[str, dict[str, list[Any]]] = {
     # --- parse ---------------------------------------------------------------------------------
@@ -382,6 +411,25 @@ spec:
         "good": [MODEL.replace("shape: [-1, 3]", "shape: [-1, -1]")],
     },
     # --- semantic: Dataset ---------------------------------------------------------------------
+    "model.hf-config": {
+        "bad": [_at(_swap(LM, "architecture: {type: transformer, vocabSize: 256, contextLength: 64, width: 32, depth: 2, heads: 4}",
+                          "architecture: {type: huggingface, modelType: llama, config: {hidden_size: 32, num_attention_heads: 0}}"),
+                    "num_attention_heads: |0", "/spec/architecture/config/num_attention_heads"),
+                _at(_swap(LM, "architecture: {type: transformer, vocabSize: 256, contextLength: 64, width: 32, depth: 2, heads: 4}",
+                          "architecture: {type: huggingface, modelType: gpt2, config: {n_embd: 30, n_head: 4}}"),
+                    "n_head: |4", "/spec/architecture/config/n_head"),
+                _at(_swap(LM, "architecture: {type: transformer, vocabSize: 256, contextLength: 64, width: 32, depth: 2, heads: 4}",
+                          "architecture: {type: huggingface, modelType: llama, config: {num_attention_heads: 4, num_key_value_heads: 3, vocab_size: -1}}"),
+                    "num_key_value_heads: |3", "/spec/architecture/config/num_key_value_heads"),
+                _at(_swap(LM, "architecture: {type: transformer, vocabSize: 256, contextLength: 64, width: 32, depth: 2, heads: 4}",
+                          "architecture: {type: huggingface, modelType: mistral, config: {hidden_size: 28, num_attention_heads: 4}}"),
+                    "num_attention_heads: |4", "/spec/architecture/config/num_attention_heads")],
+        "good": [_swap(LM, "architecture: {type: transformer, vocabSize: 256, contextLength: 64, width: 32, depth: 2, heads: 4}",
+                       "architecture: {type: huggingface, modelType: llama, config: {hidden_size: 32, num_attention_heads: 4, "
+                       "num_key_value_heads: 2, head_dim: null, vocab_size: 256}}"),
+                 _swap(LM, "architecture: {type: transformer, vocabSize: 256, contextLength: 64, width: 32, depth: 2, heads: 4}",
+                       "architecture: {type: huggingface, modelType: llama, config: {hidden_size: 32, num_attention_heads: 2, head_dim: 8}}")],
+    },
     "dataset.split-ratios": {
         "bad": [_at(_swap(DATASET, "ratios: {train: 0.8,", "ratios: {train: 0.9,"),
                     "ratios: |{train", "/spec/splits/ratios")],
@@ -485,8 +533,11 @@ spec:
     "trainingjob.lm-tokenizer": {
         "bad": [_and(LM, _swap(TEXT, "    - {type: tokenize, tokenizer: {type: byte}}\n    - {type: pack, sequenceLength: 64}\n",
                                "    - {type: dedupe}\n"),
-                     _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n"))],
-        "good": [_and(LM, TEXT, LM_JOB), {"yaml": _and(BASE, TEXT, LM_JOB), "files": BASE_FILES}],
+                     _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n")),
+                # Chat data that names no tokenizer uses a pretrained base's; this Model has none.
+                _and(LM, CHAT, _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n"))],
+        "good": [_and(LM, TEXT, LM_JOB), {"yaml": _and(BASE, TEXT, LM_JOB), "files": BASE_FILES},
+                 _and(LM, _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR), LM_JOB), _and(BASE, CHAT, LM_JOB)],
     },
     "trainingjob.lm-pack": {
         "bad": [_and(LM, _swap(TEXT, "    - {type: pack, sequenceLength: 64}\n", ""),
@@ -524,12 +575,13 @@ spec:
                  "files": BASE_FILES},
                 _and(LM, _swap(TEXT, "sequenceLength: 64", "sequenceLength: 65"),
                      _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n")),
-                _and(LM, _swap(CHAT, "sequenceLength: 64", "sequenceLength: 65"),
+                _and(LM, _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR.replace("64", "65")),
                      _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n")),
                 {"yaml": _and(BASE, _swap(CHAT, "sequenceLength: 64", "sequenceLength: 65"),
                               _swap(LM_JOB, "  dataset: corpus\n", "  dataset: corpus\n#          ^ /spec/dataset\n")),
                  "files": BASE_FILES}],
-        "good": [_and(LM, TEXT, LM_JOB), _and(LM, CHAT, LM_JOB), {"yaml": _and(BASE, TEXT, LM_JOB), "files": BASE_FILES},
+        "good": [_and(LM, TEXT, LM_JOB), _and(LM, _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR), LM_JOB),
+                 {"yaml": _and(BASE, TEXT, LM_JOB), "files": BASE_FILES},
                  {"yaml": _and(BASE, CHAT, LM_JOB), "files": BASE_FILES}],
     },
     "trainingjob.adapter-base": {
@@ -639,6 +691,15 @@ spec:
                     "    autoscaling: |{metric", "/spec/cluster/autoscaling")],
         "good": [SERVICE + "  cluster:\n    replicas: {min: 2, max: 3}\n    autoscaling: {metric: concurrency, target: 8}\n"],
     },
+    "cluster.label": {
+        "bad": [_at(SERVICE + "  cluster:\n    nodeSelector: {\"gpu\\ntype\": h100}\n", "type\": |h100", "/spec/cluster/nodeSelector/gpu\ntype"),
+                _at(SERVICE + "  cluster:\n    nodeSelector: {pool: \"$(id)\"}\n", "pool: |\"$(id)", "/spec/cluster/nodeSelector/pool"),
+                _at(SERVICE + "  cluster:\n    tolerations:\n      - {key: \"a$(b)\", operator: Exists}\n", "key: |\"a$(b)", "/spec/cluster/tolerations/0/key"),
+                _at(_and(MODEL, DATASET, JOB + "  cluster:\n    tolerations:\n      - {key: pool, value: \"x\\ny\"}\n"),
+                    "value: |\"x", "/spec/cluster/tolerations/0/value")],
+        "good": [SERVICE + "  cluster:\n    nodeSelector: {cloud.google.com/gke-accelerator: nvidia-h100-80gb, tier: ''}\n"
+                 "    tolerations:\n      - {key: nvidia.com/gpu, operator: Exists}\n      - {key: pool, value: gpu_a.1}\n"],
+    },
     "cluster.toleration": {
         "bad": [_at(SERVICE + "  cluster:\n    tolerations:\n      - {key: gpu, operator: Exists, value: 'yes'}\n",
                     "value: |'yes'", "/spec/cluster/tolerations/0/value"),
@@ -694,6 +755,12 @@ spec:
         "bad": [{"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: /etc/passwd.csv\n#           ^ /spec/sources/0/path\n"),
                  "check_env": True},
                 {"yaml": _swap(DATASET, "    - path: data.csv\n", "    - path: ../../../../*/passwd.csv\n#           ^ /spec/sources/0/path\n"),
+                 "check_env": True},
+                {"yaml": _swap(CHAT, "    sequenceLength: 64\n", "    sequenceLength: 64\n    templatePath: /etc/passwd\n#                 ^ /spec/chat/templatePath\n"),
+                 "files": {"chat.jsonl": CHAT_RECORD}, "check_env": True},
+                {"yaml": _swap(CHAT, "    sequenceLength: 64\n", "    sequenceLength: 64\n    tokenizer: {type: huggingface, path: ../../../../etc}\n#                                        ^ /spec/chat/tokenizer/path\n"),
+                 "files": {"chat.jsonl": CHAT_RECORD}, "check_env": True},
+                {**_at(BASE.replace("path: base}", "path: /usr}"), "path: |/usr}", "/spec/architecture/path"),
                  "check_env": True}],
         "good": [{"yaml": _swap(DATASET, "path: data.csv", "path: ./data.csv"),
                   "files": {"data.csv": "a,b,label\n"}, "check_env": True}],
@@ -728,17 +795,71 @@ spec:
                  {"yaml": _swap(CHAT, "    format: messages\n", "    format: messages\n    fields: {messages: conversations, role: from, content: value}\n    roleMap: {human: user, gpt: assistant}\n"),
                   "files": {"chat.jsonl": SHARE_RECORD}, "check_env": True}],
     },
+    "env.adapter-modules": {
+        "bad": [{**_at(_and(BASE, TEXT, LM_JOB + "  adapter: {type: lora, targetModules: [q_proj, c_attn]}\n"),
+                       "targetModules: |[q_proj", "/spec/adapter/targetModules"),
+                 "files": {**LLAMA_FILES, "corpus.txt": "text\n"}, "check_env": True},
+                {**_at(_and(BASE, TEXT, LM_JOB + "  adapter: {type: lora, modulesToSave: [score]}\n"),
+                       "modulesToSave: |[score]", "/spec/adapter/modulesToSave"),
+                 "files": {**LLAMA_FILES, "corpus.txt": "text\n"}, "check_env": True}],
+        "good": [{"yaml": _and(BASE, TEXT, LM_JOB + "  adapter: {type: lora, targetModules: [q_proj, v_proj, lm_head], "
+                                                    "modulesToSave: [embed_tokens]}\n"),
+                  "files": {**LLAMA_FILES, "corpus.txt": "text\n"}, "check_env": True},
+                 {"yaml": _and(BASE, TEXT, LORA_JOB), "files": {**LLAMA_FILES, "corpus.txt": "text\n"},
+                  "check_env": True}],
+    },
     "env.chat-template": {
         "bad": [{"yaml": _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR + "#              ^ /spec/chat/tokenizer\n"),
                  "files": {"chat.jsonl": CHAT_RECORD, **_tok(PLAIN_TEMPLATE)}, "check_env": True},
                 {"yaml": _swap(CHAT, "    sequenceLength: 64\n", "    sequenceLength: 64\n    templatePath: t.jinja\n#                 ^ /spec/chat/templatePath\n"),
-                 "files": {"chat.jsonl": CHAT_RECORD, "t.jinja": PLAIN_TEMPLATE}, "check_env": True}],
-        "good": [{"yaml": _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR),
+                 "files": {"chat.jsonl": CHAT_RECORD, "t.jinja": PLAIN_TEMPLATE}, "check_env": True},
+                # Chat data without a tokenizer of its own is rendered with the job's pretrained base's.
+                {**_at(_and(BASE, CHAT, LM_JOB), "    |format: messages", "/spec/chat"),
+                 "files": {**BASE_FILES, "chat.jsonl": CHAT_RECORD, "base/tokenizer_config.json": json.dumps({"chat_template": PLAIN_TEMPLATE})},
+                 "check_env": True},
+                {**_at(_and(BASE, CHAT, LM_JOB), "    |format: messages", "/spec/chat"),
+                 "files": {**BASE_FILES, "chat.jsonl": CHAT_RECORD}, "check_env": True}],
+        "good": [{"yaml": _and(BASE, CHAT, LM_JOB),
+                  "files": {**BASE_FILES, "chat.jsonl": CHAT_RECORD, "base/tokenizer_config.json": json.dumps({"chat_template": GEN_TEMPLATE})},
+                  "check_env": True},
+                 {"yaml": _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR),
                   "files": {"chat.jsonl": CHAT_RECORD, **_tok(GEN_TEMPLATE)}, "check_env": True},
                  {"yaml": _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR + "    loss: {trainOnPrompt: true}\n"),
                   "files": {"chat.jsonl": CHAT_RECORD, **_tok(PLAIN_TEMPLATE)}, "check_env": True},
                  {"yaml": _swap(CHAT, "    sequenceLength: 64\n", TOKENIZER_DIR + "    templatePath: t.jinja\n"),
                   "files": {"chat.jsonl": CHAT_RECORD, "t.jinja": GEN_TEMPLATE, **_tok(PLAIN_TEMPLATE)}, "check_env": True}],
+    },
+    # --- preference tuning -----------------------------------------------------------------------
+    "dataset.preference-options": {
+        "bad": [_at(_swap(PREF, "    sequenceLength: 64\n", "    sequenceLength: 64\n    packing: true\n"),
+                    "packing: |true", "/spec/chat/packing"),
+                _at(_swap(PREF, "    sequenceLength: 64\n", "    sequenceLength: 64\n    loss: {trainOnPrompt: true}\n"),
+                    "loss: |{trainOnPrompt", "/spec/chat/loss")],
+        "good": [PREF, _swap(PREF, "    sequenceLength: 64\n", "    sequenceLength: 64\n    packing: false\n")],
+    },
+    "trainingjob.preference-settings": {
+        "bad": [_at(_and(LM, TEXT, _swap(LM_JOB, "  loss: {type: causalLm}\n", "  loss: {type: causalLm, beta: 0.1}\n")),
+                    "beta: |0.1", "/spec/loss/beta"),
+                _at(_and(BASE, PREF, _swap(DPO_JOB, "  loss: {type: dpo}\n", "  loss: {type: dpo, labelSmoothing: 0.5}\n")),
+                    "labelSmoothing: |0.5", "/spec/loss/labelSmoothing", files=BASE_FILES),
+                _at(_and(BASE, PREF, _swap(DPO_JOB, "  loss: {type: dpo}\n", "  loss: {type: dpo, gamma: 1.0}\n")),
+                    "gamma: |1.0", "/spec/loss/gamma", files=BASE_FILES)],
+        "good": [{"yaml": _and(BASE, PREF, _swap(DPO_JOB, "  loss: {type: dpo}\n", "  loss: {type: dpo, beta: 0.5, labelSmoothing: 0.1}\n")),
+                  "files": BASE_FILES},
+                 {"yaml": _and(BASE, PREF, _swap(DPO_JOB, "  loss: {type: dpo}\n", "  loss: {type: simpo, beta: 2.5, gamma: 1.25}\n")),
+                  "files": BASE_FILES}],
+    },
+    "trainingjob.preference-data": {
+        "bad": [_at(_and(BASE, CHAT, DPO_JOB), "dataset: |corpus\n  loss: {type: dpo}", "/spec/dataset", files=BASE_FILES),
+                _at(_and(BASE, PREF, _swap(DPO_JOB, "  loss: {type: dpo}\n  validation: {metrics: [loss, rewardAccuracy]}\n",
+                                           "  loss: {type: causalLm}\n")),
+                    "type: |causalLm", "/spec/loss/type", files=BASE_FILES)],
+        "good": [{"yaml": _and(BASE, PREF, DPO_JOB), "files": BASE_FILES}],
+    },
+    "trainingjob.preference-reference": {
+        "bad": [_at(_and(LM, PREF, DPO_JOB), "model: |lm\n  dataset", "/spec/model")],
+        "good": [_and(LM, PREF, _swap(DPO_JOB, "  loss: {type: dpo}\n", "  loss: {type: simpo}\n")),
+                 {"yaml": _and(BASE, PREF, DPO_JOB), "files": BASE_FILES}],
     },
 }
 

@@ -42,4 +42,8 @@ def command(paths: tuple[str, ...], input_path: Path | None, split: str | None, 
     shown = ", ".join(f"{k} {v:.6g}" for k, v in result.metrics.items())
     click.echo(f"lmspec evaluate: {result.source} ({result.rows} rows): {shown}")
     if json_path is not None:
-        Path(json_path).write_text(text + "\n")
+        with reported(PredictError):
+            try:
+                Path(json_path).write_text(text + "\n")
+            except OSError as exc:
+                raise PredictError(f"cannot write {json_path}: {exc.strerror or exc}") from None

@@ -97,3 +97,10 @@ def _data_cost(manifests: ManifestSet, job: Any) -> None:
     click.echo(f"  data: Dataset {dataset.name}: {approx}{c.tokens:,} tokens ({c.basis})")
     click.echo(f"    token shards on disk {_size(c.disk_bytes).strip()}; memory for the data: preparing "
                f"~{_size(c.prepare_rss).strip()}, training ~{_size(c.train_rss).strip()} per rank")
+    if spec.loss.type == "dpo":
+        # The reference is not a second model: its log-probabilities, computed once.
+        pairs = f"{c.documents // 2:,} pairs: {_size(16 * (c.documents // 2)).strip()}" if c.documents else \
+            "16 bytes a pair"
+        click.echo("    dpo reference: the starting model's log-probabilities of every pair, computed in one "
+                   f"forward pass before the first step and kept in memory and the run directory ({pairs}); "
+                   "no second copy of the model")

@@ -30,7 +30,8 @@ def command(paths: tuple[str, ...], input_path: Path, output: Path | None, job_n
     InferenceService. Classifiers give `prediction` and `probability_<class>` columns,
     regressors `prediction`, language models `generated`. A language model trained on chat data
     takes records in its Dataset's chat format, rendered by the export's chat template as `lmspec
-    serve` renders chat completions (a trailing assistant turn, the reference, is left out). The
+    serve` renders chat completions (a trailing assistant turn, the reference, is left out), and
+    writes `prompt` (the turn answered), `reference` (that assistant turn, or null) and `generated`. The
     file is read in chunks, so it may be larger than memory; a progress bar shows on a terminal."""
     from ..data.errors import DataError
     from ..model.export import ExportError

@@ -17,7 +17,8 @@ def command(run_dirs: tuple[Path, ...], output: Path) -> None:
     """One self-contained HTML report (no network, images inline) of a run directory written by
     `lmspec run`: learning curves with checkpoints, resume and early stop marked, test metrics,
     a confusion matrix and per-class precision/recall (classifiers), predicted vs true and
-    residuals (regression), sample generations (language models), the lock and the rendered
+    residuals (regression), sample generations (language models; for chat data, held-out
+    questions with the model's answers and the references), the lock and the rendered
     manifests. Several run directories give a comparison: curves overlaid, final metrics side
     by side, and every manifest field that differs."""
     from ..model.export import ExportError

@@ -13,6 +13,8 @@ file alone (``subPath``) leaves the rest of that directory visible.
 
 from __future__ import annotations
 
+import glob
+import itertools
 import os.path
 import re
 from collections.abc import Iterable, Sequence
@@ -65,6 +67,9 @@ class Bundle:
     """The local directory that ``/workspace`` stands for."""
     local_files: tuple[PurePosixPath, ...]
     """Local files the manifests name, as the workload sees them: they must be in the workspace."""
+    outside: tuple[PurePosixPath, ...] = ()
+    """The directories of the files the manifests name by absolute path: outside the workspace,
+    ``lmspec run`` reads them only when allowed (``--allow-outside``, rule env.outside-project)."""
 
     @property
     def manifest_files(self) -> list[str]:
@@ -95,8 +100,17 @@ def _named_files(m: Manifest) -> Iterable[str]:
             tokenizer = getattr(step, "tokenizer", None)
             if tokenizer is not None and getattr(tokenizer, "path", None):
                 yield tokenizer.path
-    elif m.kind == "Model" and spec.initial_weights is not None:
-        yield spec.initial_weights.path
+        if spec.chat is not None:
+            if spec.chat.tokenizer is not None:
+                yield spec.chat.tokenizer.path
+            if spec.chat.template_path is not None:
+                yield spec.chat.template_path
+    elif m.kind == "Model":
+        if spec.initial_weights is not None:
+            yield spec.initial_weights.path
+        # A pretrained base by path is a directory the workload reads like any data file.
+        if getattr(spec.architecture, "path", None) is not None:
+            yield spec.architecture.path
     elif m.kind == "InferenceService" and spec.model.path is not None:
         yield spec.model.path
 
@@ -120,7 +134,24 @@ def bundle(paths: Sequence[str]) -> Bundle:
         placed.append(Placed(key, _in_workspace(d, root), render(here)))
     files = sorted({_in_workspace(r, root) for r in resolved})
     absolute = sorted({PurePosixPath(p) for _, p in named if Path(p).is_absolute()})
-    return Bundle(manifests, tuple(placed), root, tuple(files) + tuple(absolute))
+    return Bundle(manifests, tuple(placed), root, tuple(files) + tuple(absolute),
+                  tuple(sorted({_directory_of(p) for p in absolute})))
+
+
+def _directory_of(path: PurePosixPath) -> PurePosixPath:
+    """The directory tree that holds ``path``: its fixed leading directories for a glob, itself
+    for a directory here (a pretrained base), else its parent."""
+    fixed = PurePosixPath(*itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
+    if fixed != path:
+        return fixed
+    return path if Path(path).is_dir() else path.parent
+
+
+def allow_outside(b: Bundle) -> list[str]:
+    """``--allow-outside DIR`` options for ``lmspec run`` in the workload: the directories of
+    the files the manifests name by absolute path (which the user named, and which
+    ``lmspec.io/needs-files`` lists for whoever fills the machines)."""
+    return [arg for d in b.outside for arg in ("--allow-outside", str(d))]
 
 
 def k8s_name(name: str, what: str) -> str:

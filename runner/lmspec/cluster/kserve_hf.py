@@ -10,7 +10,8 @@ resources}``: KServe picks its ``kserve-huggingfaceserver`` runtime (vLLM where 
 architecture), copies the model from ``storageUri`` to ``/mnt/models`` and serves the OpenAI API
 under ``/openai/v1``. No lmspec code runs in the pod, so nothing of lmspec's gateway comes along:
 no API keys (a service that declares ``auth.apiKeys`` is refused), no lmspec metrics, request
-limits or generation defaults.
+limits or generation defaults; the export prints what the service declares of these
+(:func:`left_behind`).
 
 The model must already be on the workspace volume in Hugging Face format; what counts as that is
 decided from the manifests (see :func:`model_directory`). Written against KServe v0.20.0.
@@ -18,6 +19,8 @@ decided from the manifests (see :func:`model_directory`). Written against KServe
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -58,15 +61,38 @@ def huggingface_predictor(b: Bundle, service: Manifest) -> dict[str, Any]:
     predictor, annotations = scaling(service)
     predictor["model"] = model
     predictor.update(node_placement(cluster))
+    for note in left_behind(service):
+        print(f"lmspec export kserve: {service.file}: {note}", file=sys.stderr)
     return isvc_object(name, labels_for(service), annotations, predictor)
+
+
+def left_behind(service: Manifest) -> list[str]:
+    """What the service declares that KServe's Hugging Face runtime will not do (lmspec's gateway,
+    which would, does not run in the pod): one line each, printed by the export."""
+    spec = service.obj.spec
+    notes = []
+    declared = spec.generation.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    if declared:
+        notes.append(f"spec.generation {json.dumps(declared)} is not carried over: the runtime answers with "
+                     "each request's own values and the model's generation_config.json")
+    limits = {k: v for k, v in spec.limits.model_dump(mode="json", by_alias=True).items()
+              if k != "requestTimeoutSeconds"}  # that one becomes the predictor's timeout
+    notes.append(f"spec.limits {json.dumps(limits)} are not enforced: the runtime has no such limits "
+                 "(requestTimeoutSeconds becomes the predictor's timeout)")
+    if "oip-v2" in spec.protocols:
+        notes.append("spec.protocols: oip-v2 is not served: the runtime serves the OpenAI API only")
+    if spec.placement.device == "cpu":
+        notes.append(f"spec.engine.maxSequences ({spec.engine.max_sequences}) is not passed: it is a vLLM argument, "
+                     "and on CPUs the runtime serves with transformers")
+    return notes
 
 
 def engine_args(service: Manifest) -> list[str]:
     """Runtime arguments for the engine and placement settings it has a match for.
 
     ``--max_model_len`` and ``--dtype`` are the runtime's own; ``--max-num-seqs`` and
-    ``--tensor-parallel-size`` are vLLM's, which the runtime passes to its vLLM backend and its
-    plain transformers backend ignores (as ``engine: vllm`` under ``lmspec serve`` maps them)."""
+    ``--tensor-parallel-size`` are vLLM's, passed for GPU placements only (the runtime's vLLM
+    backend; as ``engine: vllm`` under ``lmspec serve`` maps them)."""
     spec = service.obj.spec
     args: list[str] = []
     if spec.engine.max_model_length is not None:
@@ -75,6 +101,8 @@ def engine_args(service: Manifest) -> list[str]:
     # explicit type is passed and `auto` leaves the runtime's default.
     if spec.placement.dtype != "auto":
         args.append(f"--dtype={spec.placement.dtype}")
+    if spec.placement.device == "cpu":
+        return args  # vLLM needs a GPU: on CPUs the runtime's transformers backend rejects vLLM's arguments
     args.append(f"--max-num-seqs={spec.engine.max_sequences}")
     if len(spec.placement.device_indices) > 1:
         args.append(f"--tensor-parallel-size={len(spec.placement.device_indices)}")

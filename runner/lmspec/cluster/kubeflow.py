@@ -23,6 +23,7 @@ from .common import (
     WORKSPACE,
     Bundle,
     ExportError,
+    allow_outside,
     bundle,
     choose_image,
     config_map,
@@ -126,7 +127,8 @@ def trainjob(paths: Sequence[str], *, image: str | None = None, job_name: str | 
     configmap = f"{name}-manifests"
     trainer: dict[str, Any] = {
         "image": chosen,
-        "command": ["torchrun", "--no-python", "lmspec", "run", *b.manifest_files, "--job", job.name],
+        "command": ["torchrun", "--no-python", "lmspec", "run", *b.manifest_files, "--job", job.name,
+                    *allow_outside(b)],
         "numNodes": spec.resources.nodes,
         "numProcPerNode": spec.resources.processes_per_node,
         "env": [{"name": "DS_ACCELERATOR", "value": spec.resources.accelerator}],

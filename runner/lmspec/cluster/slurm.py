@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .common import ExportError, bundle
+from .common import ExportError, allow_outside, bundle
 
 RDZV_PORT = 29500
 NODE_COMMAND = "NODE_COMMAND"
@@ -102,7 +102,11 @@ def sbatch(paths: Sequence[str], *, job_name: str | None = None) -> str:
     # Paths stay as given (relative to the directory sbatch is called from) unless the script
     # changes directory to the workspace.
     manifests = [str(Path(p).resolve()) if workdir is not None else p for p in paths]
-    run = ["lmspec", "run", *manifests, "--job", job.name]
+    # The files the manifests name are read where they are: with a working directory of its own,
+    # the script allows the tree that holds the manifests and their files (as it is here), and,
+    # either way, the directories of files named by absolute path (rule env.outside-project).
+    here = ["--allow-outside", str(b.root)] if workdir is not None else []
+    run = ["lmspec", "run", *manifests, "--job", job.name, *here, *allow_outside(b)]
     # One torchrun per node, meeting on the first node. The single quotes keep the $SLURM_*
     # variables for each node's shell to expand; srun sets SLURM_NODEID per node.
     node = ("torchrun --nnodes \"$SLURM_NNODES\" --node_rank \"$SLURM_NODEID\" "

@@ -13,6 +13,7 @@ import glob
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 from ..files import sha256_file
 from ..standard import DatasetSpec
 from ..validator.semantic import FORMATS_BY_SUFFIX as _FORMATS_BY_SUFFIX
-from .errors import DataError, excerpt, value_phrase
+from .errors import NAME_CHARS, DataError, excerpt, names_phrase, value_phrase
 from .jsonl import jsonl_records
 
 # One table of formats by extension, the validator's (rule dataset.source-format).
@@ -33,6 +34,9 @@ NUMERIC = {"bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloa
 INT_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-(2**15), 2**15 - 1),
               "int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 TEXT_COLUMN = "text"
+CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+"""Control characters (but tab) and line separators: never part of a number or a bool as written,
+though Python's ``float`` and numpy take some of them for spaces (``3.5\\x1f`` reads as 3.5)."""
 
 
 @dataclass(frozen=True)
@@ -140,13 +144,18 @@ def _read_file(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[dict[str, n
     raw, rows, available = reader[fi.format](fi, columns)
     for c in columns:
         if c.name not in available:
-            close = difflib.get_close_matches(c.name, available, n=1)
-            raise DataError(
-                f"column {c.name!r} is not in the data; it has: {', '.join(available) or '(none)'}",
-                file=fi.display, field=c.field,
-                hint=f"did you mean {close[0]!r}?" if close else None)
+            raise missing_column(c, available, fi)
     out = {c.name: parse_column(raw[c.name], c, fi, rows) for c in columns}
     return out, rows
+
+
+def missing_column(c: ColumnSpec, available: list[str], fi: FileInfo) -> DataError:
+    """The error for a declared column the file lacks: the names it has (read from the file,
+    so shown as :func:`~lmspec.data.errors.names_phrase` shows them) and the closest one."""
+    close = difflib.get_close_matches(c.name, available, n=1)
+    shown = excerpt(close[0], NAME_CHARS) if close else None
+    return DataError(f"column {c.name!r} is not in the data; it has: {names_phrase(available)}",
+                     file=fi.display, field=c.field, hint=f"did you mean {shown}?" if shown else None)
 
 
 RawColumns = dict[str, Any]
@@ -183,9 +192,10 @@ def _read_csv(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[RawColumns, 
 
 def csv_column(values: list[str]) -> np.ndarray:
     """One column of csv text as numpy strings (the fast path of :func:`parse_column`). numpy
-    drops a string's trailing NUL characters, which would turn ``3.5\\x00`` into a valid 3.5: a
-    column holding a NUL stays Python strings, so the value is parsed (and refused) as written."""
-    if any("\x00" in v for v in values):
+    drops a string's trailing NUL characters and reads some control characters as spaces, which
+    would turn ``3.5\\x00`` or ``3.5\\x1f`` into a valid 3.5: a column holding a control character
+    stays Python strings, so its values are parsed (and refused) as written."""
+    if values and CONTROL.search("".join(values)):
         return np.array(values, dtype=object)
     return np.array(values, dtype=str) if values else np.array([], dtype=str)
 
@@ -219,7 +229,7 @@ def _read_parquet(fi: FileInfo, columns: Sequence[ColumnSpec]) -> tuple[RawColum
         names = list(pf.schema_arrow.names)
         table = pf.read(columns=[c.name for c in columns if c.name in names])
     except (pa.ArrowException, OSError) as e:
-        raise DataError(f"cannot read parquet: {e}", file=fi.display) from None
+        raise DataError(f"cannot read parquet: {str(e).strip()}", file=fi.display) from None
     raw: RawColumns = {}
     for name in table.column_names:
         col = table.column(name)
@@ -300,10 +310,16 @@ def _parse_floats(raw: Any, c: ColumnSpec, fi: FileInfo, rows: np.ndarray) -> np
         try:
             out[i] = _to_float(v)
         except (TypeError, ValueError):
-            raise DataError(f"{value_phrase(v)} is not a number", file=fi.display,
+            raise DataError(f"{value_phrase(v)} is not a number{_control_in(v)}", file=fi.display,
                             row=int(rows[i]) or None, unit=fi.unit, column=c.name,
                             field=c.field, hint=f"the column is declared {c.dtype}") from None
     return out
+
+
+def _control_in(v: Any) -> str:
+    """``: it holds the control character U+0000`` for text that holds one, else nothing."""
+    found = CONTROL.search(v) if isinstance(v, str) else None
+    return f": it holds the control character U+{ord(found.group()):04X}" if found else ""
 
 
 def _to_float(v: Any) -> float:
@@ -317,6 +333,8 @@ def _to_float(v: Any) -> float:
         except OverflowError:  # a JSON integer beyond float64, as csv text of one parses: inf
             return math.inf if v > 0 else -math.inf
     if isinstance(v, str):
+        if CONTROL.search(v):
+            raise ValueError("a control character")
         s = v.strip()
         return math.nan if not s else float(s)
     raise TypeError(type(v).__name__)
@@ -336,14 +354,14 @@ def _parse_bools(raw: Any, c: ColumnSpec, fi: FileInfo, rows: np.ndarray) -> np.
         return values
     out = np.empty(len(raw), dtype=np.float64)
     for i, v in enumerate(_py(raw)):
-        if v is None or (isinstance(v, str) and not v.strip()):
+        if v is None or (isinstance(v, str) and not v.strip() and not _control_in(v)):
             out[i] = math.nan
         elif isinstance(v, bool):
             out[i] = float(v)
-        elif str(v).strip().lower() in _BOOLS:
+        elif str(v).strip().lower() in _BOOLS and not _control_in(v):
             out[i] = _BOOLS[str(v).strip().lower()]
         else:
-            raise DataError(f"{value_phrase(v)} is not a bool", file=fi.display,
+            raise DataError(f"{value_phrase(v)} is not a bool{_control_in(v)}", file=fi.display,
                             row=int(rows[i]) or None, unit=fi.unit, column=c.name, field=c.field,
                             hint="use true/false or 1/0")
     return out

@@ -25,6 +25,7 @@ from ..standard import Chat, ChatTokenizer
 from .chat_template import Template, resolve
 from .conversations import Conversation
 from .errors import DataError
+from .pairs import Pair
 
 
 @dataclass
@@ -147,10 +148,36 @@ class Encoder:
                 hint="the {% generation %} block must enclose each assistant message")
         return Encoded(ids, trained, conv)
 
-    def _render(self, messages: list[dict[str, str]], conv: Conversation) -> str:
+    def encode_pair(self, pair: Pair, where: dict[str, Any]) -> tuple[list[int], list[int], list[int]]:
+        """The ids of a preference pair's prompt and of each answer. The prompt is rendered with
+        the generation prompt, each whole conversation (prompt and answer) on its own, as TRL
+        does: the answer's ids are those of the whole conversation past the prompt's. Where the
+        last tokens of the prompt merge with the answer's first (a template ending in a space
+        before a byte-level BPE word), the prompt is cut where the two tokenizations part, so
+        that both sequences of a pair still share it."""
+        assert self.template is not None  # checked by check_template
+        conv = Conversation(pair.prompt, where.get("file", ""), where.get("row", 0), where.get("unit", "row"), 0)
+        prompt_text = self._render(pair.prompt, conv, generation_prompt=True)
+        prompt = self._ids(prompt_text)
+        wholes: list[list[int]] = []
+        for answer in (pair.chosen, pair.rejected):
+            full = self._render(pair.prompt + answer, conv)
+            if not full.startswith(prompt_text):
+                raise DataError("the chat template renders the prompt differently when an answer "
+                                "follows it, so the answer's tokens cannot be told apart",
+                                file=conv.file, row=conv.row, unit=conv.unit, field=self.template.field)
+            wholes.append(self._ids(full))
+        shared = min(_common_prefix(prompt, w) for w in wholes)
+        return prompt[:shared], wholes[0][shared:], wholes[1][shared:]
+
+    def _ids(self, text: str) -> list[int]:
+        return [int(i) for i in self.tok(text, add_special_tokens=False)["input_ids"]]
+
+    def _render(self, messages: list[dict[str, str]], conv: Conversation, *, generation_prompt: bool = False) -> str:
         assert self.template is not None
         try:
-            text = self.tok.apply_chat_template(messages, chat_template=self.template.text, tokenize=False)
+            text = self.tok.apply_chat_template(messages, chat_template=self.template.text, tokenize=False,
+                                                add_generation_prompt=generation_prompt)
         except Exception as e:
             raise DataError(f"the chat template fails on this conversation: {e}", file=conv.file,
                             row=conv.row, unit=conv.unit, field=self.template.field) from None
@@ -209,6 +236,15 @@ class Encoder:
                     trained[k - 1] = False
                     k -= 1
             t = end
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def one_conversation(messages: list[dict[str, str]], where: dict[str, Any], file_id: int) -> Conversation:

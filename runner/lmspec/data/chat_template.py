@@ -48,7 +48,9 @@ def has_generation_markers(template: str) -> bool:
 
 def needs_generation_markers(chat: Chat) -> bool:
     """Whether the declared loss needs the template to mark the assistant's tokens."""
-    return chat.format != "text" and not chat.loss.train_on_prompt and "assistant" in chat.loss.roles
+    # Preference answers are told apart from the prompt by rendering, not by markers.
+    return chat.format not in ("text", "preference") and not chat.loss.train_on_prompt \
+        and "assistant" in chat.loss.roles
 
 
 def resolve(path: str, base_dir: Path) -> Path:

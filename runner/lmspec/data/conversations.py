@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import DataError, excerpt
+from .errors import DataError, excerpt, names_phrase
 from .jsonl import jsonl_records
 
 if TYPE_CHECKING:  # numpy- and pydantic-free at run time: the validator reads records too
@@ -76,7 +76,7 @@ def _parquet(fi: FileInfo) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield row, rec
                 row += 1
     except (pa.ArrowException, OSError) as e:
-        raise DataError(f"cannot read parquet: {e}", file=fi.display, row=row) from None
+        raise DataError(f"cannot read parquet: {str(e).strip()}", file=fi.display, row=row) from None
 
 
 def read_conversations(files: list[FileInfo], chat: Chat) -> list[Conversation]:
@@ -94,6 +94,11 @@ def to_messages(rec: dict[str, Any], chat: Chat, where: dict[str, Any]) -> list[
     f = chat.fields
     if chat.format == "text":
         return [{"role": TEXT_ROLE, "content": _text(rec, f.text, where)}]
+    if chat.format == "preference":  # the conversation the pair prefers
+        from .pairs import to_pair
+
+        pair = to_pair(rec, chat, where)
+        return pair.prompt + pair.chosen
     if chat.format == "messages":
         messages = _turns(_field(rec, f.messages, where), f.messages, chat, where)
     elif chat.format == "promptCompletion":
@@ -125,6 +130,13 @@ def prompt_of(rec: dict[str, Any], chat: Chat, where: dict[str, Any]) -> list[Me
     turns (the reference answer, when the record has one). The answer fields of promptCompletion
     and alpaca records may be left out."""
     answer = {"promptCompletion": chat.fields.completion, "alpaca": chat.fields.output}.get(chat.format)
+    if chat.format == "preference":  # the prompt of a pair (whose answers may be left out)
+        from .pairs import to_pair
+
+        f = chat.fields
+        if f.prompt in rec:
+            rec = {f.chosen: "a", f.rejected: "b", **rec}
+        return to_pair(rec, chat, where).prompt
     if answer is not None and answer not in rec:
         rec = {**rec, answer: ""}  # an empty answer: dropped below with any other
     messages = to_messages(rec, chat, where)
@@ -138,7 +150,7 @@ def prompt_of(rec: dict[str, Any], chat: Chat, where: dict[str, Any]) -> list[Me
 
 def _field(rec: dict[str, Any], name: str, where: dict[str, Any]) -> Any:
     if name not in rec:
-        known = ", ".join(sorted(map(str, rec))) or "none"
+        known = names_phrase(sorted(map(str, rec))) if rec else "none"
         raise DataError(f"the record has no field {name!r} (its fields: {known})", **where,
                         field="spec.chat.fields",
                         hint="map the data's field names under chat.fields")
@@ -173,7 +185,7 @@ def _turns(value: Any, name: str, chat: Chat, where: dict[str, Any]) -> list[Mes
                             **where)
         for key in (f.role, f.content):
             if key not in turn:
-                known = ", ".join(sorted(map(str, turn))) or "none"
+                known = names_phrase(sorted(map(str, turn))) if turn else "none"
                 raise DataError(f"{at} has no field {key!r} (its fields: {known})", **where,
                                 field="spec.chat.fields",
                                 hint="map the data's field names under chat.fields")
@@ -192,9 +204,34 @@ def _turns(value: Any, name: str, chat: Chat, where: dict[str, Any]) -> list[Mes
                 "an unknown role that looks like a credential (not shown)"
             raise DataError(f"{at} has {what}{mapped}", **where, field="spec.chat.roleMap",
                             hint=f"roles are {', '.join(ROLES)}; map others under chat.roleMap, "
-                                 f"e.g. {{{source or 'their-role'}: user}}")
+                                 f"e.g. {{{source or 'their-role'}: {likely_role(role)}}}")
         out.append({"role": standard, "content": content})
     return out
+
+
+ROLE_ALIASES = {
+    "user": ("human", "person", "customer", "client", "question", "prompter", "prompt", "instruction",
+             "input", "usr", "me"),
+    "assistant": ("bot", "ai", "gpt", "chatgpt", "model", "chatbot", "agent", "answer", "response", "output",
+                  "completion", "llm", "machine", "helper", "asst", "assistent"),
+    "system": ("sys", "developer", "context", "instructions", "preamble"),
+    "tool": ("function", "ipython", "observation", "tool_result", "tool-result", "function_result"),
+}
+"""Role names datasets use, by the standard role they stand for (the roleMap hint's guess)."""
+
+
+def likely_role(role: str) -> str:
+    """The standard role a data set's role name most likely means: ``bot`` → ``assistant``,
+    ``human`` → ``user``; ``user`` when nothing suggests one."""
+    key = role.strip().lower()
+    for standard, aliases in ROLE_ALIASES.items():
+        if key == standard or key in aliases or key.rstrip("s") in aliases:
+            return standard
+    import difflib
+
+    names = {alias: standard for standard, aliases in ROLE_ALIASES.items() for alias in (standard, *aliases)}
+    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.75)
+    return names[close[0]] if close else "user"
 
 
 def _kind(value: Any) -> str:

@@ -122,7 +122,8 @@ def data_cost(spec: Any, base_dir: Path, *, sequence_length: int, micro_batch: i
         tokens, exact = int(store["tokens"]), True
         width = 2 if store["dtype"] == "uint16" else 4
         disk = tokens * width + (tokens + 7) // 8 * bool(store.get("masked"))
-        docs = sum(int(c.get("documents", c.get("conversations", 0))) for c in meta.get("counts", {}).values())
+        docs = sum(int(c.get("documents", c.get("conversations", 2 * c.get("pairs", 0))))
+                   for c in meta.get("counts", {}).values())
         basis = "counted in the prepared data cache"
     else:
         total = sum(sizes.values())

@@ -66,9 +66,9 @@ def looks_secret(text: str) -> bool:
     return _SECRET.search(text) is not None
 
 
-def excerpt(value: object) -> str | None:
-    """A data value as a message may show it, at most :data:`EXCERPT_CHARS` characters long
-    (``…`` marks a cut): text quoted, with backslashes, quotes and unprintable characters
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str | None:
+    """A data value as a message may show it, at most ``limit`` characters long (``…`` marks a
+    cut): text quoted, with backslashes, quotes and unprintable characters
     escaped; anything else as its ``repr``. None when it looks like a credential.
 
     >>> excerpt("5.1x"), excerpt("a" * 40), excerpt("3.5\\x00"), excerpt(1e300)
@@ -80,10 +80,10 @@ def excerpt(value: object) -> str | None:
     if looks_secret(text):
         return None
     pieces = [_escape(ch) for ch in text] if isinstance(value, str) else list(text)
-    if sum(map(len, pieces)) > EXCERPT_CHARS:
+    if sum(map(len, pieces)) > limit:
         kept, size = [], 0
         for piece in pieces:
-            if size + len(piece) > EXCERPT_CHARS - 1:
+            if size + len(piece) > limit - 1:
                 break
             kept.append(piece)
             size += len(piece)
@@ -103,3 +103,29 @@ def value_phrase(value: object, noun: str = "value") -> str:
     words that withhold it; the message's location names the file, row and column."""
     shown = excerpt(value)
     return f"{noun} {shown}" if shown is not None else f"a {noun} that looks like a credential (not shown)"
+
+
+NAME_CHARS = 40
+"""The most characters of a column or field name from a data file a message shows (a csv's
+header is its first line, whatever that line holds)."""
+
+
+def names_phrase(names: list[str], most: int = 12) -> str:
+    """Names read from a data file (a csv's header, a record's keys) for a message: the first
+    ``most``, and how many there are in all when some are left out. A plain name (letters,
+    digits, ``_.-``) is shown as it is; any other as an :func:`excerpt` of at most
+    :data:`NAME_CHARS` characters; none that looks like a credential.
+
+    >>> names_phrase(["a", "b c", "api_key=abc"])
+    "a, 'b c', (a name that looks like a credential)"
+    """
+    shown = []
+    for name in names[:most]:
+        quoted = excerpt(name, NAME_CHARS)
+        plain = quoted is not None and len(name) <= NAME_CHARS and _PLAIN_NAME.fullmatch(name) is not None
+        shown.append(name if plain else quoted or "(a name that looks like a credential)")
+    more = f", … ({len(names)} in all)" if len(names) > most else ""
+    return (", ".join(shown) or "(none)") + more
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")

@@ -14,6 +14,8 @@ padding happen there too.
   ``sequenceLength`` tokens, so every token is a target exactly once; a short tail is dropped.
 - :class:`ChatSplit`: rows of one or more whole conversations (packing); positions restart at
   0 for each conversation, and untrained targets are -100.
+- :class:`PreferenceSplit`: rows of preference pairs, a batch of ``n`` pairs being ``2n``
+  sequences (the chosen ones, then the rejected ones).
 """
 
 from __future__ import annotations
@@ -154,3 +156,37 @@ class ChatSplit:
         """Every row at once, ``sequenceLength`` wide: for small splits only (tests, a
         report's few rows)."""
         return self.batch(np.arange(len(self)), pad_to_longest=False)
+
+
+class PreferenceSplit(ChatSplit):
+    """Rows of preference pairs: row ``r`` holds a pair's chosen sequence (prompt and chosen
+    answer) and its rejected one, in that order. A batch of ``n`` rows has ``2n`` sequences: the
+    ``n`` chosen first, then the ``n`` rejected (one forward pass for both, as TRL does), each
+    padded to the batch's longest and masked outside the answers."""
+
+    token_weighted = False
+    """A pair's loss is one number, whatever its length: the loss is a mean over pairs."""
+
+    def __init__(self, store: TokenStore, docs: np.ndarray, row_ptr: np.ndarray, row_docs: np.ndarray,
+                 *, sequence_length: int, pad_id: int, trained: np.ndarray) -> None:
+        super().__init__(store, docs, row_ptr, row_docs, sequence_length=sequence_length,
+                         pad_id=pad_id, packing=False, trained=trained)
+        sizes = docs[self.row_docs + 1] - docs[self.row_docs] - 1
+        # The longer of the two: the width a row needs in a batch.
+        self.lengths = sizes.reshape(-1, 2).max(axis=1) if len(sizes) else np.zeros(0, dtype=np.int64)
+
+    def batch(self, rows: np.ndarray, *, pad_to_longest: bool = True) -> Batch:
+        width = int(self.lengths[rows].max()) if pad_to_longest and len(rows) else self.length
+        n = len(rows)
+        inputs = np.full((2 * n, width), self.pad_id, dtype=np.int64)
+        targets = np.full((2 * n, width), IGNORE, dtype=np.int64)
+        for i, r in enumerate(rows):
+            for side, d in enumerate(self.row_docs[self.row_ptr[r]:self.row_ptr[r + 1]]):
+                a, b = int(self.docs[d]), int(self.docs[d + 1])
+                ids = self.store.read(a, b)
+                trained = self.store.read_mask(a, b)
+                k = len(ids) - 1
+                inputs[side * n + i, :k] = ids[:-1]
+                targets[side * n + i, :k] = np.where(trained[1:], ids[1:], IGNORE)
+        # Right padding: positions simply continue, and cannot affect earlier tokens.
+        return Batch(inputs, targets)

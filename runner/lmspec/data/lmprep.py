@@ -411,6 +411,11 @@ def prepare_chat(chat: Chat, files: list[FileInfo], *, by_file: bool, ratios: An
                         "sequences": len(rows), "tokens": int(sum(sizes)),
                         "trainedTokens": int(row_trained.sum())}
     c = counts["train"]
+    if c["conversations"] == 0 and not whole:
+        # Nothing was assigned to training at all: the split is the cause, not the lengths.
+        raise DataError("the training split holds no conversation", field="spec.splits",
+                        hint="by file, the sources without split (or with split: train) are the training data, "
+                             "and they hold no record" if by_file else "raise splits.ratios.train, or add records")
     if c["sequences"] == 0 and not whole:
         hint = ("raise chat.sequenceLength or set chat.overLength: truncate" if c["droppedOverLength"]
                 else "check that the conversations have assistant turns to train on" if c["droppedUntrained"]
@@ -550,3 +555,94 @@ def pack_rows(lengths: list[int], capacity: int, packing: bool) -> list[list[int
             rows.append([i])
             bisect.insort(free, (capacity - need, len(rows) - 1))
     return rows
+
+
+# --- preference pairs ------------------------------------------------------------------------
+
+def prepare_pairs(chat: Chat, files: list[FileInfo], *, by_file: bool, ratios: Any, seed: int,
+                  base_dir: Path, tokenizer_dir: Path | None, directory: Path,
+                  whole: bool = False) -> dict[str, Any]:
+    """Render and tokenize every preference pair into ``directory``: two documents per pair,
+    the prompt followed by the chosen answer, then by the rejected one (only the answers are
+    trained); a row of a split is one pair. Arguments as for :func:`prepare_chat`.
+
+    One process: a pair renders three templates, a few thousand pairs a second, which
+    preference data sets (tens of thousands of pairs) do not make worth a pool."""
+    from .conversations import read_records
+    from .pairs import to_pair
+
+    encoder, tok, tok_dir, tok_files = _chat_encoder(chat, base_dir, tokenizer_dir)
+    limit = chat.sequence_length + 1
+    status = array.array("b")
+    pair_file = array.array("i")
+    pair_doc = array.array("q")  # the chosen answer's document; the rejected one's is the next
+    trained_of = array.array("q")  # per document
+    with TokenWriter(directory, vocab_size=max(len(tok), int(tok.vocab_size)), masked=True) as writer:
+        for k, fi in enumerate(files):
+            watch = _Watch(fi)
+            for row, rec in read_records(fi):
+                where = {"file": fi.display, "row": row, "unit": fi.unit}
+                prompt, chosen, rejected = encoder.encode_pair(to_pair(rec, chat, where), where)
+                state = KEPT
+                longest = max(len(chosen), len(rejected))
+                if len(prompt) + longest > limit:
+                    if chat.over_length == "drop":
+                        state = DROPPED_LONG
+                    else:
+                        # The prompt's start goes first (its end leads into the answer), down to
+                        # half the length; then the answers' ends.
+                        keep = max(limit - longest, min(len(prompt), limit // 2))
+                        prompt = prompt[len(prompt) - keep:]
+                        chosen, rejected = chosen[:limit - keep], rejected[:limit - keep]
+                        state = TRUNCATED
+                pair_file.append(k)
+                status.append(state)
+                if state == DROPPED_LONG:
+                    pair_doc.append(-1)
+                    continue
+                first = -1
+                for answer in (chosen, rejected):
+                    ids = np.asarray(prompt + answer, dtype=np.int64)
+                    trained = np.zeros(len(ids), dtype=bool)
+                    trained[len(prompt):] = True
+                    doc = writer.add(ids, trained, where=where)
+                    first = doc if first < 0 else first
+                    trained_of.append(len(answer))
+                pair_doc.append(first)
+            watch.check()
+        store, docs = writer.finish()
+    st = np.frombuffer(status, dtype=np.int8)
+    pdoc = np.frombuffer(pair_doc, dtype=np.int64)
+    trained = np.frombuffer(trained_of, dtype=np.int64)
+    n = len(st)
+    if by_file or whole:
+        split_of = np.array(["train" if whole else fi.split or "train" for fi in files], dtype=object)
+        pfile = np.frombuffer(pair_file, dtype=np.int32)
+        parts = {name: np.flatnonzero(split_of[pfile] == name) if n else np.zeros(0, dtype=np.int64)
+                 for name in SPLITS}
+    else:
+        parts = ratio_split(n, ratios, seed)
+    counts: dict[str, dict[str, int]] = {}
+    for name, idx in parts.items():
+        s = st[idx]
+        kept = pdoc[idx][pdoc[idx] >= 0]
+        row_docs = np.stack([kept, kept + 1], axis=1).reshape(-1) if len(kept) else np.zeros(0, dtype=np.int64)
+        row_ptr = np.arange(len(kept) + 1, dtype=np.int64) * 2
+        row_trained = trained[row_docs].reshape(-1, 2).sum(axis=1) if len(kept) else np.zeros(0, dtype=np.int64)
+        np.save(directory / f"{name}.row_ptr.npy", row_ptr)
+        np.save(directory / f"{name}.row_docs.npy", row_docs)
+        np.save(directory / f"{name}.row_trained.npy", row_trained)
+        sizes = docs[row_docs + 1] - docs[row_docs] if len(row_docs) else np.zeros(0, dtype=np.int64)
+        counts[name] = {"pairs": len(idx), "truncated": int((s == TRUNCATED).sum()),
+                        "droppedOverLength": int((s == DROPPED_LONG).sum()), "sequences": len(kept),
+                        "tokens": int(sizes.sum()), "trainedTokens": int(row_trained.sum())}
+    c = counts["train"]
+    if c["sequences"] == 0 and not whole:
+        hint = ("raise chat.sequenceLength or set chat.overLength: truncate" if c["droppedOverLength"]
+                else "every source of a split by file without a split name is training data")
+        raise DataError(f"no training pair is left: of {c['pairs']} pairs, {c['droppedOverLength']} were "
+                        "too long", field="spec.chat", hint=hint)
+    json_path = tok_dir / "tokenizer.json" if tok_dir is not None else tok_files[0]
+    return {"kind": "preference", "store": store, "sequenceLength": chat.sequence_length,
+            "packing": False, "padId": encoder.pad_id, "counts": counts,
+            "tokenizerJson": str(json_path)}

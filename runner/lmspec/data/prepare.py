@@ -266,12 +266,13 @@ def _build_text(spec: DatasetSpec, files: list[FileInfo], tokenizer: Tokenizer, 
 
 def _build_chat(spec: DatasetSpec, files: list[FileInfo], base_dir: Path, tokenizer_dir: Path | None,
                 directory: Path, *, whole: bool = False) -> dict[str, Any]:
-    from .lmprep import prepare_chat
+    from .lmprep import prepare_chat, prepare_pairs
 
     assert spec.chat is not None
     s = spec.splits
-    index = prepare_chat(spec.chat, files, by_file=s.by == "file", ratios=s.ratios, seed=s.seed,
-                         base_dir=base_dir, tokenizer_dir=tokenizer_dir, directory=directory, whole=whole)
+    build = prepare_pairs if spec.chat.format == "preference" else prepare_chat
+    index = build(spec.chat, files, by_file=s.by == "file", ratios=s.ratios, seed=s.seed,
+                  base_dir=base_dir, tokenizer_dir=tokenizer_dir, directory=directory, whole=whole)
     transform = Transform(task="causal-lm", feature_names=["messages"], feature_dtypes=["string"],
                           tokenizer=Tokenizer.from_file(Path(index.pop("tokenizerJson"))))
     return index | {"transform": transform.state_dict()}
@@ -377,7 +378,7 @@ def _publish_lm(entry: Path, fingerprint: str, files: dict[str, str], build: Any
 def _open_lm(entry: Path, fingerprint: str, files: dict[str, str], *, verify: bool = True) -> PreparedData | None:
     """A complete entry's splits, or None when there is none; a damaged entry is reported and
     treated as missing (it is rebuilt and replaced)."""
-    from .lm import ChatSplit, TextSplit
+    from .lm import ChatSplit, PreferenceSplit, TextSplit
     from .tokens import TokenStore
 
     meta_path = entry / "meta.json"
@@ -393,6 +394,13 @@ def _open_lm(entry: Path, fingerprint: str, files: dict[str, str], *, verify: bo
         if meta["kind"] == "text":
             for n in SPLITS:
                 splits[n] = TextSplit(store, np.load(entry / f"{n}.ranges.npy"), length)
+        elif meta["kind"] == "preference":
+            docs = np.load(entry / "docs.npy")
+            for n in SPLITS:
+                splits[n] = PreferenceSplit(store, docs, np.load(entry / f"{n}.row_ptr.npy"),
+                                            np.load(entry / f"{n}.row_docs.npy"), sequence_length=length,
+                                            pad_id=int(meta["padId"]),
+                                            trained=np.load(entry / f"{n}.row_trained.npy"))
         else:
             docs = np.load(entry / "docs.npy")
             for n in SPLITS:

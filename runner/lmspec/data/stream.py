@@ -11,14 +11,22 @@ training, and a bad value is reported with its file, row and column.
 from __future__ import annotations
 
 import csv
-import difflib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._read import FORMATS_BY_SUFFIX, ColumnSpec, FileInfo, Table, csv_column, display_path, parse_column
+from ._read import (
+    FORMATS_BY_SUFFIX,
+    ColumnSpec,
+    FileInfo,
+    Table,
+    csv_column,
+    display_path,
+    missing_column,
+    parse_column,
+)
 from .errors import DataError
 from .jsonl import jsonl_records
 
@@ -47,7 +55,7 @@ def count_rows(fi: FileInfo) -> int | None:
     try:
         return int(pq.ParquetFile(fi.path).metadata.num_rows)
     except (pa.ArrowException, OSError) as e:
-        raise DataError(f"cannot read parquet: {e}", file=fi.display) from None
+        raise DataError(f"cannot read parquet: {str(e).strip()}", file=fi.display) from None
 
 
 def read_chunks(fi: FileInfo, columns: Sequence[ColumnSpec], rows: int) -> Iterator[Table]:
@@ -56,10 +64,7 @@ def read_chunks(fi: FileInfo, columns: Sequence[ColumnSpec], rows: int) -> Itera
     for raw, numbers, available in reader(fi, columns, rows):
         for c in columns:
             if c.name not in available:
-                close = difflib.get_close_matches(c.name, available, n=1)
-                raise DataError(
-                    f"column {c.name!r} is not in the data; it has: {', '.join(available) or '(none)'}",
-                    file=fi.display, field=c.field, hint=f"did you mean {close[0]!r}?" if close else None)
+                raise missing_column(c, available, fi)
         parsed = {c.name: parse_column(raw[c.name], c, fi, numbers) for c in columns}
         yield Table(parsed, np.zeros(len(numbers), dtype=np.int32), numbers, [fi])
 
@@ -110,9 +115,11 @@ def _jsonl_chunks(fi: FileInfo, columns: Sequence[ColumnSpec], rows: int) -> Ite
 
     def chunk() -> Chunk:
         # A key missing from some records is a missing value there (reported by the caller's
-        # null check); missing from all records so far, a missing column.
-        raw = {n: [r.get(n) for r in records] for n in names if n in seen}
-        return raw, np.asarray(numbers, dtype=np.int64), list(seen)
+        # null check); missing from all records so far, a missing column. A file without
+        # records lacks no column: its result is empty, as for a header-only csv.
+        known = seen if seen or emitted or records else dict.fromkeys(names)
+        raw = {n: [r.get(n) for r in records] for n in names if n in known}
+        return raw, np.asarray(numbers, dtype=np.int64), list(known)
 
     try:
         for n, rec in jsonl_records(fi):
@@ -154,4 +161,4 @@ def _parquet_chunks(fi: FileInfo, columns: Sequence[ColumnSpec], rows: int) -> I
         if start == 1:
             yield {n: [] for n in wanted}, np.zeros(0, dtype=np.int64), names
     except (pa.ArrowException, OSError) as e:
-        raise DataError(f"cannot read parquet: {e}", file=fi.display) from None
+        raise DataError(f"cannot read parquet: {str(e).strip()}", file=fi.display) from None

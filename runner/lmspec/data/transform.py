@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import value_phrase
 from .tokenizer import Tokenizer
 
 STATE_VERSION = 1
@@ -92,8 +93,8 @@ class Transform:
         bad = ~np.isfinite(x)
         if bad.any():
             r, c = (int(v) for v in np.argwhere(bad)[0])
-            raise ValueError(f"row {r}, feature {self.feature_names[c]!r}: value {x[r, c]} is not "
-                             "a finite number")
+            raise ValueError(f"row {r}, feature {self.feature_names[c]!r}: {value_phrase(float(x[r, c]))} "
+                             "is not a finite number")
         for name, cat in self.categories.items():
             j = self._index[name]
             ids = x[:, j]
@@ -123,13 +124,15 @@ class Transform:
                     x[r, j] = self._category_id(name, v, f"record {r}")
                     continue
                 if isinstance(v, bool) or not isinstance(v, int | float | str):
-                    raise ValueError(f"record {r}, feature {name!r}: {v!r} is not a number")
+                    raise ValueError(f"record {r}, feature {name!r}: {value_phrase(v)} is not a number")
                 try:
                     x[r, j] = float(v)
                 except ValueError:
-                    raise ValueError(f"record {r}, feature {name!r}: {v!r} is not a number") from None
+                    raise ValueError(f"record {r}, feature {name!r}: {value_phrase(v)} is not a "
+                                     "number") from None
                 if not math.isfinite(x[r, j]):
-                    raise ValueError(f"record {r}, feature {name!r}: {v!r} is not a finite number")
+                    raise ValueError(f"record {r}, feature {name!r}: {value_phrase(v)} is not a "
+                                     "finite number")
         return self._apply(x)
 
     def decode_targets(self, y: np.ndarray) -> list[Any]:
@@ -206,7 +209,7 @@ class Transform:
         except ValueError:
             if cat["unknown"] == "ignore":
                 return -1.0
-            raise ValueError(f"{where}, feature {name!r}: unknown category {label!r} "
+            raise ValueError(f"{where}, feature {name!r}: {value_phrase(label, 'category')} is unknown "
                              f"(known: {', '.join(cat['vocab'][:20])})") from None
 
     def _apply(self, x: np.ndarray) -> np.ndarray:

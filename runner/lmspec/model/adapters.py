@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..standard import Adapter
+from .pretrained import module_names
 from .quiet import loading_quietly
 
 
@@ -53,13 +54,14 @@ def attach_lora(lm: nn.Module, adapter: Adapter) -> Any:
     from peft import LoraConfig, get_peft_model
 
     targets: list[str] | str = adapter.target_modules if adapter.target_modules is not None else default_targets(lm)
-    existing = linear_module_names(lm)
+    # The same definition as `lmspec validate --check-env` applies to the base's headers
+    # (rule env.adapter-modules), here on the parameters of the model as loaded.
+    targetable, modules = module_names({n: list(p.shape) for n, p in lm.named_parameters(remove_duplicate=False)})
     if isinstance(targets, list):
-        absent = [t for t in targets if t not in existing]
+        absent = [t for t in targets if t not in targetable]
         if absent:
             raise AdapterError(f"adapter.targetModules names modules the model does not have: "
-                               f"{', '.join(absent)}; its linear layers are: {', '.join(existing)}")
-    modules = {name.rsplit(".", 1)[-1] for name, _ in lm.named_modules() if name}
+                               f"{', '.join(absent)}; its linear layers are: {', '.join(linear_module_names(lm))}")
     absent = [m for m in adapter.modules_to_save if m not in modules]
     if absent:
         raise AdapterError(f"adapter.modulesToSave names modules the model does not have: {', '.join(absent)}")
@@ -84,10 +86,25 @@ def _quiet_peft() -> Iterator[None]:
         yield
 
 
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+"""The weight files of a saved adapter, either of which ``peft`` reads."""
+
+
+def check_adapter_dir(adapter_dir: Path) -> None:
+    """An adapter directory holds its config and its weights: :class:`AdapterError` naming the
+    directory and the files expected, rather than ``peft`` taking the path for a Hub repo id."""
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise AdapterError(f"{adapter_dir}: not a LoRA adapter directory (no adapter_config.json)")
+    if not any((adapter_dir / name).is_file() for name in ADAPTER_WEIGHTS):
+        raise AdapterError(f"{adapter_dir}: the adapter has no weights: expected "
+                           f"{' or '.join(ADAPTER_WEIGHTS)} beside adapter_config.json")
+
+
 def load_adapter(base: nn.Module, adapter_dir: Path) -> Any:
     """A saved adapter on a loaded base (``peft.PeftModel``)."""
     from peft import PeftModel
 
+    check_adapter_dir(adapter_dir)
     with _quiet_peft():
         return PeftModel.from_pretrained(base, str(adapter_dir))
 

@@ -169,7 +169,7 @@ def _huggingface(arch: HuggingFace) -> CausalLM:
 
     try:
         config = AutoConfig.for_model(arch.model_type, **arch.config)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # config classes raise many kinds (ValueError, huggingface_hub's StrictDataclassError)
         raise ModelError(f"Hugging Face model type {arch.model_type!r}: {exc}") from None
     lm: nn.Module = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
     return CausalLM(lm)

@@ -81,9 +81,10 @@ def export_dir_for(job_manifest: Manifest) -> Path:
 
 
 def tokenizer_dir(export: Path) -> Path | None:
-    """The export itself when it holds a Hugging Face tokenizer (an export in Hugging Face
-    format: the tokenizer the run trained with, and its chat template), else None."""
-    return export if (export / "tokenizer_config.json").is_file() else None
+    """Where an export holds the Hugging Face tokenizer the run trained with, and its chat
+    template: the export itself (Hugging Face format), or its adapter directory (a LoRA adapter
+    exported without the merged model); None when it holds none."""
+    return next((d for d in (export, export / "adapter") if (d / "tokenizer_config.json").is_file()), None)
 
 
 def save_export(
@@ -225,7 +226,7 @@ def load_exported(path: str | Path) -> Exported:
 def _load_hf(path: Path, info: dict[str, Any]) -> torch.nn.Module:
     """A format-2 export as a :class:`~lmspec.model.build.CausalLM`: the model at the top level,
     else the pretrained base it records with the LoRA adapter merged in."""
-    from .adapters import merge_adapter
+    from .adapters import AdapterError, merge_adapter
     from .build import CausalLM, ModelError, load_pretrained
 
     if (path / "config.json").is_file():
@@ -240,4 +241,7 @@ def _load_hf(path: Path, info: dict[str, Any]) -> torch.nn.Module:
     if not Path(base).is_dir():
         raise ExportError(f"{path} is a LoRA adapter on the base {base}, which no longer exists; "
                           "export the merged model (adapter.exportMerged: true) to serve it alone")
-    return CausalLM(merge_adapter(Path(base), path / "adapter"))
+    try:
+        return CausalLM(merge_adapter(Path(base), path / "adapter"))
+    except AdapterError as e:
+        raise ExportError(str(e)) from None

@@ -214,6 +214,26 @@ def count_from_headers(directory: Path) -> tuple[int, int, dict[str, list[int]]]
     return total, max(groups.values(), default=0), shapes
 
 
+def module_names(shapes: dict[str, list[int]]) -> tuple[set[str], set[str]]:
+    """(modules LoRA can target, every module) of a model, by the last component of their
+    names, from its parameters' names and shapes (a checkpoint's headers, or a loaded model's
+    parameters): a target is a module with a 2-D ``weight`` (linear, GPT-2's Conv1D, embedding).
+
+    >>> targets, every = module_names({"model.layers.0.self_attn.q_proj.weight": [8, 8],
+    ...                                 "model.norm.weight": [8]})
+    >>> sorted(targets), sorted(every)
+    (['q_proj'], ['0', 'layers', 'model', 'norm', 'q_proj', 'self_attn'])
+    """
+    targets: set[str] = set()
+    every: set[str] = set()
+    for name, shape in shapes.items():
+        parts = name.split(".")
+        every.update(parts[:-1])
+        if len(parts) >= 2 and parts[-1] == "weight" and len(shape) == 2:
+            targets.add(parts[-2])
+    return targets, every
+
+
 def digest_files(directory: Path) -> dict[str, str]:
     """sha256 of every file below a checkpoint directory (hidden ones skipped), by relative path."""
     out: dict[str, str] = {}

@@ -32,8 +32,17 @@ def render(run_dirs: Sequence[Path]) -> str:
 
 
 def build_report(run_dirs: Sequence[Path], output: Path) -> Path:
-    """Write the report to ``output`` and return its path."""
+    """Write the report to ``output`` and return its path. The page appears whole or not at
+    all (a temporary file renamed at the end); a link's target is replaced, not the link."""
+    from ..files import atomic_write_text
+
     text = render(run_dirs)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    target = output.resolve()
+    if target.exists() and not target.is_file():
+        raise ReportError(f"cannot write {output}: it exists and is not a regular file")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, text)
+    except OSError as exc:
+        raise ReportError(f"cannot write {output}: {exc.strerror or exc}") from None
     return output

@@ -95,8 +95,11 @@ def overlay(runs: list[Run], plot_id: str, title: str, split: str, key: str, *, 
 
 
 def _finish(ax: Axes, title: str, ylabel: str, logy: bool) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_title(title, fontsize=11)
     ax.set_xlabel("optimizer step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: no tick at 22.5
     ax.set_ylabel(ylabel)
     if logy:
         ax.set_yscale("log")

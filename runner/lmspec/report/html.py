@@ -92,8 +92,20 @@ def _stamp() -> str:
 def _curves(run: Run) -> list[Plot]:
     plots = [curve(run, "loss", "Loss", [("train", "train", "loss"), ("validation", "validation", "loss")],
                    ylabel="loss")]
+    preference = bool(run.series("train", "rewardAccuracy")[0])
+    if preference:  # a dpo or simpo run: what its users read first, as TRL logs it
+        plots.append(curve(run, "reward-accuracy", "Reward accuracy",
+                           [("train", "train", "rewardAccuracy"), ("validation", "validation", "rewardAccuracy")],
+                           ylabel="share of pairs, chosen reward higher"))
+        plots.append(curve(run, "rewards", "Rewards", [
+            (f"{side} ({split})", split, key) for split in ("train", "validation")
+            for side, key in (("chosen", "rewardChosen"), ("rejected", "rewardRejected"), ("margin", "rewardMargin"))],
+            ylabel="reward"))
+        plots.append(curve(run, "logps", "Log-probabilities of the answers", [
+            (f"{side} ({split})", split, key) for split in ("train", "validation")
+            for side, key in (("chosen", "logpChosen"), ("rejected", "logpRejected"))], ylabel="log-probability"))
     for m in run.declared:
-        if m != "loss":
+        if m != "loss" and not (preference and m in ("rewardAccuracy", "rewardMargin")):
             plots.append(curve(run, f"metric-{m}", f"Validation {m}", [("validation", "validation", m)], ylabel=m))
     plots.append(curve(run, "lr", "Learning rate", [("lr", "train", "lr")], ylabel="learning rate"))
     plots.append(curve(run, "throughput", "Throughput", [("samples/s", "train", "samples_per_s")],
@@ -124,6 +136,12 @@ def _test_section(run: Run, plots: list[Plot]) -> list[str]:
         pair = regression(pred)
         plots.extend(pair)
         body += ["<h2>Predictions</h2>", '<div class="grid">', *map(_figure, pair), "</div>"]
+    if run.answers:
+        body += ["<h2>Sample answers</h2>",
+                 '<p class="note">greedy answers by the exported model to held-out conversations</p>',
+                 "<table><tr><th>prompt</th><th>answer</th><th>reference</th></tr>",
+                 *(f'<tr><td class="text">{escape(p)}</td><td class="text">{escape(a)}</td>'
+                   f'<td class="text">{escape(r)}</td></tr>' for p, a, r in run.answers), "</table>"]
     if run.samples:
         body += ["<h2>Sample generations</h2>",
                  '<p class="note">greedy continuations by the exported model of held-out text</p>',
@@ -148,11 +166,17 @@ def _lock_section(run: Run) -> list[str]:
     return body
 
 
+def _count(value: Any, noun: str) -> str:
+    """``1 epoch``, ``2.86 epochs``, ``? steps`` (a value the summary lacks or that is no number)."""
+    n = number(value)
+    return f"{escape(str(value))} {noun}" if n == 1 else f"{escape(str(value)) if n is not None else '?'} {noun}s"
+
+
 def single(run: Run) -> str:
     plots = _curves(run)
     s = run.summary
-    facts = (f"{escape(str(run.path))} · task {escape(str(run.task))} · {escape(str(s.get('steps', '?')))} steps · "
-             f"{escape(str(s.get('epochs', '?')))} epochs"
+    facts = (f"{escape(str(run.path))} · task {escape(str(run.task))} · {_count(s.get('steps'), 'step')} · "
+             f"{_count(s.get('epochs'), 'epoch')}"
              + (" · stopped early" if s.get("stoppedEarly") is True else "") + f" · {_stamp()}")
     body = [f'<p class="note">{escape(n)}</p>' for n in run.notes]
     body += ["<h2>Training</h2>",

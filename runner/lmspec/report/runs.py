@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 SAMPLE_PROMPTS = 3
 PROMPT_TOKENS = 24
@@ -52,6 +51,9 @@ class Run:
     predictions: TestPredictions | None = None
     samples: list[tuple[str, str]] = field(default_factory=list)
     """Language models: (prompt, greedy continuation) pairs from the held-out text."""
+    answers: list[tuple[str, str, str]] = field(default_factory=list)
+    """Language models trained on chat data: (prompt, greedy answer, reference answer) of
+    held-out conversations."""
     notes: list[str] = field(default_factory=list)
     """Why a section is missing (no export, no data cache, ...)."""
     label: str = ""
@@ -178,12 +180,19 @@ def _rendered(path: Path, notes: list[str]) -> tuple[str, list[dict[str, Any]]]:
     report compares and looks up (a date becomes its text)."""
     if not path.is_file():
         return "", []
+    from ..validator.parse import ParseError, parse_text
+
     text = path.read_bytes().decode("utf-8", errors="replace")
+    if not text.strip():
+        return text, []
     try:
-        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+        # The validator's parser: depth and alias expansion bounded (a few aliases would
+        # otherwise expand to gigabytes when the documents are copied as JSON).
+        docs = [d.data for d in parse_text(text, path.name, positions=False) if isinstance(d.data, dict)]
         return text, json.loads(json.dumps(docs, default=str))
-    except (yaml.YAMLError, RecursionError, TypeError, ValueError) as exc:
-        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except (ParseError, RecursionError, TypeError, ValueError) as exc:
+        problem = f"line {exc.line}: {exc.message}" if isinstance(exc, ParseError) else \
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         notes.append(f"rendered.yaml cannot be read ({problem}): no manifest fields in this report")
         return text, []
 
@@ -206,7 +215,8 @@ def _add_predictions(run: Run) -> None:
     from ..data.prepare import open_entry
 
     where = run.lock.get("dataCache")
-    data = open_entry(Path(where)) if isinstance(where, str) and where else None
+    # Relative to the run directory (older runs wrote an absolute path, which the join keeps).
+    data = open_entry(run.path / where) if isinstance(where, str) and where else None
     if data is None:
         run.notes.append("the run's data cache is gone (lock.json's dataCache): no test-set plots")
         return
@@ -224,6 +234,14 @@ def _add_predictions(run: Run) -> None:
         x = rows.inputs
     else:
         x, y = split.inputs, split.targets
+    chats = conversations(split, SAMPLE_PROMPTS) if exported.task == "causal-lm" and hasattr(split, "row_docs") \
+        else []
+    if chats:
+        from ..model.export import tokenizer_dir
+        from ..predict import answer_samples
+
+        run.answers = answer_samples(exported, chats, max_tokens=SAMPLE_TOKENS, tokenizer_dir=tokenizer_dir(export))
+        return
     if exported.task == "causal-lm":
         from ..predict import generate
 
@@ -243,3 +261,22 @@ def _add_predictions(run: Run) -> None:
                                           np.asarray(decode(out.reshape(-1)), dtype=np.float64))
     if name != "test":
         run.notes.append(f"the test split is empty: plots use the {name} split")
+
+
+def conversations(split: Any, n: int) -> list[tuple[list[int], list[int]]]:
+    """The first conversations of the first ``n`` rows of a chat split (of a preference split:
+    the chosen ones) as (prompt ids, reference ids): the tokens before the first trained one
+    (the rendered prompt, the assistant's turn opened), and the trained tokens that follow (the
+    answer, with its end-of-turn token). Conversations trained from their first token
+    (``trainOnPrompt``) have no prompt to tell apart, and are left out."""
+    out: list[tuple[list[int], list[int]]] = []
+    for d in split.row_docs[split.row_ptr[:-1]][:n]:
+        a, b = int(split.docs[d]), int(split.docs[d + 1])
+        ids, trained = split.store.read(a, b), np.asarray(split.store.read_mask(a, b), dtype=bool)
+        start = int(trained.argmax())
+        if not trained.any() or start == 0:
+            continue
+        after = np.flatnonzero(~trained[start:])
+        end = start + int(after[0]) if len(after) else len(ids)
+        out.append(([int(i) for i in ids[:start]], [int(i) for i in ids[start:end]]))
+    return out

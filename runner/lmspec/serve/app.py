@@ -27,6 +27,7 @@ from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
+from ..data.errors import names_phrase, value_phrase
 from ..standard import InferenceService
 from .batcher import Batcher, Policy, QueueFull
 from .common import (
@@ -109,6 +110,7 @@ def create_app(service: InferenceService, loader: Callable[[], Loaded], *,
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # One compute thread: forward passes never overlap, batching does the sharing.
         state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmspec-compute")
+        state.text_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmspec-text")
         b = service.spec.batching
         policy = Policy(max_batch_size=b.max_batch_size, max_delay=b.max_queue_delay_microseconds / 1e6,
                         max_queue=b.max_queue_size, enabled=b.enabled)
@@ -128,6 +130,7 @@ def create_app(service: InferenceService, loader: Callable[[], Loaded], *,
                     await upstream.client.aclose()
                 await asyncio.to_thread(upstream.stop)
             state.executor.shutdown(wait=False, cancel_futures=True)
+            state.text_executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title=f"lmspec serve: {service.metadata.name}", version=__version__,
                   description="Open Inference Protocol v2 and OpenAI-compatible endpoints of an "
@@ -248,7 +251,7 @@ def _top_ks(outputs: list[RequestOutput], predictor: Any, classes: int) -> dict[
                            "probabilities outputs only")
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= max(classes, 1):
             raise ApiError(400, f"output '{o.name}': top_k must be an integer from 1 to the number of "
-                           f"classes ({classes}), not {k!r}")
+                           f"classes ({classes}), not {value_phrase(k)}")
         ks[o.name] = k
     return ks
 
@@ -358,8 +361,8 @@ def _oip_routes(app: FastAPI, state: State) -> None:
         given = {t.name: t for t in body.inputs}
         unknown = sorted(set(given) - known)
         if unknown or len(given) != len(body.inputs):
-            raise ApiError(400, f"unexpected or repeated input(s) {unknown or list(given)}; the model "
-                           f"takes {sorted(known)}")
+            raise ApiError(400, f"unexpected or repeated input(s) {names_phrase(unknown or list(given), 4)}; "
+                           f"the model takes {sorted(known)}")
         arrays: dict[str, Any] = {}
         try:
             for spec in sig.inputs:
@@ -380,7 +383,8 @@ def _oip_routes(app: FastAPI, state: State) -> None:
         wanted = [o.name for o in body.outputs] if body.outputs else list(out_specs)
         missing = [w for w in wanted if w not in out_specs]
         if missing:
-            raise ApiError(400, f"unknown output(s) {missing}; the model has {sorted(out_specs)}")
+            raise ApiError(400, f"unknown output(s) {names_phrase(missing, 4)}; the model has "
+                           f"{sorted(out_specs)}")
         ks = _top_ks(body.outputs or [], loaded.predictor, int(out_specs[sig.outputs[0].name].shape[-1]))
         check = getattr(loaded.predictor, "check", None)
         if check is not None:
@@ -390,7 +394,7 @@ def _oip_routes(app: FastAPI, state: State) -> None:
                 raise ApiError(400, str(exc)) from None
         assert state.infer is not None
         try:
-            result = await with_limits(state, request, state.infer.submit(arrays, n))
+            result = await state.infer.submit(arrays, n, wait=lambda work: with_limits(state, request, work))
         except ValueError as exc:  # the fitted transform refused the values
             raise ApiError(400, str(exc)) from None
         except QueueFull:
@@ -404,13 +408,13 @@ def _oip_routes(app: FastAPI, state: State) -> None:
 
 
     async def generate(model: str, body: GenerateRequest, request: Request) -> Response:
-        gen = _oip_generation(state, model, path_version(request), body, request)
+        gen = await _oip_generation(state, model, path_version(request), body, request)
         text = await with_limits(state, request, gen.text())
         return JSONResponse({"model_name": state.name, "model_version": "1", "text_output": text,
                              "finish_reason": gen.finish_reason})
 
     async def generate_stream(model: str, body: GenerateRequest, request: Request) -> Response:
-        gen = _oip_generation(state, model, path_version(request), body, request)
+        gen = await _oip_generation(state, model, path_version(request), body, request)
         timeout = state.service.spec.limits.request_timeout_seconds
         deadline = time.monotonic() + timeout
 
@@ -466,10 +470,10 @@ def _infer_response(state: State, answer: dict[str, Any], outputs: list[tuple[st
     return Response(body, media_type="application/json")
 
 
-def _oip_generation(state: State, model: str, version: str | None, body: GenerateRequest,
-                    request: Request) -> Generation:
+async def _oip_generation(state: State, model: str, version: str | None, body: GenerateRequest,
+                          request: Request) -> Generation:
     check_model(state, model, version)
-    ids = encode_prompt(state, body.text_input, param="text_input")
+    ids = await encode_prompt(state, body.text_input, param="text_input")
     p = body.parameters
     sampling = sampling_for(state, len(ids), max_tokens=p.max_tokens, temperature=p.temperature,
                             top_p=p.top_p, stop=p.stop, seed=p.seed)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,9 +102,13 @@ class Batcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def submit(self, payload: Any, rows: int = 1) -> Any:
+    async def submit(self, payload: Any, rows: int = 1,
+                     wait: Callable[[asyncio.Future[Any]], Awaitable[Any]] | None = None) -> Any:
         """Queue one unit of work and wait for its result. Cancelling the caller (timeout, client
-        gone) takes the work out of the queue if it has not started."""
+        gone) takes the work out of the queue if it has not started. ``wait`` bounds the wait of
+        queued work (a timeout, a watch for the client leaving; it may cancel the future, which
+        takes the work out of the queue too); work run at once on the loop has nothing to wait
+        for, and skips it with its tasks and timers."""
         if len(self._queue) >= self.policy.max_queue:
             raise QueueFull(self._name)
         item = _Item(payload, rows, asyncio.get_running_loop().create_future())
@@ -117,14 +121,14 @@ class Batcher:
                 # rather than wake the batching task for it and be woken back.
                 self._arrivals += 1
                 self._compute_here([item])
-                return await item.future
+                return item.future.result()
         self._queue.append(item)
         self._queued_rows += rows
         self._arrivals += 1
         self._gauge()
         self._wake.set()
         try:
-            return await item.future
+            return await (item.future if wait is None else wait(item.future))
         except asyncio.CancelledError:
             if item in self._queue:
                 self._queue.remove(item)

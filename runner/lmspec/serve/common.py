@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -124,11 +125,29 @@ def check_text(text: str, param: str = "prompt") -> str:
     return text
 
 
-def encode_prompt(state: State, text: str, param: str = "prompt") -> list[int]:
-    """Prompt text → token ids (400 for text no tokenizer can take), checked like any prompt."""
+INLINE_TEXT_CHARS = 4096
+"""Prompts up to this many characters are tokenized on the event loop (a hand-off to the text
+thread costs more); longer ones in the text thread, so a megabyte of prompt never stalls the
+loop, and with it health probes and every other request."""
+
+T = TypeVar("T")
+
+
+async def off_loop(state: State, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` in the server's text thread (:attr:`.state.State.text_executor`): one
+    thread, so a tokenizer is never used by two threads at once."""
+    if state.text_executor is None:  # an application without its lifespan (never in a server)
+        return work(*args)
+    return await asyncio.get_running_loop().run_in_executor(state.text_executor, work, *args)
+
+
+async def encode_prompt(state: State, text: str, param: str = "prompt") -> list[int]:
+    """Prompt text → token ids (400 for text no tokenizer can take), checked like any prompt;
+    a long prompt is tokenized off the event loop."""
     lm = state.require_language_model()
+    check_text(text, param)
     try:
-        ids = lm.encode(check_text(text, param))
+        ids = lm.encode(text) if len(text) <= INLINE_TEXT_CHARS else await off_loop(state, lm.encode, text)
     except ValueError as exc:  # text the tokenizer cannot encode as text
         raise ApiError(400, f"{param}: {exc}", param=param) from None
     check_prompt(state, ids, param)

@@ -32,6 +32,46 @@ def _raw(status: str, message: str) -> bytes:
     return head + body
 
 
+class Coalesced:
+    """A transport whose writes within one turn of the event loop leave as one.
+
+    uvicorn writes a response's head and its body separately: two system calls, two TCP
+    segments and two wake-ups of the client for every small answer, which on loopback was the
+    largest single cost of a small model's request. Here the writes are joined and sent at the
+    end of the loop's turn (the head and body of a plain response are written in the same turn;
+    a stream's events still leave one by one, as they are written in turns of their own)."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._flushing: asyncio.Handle | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._pending.append(bytes(data))
+        if self._flushing is None:
+            self._flushing = self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flushing = None
+        if self._pending:
+            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def guarded_protocol(*, header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
     """uvicorn's HTTP/1.1 protocol with a header deadline and a connection bound."""
     late = _raw("408 Request Timeout",
@@ -45,7 +85,8 @@ def guarded_protocol(*, header_timeout: float, max_connections: int) -> type[asy
         _seen: Any = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            coalesced: Any = Coalesced(transport, self.loop)
+            super().connection_made(coalesced)
             if len(self.connections) > max_connections:
                 transport.write(full)
                 transport.close()

@@ -183,6 +183,9 @@ class Generation:
         self.tokens: list[TokenInfo] = []
         self.prompt_info: list[TokenInfo] = []
         self.finish_reason = "length"
+        self.reported = 0
+        """Tokens whose text has been yielded: a stream reports the log-probabilities of these
+        only, so they never run ahead of the text (held back while it may start a stop string)."""
         # Queued now, so a full queue is an error of the request, before any response starts.
         self._seq, self._waiter = runner.submit(self.prompt_ids, sampling)
         # A generation dropped unread (a client gone before its stream started) frees its sequence.
@@ -240,6 +243,9 @@ class Generation:
                 cut = _first_stop(text, s.stop, emitted)
                 if cut is not None:
                     self.finish_reason = "stop"
+                    # The tokens (and their log-probabilities) end where the returned text ends.
+                    del self.tokens[_tokens_for(self.lm, ids, text[:cut], self.reported):]
+                    self.reported = len(self.tokens)
                     if cut > emitted:
                         yield text[emitted:cut]
                     return
@@ -249,13 +255,30 @@ class Generation:
                 pending = min(3, len(text) - len(text.rstrip("\ufffd")))
                 safe = len(text) - pending - hold
                 if safe > emitted:
+                    if s.logprobs is not None:
+                        self.reported = _tokens_for(self.lm, ids, text[:safe], self.reported)
                     yield text[emitted:safe]
                     emitted = safe
         finally:
             await tokens.aclose()  # cancels the sequence if it has not ended
         text = self.lm.decode(ids)
+        self.reported = len(self.tokens)
         if len(text) > emitted:
             yield text[emitted:]
+
+
+def _tokens_for(lm: TextModel, ids: list[int], kept: str, low: int = 0) -> int:
+    """The fewest of ``ids`` (at least ``low``) whose text starts with ``kept``; the tokens
+    after them (held-back text, a stop string and what followed it) do not belong to ``kept``.
+    A binary search: a few decodes, however long the stop strings."""
+    high = len(ids)
+    while low < high:
+        mid = (low + high) // 2
+        if lm.decode(ids[:mid]).startswith(kept):
+            high = mid
+        else:
+            low = mid + 1
+    return high
 
 
 def _first_stop(text: str, stops: list[str], emitted: int) -> int | None:

@@ -118,6 +118,13 @@ class HFPredictor:
             inputs=[TensorSpec(name="input_ids", dtype="int64", shape=[-1, -1])],
             outputs=[TensorSpec(name="logits", dtype="float32", shape=[-1, -1, lm.vocab_size])])
 
+    def check(self, inputs: dict[str, Any]) -> None:
+        """Refuse ids the model cannot take (over-long, outside the vocabulary) before they join
+        a batch, so a too-long request costs no forward pass."""
+        from .predictor import check_token_ids
+
+        check_token_ids(inputs, self.lm.vocab_size, self.lm.context_length)
+
     def predict(self, inputs: dict[str, Any]) -> dict[str, Any]:
         ids = np.asarray(inputs["input_ids"], dtype=np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= self.lm.vocab_size):
@@ -149,12 +156,24 @@ def torch_dtype(placement: Placement, stored: Any = None) -> torch.dtype:
     return torch.float32
 
 
-def context_length_of_config(config: Any) -> int:
-    for key in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"):
-        value = getattr(config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return 2048
+DEFAULT_CONTEXT_LENGTH = 2048
+"""Of a model whose config names no context length (none of ``CONTEXT_KEYS``)."""
+
+
+def context_length_of(model: Any) -> int:
+    """Longest sequence a loaded causal LM takes, read from its ``transformers`` config: that of
+    a Hugging Face directory's model, of a LoRA adapter merged into its base, or of an lmspec
+    export's module (which wraps the model as ``.lm``). The one source for every model shape: a
+    manifest names no limit for a ``pretrained`` base, whose ``config.json`` holds it.
+
+    >>> context_length_of(AutoModelForCausalLM.from_pretrained("base"))  # max_position_embeddings
+    256
+    """
+    from ..model.pretrained import context_length
+
+    config = getattr(getattr(model, "lm", model), "config", None)
+    found = context_length(config.to_dict()) if config is not None else None
+    return found or DEFAULT_CONTEXT_LENGTH
 
 
 def eos_of(generation_config: Any, tokenizer_eos: int | None) -> frozenset[int]:
@@ -174,6 +193,13 @@ def load_hf_dir(path: Path, placement: Placement) -> TextModel:
     from ..model.quiet import loading_quietly
 
     adapter = (path / "adapter_config.json").is_file()
+    if adapter:
+        from ..model.adapters import AdapterError, check_adapter_dir
+
+        try:
+            check_adapter_dir(path)
+        except AdapterError as exc:
+            raise ModelLoadError(str(exc)) from None
     base = _adapter_base(path) if adapter else path
     try:
         config = AutoConfig.from_pretrained(base, local_files_only=True)
@@ -185,12 +211,12 @@ def load_hf_dir(path: Path, placement: Placement) -> TextModel:
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{path}: cannot load a Hugging Face causal LM: {exc}") from None
     if adapter:
-        from peft import PeftModel
+        from ..model.adapters import load_adapter
 
-        model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+        model = load_adapter(model, path).merge_and_unload()
     move: Any = model.to  # transformers types .to() as a decorated method mypy cannot follow
     model = move(torch_device(placement)).eval()
-    return TextModel(model, tokenizer, context_length=context_length_of_config(model.config),
+    return TextModel(model, tokenizer, context_length=context_length_of(model),
                      eos=eos_of(model.generation_config, tokenizer.eos_token_id),
                      vocab_size=int(model.config.vocab_size), hf_tokenizer=True)
 
@@ -216,8 +242,10 @@ def from_export(exported: Any, context_length: int, placement: Placement,
                 tokenizer_dir: Path | None = None) -> TextModel:
     """The causal LM inside an lmspec export (its module wraps a transformers model). An export
     in Hugging Face format holds the tokenizer's files (``tokenizer_dir``): that tokenizer serves,
-    with the chat template the training data was rendered with."""
+    with the chat template the training data was rendered with. ``context_length`` never exceeds
+    the model's own (:func:`context_length_of`)."""
     hf = getattr(exported.model, "lm", exported.model)
+    context_length = min(context_length, context_length_of(hf))
     hf.to(device=torch_device(placement), dtype=torch_dtype(placement)).eval()
     if tokenizer_dir is not None:
         from transformers import AutoTokenizer

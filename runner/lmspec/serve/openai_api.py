@@ -39,6 +39,7 @@ from .common import (
     check_text,
     encode_prompt,
     new_generation,
+    off_loop,
     sampling_for,
     with_limits,
 )
@@ -157,7 +158,7 @@ def add_routes(app: FastAPI, state: State) -> None:
                         continue
                     yield sse(chunk(index, piece, None, first[index], gen, seen[index]))
                     first[index] = False
-                    seen[index] = gen.completion_tokens
+                    seen[index] = gen.reported
                     if time.monotonic() > deadline:
                         raise ApiError(504, "the request took longer than "
                                        "limits.requestTimeoutSeconds", type_="timeout")
@@ -180,9 +181,11 @@ def add_routes(app: FastAPI, state: State) -> None:
 
     @app.get("/v1/models", tags=["openai"])
     async def models() -> dict[str, Any]:
+        # 503 while loading: the model's length is known only once it is loaded.
+        state.require_ready()
         return {"object": "list", "data": [{"id": state.name, "object": "model",
                                             "created": state.started, "owned_by": "lmspec",
-                                            "max_model_len": state.max_model_length or None}]}
+                                            "max_model_len": state.max_model_length}]}
 
     @app.post("/v1/completions", tags=["openai"])
     async def completions(body: CompletionRequest, request: Request) -> Response:
@@ -197,7 +200,7 @@ def add_routes(app: FastAPI, state: State) -> None:
             if len(prompt) != 1:
                 raise ApiError(400, "only one prompt per request is supported", param="prompt")
             prompt = str(prompt[0])
-        ids = [int(i) for i in prompt] if isinstance(prompt, list) else encode_prompt(state, prompt)
+        ids = [int(i) for i in prompt] if isinstance(prompt, list) else await encode_prompt(state, prompt)
         gens = start(body, ids, request, body.max_tokens, body.logprobs, echo=body.echo)
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         echoed = lm.decode(ids) if body.echo else ""
@@ -205,7 +208,7 @@ def add_routes(app: FastAPI, state: State) -> None:
         def logprobs(gen: Generation, since: int, with_prompt: bool) -> dict[str, Any] | None:
             if body.logprobs is None:
                 return None
-            infos = (gen.prompt_info if with_prompt else []) + gen.tokens[since:]
+            infos = (gen.prompt_info if with_prompt else []) + gen.tokens[since:gen.reported]
             texts = [lm.token_text(t.id) for t in infos]
             offsets, at = [], len(echoed) if since == 0 and not with_prompt else 0
             for text in texts:
@@ -244,10 +247,10 @@ def add_routes(app: FastAPI, state: State) -> None:
             raise ApiError(400, f"model '{state.name}' has no chat template (its tokenizer defines "
                            "none); use /v1/completions, or serve a model whose tokenizer files "
                            "carry a chat_template", param="messages", code="no_chat_template")
+        messages = chat_messages(body.messages)
         try:
-            ids = lm.chat_ids(chat_messages(body.messages))
-        except ApiError:
-            raise
+            # A template is a program over the client's text: never on the event loop.
+            ids = await off_loop(state, lm.chat_ids, messages)
         except Exception as exc:  # the template itself refused the conversation
             raise ApiError(400, f"the chat template cannot render these messages: {exc}",
                            param="messages") from None
@@ -266,7 +269,7 @@ def add_routes(app: FastAPI, state: State) -> None:
 
             return {"content": [{**entry(t.id, t.logprob),
                                  "top_logprobs": [entry(i, lp) for i, lp in t.top]}
-                                for t in gen.tokens[since:]]}
+                                for t in gen.tokens[since:gen.reported]]}
 
         def chunk(index: int, text: str, finish: str | None, first: bool, gen: Generation,
                   since: int) -> dict[str, Any]:

@@ -88,24 +88,13 @@ class ExportedPredictor:
         self._context: int | None = None
         if exported.task == "causal-lm":
             self._vocab = _vocab_size(exported.model)
-            self._context = context_length_of(exported.manifest)
+            self._context = context_length_of(exported)
 
     def check(self, inputs: dict[str, Any]) -> None:
-        """Refuse, before a request joins a batch, inputs the model cannot take (token ids outside
-        the vocabulary, empty or over-long sequences): one bad request must not fail its batch."""
-        if self._vocab is None:
-            return
-        for name, array in inputs.items():
-            ids = np.asarray(array)
-            if ids.ndim != 2 or ids.shape[1] < 1:
-                raise ValueError(f"input '{name}': token ids must have shape [batch, length] with "
-                                 f"length >= 1, got {list(ids.shape)}")
-            if self._context is not None and ids.shape[1] > self._context:
-                raise ValueError(f"input '{name}': {ids.shape[1]} token ids exceed the model's context "
-                                 f"length of {self._context}")
-            if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= self._vocab):
-                raise ValueError(f"input '{name}': token ids must lie in [0, {self._vocab}) for this "
-                                 f"model's vocabulary, got {int(ids.min())}..{int(ids.max())}")
+        """Refuse, before a request joins a batch, inputs the model cannot take (see
+        :func:`check_token_ids`): one bad request must not fail its batch."""
+        if self._vocab is not None:
+            check_token_ids(inputs, self._vocab, self._context)
 
     def predict(self, inputs: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.exported.predict(inputs)
@@ -122,6 +111,22 @@ class ExportedPredictor:
         index = np.asarray(index)
         names = self.classes or [str(i) for i in range(int(index.max(initial=0)) + 1)]
         return np.array([names[int(i)] for i in index.reshape(-1)], dtype=object).reshape(index.shape)
+
+
+def check_token_ids(inputs: dict[str, Any], vocab: int, context: int | None) -> None:
+    """Token ids a causal LM can take, checked before any forward pass: shape [batch, length]
+    with length >= 1, at most ``context`` long, each id in [0, vocab); ValueError otherwise."""
+    for name, array in inputs.items():
+        ids = np.asarray(array)
+        if ids.ndim != 2 or ids.shape[1] < 1:
+            raise ValueError(f"input '{name}': token ids must have shape [batch, length] with "
+                             f"length >= 1, got {list(ids.shape)}")
+        if context is not None and ids.shape[1] > context:
+            raise ValueError(f"input '{name}': {ids.shape[1]} token ids exceed the model's context "
+                             f"length of {context}")
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+            raise ValueError(f"input '{name}': token ids must lie in [0, {vocab}) for this "
+                             f"model's vocabulary, got {int(ids.min())}..{int(ids.max())}")
 
 
 def top_k(predictor: Any, result: dict[str, Any], output: str, k: int) -> Any:
@@ -143,16 +148,22 @@ def _vocab_size(model: Any) -> int | None:
     return None
 
 
-def context_length_of(manifest: Any) -> int:
-    """Longest sequence a causal LM takes, from its architecture."""
-    arch = manifest.spec.architecture
+def context_length_of(exported: Any) -> int:
+    """Longest sequence a causal LM export takes, from the loaded model's own config
+    (:func:`.lm.context_length_of`, the one source for every model shape: a ``pretrained`` base's
+    limit is written nowhere else). Given a Model manifest alone, its architecture's
+    ``contextLength`` or ``config``."""
+    model = getattr(exported, "model", None)
+    if model is not None:
+        from .lm import context_length_of as of_model
+
+        return of_model(model)
+    from ..model.pretrained import context_length
+
+    arch = exported.spec.architecture
     if getattr(arch, "context_length", None):
         return int(arch.context_length)
-    config = getattr(arch, "config", {}) or {}
-    for key in ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length"):
-        if key in config:
-            return int(config[key])
-    return 1024
+    return context_length(getattr(arch, "config", None) or {}) or 1024
 
 
 def load_export(path: str | Path, spec: InferenceServiceSpec | None = None) -> Loaded:
@@ -172,6 +183,6 @@ def load_export(path: str | Path, spec: InferenceServiceSpec | None = None) -> L
     exported = load_exported(path)
     language_model = None
     if exported.task == "causal-lm":
-        language_model = from_export(exported, context_length_of(exported.manifest), placement,
+        language_model = from_export(exported, context_length_of(exported), placement,
                                      tokenizer_dir(path))
     return Loaded(ExportedPredictor(exported), language_model)

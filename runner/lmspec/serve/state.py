@@ -37,6 +37,8 @@ class State:
     load_error: BaseException | None = None
     started: int = field(default_factory=lambda: int(time.time()))
     executor: ThreadPoolExecutor | None = None
+    text_executor: ThreadPoolExecutor | None = None
+    """One thread for text work too slow for the event loop (chat templates, long prompts)."""
     infer: Batcher | None = None
     runner: EngineRunner | None = None
     """The generation engine, once a causal language model is loaded."""

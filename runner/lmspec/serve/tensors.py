@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.errors import value_phrase
 from ..standard import TensorSpec
 
 OIP_DATATYPE: dict[str, str] = {
@@ -49,12 +50,14 @@ def decode_input(spec: TensorSpec, tensor: dict[str, Any]) -> Any:
     want = OIP_DATATYPE[spec.dtype]
     got = tensor.get("datatype")
     if got != want:
-        raise TensorError(f"input '{name}': datatype {got!r} does not match the model's {want!r}")
+        raise TensorError(f"input '{name}': {value_phrase(got, 'datatype')} does not match the "
+                          f"model's {want!r}")
     shape = tensor.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise TensorError(f"input '{name}': shape must be a list of non-negative integers")
     if len(shape) != len(spec.shape) or any(w != -1 and w != d for w, d in zip(spec.shape, shape, strict=True)):
-        raise TensorError(f"input '{name}': shape {shape} does not match the model's {list(spec.shape)}")
+        raise TensorError(f"input '{name}': {value_phrase(shape, 'shape')} does not match the model's "
+                          f"{list(spec.shape)}")
     if "data" not in tensor:
         raise TensorError(f"input '{name}': no 'data' (binary tensor data is not supported)")
     try:
@@ -64,7 +67,8 @@ def decode_input(spec: TensorSpec, tensor: dict[str, Any]) -> Any:
     if want == "BYTES" and not all(isinstance(v, str) for v in array.flat):
         raise TensorError(f"input '{name}': BYTES data must be strings")
     if array.size != math.prod(shape):
-        raise TensorError(f"input '{name}': {array.size} data elements do not fill shape {shape} "
+        raise TensorError(f"input '{name}': {array.size} data elements do not fill "
+                          f"{value_phrase(shape, 'shape')} "
                           f"({math.prod(shape)} elements)")
     return array.reshape(shape)
 

@@ -49,15 +49,13 @@ class RunError(Exception):
     """A user mistake found before training starts (printed without a traceback)."""
 
 
-def select(paths: Sequence[str], job_name: str | None, *,
-           check_env: bool = False) -> tuple[ManifestSet, Manifest]:
+def select(paths: Sequence[str], job_name: str | None, *, check_env: bool = False,
+           allow_outside: Sequence[str] = ()) -> tuple[ManifestSet, Manifest]:
     """Load and validate the manifests (raises ValidationFailed) and pick the TrainingJob; with
-    ``check_env``, data and weight files must exist and match their digests, as
-    ``lmspec validate --check-env`` checks (before any rank starts)."""
-    # The confinement of --check-env protects a reviewer who validates manifests from elsewhere;
-    # a run reads the files its manifests name wherever they are, so they are checked wherever
-    # they are too (an absolute data path is normal for a run).
-    manifests = load(list(paths), check_env=check_env, allow_outside=(os.sep,))
+    ``check_env``, the environment layer of ``lmspec validate --check-env`` runs too, with the
+    same ``allow_outside`` (before any rank starts, data is prepared or a model is loaded):
+    what that command accepts, a run runs, and what it refuses, a run refuses."""
+    manifests = load(list(paths), check_env=check_env, allow_outside=allow_outside)
     try:
         job = manifests.pick("TrainingJob", job_name, option="--job")
     except LookupError as exc:

@@ -49,6 +49,15 @@ from ..validator.core import Manifest, ManifestSet
 from . import checkpoint
 from .dsconfig import deepspeed_config, lr_lambda
 from .metrics import MetricsLog, Sums, compute_loss
+from .preference import (
+    PREFERENCE_LOSSES,
+    REFERENCE_FILE,
+    Objective,
+    Window,
+    disable_dropout,
+    reference_logps,
+    sequence_logps,
+)
 from .tracking import open_trackers
 from .world import World
 
@@ -203,6 +212,12 @@ class Recipe:
         self.last_train_loss: float | None = None
         """The mean training loss of the last logging window (for summary.json)."""
         self.last_validation: dict[str, float] | None = None
+        # Preference tuning (loss dpo or simpo): its objective, the statistics of the current
+        # logging window, and DPO's reference log-probabilities per split.
+        self.objective = Objective.of(self.spec.loss) if self.spec.loss.type in PREFERENCE_LOSSES else None
+        self.pref_window = Window()
+        self.reference: dict[str, np.ndarray] = {}
+        self.reference_seconds = 0.0
         fault = os.environ.get(FAULT_ENV, "")
         self.fault = tuple(int(v) for v in fault.split(":")) if fault else None
 
@@ -234,6 +249,8 @@ class Recipe:
         self._setup_engine()
         if self.world.is_main:
             self._write_lock()
+        if self.objective is not None and self.objective.needs_reference:
+            self._setup_reference()  # from the starting weights: before a checkpoint is loaded
         if self.resume:
             self._load_checkpoint()
         if self.world.is_main:
@@ -277,7 +294,11 @@ class Recipe:
         self.token_weighted = bool(self.data.train.token_weighted)
         if self.data.counts is not None and self.world.is_main:
             for name, c in self.data.counts.items():
-                if "conversations" in c:
+                if "pairs" in c:
+                    print(f"lmspec: {name} data: {c['pairs']} preference pairs, {c['truncated']} truncated, "
+                          f"{c['droppedOverLength']} dropped as too long; {c['trainedTokens']} trained "
+                          "answer tokens")
+                elif "conversations" in c:
                     print(f"lmspec: {name} data: {c['conversations']} conversations, {c['truncated']} "
                           f"truncated, {c['droppedOverLength']} dropped as too long, "
                           f"{c['droppedUntrained']} dropped with no trained token; {c['sequences']} "
@@ -341,6 +362,8 @@ class Recipe:
                 raise TrainError(f"TrainingJob {self.job.metadata.name!r}: {e}") from None
         if self.spec.activation_checkpointing.enabled and isinstance(model, CausalLM):
             model.enable_activation_checkpointing()
+        if self.objective is not None:
+            disable_dropout(model)
         self.model = model
         from ..model.adapters import count_params
 
@@ -433,17 +456,28 @@ class Recipe:
             "seed": self.spec.seed,
             "worldSize": self.world.size,
             "dataFingerprint": self.data.fingerprint,
-            "dataFiles": self.data.files,
-            "dataCache": str(self.data.cache.resolve()) if self.data.cache is not None else None,
+            "dataFiles": self._lock_files(),
+            "dataCache": self._lock_path(self.data.cache) if self.data.cache is not None else None,
             "deepspeedConfig": self.ds_config,
             "parameters": self.params,
         }
         if self.base is not None:
             lock["base"] = {**self.base.lock(), "loadedPartitioned": self.partitioned_load}
+            lock["base"]["directory"] = self._lock_path(Path(lock["base"]["directory"]))
         if self.data.counts is not None:
             lock["dataCounts"] = self.data.counts
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "lock.json").write_text(json.dumps(lock, indent=2) + "\n")
+
+    def _lock_path(self, path: Path) -> str:
+        """A path as ``lock.json`` writes every path: relative to the run directory (the one
+        holding ``lock.json``), with ``/`` separators, so a project moved whole stays valid."""
+        return Path(os.path.relpath(path.resolve(), self.run_dir.resolve())).as_posix()
+
+    def _lock_files(self) -> dict[str, str]:
+        """``dataFiles``: the digest of each file the data was prepared from, by its lock path."""
+        base = self.data_manifest.base_dir
+        return {self._lock_path(Path(k) if Path(k).is_absolute() else base / k): v for k, v in self.data.files.items()}
 
     def _check_same_data(self) -> None:
         """A resumed run must see the data its checkpoints were trained on."""
@@ -454,7 +488,7 @@ class Recipe:
         was = before.get("dataFiles") if isinstance(before, dict) else None
         if not isinstance(was, dict):
             return
-        now = self.data.files
+        now = self._lock_files()
         changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
         if changed:
             raise TrainError(
@@ -530,7 +564,10 @@ class Recipe:
                 x = self.data.transform.augment(x, rng)
             self._seed_generators(_seed(spec.seed, self.epoch, self.micro, self.world.rank, 1))
             out = engine(self._inputs(x), **self._positions(batch.positions))
-            if self.token_weighted:
+            if self.objective is not None:
+                rows = order[self.micro * mb:(self.micro + 1) * mb]
+                loss = self._preference_loss(out, y, rows, "train", self.pref_window)
+            elif self.token_weighted:
                 # DeepSpeed divides by gradientAccumulationSteps and averages over ranks; this
                 # scale makes the step's gradient that of the mean over its trained tokens.
                 scale = gas * self.world.size / max(step_tokens, 1)
@@ -576,6 +613,53 @@ class Recipe:
         if bar is not None:
             bar.close()
         self._save_checkpoint()
+
+    def _setup_reference(self) -> None:
+        """DPO's reference log-probabilities: the starting model's, of every training pair and
+        of the validation and test pairs that are evaluated. Computed once and kept in the run
+        directory, so a resumed run (whose weights are no longer the starting ones) reads them."""
+        from ..data.split import spaced_rows
+
+        path = self.run_dir / REFERENCE_FILE
+        names = {"train": "all", "validation": self.spec.validation.max_samples,
+                 "test": self.spec.evaluation.max_samples}
+        splits = {n: getattr(self.data, n) for n in names}
+        if path.is_file():
+            with np.load(path) as saved:
+                self.reference = {n: saved[n] for n in names if n in saved.files}
+            if all(n in self.reference and len(self.reference[n]) == len(splits[n]) for n in names):
+                return
+        if checkpoint.complete_tags(self.ckpt_dir):
+            raise TrainError(f"{path} is missing or does not match the data: DPO's reference "
+                             "log-probabilities come from the starting weights, which a checkpoint no "
+                             "longer holds; start the run afresh (without resume)")
+        assert self.objective is not None
+        started = time.perf_counter()
+        self.engine.eval()
+        for n, split in splits.items():
+            rows = spaced_rows(len(split), names[n]) if len(split) else np.zeros(0, dtype=np.int64)
+            self.reference[n] = reference_logps(
+                self.engine, split, rows, micro_batch=self.spec.batch.micro_batch_size,
+                rank=self.world.rank, world=self.world.size, to_device=self._inputs,
+                average=self.objective.average)
+        self.engine.train()
+        self.reference_seconds = time.perf_counter() - started
+        if self.world.is_main:
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, **self.reference)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
+            os.replace(tmp, path)
+            pairs = sum(int(np.isfinite(r[:, 0]).sum()) for r in self.reference.values())
+            print(f"lmspec: reference log-probabilities of {pairs:,} pairs from the starting model "
+                  f"({time.perf_counter() - started:.1f}s), kept in {path.name}", flush=True)
+
+    def _preference_loss(self, out: torch.Tensor, targets: np.ndarray, rows: np.ndarray, split: str,
+                         window: Window) -> torch.Tensor:
+        assert self.objective is not None
+        logps = sequence_logps(out, self._targets(targets), average=self.objective.average)
+        ref = torch.from_numpy(self.reference[split][rows]) if self.objective.needs_reference else None
+        loss, stats = self.objective.loss(logps, ref)
+        window.add(loss, stats)
+        return loss
 
     def _done(self) -> bool:
         return self.stopped_early or self.step >= self.total_steps
@@ -627,19 +711,25 @@ class Recipe:
 
     def _log_train(self, local_loss: float, rate: float) -> None:
         loss = local_loss
-        if self.world.size > 1:
+        values: dict[str, float] = {}
+        if self.objective is not None:
+            values = self.pref_window.values(world_size=self.world.size)
+            self.pref_window = Window()
+            loss = values["loss"]
+        elif self.world.size > 1:
             import torch.distributed as dist
 
             t = torch.tensor([local_loss], dtype=torch.float64)
             dist.all_reduce(t)
             loss = float(t) / self.world.size
-            self.last_train_loss = loss
+        self.last_train_loss = loss
         if self.log is not None:
             lr = float(self.engine.get_lr()[0])
-            self.log.write("train", self.step, {"loss": loss},
+            self.log.write("train", self.step, values or {"loss": loss},
                            epoch=self.epoch, lr=lr, samples_per_s=round(rate, 2))
             if self.print_progress:
-                print(f"lmspec: step {self.step}/{self.total_steps} epoch {self.epoch} loss {loss:.4f} "
+                extra = f" reward accuracy {values['rewardAccuracy']:.3f}" if values else ""
+                print(f"lmspec: step {self.step}/{self.total_steps} epoch {self.epoch} loss {loss:.4f}{extra} "
                       f"lr {lr:.3g} {rate:.0f} samples/s", flush=True)
 
     def _validate(self) -> None:
@@ -704,19 +794,24 @@ class Recipe:
         started = time.perf_counter()
         bar = self._eval_bar(name, batches)
         sums = Sums()
+        pref = Window() if self.objective is not None else None
+        key = next((n for n in ("train", "validation", "test") if getattr(self.data, n) is split), "")
         for b in range(batches):
             rows = idx[b * mb:(b + 1) * mb]
             use = rows if len(rows) else chosen[:1]
             batch = split.batch(use)
             out = self.engine(self._inputs(batch.inputs), **self._positions(batch.positions))
-            if len(rows):
+            if len(rows) and pref is not None:
+                self._preference_loss(out, batch.targets, rows, key, pref)
+            elif len(rows):
                 sums.add(out, self._targets(batch.targets), self.task)
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
         self.engine.train()
-        values = sums.reduce().values(metrics)
+        # A preference loss reports its loss and every reward statistic.
+        values = pref.values(world_size=self.world.size) if pref is not None else sums.reduce().values(metrics)
         if self.world.is_main and name:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
             print(f"lmspec: {name} at step {self.step}: {shown} ({len(chosen)} of {len(split)} samples, "

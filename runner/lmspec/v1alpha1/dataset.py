@@ -205,10 +205,16 @@ class ChatFields(Spec):
     """Text of a turn, inside each item of ``messages``."""
 
     prompt: str = Field(default="prompt", min_length=1, examples=["question"])
-    """Prompt, for ``format: promptCompletion``: a string, or a list of turns."""
+    """Prompt, for ``format: promptCompletion`` and ``preference``: a string, or a list of turns."""
 
     completion: str = Field(default="completion", min_length=1, examples=["answer"])
     """Completion, for ``format: promptCompletion``: a string, or a list of assistant turns."""
+
+    chosen: str = Field(default="chosen", min_length=1, examples=["preferred"])
+    """Preferred answer, for ``format: preference``: a string, or a list of turns."""
+
+    rejected: str = Field(default="rejected", min_length=1, examples=["dispreferred"])
+    """Dispreferred answer, for ``format: preference``: a string, or a list of turns."""
 
     instruction: str = Field(default="instruction", min_length=1, examples=["task"])
     """Instruction, for ``format: alpaca``."""
@@ -263,10 +269,13 @@ class Chat(Spec):
     """Records are conversations: they are converted to lists of turns, rendered with a chat
     template, tokenized, masked for the loss, fitted to the sequence length and optionally packed."""
 
-    format: Literal["messages", "promptCompletion", "alpaca", "text"] = Field(
+    format: Literal["messages", "promptCompletion", "alpaca", "text", "preference"] = Field(
         default="messages", examples=["alpaca"])
     """Shape of each record: a list of role/content turns; a prompt and a completion; an alpaca
-    instruction, optional input and output; or plain text, trained whole without a template."""
+    instruction, optional input and output; plain text, trained whole without a template; or a
+    preference pair: a prompt, a chosen and a rejected answer (for the ``dpo`` and ``simpo``
+    losses). A preference record without the prompt field holds two whole conversations that
+    share their first turns: those are the prompt."""
 
     fields: ChatFields = Field(default_factory=ChatFields, examples=[{"messages": "conversations",
                                                                       "role": "from", "content": "value"}])
@@ -297,7 +306,8 @@ class Chat(Spec):
     over_length: Literal["truncate", "drop"] = Field(default="truncate", examples=["drop"])
     """What happens to a conversation longer than ``sequenceLength``: cut at the length, or
     left out. Either way the run log counts them; a conversation left without a trained token is
-    always left out."""
+    always left out. A preference pair is cut prompt first: the prompt loses its first tokens,
+    down to half the length at the least, then the answers lose their last tokens."""
 
     loss: ChatLoss = Field(default_factory=ChatLoss, examples=[{"trainOnPrompt": False}])
     """Which tokens are trained."""

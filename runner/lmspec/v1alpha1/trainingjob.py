@@ -14,7 +14,7 @@ from ._plain import _not_bool
 from .cluster import TrainingCluster
 from .common import Metadata
 
-Metric = Literal["loss", "accuracy", "mse", "mae", "perplexity"]
+Metric = Literal["loss", "accuracy", "mse", "mae", "perplexity", "rewardAccuracy", "rewardMargin"]
 
 
 def _loss_metric() -> list[Metric]:
@@ -27,12 +27,23 @@ ByteSize = Annotated[str, Field(pattern=r"^[0-9]{1,15}(\.[0-9]{1,6})?(B|KB|MB|GB
 class Loss(Spec):
     """The training objective."""
 
-    type: Literal["crossEntropy", "mse", "causalLm"] = Field(examples=["crossEntropy"])
+    type: Literal["crossEntropy", "mse", "causalLm", "dpo", "simpo"] = Field(examples=["crossEntropy"])
     """``crossEntropy`` for classification, ``mse`` for regression, ``causalLm`` (next-token
-    cross-entropy) for causal language models."""
+    cross-entropy) for causal language models; ``dpo`` (direct preference optimisation against
+    the starting model) and ``simpo`` (reference-free, length-normalised) for preference pairs
+    (a Dataset with ``chat.format: preference``)."""
 
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0, examples=[0.1])
-    """Label smoothing for ``crossEntropy`` and ``causalLm``."""
+    """Label smoothing for ``crossEntropy`` and ``causalLm``; for ``dpo``, the assumed share of
+    pairs whose preference is wrong (conservative DPO), below 0.5."""
+
+    beta: float | None = Field(default=None, gt=0.0, le=100.0, examples=[0.1])
+    """Preference losses: the scale of the implicit reward. ``dpo``: how far the model may move
+    from the starting model (default 0.1); ``simpo``: the scale of the length-normalised
+    log-probability (default 2.0)."""
+
+    gamma: float | None = Field(default=None, ge=0.0, le=100.0, examples=[1.0])
+    """``simpo`` only: the target margin between the chosen and the rejected reward (default 1.0)."""
 
 
 class Optimizer(Spec):

@@ -387,8 +387,24 @@ def validate_documents(docs: Sequence[Document], report: Report | None = None, *
             report.extend(env)
             if m.kind == "Dataset" and not env:  # the files are there and intact: read them
                 report.extend(check_data(m.obj, m.base_dir, m.file))
+    if check_env:
+        report.extend(_job_environment([m for m in checked if id(m) not in removed], index))
     report.sort()
     return result
+
+
+def _job_environment(manifests: list[Manifest], index: Index) -> Iterator[Finding]:
+    """Layer 5 across manifests (:mod:`.envjob`): each TrainingJob's Model and Dataset together."""
+    from .envjob import job_environment
+
+    named: dict[tuple[str, str], Manifest] = {}
+    for m in manifests:
+        named.setdefault((m.kind, m.name), m)
+    for job in manifests:
+        if job.kind == "TrainingJob":
+            for target, rule, path, message, hint in job_environment(
+                    job, lambda kind, name: named.get((kind, name)), index):
+                yield _at(target, rule, path, message, hint)
 
 
 def _without_bad_fields(doc: Document, findings: list[Finding]) -> tuple[Manifest, list[str]] | None:
@@ -568,10 +584,10 @@ def _environment(m: Manifest, allow_outside: Sequence[str | os.PathLike[str]] = 
                           f"{rel} has sha256 {actual}, the manifest says {digest}",
                           "the file changed: restore it, or update sha256 if the change is intended")
     if m.kind == "Dataset" and spec.chat is not None:
-        yield from _environment_chat(m)
+        yield from _environment_chat(m, roots)
 
 
-def _environment_chat(m: Manifest) -> Iterator[Finding]:
+def _environment_chat(m: Manifest, roots: Sequence[str]) -> Iterator[Finding]:
     """Chat data: the tokenizer and template files, the template's generation markers, and every
     record's fields and roles (the first problem of each file, naming its row)."""
     from ..data.chat_template import find_template, has_generation_markers, needs_generation_markers
@@ -579,6 +595,17 @@ def _environment_chat(m: Manifest) -> Iterator[Finding]:
     from ..data.errors import DataError
 
     chat = m.obj.spec.chat
+    outside = [(at, rel) for at, rel in ((("spec", "chat", "tokenizer", "path"), getattr(chat.tokenizer, "path", None)),
+                                         (("spec", "chat", "templatePath"), chat.template_path))
+               if rel is not None and not _inside(m.base_dir / rel, roots)]
+    for at, rel in outside:
+        yield _at(m, rules.ENV_OUTSIDE_PROJECT, at,
+                  f"{rel!r} points outside the manifest's directory tree ({m.base_dir}) and the working "
+                  "directory's; it is not read",
+                  "keep the tokenizer and template beside the manifests, or allow the directory with "
+                  "--allow-outside DIR")
+    if outside:
+        return
     tok_dir: Path | None = None
     if chat.tokenizer is not None:
         target = m.base_dir / chat.tokenizer.path
@@ -618,7 +645,12 @@ def _environment_chat(m: Manifest) -> Iterator[Finding]:
                   "assistant's tokens cannot be found for the assistant-only loss",
                   "enclose each assistant message and its end-of-turn token in "
                   "{% generation %}…{% endgeneration %}, or set loss.trainOnPrompt: true")
-    yield from _environment_records(m, read_records, to_messages, DataError)
+    if chat.format == "preference":
+        from ..data.pairs import to_pair
+
+        yield from _environment_records(m, read_records, to_pair, DataError)
+    else:
+        yield from _environment_records(m, read_records, to_messages, DataError)
 
 
 def _environment_records(m: Manifest, read_records: Any, to_messages: Any, data_error: Any) -> Iterator[Finding]:

@@ -503,6 +503,26 @@ class _Fallback(Exception):
     """The fast path declines the input; ``_documents`` handles it."""
 
 
+_FAST_MAX_NESTING = 1000
+"""Deepest nesting libyaml's composer is shown. It recurses in C, out of reach of the
+interpreter's recursion limit, and libyaml builds without a nesting limit of their own (those in
+PyYAML 6.0.3's wheels) crash the process on text nested some 30,000 levels deep; the event path
+reads any depth and reports more than ``MAX_DEPTH`` with its position."""
+_INDICATORS = " \t?:.-\ufeff"
+
+
+def _shallow(text: str) -> bool:
+    """Whether ``text`` surely nests at most ``_FAST_MAX_NESTING`` levels, by a cheap bound: each
+    flow level opens with a ``[`` or ``{`` (quoted ones counted too), and each block level starts
+    further right on its line than its parent (a sequence at its key's indentation aside), after
+    indentation and indicators (``- ``, ``? ``, ``: ``, ``--- ``)."""
+    if text.count("[") + text.count("{") > _FAST_MAX_NESTING // 2:
+        return False
+    lines = text.split("\n") if text.isascii() and "\r" not in text else _LINE_BREAK.split(text)
+    limit = _FAST_MAX_NESTING // 4  # two block levels a column at most: half the budget
+    return max(map(len, lines)) < limit or max(len(s) - len(s.lstrip(_INDICATORS)) for s in lines) < limit
+
+
 if _CParser is not None:
     class _Composer(_CParser):  # type: ignore[misc]
         """libyaml's composer without PyYAML's YAML 1.1 tag resolution: every untagged node's
@@ -521,8 +541,8 @@ if _CParser is not None:
 def _compose_documents(text: str, positions: bool = True) -> list[tuple[Any, Loc | None, bytes]] | None:
     """Data and positions of every document (flat positions, :func:`_flat`, without
     ``positions``), or None when the input needs the event path."""
-    if _CParser is None or len(text) > _FAST_MAX_CHARS or "!" in text or "&" in text:
-        return None  # no C parser; possibly many nodes; maybe tags; maybe anchors (and aliases)
+    if _CParser is None or len(text) > _FAST_MAX_CHARS or "!" in text or "&" in text or not _shallow(text):
+        return None  # no C parser; possibly many nodes; maybe tags; maybe anchors; maybe deep
     try:
         parser = _Composer(text)
         out: list[tuple[Any, Loc | None, bytes]] = []

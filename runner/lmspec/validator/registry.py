@@ -100,6 +100,14 @@ MODEL_HF_REVISION = _rule(
     "semantic",
     "An hf:// reference has no revision, so the files it means change when the repository does.",
 )
+MODEL_HF_CONFIG = _rule(
+    "model.hf-config",
+    "error",
+    "semantic",
+    "A huggingface architecture's config gives a size or count that transformers needs positive as zero, "
+    "negative or not an integer, a width its heads (or heads their key-value heads) do not divide, or heads of "
+    "odd width under rotary position embeddings.",
+)
 DATASET_SPLIT_RATIOS = _rule("dataset.split-ratios", "error", "semantic", "Split ratios do not sum to 1.")
 DATASET_SPLIT_FILES = _rule(
     "dataset.split-files", "error", "semantic", "Splits by file, but no source is assigned to the training split."
@@ -206,14 +214,46 @@ CLUSTER_TOLERATION = _rule(
     "semantic",
     "A toleration with operator Exists has a value, or one with operator Equal has no key.",
 )
+CLUSTER_LABEL = _rule(
+    "cluster.label",
+    "error",
+    "semantic",
+    "A nodeSelector label or a toleration's key or value is not one Kubernetes accepts (a qualified name, "
+    "a label value).",
+)
 
 # Layer 3: rules across manifests (they need the referenced manifest).
 TRAININGJOB_LOSS_TASK = _rule("trainingjob.loss-task", "error", "semantic", "The loss does not fit the Model's task.")
+TRAININGJOB_PREFERENCE_DATA = _rule(
+    "trainingjob.preference-data",
+    "error",
+    "semantic",
+    "A preference loss (dpo, simpo) is trained on data that is not preference pairs, or pairs with another loss.",
+)
+TRAININGJOB_PREFERENCE_SETTINGS = _rule(
+    "trainingjob.preference-settings",
+    "error",
+    "semantic",
+    "beta or gamma is set for a loss that does not use it, or DPO's label smoothing is 0.5 or more.",
+)
+TRAININGJOB_PREFERENCE_REFERENCE = _rule(
+    "trainingjob.preference-reference",
+    "error",
+    "semantic",
+    "DPO starts from a Model without trained weights, so its reference (the starting model) would be random.",
+)
+DATASET_PREFERENCE_OPTIONS = _rule(
+    "dataset.preference-options",
+    "error",
+    "semantic",
+    "Preference pairs are packed, or given chat.loss settings (a pair trains its answers only).",
+)
 TRAININGJOB_LM_TOKENIZER = _rule(
     "trainingjob.lm-tokenizer",
     "error",
     "semantic",
-    "A causal language model is trained on a Dataset without a tokenize step.",
+    "A causal language model is trained on a Dataset without a tokenize step, or on chat data with no tokenizer "
+    "(none of its own, and no pretrained base's).",
 )
 TRAININGJOB_LM_PACK = _rule(
     "trainingjob.lm-pack",
@@ -326,6 +366,12 @@ ENV_OUTSIDE_PROJECT = _rule(
     "error",
     "environment",
     "A referenced file lies outside the manifest's and the working directory's trees and was not read.",
+)
+ENV_ADAPTER_MODULES = _rule(
+    "env.adapter-modules",
+    "error",
+    "environment",
+    "adapter.targetModules or adapter.modulesToSave names a module that the pretrained base's weights do not have.",
 )
 ENV_SHA256 = _rule("env.sha256-mismatch", "error", "environment", "A file's SHA-256 differs from the manifest's.")
 ENV_CHAT_RECORDS = _rule(

@@ -6,6 +6,7 @@ the path (a tuple of keys as written in the manifest) is turned into a position 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -193,6 +194,68 @@ def _model_heads(m: Model, _: Index) -> Iterator[Issue]:
         )
 
 
+# Sizes and counts that transformers' configs divide by or allocate with, under each name the
+# libraries use (GPT-2 aliases some: n_head is num_attention_heads). None means "the library's
+# default" where a config class allows it.
+_HF_WIDTHS = ("hidden_size", "n_embd", "d_model")
+_HF_HEADS = ("num_attention_heads", "n_head", "num_heads")
+_HF_KV_HEADS = ("num_key_value_heads",)
+_HF_SIZES = ("num_hidden_layers", "n_layer", "num_layers", "vocab_size", "intermediate_size", "n_inner",
+             "max_position_embeddings", "n_positions", "n_ctx", "head_dim")
+_HF_NULLABLE = frozenset({"n_inner", "head_dim", "num_key_value_heads"})
+_HF_ROTARY = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "olmo", "olmo2",
+                        "granite"})
+"""Model types whose attention heads rotate in pairs (RoPE): transformers needs an even head width."""
+
+
+def _hf_size(config: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, int] | None:
+    """The first of ``keys`` the config gives as a positive integer, with its key."""
+    for key in keys:
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return key, value
+    return None
+
+
+@check("Model")
+def _model_hf_config(m: Model, _: Index) -> Iterator[Issue]:
+    arch = m.spec.architecture
+    if not isinstance(arch, HuggingFace):
+        return
+    config: dict[str, Any] = arch.config
+    at: Path = ("spec", "architecture", "config")
+    for key in (*_HF_WIDTHS, *_HF_HEADS, *_HF_KV_HEADS, *_HF_SIZES):
+        if key not in config or (config[key] is None and key in _HF_NULLABLE):
+            continue
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            yield (rules.MODEL_HF_CONFIG, (*at, key),
+                   f"config.{key} is {value!r}; transformers needs a positive integer here",
+                   f"set {key} to a positive integer, or leave it out for the library's default")
+    width, heads, kv = _hf_size(config, _HF_WIDTHS), _hf_size(config, _HF_HEADS), _hf_size(config, _HF_KV_HEADS)
+    if width is not None and heads is not None and width[1] % heads[1]:
+        yield (rules.MODEL_HF_CONFIG, (*at, heads[0]),
+               f"config.{width[0]} {width[1]} is not divisible by config.{heads[0]} {heads[1]}",
+               f"choose {heads[0]} dividing {width[0]}")
+    elif arch.model_type in _HF_ROTARY:
+        given = _hf_size(config, ("head_dim",))
+        if given is not None:
+            key, head = given
+        elif width is not None and heads is not None:
+            key, head = heads[0], width[1] // heads[1]
+        else:
+            key, head = "head_dim", 0  # the library's defaults: even
+        if head % 2:
+            yield (rules.MODEL_HF_CONFIG, (*at, key),
+                   f"each attention head is {head} wide; rotary position embeddings need an even width",
+                   "choose sizes that give heads of even width (e.g. hidden_size 32 with 4 heads)")
+    if heads is not None and kv is not None and heads[1] % kv[1]:
+        yield (rules.MODEL_HF_CONFIG, (*at, kv[0]),
+               f"config.{heads[0]} {heads[1]} is not divisible by config.{kv[0]} {kv[1]}: each key-value "
+               "head serves the same number of query heads",
+               f"choose {kv[0]} dividing {heads[0]}")
+
+
 @check("Model")
 def _model_lm_signature(m: Model, _: Index) -> Iterator[Issue]:
     if m.spec.task != "causal-lm":
@@ -333,6 +396,7 @@ _CHAT_FIELDS = {
     "promptCompletion": {"prompt", "completion", "system", "role", "content"},
     "alpaca": {"instruction", "input", "output", "system"},
     "text": {"text"},
+    "preference": {"prompt", "chosen", "rejected", "system", "role", "content"},
 }
 
 
@@ -524,11 +588,14 @@ def _dataset_of(j: TrainingJob, index: Index) -> Dataset | None:
 
 
 _LOSS_FOR_TASK = {"classification": "crossEntropy", "regression": "mse", "causal-lm": "causalLm"}
+_PREFERENCE_LOSSES = ("dpo", "simpo")
+"""Losses of a causal LM on preference pairs (their rules: :mod:`.preference_rules`)."""
 _METRICS_FOR_TASK = {
     "classification": {"loss", "accuracy"},
     "regression": {"loss", "mse", "mae"},
     "causal-lm": {"loss", "accuracy", "perplexity"},
 }
+_PREFERENCE_METRICS = {"loss", "rewardAccuracy", "rewardMargin"}
 
 
 @check("TrainingJob")
@@ -538,21 +605,23 @@ def _job_task(j: TrainingJob, index: Index) -> Iterator[Issue]:
         return
     task = model.spec.task
     want = _LOSS_FOR_TASK[task]
-    if j.spec.loss.type != want:
+    preference = task == "causal-lm" and j.spec.loss.type in _PREFERENCE_LOSSES
+    if j.spec.loss.type != want and not preference:
         yield (
             rules.TRAININGJOB_LOSS_TASK,
             ("spec", "loss", "type"),
             f"loss {j.spec.loss.type!r} does not fit Model {model.metadata.name!r} with task {task!r}",
             f"use loss type {want!r}",
         )
-    allowed = _METRICS_FOR_TASK[task]
+    allowed = _PREFERENCE_METRICS if preference else _METRICS_FOR_TASK[task]
     for section in ("validation", "evaluation"):
         for i, metric in enumerate(getattr(j.spec, section).metrics):
             if metric not in allowed:
                 yield (
                     rules.TRAININGJOB_METRIC_TASK,
                     ("spec", section, "metrics", i),
-                    f"metric {metric!r} does not apply to task {task!r}",
+                    f"metric {metric!r} does not apply to "
+                    + (f"loss {j.spec.loss.type!r}" if preference else f"task {task!r}"),
                     "allowed: " + ", ".join(sorted(allowed)),
                 )
 
@@ -565,6 +634,14 @@ def _job_data_fits_model(j: TrainingJob, index: Index) -> Iterator[Issue]:
     steps = data.spec.preprocessing
     chat = data.spec.chat
     if chat is not None and model.spec.task == "causal-lm":
+        if chat.tokenizer is None and not isinstance(model.spec.architecture, Pretrained):
+            yield (
+                rules.TRAININGJOB_LM_TOKENIZER,
+                ("spec", "dataset"),
+                f"Dataset {data.metadata.name!r} names no chat.tokenizer, and Model {model.metadata.name!r} "
+                "has no pretrained base whose tokenizer it could use",
+                "set chat.tokenizer to a tokenizer directory, or train a Model with a pretrained base",
+            )
         context = _context_length(model)
         if context is not None and chat.sequence_length > context:
             yield (
@@ -955,9 +1032,59 @@ def _tolerations(cluster: Cluster | None) -> Iterator[Issue]:
                    "add key (and value), or use operator: Exists to tolerate every taint")
 
 
+_K8S_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_K8S_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def k8s_label_key_problem(key: str) -> str | None:
+    """Why ``key`` is not a Kubernetes qualified name (a label key, a taint key), or None:
+    ``[prefix/]name``, the name at most 63 alphanumerics, ``-``, ``_`` and ``.``, starting and
+    ending alphanumeric, the prefix a DNS subdomain of at most 253 characters."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and not prefix:
+        return "the prefix before '/' is empty"
+    if prefix and (len(prefix) > 253 or not _K8S_PREFIX.fullmatch(prefix)):
+        return f"the prefix {prefix!r} is not a DNS subdomain (lowercase letters, digits, '-' and '.')"
+    if not name or len(name) > 63 or not _K8S_NAME.fullmatch(name):
+        return ("the name must be 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a "
+                "letter or digit")
+    return None
+
+
+def k8s_label_value_problem(value: str) -> str | None:
+    """Why ``value`` is not a Kubernetes label value (empty, or a name as in a label key), or None."""
+    if value and (len(value) > 63 or not _K8S_NAME.fullmatch(value)):
+        return "a label value is empty or 1 to 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"
+    return None
+
+
+def _labels(cluster: Cluster | None) -> Iterator[Issue]:
+    """Node labels and taint keys and values, as the Kubernetes API server validates them: a
+    character it refuses (a newline, ``$(…)``) must not reach an exported object."""
+    if cluster is None:
+        return
+    for key, value in cluster.node_selector.items():
+        at: Path = ("spec", "cluster", "nodeSelector", key)
+        if (why := k8s_label_key_problem(key)) is not None:
+            yield (rules.CLUSTER_LABEL, at, f"nodeSelector key {key!r} is not a Kubernetes label key: {why}",
+                   "use a label the machines carry, such as gpu-type or cloud.google.com/gke-accelerator")
+        elif (why := k8s_label_value_problem(value)) is not None:
+            yield (rules.CLUSTER_LABEL, at, f"nodeSelector value {value!r} of {key!r} is not a Kubernetes label "
+                   f"value: {why}", "use the label's value as the machines carry it")
+    for i, t in enumerate(cluster.tolerations):
+        path: Path = ("spec", "cluster", "tolerations", i)
+        if t.key is not None and (why := k8s_label_key_problem(t.key)) is not None:
+            yield (rules.CLUSTER_LABEL, (*path, "key"), f"toleration key {t.key!r} is not a Kubernetes taint key: "
+                   f"{why}", "use the taint's key as the machines carry it, such as nvidia.com/gpu")
+        if t.value is not None and (why := k8s_label_value_problem(t.value)) is not None:
+            yield (rules.CLUSTER_LABEL, (*path, "value"), f"toleration value {t.value!r} is not a Kubernetes "
+                   f"taint value: {why}", "use the taint's value as the machines carry it")
+
+
 @check("TrainingJob")
 def _job_cluster(j: TrainingJob, _: Index) -> Iterator[Issue]:
     yield from _tolerations(j.spec.cluster)
+    yield from _labels(j.spec.cluster)
 
 
 @check("InferenceService")
@@ -966,6 +1093,7 @@ def _service_cluster(s: InferenceService, _: Index) -> Iterator[Issue]:
     if cluster is None:
         return
     yield from _tolerations(cluster)
+    yield from _labels(cluster)
     low, high = cluster.replicas.min, cluster.replicas.max
     if high is not None and high < low:
         yield (rules.INFERENCE_REPLICA_BOUNDS, ("spec", "cluster", "replicas", "max"),
@@ -983,3 +1111,7 @@ def _service_cluster(s: InferenceService, _: Index) -> Iterator[Issue]:
                f"autoscaling is set, but replicas stay at {low} (replicas.max is "
                + ("omitted" if high is None else "equal to min") + ")",
                f"set replicas.max above {low}, or drop autoscaling")
+
+
+# Rules kept in their own modules register themselves on import.
+from . import preference_rules  # noqa: E402,F401
