@@ -104,3 +104,14 @@ def test_the_chat_examples_data_is_what_its_script_builds() -> None:
     from make_capitals_qa import OUT, records, render
 
     assert OUT.read_text(encoding="utf-8") == render(records()), "run python scripts/make_capitals_qa.py"
+
+
+def test_the_preference_examples_data_is_what_its_script_builds() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import make_capitals_preference as script
+
+    for path, build in script.FILES.items():
+        assert path.read_text(encoding="utf-8") == script.render(build()), \
+            "run python scripts/make_capitals_preference.py"

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -214,3 +215,58 @@ def test_the_full_fine_tune_answers_the_questions_of_its_table(project: Path, ba
     assert len(rows) == 3 and all(len(cells) == 3 for cells in rows), rows
     assert all("capital" in question and reference.startswith("The capital of ") for question, _, reference in rows)
     assert any(answer == reference for _, answer, reference in rows), rows  # held out, yet answered
+
+
+@pytest.fixture(scope="module")
+def dpo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chat-dpo example and the base it starts from, both as declared (the answers it gives
+    depend on how well the base was pretrained)."""
+    root = tmp_path_factory.mktemp("dpo-project")
+    for name in ("chat-base", "chat-dpo"):
+        shutil.copytree(REPO / "examples" / name, root / "examples" / name,
+                        ignore=shutil.ignore_patterns("runs", ".lmspec-cache", "__pycache__"))
+    shutil.copytree(REPO / "examples" / "data" / "licenses", root / "examples" / "data" / "licenses")
+    for data in ("capitals-qa-mixed.jsonl", "capitals-preference.jsonl"):
+        shutil.copy(REPO / "examples" / "data" / data, root / "examples" / "data")
+    for args in (["examples/chat-base"], ["examples/chat-base", "examples/chat-dpo", "--job", "chat-dpo-sft"]):
+        result = _lmspec(root, "run", *args)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+def _answers(project: Path, tmp_path: Path, name: str, records: list[dict[str, Any]], *target: str) -> list[str]:
+    (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = _lmspec(project, "predict", "examples/chat-base", "examples/chat-dpo", *target,
+                     "--input", str(tmp_path / f"{name}.jsonl"), "--output", str(tmp_path / f"{name}-out.jsonl"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads(line)["generated"] for line in (tmp_path / f"{name}-out.jsonl").read_text().splitlines()]
+
+
+def test_dpo_makes_the_fine_tune_answer_in_the_preferred_phrasing(dpo_project: Path, tmp_path: Path) -> None:
+    """The chat-dpo example as declared: a supervised fine-tune that answers in two phrasings,
+    then DPO on pairs that prefer one of them. At temperature 0 the DPO model answers nearly
+    every question of the table in the preferred phrasing, which the fine-tune did for about
+    half of them; the validation pairs' reward accuracy says the same."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from make_capitals_qa import CAPITALS
+
+    project = dpo_project
+    result = _lmspec(project, "run", "examples/chat-base", "examples/chat-dpo", "--job", "chat-dpo-train")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = project / "examples" / "chat-dpo" / "runs" / "chat-dpo-train"
+    assert "reference log-probabilities of" in result.stdout
+    validation = json.loads((run / "summary.json").read_text())["validation"]
+    assert validation["rewardAccuracy"] >= 0.9 and validation["rewardMargin"] > 0, validation
+
+    questions = [f"What is the capital of {country}?" for country in CAPITALS]
+    before = _answers(project, tmp_path, "sft", [{"messages": [{"role": "user", "content": q}]} for q in questions],
+                      "--job", "chat-dpo-sft")
+    after = _answers(project, tmp_path, "dpo", [{"prompt": q} for q in questions], "--service", "chat-dpo")
+    preferred = [f"{country}'s capital is {city}." for country, city in CAPITALS.items()]
+    plain = [f"The capital of {country} is {city}." for country, city in CAPITALS.items()]
+    # The fine-tune knows its table in both phrasings ...
+    assert sum(a in (p, q) for a, p, q in zip(before, preferred, plain, strict=True)) >= 28, before
+    assert sum(a == p for a, p in zip(before, preferred, strict=True)) <= 24, before
+    # ... and after DPO prefers one, still naming the right capital for most countries.
+    assert sum("'s capital is " in a for a in after) >= 26, after
+    assert sum(a == p for a, p in zip(after, preferred, strict=True)) >= 20, after

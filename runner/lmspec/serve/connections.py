@@ -1,5 +1,5 @@
-"""Connection guards under uvicorn's HTTP/1.1 protocol: a deadline for request headers and a
-bound on open connections.
+"""Connection guards under uvicorn's HTTP/1.1 protocol: a deadline for request headers, a
+bound on open connections, and a response's head and body written as one (:class:`Coalesced`).
 
 >>> config = uvicorn.Config(app, http=guarded_protocol(header_timeout=10.0, max_connections=1024))
 
@@ -33,39 +33,41 @@ def _raw(status: str, message: str) -> bytes:
 
 
 class Coalesced:
-    """A transport whose writes within one turn of the event loop leave as one.
+    """A transport that sends a response's head together with the body that follows it.
 
     uvicorn writes a response's head and its body separately: two system calls, two TCP
     segments and two wake-ups of the client for every small answer, which on loopback was the
-    largest single cost of a small model's request. Here the writes are joined and sent at the
-    end of the loop's turn (the head and body of a plain response are written in the same turn;
-    a stream's events still leave one by one, as they are written in turns of their own)."""
+    largest single cost of a small model's request. Here a head is held until the next write
+    (the body, written in the same turn of the event loop) and both leave as one; a head with no
+    body yet (a stream before its first event) leaves at the end of the loop's turn. Everything
+    else is written at once, as before."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
-        self._pending: list[bytes] = []
-        self._flushing: asyncio.Handle | None = None
+        self._head: bytes | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._pending.append(bytes(data))
-        if self._flushing is None:
-            self._flushing = self._loop.call_soon(self.flush)
+        if self._head is None and bytes(data[:9]) == b"HTTP/1.1 ":
+            self._head = bytes(data)
+            self._loop.call_soon(self.flush)
+            return
+        if self._head is not None:
+            data, self._head = self._head + bytes(data), None
+        self._transport.write(data)
 
     def flush(self) -> None:
-        self._flushing = None
-        if self._pending:
-            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-            self._pending.clear()
+        if self._head is not None:
+            head, self._head = self._head, None
             if not self._transport.is_closing():
-                self._transport.write(data)
+                self._transport.write(head)
 
     def close(self) -> None:
         self.flush()
         self._transport.close()
 
     def abort(self) -> None:
-        self._pending.clear()
+        self._head = None
         self._transport.abort()
 
     def __getattr__(self, name: str) -> Any:

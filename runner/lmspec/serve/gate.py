@@ -8,6 +8,8 @@ With several worker processes (``server.workers`` > 1) every response carries
 
 Bodies are read here, up to ``limits.maxBodyBytes`` (Content-Length is checked first, and the
 streamed length too, so a lying or chunked client gets 413 as well), then replayed to the app.
+Routes given as ``direct`` (route template → ASGI callable) are run by the gate itself, past
+the application's routing and middleware, with their path parameters in the scope.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hmac
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.routing import Match
@@ -31,17 +34,21 @@ HEALTH = ("/v2/health/live", "/v2/health/ready")
 UNTRACKED = ("/metrics", *HEALTH)
 ENDPOINT_CACHE = 256
 
+Direct = Callable[[Scope, Receive, Send], Awaitable[None]]
+"""A route the gate runs itself: ``scope["path_params"]`` holds its path parameters."""
+
 
 def is_health(path: str) -> bool:
     return path in HEALTH or (path.startswith("/v2/models/") and path.endswith("/ready"))
 
 
 class Gate:
-    def __init__(self, app: ASGIApp, state: State) -> None:
+    def __init__(self, app: ASGIApp, state: State, direct: dict[str, Direct] | None = None) -> None:
         self.app = app
         self.state = state
         self._routes: list[Any] = list(getattr(app, "routes", []))
-        self._endpoints: dict[tuple[str, str], str] = {}
+        self._direct = direct or {}
+        self._endpoints: dict[tuple[str, str], tuple[str, Direct | None, dict[str, Any]]] = {}
         # The labelled metric of each (endpoint, status): looking one up takes a lock and a
         # few dictionary probes per request; the set is small (templates, not paths).
         self._counted: dict[tuple[str, int], Any] = {}
@@ -49,14 +56,21 @@ class Gate:
 
     def endpoint(self, scope: Scope) -> str:
         """The route template (``/v2/models/{model}/infer``), so labels stay few."""
+        return self._route(scope)[0]
+
+    def _route(self, scope: Scope) -> tuple[str, Direct | None, dict[str, Any]]:
+        """(route template, the direct route if the gate runs this request itself, path
+        parameters)."""
         key = (scope["method"], scope["path"])
         found = self._endpoints.get(key)
         if found is None:
-            found = "unmatched"
+            found = ("unmatched", None, {})
             for route in self._routes:
-                match, _ = route.matches(scope)
+                match, child = route.matches(scope)
                 if match != Match.NONE:
-                    found = str(route.path)
+                    path = str(route.path)
+                    direct = self._direct.get(path) if match == Match.FULL else None
+                    found = (path, direct, dict(child.get("path_params", {})))
                     break
             # Remembered for the few paths clients really use; bounded, since paths are theirs.
             if len(self._endpoints) < ENDPOINT_CACHE:
@@ -83,7 +97,7 @@ class Gate:
         headers = {k.lower(): v for k, v in scope["headers"]}
         request_id = headers.get(b"x-request-id") or uuid.uuid4().hex.encode()
         scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
-        endpoint = self.endpoint(scope)
+        endpoint, direct, params = self._route(scope)
         started = time.perf_counter()
         status = [500]
         # With several worker processes, say which one answered (its process id).
@@ -108,7 +122,7 @@ class Gate:
             state.in_flight += 1
             state.metrics.in_flight.inc()
         try:
-            await self._admit(scope, receive, send_with_id, path, headers)
+            await self._admit(scope, receive, send_with_id, path, headers, direct, params)
         except Exception:
             # A failure the application did not answer itself (it has answered 500 by now).
             # Raised on, it would make the server close the connection without a word, and the
@@ -131,7 +145,8 @@ class Gate:
             timer.observe(time.perf_counter() - started)
 
     async def _admit(self, scope: Scope, receive: Receive, send: Send, path: str,
-                     headers: dict[bytes, bytes]) -> None:
+                     headers: dict[bytes, bytes], direct: Direct | None = None,
+                     params: dict[str, Any] | None = None) -> None:
         state = self.state
         auth = state.service.spec.auth
         if state.draining and not is_health(path) and path != "/metrics":
@@ -199,4 +214,8 @@ class Gate:
                 return {"type": "http.request", "body": bytes(body), "more_body": False}
             return await receive()
 
+        if direct is not None:
+            scope["path_params"] = dict(params or {})
+            await direct(scope, replay, send)
+            return
         await self.app(scope, replay, send)

@@ -83,6 +83,7 @@ class ExportedPredictor:
         self.derived = [n for n in DERIVED_OUTPUTS if n in declared] if exported.task == "classification" else []
         classes = exported.transform.classes
         self.classes: list[str] | None = [str(c) for c in classes] if classes is not None else None
+        self._names = np.array(self.classes, dtype=object) if self.classes else None
 
         self._vocab: int | None = None
         self._context: int | None = None
@@ -109,8 +110,9 @@ class ExportedPredictor:
     def labels(self, index: Any) -> Any:
         """Class names of class indices (any shape); the index itself when classes are unknown."""
         index = np.asarray(index)
-        names = self.classes or [str(i) for i in range(int(index.max(initial=0)) + 1)]
-        return np.array([names[int(i)] for i in index.reshape(-1)], dtype=object).reshape(index.shape)
+        if self._names is not None:
+            return self._names[index]  # one gather, not a Python loop over the rows
+        return np.array([str(int(i)) for i in index.reshape(-1)], dtype=object).reshape(index.shape)
 
 
 def check_token_ids(inputs: dict[str, Any], vocab: int, context: int | None) -> None:
