@@ -194,7 +194,7 @@ REFUSALS: dict[str, list[Verdict]] = {
                   "inferenceservice.protocol-task)")],
     "serve/server.py::api_keys::ServeError": [rule("inferenceservice.inline-secret"), API_KEYS, API_KEYS, API_KEYS],
     "serve/server.py::listening_socket::ServeError": [SERVER],
-    "serve/server.py::serve::ServeError": [ENGINE, SERVED_EXPORT],
+    "serve/server.py::serve::ServeError": [SERVED_EXPORT],
     "serve/vllm.py::start_vllm::VLLMError": [ENGINE, SERVER, SERVER],
 }
 

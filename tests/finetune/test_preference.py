@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from train_helpers import lmspec_run, write_manifests
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SIG = {"inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1, -1]}],
        "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, -1, -1]}]}
@@ -67,6 +66,8 @@ CASES = {
 }
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_preference_tuning(tmp_path: Path, base_dir: Path, name: str) -> None:
     run_dir = tmp_path / "run"
@@ -110,3 +111,16 @@ def _evaluate_and_report(tmp_path: Path, run_dir: Path, validation: dict[str, An
     assert done.returncode == 0, done.stderr[-3000:]
     page = html.read_text()
     assert "Reward accuracy" in page and "rewardMargin" in page
+
+
+@pytest.mark.parametrize("loss", ["dpo", "simpo"])
+def test_plan_states_the_reference_a_dpo_run_keeps(tmp_path: Path, base_dir: Path, loss: str) -> None:
+    from click.testing import CliRunner
+
+    from lmspec.cli import main
+
+    path = _manifests(tmp_path, base_dir, tmp_path / "run", loss={"type": loss})
+    out = CliRunner().invoke(main, ["plan", str(path)])
+    assert out.exit_code == 0, out.output
+    assert ("dpo reference: the starting model's log-probabilities" in out.output) is (loss == "dpo"), out.output
+    assert "no second copy of the model" in out.output or loss == "simpo"

@@ -77,7 +77,10 @@ def test_validator_and_serve_say_vllm_cannot_run_here(tmp_path: Path) -> None:
     (tmp_path / "export-hf" / "config.json").write_text("{}")
     r = subprocess.run([sys.executable, "-m", "lmspec", "serve", str(path), "--port", "0"],
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "engine.name: builtin" in r.stderr and "Traceback" not in r.stderr
+    # The server's pre-flight is the validator's environment layer: the same finding, exit 1 as
+    # for any invalid input.
+    assert r.returncode == 1 and "env.engine-unavailable" in r.stderr and "engine.name: builtin" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 class ThreadServer:

@@ -154,6 +154,11 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
     if note := skipped_note(manifests.report.skipped):
         print(note, file=sys.stderr)
     chosen = pick_service(manifests, service)
+    # The server's pre-flight is the validator's environment layer (`lmspec validate
+    # --check-env`) for this service: the engine and the device it asks for exist here.
+    from ..validator.core import check_environment
+
+    check_environment(manifests, [chosen])
     obj: InferenceService = chosen.obj
     spec = obj.spec
     keys = api_keys(chosen, chosen.file)
@@ -164,11 +169,6 @@ def serve(paths: list[str], *, service: str | None = None, host: str | None = No
         print(f"lmspec serve: warning: listening on {host} with no API keys: anyone who can reach it "
               "can use it (add spec.auth.apiKeys, or bind to 127.0.0.1)", file=sys.stderr, flush=True)
     export_path = model_dir(manifests, chosen, paths=paths, export=export)
-    from .accelerators import unavailable
-
-    why = unavailable(spec.engine.name, spec.placement.device)
-    if why is not None:
-        raise ServeError(f"{chosen.file}: InferenceService '{chosen.name}': {why}")
     if spec.engine.name == "vllm" and not ((export_path / "config.json").is_file()
                                            or (export_path / "adapter_config.json").is_file()):
         raise ServeError(f"{chosen.file}: InferenceService '{chosen.name}': engine 'vllm' serves "

@@ -791,6 +791,22 @@ def load(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, ch
     return typed(result)
 
 
+def check_environment(manifests: ManifestSet, chosen: Sequence[Manifest], *,
+                      allow_outside: Sequence[str | os.PathLike[str]] = ()) -> None:
+    """Layer 5 (``--check-env``) for the manifests a command is about to use, and only those:
+    ``lmspec serve`` checks the service it serves, not the training data of jobs passed beside
+    it. Raises :class:`ValidationFailed` with the findings, as :func:`load` does."""
+    index = manifests.index()
+    report = Report()
+    for m in chosen:
+        report.extend(_environment(m, allow_outside, index))
+    report.sort()
+    if not report.ok:
+        report.files = sorted({f.file for f in report.findings})
+        report.documents = len(chosen)
+        raise ValidationFailed(report)
+
+
 def typed(result: ManifestSet) -> ManifestSet:
     """The manifests as the runtime's pydantic models, in place of the validator's light objects.
 
