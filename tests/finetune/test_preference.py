@@ -1,7 +1,7 @@
 """Preference tuning through real DeepSpeed ranks on a small pretrained base: DPO's loss is ln 2
-before the first update, the model learns the preferences (reward accuracy and margin rise on
-held-out pairs) with LoRA and with full fine-tuning at every ZeRO stage, a resumed run keeps the
-starting model's reference, and the export serves like any other."""
+before the first update, and the model learns the preferences (reward accuracy and margin on
+held-out pairs) with LoRA and with full fine-tuning at every ZeRO stage, on one and two ranks;
+`lmspec evaluate` and `lmspec report` read the run; `lmspec plan` states the reference's cost."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from train_helpers import lmspec_run, write_manifests
-
 
 SIG = {"inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1, -1]}],
        "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, -1, -1]}]}
