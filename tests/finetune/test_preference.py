@@ -22,6 +22,7 @@ COUNTRIES = ["France", "Spain", "Italy", "Japan", "Peru", "Chile", "Egypt", "Ken
 
 def _pairs(path: Path) -> Path:
     """A preference a small model can learn quickly: a short answer over a rambling one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, c in enumerate(COUNTRIES * 2):
         q = f"Tell me about {c}." if i < len(COUNTRIES) else f"What do you know of {c}?"
@@ -58,8 +59,9 @@ def _metrics(run_dir: Path, kind: str) -> list[dict[str, Any]]:
 
 
 CASES = {
-    "dpo-lora-zero0-1rank": {"zero": {"stage": 0}, "adapter": LORA, "resources": {"processesPerNode": 1}},
-    "dpo-lora-zero2": {"zero": {"stage": 2}, "adapter": LORA},
+    "dpo-lora-zero0-1rank": {"zero": {"stage": 0}, "adapter": LORA, "resources": {"processesPerNode": 1},
+                             "checkpointing": {"interval": 4, "keepLast": 1}},
+    # LoRA at ZeRO-2 on two ranks: examples/chat-dpo, run by tests/chat/test_chat_examples.py
     "dpo-full-zero3": {"zero": {"stage": 3}, "optimizer": {"type": "adamw", "lr": 0.002}},
     "simpo-full-zero1": {"zero": {"stage": 1}, "loss": {"type": "simpo"}, "optimizer": {"type": "adamw", "lr": 0.002}},
 }
@@ -87,8 +89,46 @@ def test_preference_tuning(tmp_path: Path, base_dir: Path, name: str) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["validation"]["rewardAccuracy"] == values["rewardAccuracy"]
     assert (run_dir / "export" / "export.json").is_file()
+    FINISHED[name] = run_dir
     if name == "dpo-lora-zero0-1rank":
         _evaluate_and_report(tmp_path, run_dir, values)
+
+
+FINISHED: dict[str, Path] = {}
+"""Run directories of the cases above: the uninterrupted reference of the resume test."""
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_resumed_dpo_run_keeps_the_starting_models_reference(tmp_path: Path, base_dir: Path) -> None:
+    """Killed after its step-4 checkpoint and resumed, a DPO run reads the reference it computed
+    from the starting weights (the checkpoint holds other weights) and ends with the adapter an
+    uninterrupted run ends with."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    name = "dpo-lora-zero0-1rank"
+    whole = FINISHED.get(name)
+    if whole is None:  # run alone: make the uninterrupted reference here
+        whole = tmp_path / "whole"
+        done = lmspec_run(str(_manifests(tmp_path / "w", base_dir, whole, **CASES[name])),
+                          "--allow-outside", str(base_dir), timeout=480)
+        assert done.returncode == 0, done.stderr[-3000:]
+    broken = tmp_path / "broken"
+    manifests = str(_manifests(tmp_path / "b", base_dir, broken, **CASES[name]))
+    killed = lmspec_run(manifests, "--allow-outside", str(base_dir), env={"LMSPEC_FAULT_AT": "0:6"}, timeout=480)
+    assert killed.returncode != 0 and not (broken / "export").exists()
+    reference = dict(np.load(broken / "reference_logps.npz"))
+    resumed = lmspec_run(manifests, "--resume", "--allow-outside", str(base_dir), timeout=480)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "(step 4)" in resumed.stdout and "reference log-probabilities of" not in resumed.stdout
+    for split, values in np.load(broken / "reference_logps.npz").items():
+        np.testing.assert_array_equal(values, reference[split])
+    a = load_file(str(whole / "export" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(broken / "export" / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-6, err_msg=k)
 
 
 def _evaluate_and_report(tmp_path: Path, run_dir: Path, validation: dict[str, Any]) -> None:
