@@ -8,6 +8,7 @@ location, message, context, input) or build the same object, defaults included.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,23 @@ from lmspec.validator.parse import ParseError, parse_text
 
 ROOT = Path(__file__).resolve().parents[2]
 compiled_only = pytest.mark.skipif(
-    not light.usable(), reason="the compiled checks were made for another pydantic-core or other models; "
-    "the validator uses the models (python -m lmspec.schemagen compiles them again)")
+    not light.usable() and not os.environ.get("LMSPEC_REQUIRE_COMPILED"),
+    reason="the compiled checks were made for another pydantic-core or other models; the validator "
+    "uses the models (python -m lmspec.schemagen compiles them again)")
+
+
+def test_the_compiled_checks_are_in_use_where_required() -> None:
+    """scripts/test.sh (and so CI) requires them: a switch to the slower path is never silent."""
+    from pydantic_core import __version__
+
+    from lmspec.validator import compiled
+
+    if not os.environ.get("LMSPEC_REQUIRE_COMPILED"):
+        pytest.skip("LMSPEC_REQUIRE_COMPILED is not set (scripts/test.sh sets it)")
+    assert light.usable(), (
+        f"the compiled checks were made for pydantic-core {compiled.PYDANTIC_CORE} and these models' source "
+        f"(pydantic-core {__version__} is installed): run python -m lmspec.schemagen, or install the "
+        "pydantic release they were made for")
 
 
 def _suite_documents() -> list[Any]:
@@ -142,3 +158,17 @@ def test_without_usable_compiled_checks_the_models_give_the_same_report(monkeypa
     assert sum(1 for _, findings in fast[1:] if findings) > 20
     monkeypatch.undo()
     reports()
+
+
+def test_validate_says_when_it_falls_back_to_the_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from lmspec.cli import main
+
+    monkeypatch.setattr(light, "usable", lambda: False)
+    result = CliRunner().invoke(main, ["validate", str(ROOT / "examples" / "iris" / "model.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "validated with the standard's models, not the compiled checks" in result.stderr
+    monkeypatch.undo()
+    result = CliRunner().invoke(main, ["validate", str(ROOT / "examples" / "iris" / "model.yaml")])
+    assert "compiled checks" not in result.stderr

@@ -54,6 +54,7 @@ def command(paths: tuple[str, ...], fmt: str, check_env: bool, allow_outside: tu
                           references=not allow_missing_refs, allow_outside=allow_outside,
                           workers=default_workers())
         note_skipped(report)
+        note_checks()
         write_out(render(report, fmt, strict=strict))
         if fmt == "github":
             try:
@@ -69,6 +70,23 @@ def command(paths: tuple[str, ...], fmt: str, check_env: bool, allow_outside: tu
             gc.freeze()
             gc.enable()
     sys.exit(code)
+
+
+def note_checks() -> None:
+    """Say so when the schema checks ran on the standard's models rather than on the compiled
+    checks (made for one pydantic-core release): the findings are the same, the start slower."""
+    import sys as _sys
+
+    light = _sys.modules.get("lmspec.validator.light")
+    if light is None or light.usable():
+        return
+    from pydantic_core import __version__
+
+    from ..validator import compiled
+
+    click.echo(f"lmspec: note: validated with the standard's models, not the compiled checks (made for "
+               f"pydantic-core {compiled.PYDANTIC_CORE}, {__version__} installed): the same findings, a "
+               "slower start", err=True)
 
 
 def write_out(text: str) -> None:
