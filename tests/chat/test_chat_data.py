@@ -22,18 +22,6 @@ def _chat(**kw: object) -> Chat:
     return Chat.model_validate({"sequenceLength": 64, **kw}, by_alias=True)
 
 
-@pytest.fixture(scope="module")
-def tok_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tokenizer(tmp_path_factory.mktemp("tok") / "tok")
-
-
-@pytest.fixture(scope="module")
-def hf_tok(tok_dir: Path):  # type: ignore[no-untyped-def]
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(tok_dir))
-
-
 def _conversations(n: int) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for i in range(n):

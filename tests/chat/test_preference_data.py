@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chat_helpers import dataset, write_jsonl, write_tokenizer
+from chat_helpers import dataset, write_jsonl
 
 from lmspec.data import DataError, prepare
 from lmspec.data.lm import IGNORE
@@ -19,18 +19,6 @@ WHERE = {"file": "p.jsonl", "row": 4, "unit": "line"}
 
 def _chat(**kw: object) -> Chat:
     return Chat.model_validate({"format": "preference", "sequenceLength": 64, **kw}, by_alias=True)
-
-
-@pytest.fixture(scope="module")
-def tok_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tokenizer(tmp_path_factory.mktemp("tok") / "tok")
-
-
-@pytest.fixture(scope="module")
-def hf_tok(tok_dir: Path):  # type: ignore[no-untyped-def]
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(tok_dir))
 
 
 def _pairs(n: int) -> list[dict[str, object]]:

@@ -383,14 +383,7 @@ def prepare_chat(chat: Chat, files: list[FileInfo], *, by_file: bool, ratios: An
     st = np.frombuffer(status, dtype=np.int8)
     rdoc = np.frombuffer(record_doc, dtype=np.int64)
     trained_of = np.frombuffer(doc_trained, dtype=np.int64)
-    n = len(st)
-    if by_file or whole:
-        split_of = np.array(["train" if whole else fi.split or "train" for fi in files], dtype=object)
-        rfile = np.frombuffer(record_file, dtype=np.int32)
-        parts = {name: np.flatnonzero(split_of[rfile] == name) if n else np.zeros(0, dtype=np.int64)
-                 for name in SPLITS}
-    else:
-        parts = ratio_split(n, ratios, seed)
+    parts = _record_splits(files, record_file, by_file=by_file, whole=whole, ratios=ratios, seed=seed)
     counts: dict[str, dict[str, int]] = {}
     for name, idx in parts.items():
         s = st[idx]
@@ -427,6 +420,19 @@ def prepare_chat(chat: Chat, files: list[FileInfo], *, by_file: bool, ratios: An
     return {"kind": "chat", "store": store, "sequenceLength": chat.sequence_length,
             "packing": chat.packing, "padId": encoder.pad_id, "counts": counts,
             "tokenizerJson": str(json_path)}
+
+
+def _record_splits(files: list[FileInfo], record_file: array.array[int], *, by_file: bool, whole: bool,
+                   ratios: Any, seed: int) -> dict[str, np.ndarray]:
+    """The records (conversations, or preference pairs) of each split, by index: by their
+    source's split name (none: training), all in training (``whole``), or a seeded partition."""
+    n = len(record_file)
+    if not (by_file or whole):
+        return ratio_split(n, ratios, seed)
+    split_of = np.array(["train" if whole else fi.split or "train" for fi in files], dtype=object)
+    of_record = np.frombuffer(record_file, dtype=np.int32)
+    return {name: np.flatnonzero(split_of[of_record] == name) if n else np.zeros(0, dtype=np.int64)
+            for name in SPLITS}
 
 
 def _chat_encoder(chat: Chat, base_dir: Path, tokenizer_dir: Path | None) -> tuple[Any, Any, Path | None, list[Path]]:
@@ -614,14 +620,7 @@ def prepare_pairs(chat: Chat, files: list[FileInfo], *, by_file: bool, ratios: A
     st = np.frombuffer(status, dtype=np.int8)
     pdoc = np.frombuffer(pair_doc, dtype=np.int64)
     trained = np.frombuffer(trained_of, dtype=np.int64)
-    n = len(st)
-    if by_file or whole:
-        split_of = np.array(["train" if whole else fi.split or "train" for fi in files], dtype=object)
-        pfile = np.frombuffer(pair_file, dtype=np.int32)
-        parts = {name: np.flatnonzero(split_of[pfile] == name) if n else np.zeros(0, dtype=np.int64)
-                 for name in SPLITS}
-    else:
-        parts = ratio_split(n, ratios, seed)
+    parts = _record_splits(files, pair_file, by_file=by_file, whole=whole, ratios=ratios, seed=seed)
     counts: dict[str, dict[str, int]] = {}
     for name, idx in parts.items():
         s = st[idx]
