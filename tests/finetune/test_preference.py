@@ -144,6 +144,15 @@ def _evaluate_and_report(tmp_path: Path, run_dir: Path, validation: dict[str, An
     metrics = json.loads(out.read_text())["metrics"]
     for key in ("loss", "rewardAccuracy", "rewardMargin", "rewardChosen", "logpRejected"):
         assert abs(metrics[key] - validation[key]) < 1e-4, (key, metrics, validation)
+    # A new file of pairs, prepared as training prepared its sources.
+    pairs = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()][:6]
+    (tmp_path / "new.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    done = subprocess.run([sys.executable, "-m", "lmspec", "evaluate", str(tmp_path / "manifests.yaml"),
+                           "--input", str(tmp_path / "new.jsonl"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    new = json.loads(out.read_text())
+    assert new["rows"] == 6 and 0 <= new["metrics"]["rewardAccuracy"] <= 1 and new["metrics"]["loss"] > 0
     html = tmp_path / "report.html"
     done = subprocess.run([sys.executable, "-m", "lmspec", "report", str(run_dir), "-o", str(html)],
                           capture_output=True, text=True, timeout=300)
