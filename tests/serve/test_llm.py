@@ -126,11 +126,18 @@ def test_streams_interleave(server: Any) -> None:
 
 
 def test_cancel_mid_stream_frees_the_sequence(server: Any) -> None:
-    body = {"model": "llama", "prompt": "x", "max_tokens": 200, "stream": True, "temperature": 1.0}
+    # Seeded: an unseeded draw from this untrained model ends with its end-of-sequence token
+    # within the first tokens now and then, and then nothing is running to be cancelled.
+    body = {"model": "llama", "prompt": "x", "max_tokens": 200, "stream": True, "temperature": 1.0,
+            "seed": 7}
+    # The premise: this draw runs to max_tokens, so the stream below is cut mid-way by the client.
+    whole = httpx.post(server.url + "/v1/completions", json={**body, "stream": False}, timeout=60)
+    assert whole.json()["choices"][0]["finish_reason"] == "length", whole.text
     with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=30) as r:
         lines = r.iter_lines()
         got = [next(lines) for _ in range(6)]
         assert any(line.startswith("data: {") for line in got)
+        assert not any('"finish_reason":"stop"' in line.replace(" ", "") for line in got), got
         assert server.metric("lmspec_running_sequences") == 1
     deadline = time.monotonic() + 10
     while server.metric("lmspec_running_sequences") > 0 and time.monotonic() < deadline:
