@@ -244,7 +244,9 @@ def worker_lmspec(job: Path, out: Path) -> dict[str, Any]:
         recipe.log.close()
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         losses = [r["loss"] for r in records if r["split"] == "train"]
-    return {"seconds": recipe.train_seconds, "steps": recipe.step, "losses": losses}
+    return {"seconds": recipe.train_seconds, "steps": recipe.step, "losses": losses,
+            # What happens before the first step: a DPO run scores its pairs with the reference.
+            "referenceSeconds": recipe.reference_seconds, "trainRows": len(recipe.data.train)}
 
 
 def worker_plain(job: Path, out: Path) -> dict[str, Any]:
@@ -456,8 +458,10 @@ WORKERS = {"lmspec": worker_lmspec, "plain": worker_plain, "trainer": worker_tra
            "peft": worker_peft, "trl": worker_trl}
 
 
-def run_worker(mode: str, job: Path, out: Path) -> None:
-    result = WORKERS[mode](job, out)
+def run_worker(mode: str, job: Path, out: Path, workers: dict[str, Any] | None = None) -> None:
+    """One runner in this process (``workers``: another benchmark's runners by name); writes
+    its result and peak RSS beside the other ranks'."""
+    result = (workers or WORKERS)[mode](job, out)
     rank = int(os.environ.get("RANK", "0"))
     result["peakRssMiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     (out / f"{mode}-rank{rank}.json").write_text(json.dumps(result))

@@ -150,42 +150,7 @@ def worker_trl(job: Path, out: Path) -> dict[str, Any]:
             "threads": torch.get_num_threads()}
 
 
-def worker_lmspec(job: Path, out: Path) -> dict[str, Any]:
-    import time
-
-    import torch
-
-    from lmspec.train.launch import select
-    from lmspec.train.loop import Recipe
-
-    manifests, picked = select([str(job)], None)
-    run_dir = out / "lmspec-run"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recipe = Recipe(picked, manifests, run_dir, resume=False)
-    started = time.perf_counter()
-    recipe.setup()
-    setup = time.perf_counter() - started
-    recipe.train()
-    losses: list[float] = []
-    if recipe.log is not None:
-        recipe.log.close()
-        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        losses = [r["loss"] for r in records if r["split"] == "train"]
-    return {"seconds": recipe.train_seconds, "steps": recipe.step, "losses": losses, "setupSeconds": setup,
-            "referenceSeconds": recipe.reference_seconds, "trainPairs": len(recipe.data.train),
-            "threads": torch.get_num_threads()}
-
-
-WORKERS = {"lmspec": worker_lmspec, "trl": worker_trl}
-
-
-def run_worker(mode: str, job: Path, out: Path) -> None:
-    import resource
-
-    result = WORKERS[mode](job, out)
-    rank = int(os.environ.get("RANK", "0"))
-    result["peakRssMiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    (out / f"{mode}-rank{rank}.json").write_text(json.dumps(result))
+WORKERS = {"lmspec": finetune.worker_lmspec, "trl": worker_trl}
 
 
 def launch(mode: str, job: Path, out: Path, nproc: int) -> dict[str, Any]:
@@ -218,7 +183,7 @@ def part(args: argparse.Namespace, tmp: Path, base: Path, nproc: int) -> list[st
     # lmspec scores the reference once, before the first step; TRL at every step. Per epoch the
     # two cost the same forward passes: the epoch column counts lmspec's reference pass in.
     pairs_per_step = 8 * nproc
-    epoch_steps = runs["lmspec"][-1]["trainPairs"] // pairs_per_step
+    epoch_steps = runs["lmspec"][-1]["trainRows"] // pairs_per_step
     print("| runner | steps/s | vs TRL | one epoch, reference included | vs TRL | loss step 1 → last | "
           "max abs Δloss vs TRL | peak RSS per rank |")
     print("|---|---|---|---|---|---|---|---|")
@@ -242,7 +207,7 @@ def part(args: argparse.Namespace, tmp: Path, base: Path, nproc: int) -> list[st
                             f"{gap:.1e} of TRL over {n} steps (target ≤ {LOSS_TOLERANCE}: "
                             f"{'met' if gap <= LOSS_TOLERANCE else 'MISSED'}); an epoch ({epoch_steps} steps) "
                             f"with the reference pass {epoch_s['trl'] / epoch_s['lmspec']:.2f}× TRL's speed; "
-                            f"reference log-probabilities of {last['trainPairs']} pairs in "
+                            f"reference log-probabilities of {last['trainRows']} pairs in "
                             f"{last['referenceSeconds']:.1f}s")
     return verdicts
 
@@ -258,7 +223,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        run_worker(args.worker, args.job, args.out)
+        finetune.run_worker(args.worker, args.job, args.out, WORKERS)
         return 0
     from make_base import make_base
 

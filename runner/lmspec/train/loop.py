@@ -624,12 +624,14 @@ class Recipe:
         names = {"train": "all", "validation": self.spec.validation.max_samples,
                  "test": self.spec.evaluation.max_samples}
         splits = {n: getattr(self.data, n) for n in names}
-        if path.is_file():
+        # Only a resumed run reads them back: a fresh run in the same directory may start from
+        # other weights (a base trained again), so it scores the pairs again.
+        if self.resume and path.is_file():
             with np.load(path) as saved:
                 self.reference = {n: saved[n] for n in names if n in saved.files}
             if all(n in self.reference and len(self.reference[n]) == len(splits[n]) for n in names):
                 return
-        if checkpoint.complete_tags(self.ckpt_dir):
+        if self.resume and checkpoint.complete_tags(self.ckpt_dir):
             raise TrainError(f"{path} is missing or does not match the data: DPO's reference "
                              "log-probabilities come from the starting weights, which a checkpoint no "
                              "longer holds; start the run afresh (without resume)")
