@@ -27,7 +27,7 @@ packing off with ``batch.groupByLength``, and packing on. Each run is a fresh pr
 - lmspec: ``lmspec run JOB --nproc 1``, the command line itself; timed by its ``summary.json``
   (``trainSeconds``: the training loop, first step included);
 - peft: the single-process loop a user writes: peft LoRA, ``torch.optim.AdamW``, no DeepSpeed,
-  fed the same batches in the same order (the rows ``lmspec.train.loop.epoch_rows`` gives, the
+  fed the same batches in the same order (the rows ``lmspec.train.order.epoch_rows`` gives, the
   function the recipe takes them from);
 - trl: TRL's ``SFTTrainer`` fed the same conversations, tokenized and masked as lmspec did
   (``input_ids`` and ``labels``; packed rows with the ``seq_lengths`` TRL's own packing writes,
@@ -170,7 +170,7 @@ def _prepared(job: Path) -> tuple[Any, Path, Any]:
 def micro_batches(spec: Any, train: Any, *, rank: int = 0, world: int = 1) -> list[Any]:
     """This rank's micro batches of the whole run, as row arrays, in lmspec's order: whole
     optimizer steps of each epoch, ``stopping.maxSteps`` of them."""
-    from lmspec.train.loop import epoch_rows
+    from lmspec.train.order import epoch_rows
 
     b = spec.batch
     mb, gas = b.micro_batch_size, b.gradient_accumulation_steps
@@ -230,8 +230,8 @@ def _lora_model(base: Path) -> Any:
 
 
 def worker_lmspec(job: Path, out: Path) -> dict[str, Any]:
-    from lmspec.train.launch import select
     from lmspec.train.loop import Recipe
+    from lmspec.train.rundir import select
 
     manifests, picked = select([str(job)], None)
     run_dir = out / "lmspec-run"
@@ -244,9 +244,9 @@ def worker_lmspec(job: Path, out: Path) -> dict[str, Any]:
         recipe.log.close()
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         losses = [r["loss"] for r in records if r["split"] == "train"]
-    return {"seconds": recipe.train_seconds, "steps": recipe.step, "losses": losses,
+    return {"seconds": recipe.train_seconds, "steps": recipe.progress.step, "losses": losses,
             # What happens before the first step: a DPO run scores its pairs with the reference.
-            "referenceSeconds": recipe.reference_seconds, "trainRows": len(recipe.data.train)}
+            "referenceSeconds": recipe.criterion.reference_seconds, "trainRows": len(recipe.data.train)}
 
 
 def worker_plain(job: Path, out: Path) -> dict[str, Any]:
@@ -257,7 +257,7 @@ def worker_plain(job: Path, out: Path) -> dict[str, Any]:
     import torch.nn.functional as F
 
     from lmspec.train.dsconfig import deepspeed_config, lr_lambda
-    from lmspec.train.loop import _seed
+    from lmspec.train.order import seed_for
 
     spec, base, data = _prepared(job)
     deepspeed.init_distributed(dist_backend="gloo")
@@ -279,7 +279,7 @@ def worker_plain(job: Path, out: Path) -> dict[str, Any]:
         epoch, micro = divmod(i, per_epoch)
         b = train.batch(rows)
         x, y = torch.from_numpy(b.inputs), torch.from_numpy(b.targets)
-        torch.manual_seed(_seed(spec.seed, epoch, micro, rank, 1))
+        torch.manual_seed(seed_for(spec.seed, epoch, micro, rank, 1))
         logits = engine(input_ids=x, use_cache=False).logits
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
         engine.backward(loss)

@@ -62,7 +62,7 @@ def in_process(model_dir: Path, ids: list[int], new: int, threads: int) -> dict[
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(threads)
-    from lmspec.serve.lm import load_hf_dir
+    from lmspec.engine.lm import load_hf_dir
     from lmspec.v1alpha1.inferenceservice import Placement
 
     lm = load_hf_dir(model_dir, Placement())

@@ -42,8 +42,8 @@ def job_files(tmp: Path, steps: int, stage: int) -> tuple[list[str], Path]:
 
 
 def run_lmspec(paths: list[str], run_dir: Path) -> tuple[float, float, list[float], object]:
-    from lmspec.train.launch import select
     from lmspec.train.loop import Recipe
+    from lmspec.train.rundir import select
 
     manifests, job = select(paths, None)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -64,7 +64,7 @@ def run_plain(recipe: object, steps: int) -> tuple[float, list[float]]:
 
     from lmspec.model.build import build_model
     from lmspec.train.dsconfig import deepspeed_config, lr_lambda
-    from lmspec.train.loop import _seed, epoch_rows
+    from lmspec.train.order import epoch_rows, seed_for
 
     r = recipe  # the recipe's prepared data and spec, so both loops see identical inputs
     spec = r.spec  # type: ignore[attr-defined]
@@ -86,7 +86,7 @@ def run_plain(recipe: object, steps: int) -> tuple[float, list[float]]:
         for micro in range(per_epoch):
             batch = train.batch(order[micro * mb:(micro + 1) * mb])
             x, y = torch.from_numpy(batch.inputs), torch.from_numpy(batch.targets)
-            torch.manual_seed(_seed(spec.seed, epoch, micro, 0, 1))
+            torch.manual_seed(seed_for(spec.seed, epoch, micro, 0, 1))
             logits = engine(x)
             loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
             engine.backward(loss)

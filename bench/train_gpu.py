@@ -42,8 +42,8 @@ def main() -> int:
         return 2
     import deepspeed
 
+    from lmspec.domain.plan import count_parameters
     from lmspec.model.build import build_model
-    from lmspec.model.plan import count_parameters
     from lmspec.train.dsconfig import deepspeed_config, lr_lambda
     from lmspec.train.world import World
     from lmspec.v1alpha1 import ModelSpec, TrainingJobSpec

@@ -37,7 +37,7 @@ ACTS = ["relu", "gelu", "tanh", "silu"]
 
 def _checks() -> str:
     """Which checks ``lmspec validate`` runs here: the compiled ones, or the models themselves."""
-    probe = ("import pydantic_core\nfrom lmspec.validator import compiled, light\n"
+    probe = ("import pydantic_core\nfrom lmspec.manifests import compiled, light\n"
              "print(light.usable(), compiled.PYDANTIC_CORE, pydantic_core.__version__)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     if out[0] == "True":

@@ -40,6 +40,20 @@ def test_manifest_in_docs_is_valid(name: str, text: str) -> None:
     assert report.ok, "\n".join(f"{f.line}:{f.column} {f.rule} {f.message}" for f in report.findings)
 
 
+def test_readme_manifests_are_the_current_version() -> None:
+    """The README shows v1beta1; v1alpha1 only in its section on versions, as the input of a
+    conversion."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("## Versions and `lmspec convert`")
+    end = text.index("\n## ", start + 1)
+    for m in FENCE.finditer(text):
+        versions = set(re.findall(r"^apiVersion: (\S+)", m.group(1), re.M))
+        if start <= m.start() < end:
+            continue
+        assert versions <= {"lmspec.io/v1beta1"}, m.group(1)[:200]
+    assert "apiVersion: lmspec.io/v1alpha1" in text[start:end]
+
+
 def _written_by_lmspec(path: Path) -> bool:
     """Below a run directory or an export (what running an example leaves beside it)."""
     return any((d / ".lmspec-output").is_file() for d in path.parents)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import lmspec
 from lmspec.conformance.suite import load_suite
-from lmspec.validator.semantic import source_format
+from lmspec.validator.rules import source_format
 
 pytest.importorskip("torch")
 pytest.importorskip("numpy")

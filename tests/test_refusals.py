@@ -27,9 +27,11 @@ from lmspec.validator.registry import RULES
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "runner" / "lmspec"
 SCANNED = sorted([*PACKAGE.glob("train/*.py"), *PACKAGE.glob("data/*.py"), *PACKAGE.glob("model/*.py"),
-                  *PACKAGE.glob("serve/*.py"), PACKAGE / "cli" / "run.py", PACKAGE / "cli" / "serve.py"])
+                  *PACKAGE.glob("domain/*.py"),
+                  *PACKAGE.glob("engine/*.py"), *PACKAGE.glob("serve/*.py"),
+                  PACKAGE / "cli" / "run.py", PACKAGE / "cli" / "serve.py"])
 USER_ERRORS = {"RunError", "TrainError", "DataError", "ModelError", "AdapterError", "BaseError", "ShardError",
-               "ExportError", "ServeError", "ModelLoadError", "NoChatTemplate", "VLLMError"}
+               "ExportError", "ServeError", "ModelDirError", "ModelLoadError", "NoChatTemplate", "VLLMError"}
 """The exceptions the commands print as ``lmspec: error: …`` (see ``lmspec.cli._errors``)."""
 
 Verdict = tuple[str, str]
@@ -99,10 +101,6 @@ REFUSALS: dict[str, list[Verdict]] = {
     "data/conversations.py::_parquet::DataError": [RECORDS, RECORDS],
     "data/conversations.py::to_messages::DataError": [RECORDS, RECORDS],
     "data/conversations.py::prompt_of::DataError": [runtime("prompts of `lmspec predict`, after training")],
-    "data/conversations.py::_field::DataError": [RECORDS],
-    "data/conversations.py::_text::DataError": [RECORDS],
-    "data/conversations.py::_system::DataError": [RECORDS],
-    "data/conversations.py::_turns::DataError": [RECORDS] * 6,
     "data/jsonl.py::jsonl_records::DataError": [DATA] * 4,
     "data/lmprep.py::_Watch._stat::DataError": [CHANGED],
     "data/lmprep.py::_Watch.check::DataError": [CHANGED],
@@ -134,6 +132,15 @@ REFUSALS: dict[str, list[Verdict]] = {
     "data/tokens.py::TokenWriter.append::DataError": [PREPARED],
     "data/tokens.py::TokenStore.__init__::DataError": [CACHE],
     "data/tokens.py::TokenStore._check::DataError": [CACHE] * 3,
+    "data/turns.py::field::DataError": [RECORDS],
+    "data/turns.py::text::DataError": [RECORDS],
+    "data/turns.py::system::DataError": [RECORDS],
+    "data/turns.py::turns::DataError": [RECORDS] * 6,
+    # --- torch-free knowledge the validator shares (lmspec.domain) ---------------------------
+    "domain/pretrained.py::parse_uri::BaseError": [rule("schema.pattern")],
+    "domain/pretrained.py::read_config::BaseError": [unchecked("the base's config.json is parsed only when loaded")],
+    "domain/pretrained.py::safetensors_header::BaseError": [
+        unchecked("a damaged safetensors header: the adapter check skips it, the load refuses it")],
     # --- the model ---------------------------------------------------------------------------
     "model/adapters.py::default_targets::AdapterError": [
         unchecked("a model type outside lmspec's table of default targets: peft's table needs peft")],
@@ -150,48 +157,44 @@ REFUSALS: dict[str, list[Verdict]] = {
     "model/export.py::load_exported::ExportError": [EXPORT] * 3,
     "model/export.py::_load_hf::ExportError": [EXPORT] * 4,
     "model/hf_shards.py::max_shard_bytes::ShardError": [ENV_VARIABLE],
-    "model/pretrained.py::parse_uri::BaseError": [rule("schema.pattern")],
-    "model/pretrained.py::read_config::BaseError": [unchecked("the base's config.json is parsed only when loaded")],
-    "model/pretrained.py::safetensors_header::BaseError": [
-        unchecked("a damaged safetensors header: the adapter check skips it, the load refuses it")],
     "model/pretrained.py::resolve::BaseError": [
         BASE, runtime("the export of another TrainingJob, written when that job runs"), BASE,
         unchecked("a base's pinned sha256 means hashing the whole base (GBs), left to the run")],
     "model/pretrained.py::_snapshot::BaseError": [PACKAGES, BASE, runtime("the network, for an hf:// base")],
     "model/pretrained.py::load_base_tokenizer::BaseError": [EXPORT, EXPORT],
     # --- the runner --------------------------------------------------------------------------
-    "train/launch.py::select::RunError": [INVOCATION, BASE],
-    "train/launch.py::write_run_dir::RunError": [RESUME],
-    "train/launch.py::lock_run_dir::RunError": [runtime("another run holds the run directory")],
-    "train/launch.py::read_hostfile::RunError": [INVOCATION] * 6,
-    "train/launch.py::plan_world::RunError": [INVOCATION] * 4,
-    "train/launch.py::check_world::RunError": [INVOCATION],  # the planned world: trainingjob.batch-world-size
-    "train/launch.py::check_cuda::RunError": [MACHINE] * 3,
+    "train/rundir.py::select::RunError": [INVOCATION, BASE],
+    "train/rundir.py::write_run_dir::RunError": [RESUME],
+    "train/rundir.py::lock_run_dir::RunError": [runtime("another run holds the run directory")],
+    "train/plan.py::read_hostfile::RunError": [INVOCATION] * 6,
+    "train/plan.py::plan_world::RunError": [INVOCATION] * 4,
+    "train/plan.py::check_world::RunError": [INVOCATION],  # the planned world: trainingjob.batch-world-size
+    "train/plan.py::check_cuda::RunError": [MACHINE] * 3,
     "train/launch.py::launch::RunError": [RESUME, RESUME, MACHINE],
-    "train/loop.py::copy_into_partitioned::TrainError": [INTERNAL],
-    "train/loop.py::Recipe.setup::TrainError": [RESUME],
+    "train/export.py::shard_bytes::TrainError": [ENV_VARIABLE],
+    "train/gather.py::copy_into_partitioned::TrainError": [INTERNAL],
     "train/loop.py::Recipe._resolve_base::TrainError": [BASE],
     "train/loop.py::Recipe._setup_data::TrainError": [PREPARED],
     "train/loop.py::Recipe._setup_model::TrainError": [ADAPTER],
     "train/loop.py::Recipe._load_pretrained::TrainError": [BASE],
     "train/loop.py::Recipe._load_quantized::TrainError": [PACKAGES],
     "train/loop.py::Recipe._check_vocabulary::TrainError": [PREPARED],
-    "train/loop.py::Recipe._check_same_data::TrainError": [RESUME],
-    "train/loop.py::Recipe._load_checkpoint::TrainError": [RESUME, RESUME],
     "train/loop.py::Recipe.train::TrainError": [TRAINING],
-    "train/loop.py::Recipe._setup_reference::TrainError": [RESUME],
-    "train/loop.py::Recipe._shard_bytes::TrainError": [ENV_VARIABLE],
-    # --- the server --------------------------------------------------------------------------
-    "serve/lm.py::TextModel.chat_ids::NoChatTemplate": [REQUEST],
-    "serve/lm.py::torch_device::ModelLoadError": [ENGINE],
-    "serve/lm.py::load_hf_dir::ModelLoadError": [SERVED_EXPORT, SERVED_EXPORT],
-    "serve/lm.py::_adapter_base::ModelLoadError": [SERVED_EXPORT] * 3,
-    "serve/lm.py::from_export::ModelLoadError": [SERVED_EXPORT],
-    "serve/server.py::pick_service::ServeError": [INVOCATION],
-    "serve/server.py::model_dir::ServeError": [
+    "train/preference.py::PreferenceCriterion.prepare::TrainError": [RESUME],
+    "train/runstate.py::RunState.check_resumable::TrainError": [RESUME],
+    "train/runstate.py::RunState.check_same_data::TrainError": [RESUME],
+    "train/runstate.py::RunState.load::TrainError": [RESUME, RESUME],
+    # --- the generation engine and the server ------------------------------------------------
+    "engine/lm.py::TextModel.chat_ids::NoChatTemplate": [REQUEST],
+    "engine/lm.py::torch_device::ModelLoadError": [ENGINE],
+    "engine/lm.py::load_hf_dir::ModelLoadError": [SERVED_EXPORT, SERVED_EXPORT],
+    "engine/lm.py::_adapter_base::ModelLoadError": [SERVED_EXPORT] * 3,
+    "engine/lm.py::from_export::ModelLoadError": [SERVED_EXPORT],
+    "engine/model_dir.py::model_dir::ModelDirError": [
         rule("reference.missing"), SERVED_EXPORT, SERVED_EXPORT,
         unchecked("with model.path, the task is read from the export (with trainingJob: "
                   "inferenceservice.protocol-task)")],
+    "serve/server.py::pick_service::ServeError": [INVOCATION],
     "serve/server.py::api_keys::ServeError": [rule("inferenceservice.inline-secret"), API_KEYS, API_KEYS, API_KEYS],
     "serve/server.py::listening_socket::ServeError": [SERVER],
     "serve/server.py::serve::ServeError": [SERVED_EXPORT],

@@ -1,7 +1,7 @@
-"""The validator's compiled checks (``runner/lmspec/validator/compiled.py``), generated from the models.
+"""The validator's compiled checks (``runner/lmspec/manifests/compiled.py``), generated from the models.
 
 pydantic builds, for every model, a validation schema that its Rust core (pydantic-core) runs.
-This module writes those schemas out as Python source, with light classes (:mod:`lmspec.validator.light`)
+This module writes those schemas out as Python source, with light classes (:mod:`lmspec.manifests.light`)
 in place of the model classes, so that the validator can build the same checker from them
 without importing pydantic or defining the models: most of ``lmspec validate``'s start-up time
 otherwise. Beside the schemas it writes each model's fields (key, type, default, first example),
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import functools
 import re
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +23,17 @@ from pydantic import BaseModel
 from pydantic._internal._mock_val_ser import MockCoreSchema
 from pydantic_core import PydanticUndefined
 
-from .standard import VERSIONS
-from .validator.light import models_digest
+from .manifests.fields import fields_of
+from .manifests.light import models_digest
+from . import standard
 
-PATH = "runner/lmspec/validator/compiled.py"
+
+def _own_versions() -> dict[str, Any]:
+    """The versions lmspec ships (an extension's registered version has no compiled checks)."""
+    return {v: kinds for v, kinds in standard.VERSIONS.items()
+            if all(c.__module__.startswith("lmspec.") for c in kinds.values())}
+
+PATH = "runner/lmspec/manifests/compiled.py"
 """Where the compiled checks are written, relative to the repository root."""
 
 _HEADER = '''\
@@ -43,12 +48,18 @@ below; the validator uses the models themselves under any other).
 # fmt: off
 from typing import Any
 
+from functools import partial as _partial
+
 from ..v1alpha1 import _plain
-from .light import UNSET as _U, ge as _ge, instance as _i, le as _le, model_class as _c
+from ..v1beta1 import _plain as _plain_v1beta1
+
+# Each function below takes the helpers of its apiVersion (lmspec.manifests.light passes them in):
+# _c its light classes, _i its light objects, _ge/_le pydantic's constraints, _U "no default".
 
 '''
 
-_PLAIN = "lmspec.v1alpha1._plain"
+_PLAIN = {"lmspec.v1alpha1._plain": "_plain", "lmspec.v1beta1._plain": "_plain_v1beta1"}
+"""The modules of pydantic-free validators the compiled checks may name, as the header imports them."""
 
 
 _UNREAD = ("metadata", "serialization", "serialization_alias")
@@ -123,9 +134,13 @@ def function(fn: Any) -> str:
             return f"_ge({literal(fn.keywords['ge'])})"
         if name == "less_than_or_equal_validator" and set(fn.keywords) == {"le"}:
             return f"_le({literal(fn.keywords['le'])})"
-    if getattr(fn, "__module__", None) == _PLAIN:
-        return f"_plain.{fn.__name__}"
-    raise ValueError(f"cannot compile the validator {fn!r}: define it in {_PLAIN}, which the validator imports")
+    if isinstance(fn, functools.partial) and not fn.args and getattr(fn.func, "__module__", None) in _PLAIN:
+        keywords = ", ".join(f"{k}={literal(v)}" for k, v in fn.keywords.items())
+        return f"_partial({_PLAIN[fn.func.__module__]}.{fn.func.__name__}, {keywords})"
+    if getattr(fn, "__module__", None) in _PLAIN:
+        return f"{_PLAIN[fn.__module__]}.{fn.__name__}"
+    raise ValueError(f"cannot compile the validator {fn!r}: define it in one of {', '.join(_PLAIN)}, which the "
+                     "validator imports")
 
 
 def literal(value: Any) -> str:
@@ -152,103 +167,53 @@ def literal(value: Any) -> str:
     raise ValueError(f"cannot compile the value {value!r}")
 
 
-def type_tree(tp: Any) -> Any:
-    """A field's annotation as the nested tuples of :class:`lmspec.validator.light.FieldShape`."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is typing.Annotated:
-        return type_tree(args[0])
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return ("model", tp.__name__)
-    if origin is list:
-        return ("list", type_tree(args[0]))
-    if origin is dict:
-        return ("dict", type_tree(args[0]), type_tree(args[1]))
-    if origin in (typing.Union, types.UnionType):
-        return ("union", tuple(type_tree(a) for a in args))
-    if origin is typing.Literal:
-        return ("literal", args)
-    if tp is type(None):
-        return ("scalar", "None")
-    if tp is typing.Any:
-        return ("scalar", "Any")
-    if isinstance(tp, type):
-        return ("scalar", tp.__name__)
-    raise ValueError(f"cannot compile the type {tp!r}")
-
-
 def _core_schema(cls: type[BaseModel]) -> Any:
     if isinstance(cls.__pydantic_core_schema__, MockCoreSchema):
         cls.model_rebuild(force=True)
     return cls.__pydantic_core_schema__
 
 
-def _reachable(roots: list[type[BaseModel]]) -> list[type[BaseModel]]:
-    seen: dict[str, type[BaseModel]] = {}
-    todo = list(roots)
-
-    def models(tp: Any) -> list[type[BaseModel]]:
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            return [tp]
-        return [m for a in typing.get_args(tp) for m in models(a)]
-
-    while todo:
-        cls = todo.pop(0)
-        known = seen.get(cls.__name__)
-        if known is not None:
-            if known is not cls:  # light classes are found by name
-                raise ValueError(f"two models are named {cls.__name__}")
-            continue
-        seen[cls.__name__] = cls
-        for f in cls.model_fields.values():
-            todo.extend(models(f.annotation))
-    return list(seen.values())
+def _slug(version: str) -> str:
+    """``lmspec.io/v1alpha1`` → ``v1alpha1``: a Python name for a version's functions."""
+    return re.sub(r"\W", "_", version.rsplit("/", 1)[-1])
 
 
 def source() -> str:
     """The whole compiled module."""
+    VERSIONS = _own_versions()  # noqa: N806 - the registry's name for it
     out = [_HEADER]
     out.append(f"PYDANTIC_CORE = {pydantic_core.__version__!r}\n")
     out.append('"""The pydantic-core these checks were compiled for: another release gets the models."""\n')
-    out.append(f"MODELS = {models_digest()!r}\n")
-    out.append('"""The digest of the models\' source these checks were compiled from."""\n')
+    digests = {version: models_digest(version) for version in VERSIONS}
+    out.append(f"MODELS: dict[str, str] = {digests!r}\n")
+    out.append('"""apiVersion → the digest of its models\' source these checks were compiled from."""\n')
     roots = {v: {k: cls.__name__ for k, cls in kinds.items()} for v, kinds in VERSIONS.items()}
     out.append(f"ROOTS: dict[str, dict[str, str]] = {roots!r}\n")
     out.append('"""Every apiVersion the validator reads, with the model class name of each kind\'s documents."""\n\n')
     table: dict[str, dict[str, str]] = {}
     for version, kinds in VERSIONS.items():
-        slug = re.sub(r"\W", "_", version.rsplit("/", 1)[-1])
+        slug = _slug(version)
         for kind, cls in kinds.items():
             writer = _Writer()
             top = writer.emit(_core_schema(cls))
             fn = f"_{slug}_{kind.lower()}"
             table.setdefault(version, {})[kind] = fn
-            out.append(f"\ndef {fn}() -> Any:\n" + "\n".join(writer.lines) + f"\n    return {top}\n\n")
+            out.append(f"\ndef {fn}(_c: Any, _i: Any, _ge: Any, _le: Any, _U: Any) -> Any:\n"
+                       + "\n".join(writer.lines) + f"\n    return {top}\n\n")
     out.append("\nSCHEMAS = {" + ", ".join(
         f"{v!r}: {{" + ", ".join(f"{k!r}: {fn}" for k, fn in kinds.items()) + "}" for v, kinds in table.items())
         + "}\n")
-    out.append('"""apiVersion → kind → a function returning its pydantic-core schema."""\n\n')
-    rows = [f"        {model!r}: {{" + ", ".join(
-                f"{name!r}: ({alias!r}, {tree!r}, {literal(default)}, {literal(example)}, {has!r})"
-                for name, (alias, tree, default, example, has) in fields.items()) + "},\n"
-            for model, fields in _fields().items()]
-    out.append("\ndef SHAPES() -> Any:\n    return {\n" + "".join(rows) + "    }\n")
+    out.append('"""apiVersion → kind → a function of the helpers returning its pydantic-core schema."""\n\n')
+    shapes: dict[str, str] = {}
+    for version in VERSIONS:
+        rows = [f"        {model!r}: {{" + ", ".join(
+                    f"{name!r}: ({alias!r}, {tree!r}, {literal(default)}, {literal(example)}, {has!r})"
+                    for name, (alias, tree, default, example, has) in fields.items()) + "},\n"
+                for model, fields in fields_of(version).items()]
+        fn = shapes[version] = f"_{_slug(version)}_shapes"
+        out.append(f"\ndef {fn}(_i: Any, _U: Any) -> Any:\n    return {{\n" + "".join(rows) + "    }\n\n")
+    out.append("\nSHAPES = {" + ", ".join(f"{v!r}: {fn}" for v, fn in shapes.items()) + "}\n")
+    out.append('"""apiVersion → a function of the helpers returning each model\'s fields, by model name."""\n')
     return "".join(out)
 
 
-def _fields() -> dict[str, dict[str, tuple[Any, ...]]]:
-    """Each model's fields: key, type, default (``PydanticUndefined`` when none), first example and
-    whether it has one."""
-    return {cls.__name__: {name: (f.alias or name, type_tree(f.annotation), f.default,
-                                  f.examples[0] if f.examples else None, bool(f.examples))
-                           for name, f in cls.model_fields.items()}
-            for cls in _reachable([c for kinds in VERSIONS.values() for c in kinds.values()])}
-
-
-def shapes() -> dict[str, dict[str, tuple[Any, ...]]]:
-    """Each model's fields, as :data:`lmspec.validator.compiled.SHAPES` holds them (for the
-    validator when the compiled checks are not usable)."""
-    from .validator.light import UNSET
-
-    return {model: {name: (alias, tree, UNSET if default is PydanticUndefined else default, example, has)
-                    for name, (alias, tree, default, example, has) in fields.items()}
-            for model, fields in _fields().items()}

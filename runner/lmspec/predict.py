@@ -36,7 +36,7 @@ from .validator.core import Manifest, ManifestSet, load
 
 if TYPE_CHECKING:
     from .data._read import FileInfo, Table
-    from .data.conversations import Message
+    from .data.turns import Message
     from .model.export import Exported
     from .standard import Chat
 
@@ -67,8 +67,8 @@ class Target:
 def resolve(paths: Sequence[str], *, job: str | None, service: str | None) -> Target:
     """Load the manifests (raises ValidationFailed) and find the export: an InferenceService's
     model when one is given (or ``service`` names one), else a TrainingJob's ``<output.dir>/export``."""
+    from .engine.model_dir import ModelDirError, model_dir
     from .model.export import INFO, export_dir_for
-    from .serve.server import ServeError, model_dir
 
     manifests = load(list(paths))
     job_m: Manifest | None = None
@@ -83,7 +83,7 @@ def resolve(paths: Sequence[str], *, job: str | None, service: str | None) -> Ta
             export = export_dir_for(job_m)
             if not (export / INFO).is_file():
                 raise PredictError(f"no exported model at {export} (run `lmspec run {job_m.file}` first)")
-    except (LookupError, ServeError) as exc:
+    except (LookupError, ModelDirError) as exc:
         raise PredictError(str(exc)) from None
     if job_m is None:
         info = json.loads((export / INFO).read_text())
@@ -194,8 +194,8 @@ def answer_samples(exported: Exported, samples: Sequence[tuple[list[int], list[i
 
 
 def _language_model(exported: Exported, tokenizer_dir: Path | None) -> Any:
-    from .serve.lm import from_export
-    from .serve.predictor import context_length_of
+    from .engine.lm import from_export
+    from .engine.predictor import context_length_of
     from .standard import Placement
 
     return from_export(exported, context_length_of(exported.manifest), Placement(), tokenizer_dir)
@@ -205,7 +205,7 @@ def _greedy(lm: Any, encoded: Sequence[list[int]], max_tokens: int) -> list[list
     """The generated ids of each prompt, greedy, with the serving engine."""
     import torch
 
-    from .serve.engine import Engine, EngineLimits, SamplingParams
+    from .engine.core import Engine, EngineLimits, SamplingParams
 
     rows = max(1, min(32, len(encoded)))
     engine = Engine(lm.model, EngineLimits(max_sequences=rows, max_waiting=len(encoded) + 1,

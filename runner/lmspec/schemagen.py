@@ -1,29 +1,33 @@
-"""The published JSON Schemas and the spec's field reference, generated from the v1alpha1 models.
+"""The published JSON Schemas and the spec's field reference, generated from the models of every
+version in the registry (:mod:`lmspec.versions`).
 
-    python -m lmspec.schemagen           # rewrite schemas/v1alpha1/*.json and the spec's fields
+    python -m lmspec.schemagen           # rewrite schemas/<version>/*.json and the spec's fields
     python -m lmspec.schemagen --check   # exit 1 and list the files that differ (run in CI)
 
 The pydantic models are the single source of truth; the schemas (one per kind, plus a bundle that
-dispatches on ``kind``) and the generated sections of ``spec/v1alpha1/*.md`` are derived from
-them and committed, so a reviewer sees every change to the standard as a diff.
+dispatches on ``kind``) and the generated sections of ``spec/<version>/*.md`` are derived from
+them and committed, so a reviewer sees every change to the standard as a diff. Functions taking
+``version`` (``"v1beta1"``) default to the hub version.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
-from pydantic import Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
-from .v1alpha1 import API_VERSION, KINDS, Dataset, InferenceService, Model, TrainingJob
+from . import versions
+from .v1alpha1 import API_VERSION
 from .v1alpha1._docs import attach_field_docs
 
 attach_field_docs()  # schemas and docs carry the fields' docstrings as descriptions
@@ -34,6 +38,23 @@ BASE_URL = f"https://lmspec.io/schemas/{VERSION}/"
 BUNDLE = "lmspec.schema.json"
 SCHEMA_DIR = Path("schemas") / VERSION
 SPEC_DIR = Path("spec") / VERSION
+
+
+def _version(version: str | None) -> versions.Version:
+    return versions.get(version or versions.HUB)
+
+
+def kinds(version: str | None = None) -> dict[str, type[BaseModel]]:
+    """The document class of each kind of ``version``, with the fields' docstrings attached."""
+    v = _version(version)
+    importlib.import_module(v.package + "._docs").attach_field_docs()
+    return v.models()
+
+
+def base_url(version: str | None = None) -> str:
+    """``https://lmspec.io/schemas/v1beta1/`` for ``"v1beta1"``."""
+    return f"https://lmspec.io/schemas/{_version(version).name}/"
+
 
 BEGIN = "<!-- BEGIN GENERATED: {name} (python -m lmspec.schemagen; do not edit) -->"
 END = "<!-- END GENERATED: {name} -->"
@@ -61,28 +82,32 @@ def filename(kind: str) -> str:
     return f"{kind.lower()}.schema.json"
 
 
-def kind_schema(kind: str) -> dict[str, Any]:
+def kind_schema(kind: str, version: str | None = None) -> dict[str, Any]:
     """The JSON Schema of one kind: ``kind_schema("Model")["$id"]`` ends in ``model.schema.json``."""
-    cls = KINDS[kind]
+    cls = kinds(version)[kind]
     raw = cls.model_json_schema(by_alias=True, mode="validation", schema_generator=_Generator)
     head = {
         "$schema": DRAFT,
-        "$id": BASE_URL + filename(kind),
-        "title": f"{kind} ({API_VERSION})",
+        "$id": base_url(version) + filename(kind),
+        "title": f"{kind} ({_version(version).api_version})",
         "description": raw.get("description", f"A {kind} manifest."),
     }
     return _finish(head, raw)
 
 
-def bundle_schema() -> dict[str, Any]:
+def bundle_schema(version: str | None = None) -> dict[str, Any]:
     """One schema for every kind, selected by ``kind``; self-contained, for editors."""
-    union = Annotated[Model | Dataset | TrainingJob | InferenceService, Field(discriminator="kind")]
+    by_kind = kinds(version)
+    members = tuple(by_kind[k] for k in ("Model", "Dataset", "TrainingJob", "InferenceService"))
+    # Union[...] of a tuple built at run time: neither the | syntax nor a static type applies.
+    union = Annotated[Union[members], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
     raw = TypeAdapter(union).json_schema(by_alias=True, mode="validation", schema_generator=_Generator)
+    v = _version(version)
     head = {
         "$schema": DRAFT,
-        "$id": BASE_URL + BUNDLE,
-        "title": f"lmspec manifest ({API_VERSION})",
-        "description": f"Any lmspec {VERSION} manifest: {', '.join(KINDS)}, selected by kind.",
+        "$id": base_url(version) + BUNDLE,
+        "title": f"lmspec manifest ({v.api_version})",
+        "description": f"Any lmspec {v.name} manifest: {', '.join(by_kind)}, selected by kind.",
     }
     return _finish(head, raw)
 
@@ -123,10 +148,10 @@ def _repair(schema: Any) -> None:
         _repair(schema.get(key))
 
 
-def schemas() -> dict[str, dict[str, Any]]:
-    """Every published schema by file name (the kinds' and the bundle)."""
-    out = {filename(kind): kind_schema(kind) for kind in KINDS}
-    out[BUNDLE] = bundle_schema()
+def schemas(version: str | None = None) -> dict[str, dict[str, Any]]:
+    """Every published schema of ``version`` by file name (the kinds' and the bundle)."""
+    out = {filename(kind): kind_schema(kind, version) for kind in kinds(version)}
+    out[BUNDLE] = bundle_schema(version)
     return out
 
 
@@ -338,9 +363,9 @@ def field_block(field: FieldDoc, level: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
-def fields_markdown(kind: str) -> str:
+def fields_markdown(kind: str, version: str | None = None) -> str:
     """The generated field reference of one kind's chapter."""
-    schema = kind_schema(kind)
+    schema = kind_schema(kind, version)
     blocks = [field_block(f) for f in walk(schema)]
     return "\n".join(blocks)
 
@@ -360,10 +385,12 @@ def _anchor(rule_id: str) -> str:
     return re.sub(r"[^a-z0-9 _-]", "", rule_id.lower()).replace(" ", "-")
 
 
-def generated_sections() -> dict[str, dict[str, str]]:
-    """Spec file (relative to the spec dir) → generated section name → content."""
-    out = {f"{kind.lower()}.md": {"fields": fields_markdown(kind)} for kind in KINDS}
-    out["rules.md"] = {"rules": rules_markdown()}
+def generated_sections(version: str | None = None) -> dict[str, dict[str, str]]:
+    """Spec file (relative to the spec dir) → generated section name → content. The rules'
+    table is the hub's: the validator's rules are written against it."""
+    out = {f"{kind.lower()}.md": {"fields": fields_markdown(kind, version)} for kind in kinds(version)}
+    if _version(version).hub:
+        out["rules.md"] = {"rules": rules_markdown()}
     return out
 
 
@@ -382,12 +409,17 @@ def fill_sections(text: str, sections: dict[str, str], file: str) -> str:
 def expected_files(root: Path, *, compiled: bool = True) -> dict[Path, str]:
     """Every generated file's path and expected content. Without ``compiled``, the validator's
     compiled checks are left out when they were made for another pydantic-core release."""
-    out = {root / SCHEMA_DIR / name: dumps(schema) for name, schema in schemas().items()}
-    for name, sections in generated_sections().items():
-        path = root / SPEC_DIR / name
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        out[path] = fill_sections(current, sections, str(path))
-    from . import checksgen
+    out: dict[Path, str] = {}
+    for version in versions.all_versions():
+        if not version.schema_dir:
+            continue
+        out.update({root / version.schema_dir / name: dumps(schema)
+                    for name, schema in schemas(version.api_version).items()})
+        for name, sections in generated_sections(version.api_version).items():
+            path = root / version.spec_dir / name
+            current = path.read_text(encoding="utf-8") if path.exists() else ""
+            out[path] = fill_sections(current, sections, str(path))
+    from . import checksgen  # the compiled checks: the hub's models only
 
     if compiled or checksgen.for_this_pydantic(root / checksgen.PATH):
         out[root / checksgen.PATH] = checksgen.source()

@@ -2,13 +2,16 @@
 
 The data pipeline, the model builders, the trainer, the server and the CLI import manifest types
 from here, never from a versioned package such as :mod:`lmspec.v1alpha1`. The runtime therefore
-works on one version of the standard — the *hub* (``HUB_VERSION``) — and supporting another
-``apiVersion`` means adding its models beside ``v1alpha1`` and a conversion to the hub here (the
-hub-and-spokes policy of ``spec/v1alpha1/versioning.md``), not touching the runtime.
+works on one version of the standard — the *hub* (``HUB_VERSION``, the version the runtime is
+written against, not necessarily the newest) — and every other ``apiVersion`` is converted to it
+(:func:`to_hub`). The versions are registered in :mod:`lmspec.versions`; supporting another means
+its models package, its conversions (:mod:`lmspec.conversion`) and one registry entry, not
+touching the runtime (the hub-and-spokes policy of ``spec/v1alpha1/versioning.md``).
 
-``VERSIONS`` maps ``apiVersion`` → ``kind`` → model class (the validator runs these models'
-compiled checks, :mod:`lmspec.validator.light`). ``run_dir`` says where a TrainingJob's run
-directory is, for the runner and the validator alike.
+``VERSIONS`` maps ``apiVersion`` → ``kind`` → model class for every registered version (the
+validator runs these models' compiled checks, :mod:`lmspec.manifests.light`, and converts every
+version's documents to the hub's before its rules read them).
+``run_dir`` says where a TrainingJob's run directory is, for the runner and the validator alike.
 
 The models are imported on first use of their names: the validator takes ``run_dir`` and
 ``EXTENSION_KEY`` from here without importing pydantic.
@@ -20,6 +23,7 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import versions
 from .v1alpha1._plain import EXTENSION_KEY
 
 if TYPE_CHECKING:
@@ -64,7 +68,7 @@ if TYPE_CHECKING:
     HUB_VERSION = API_VERSION
     VERSIONS: dict[str, dict[str, type[BaseModel]]]
 
-_HUB = "lmspec.v1alpha1"
+_HUB = versions.get(versions.HUB).package  # the hub's models package: lmspec.v1alpha1
 _MODULES = {
     "": "API_VERSION KINDS Dataset InferenceService Model TrainingJob",
     ".cluster": "Cluster ServiceCluster TrainingCluster",
@@ -84,14 +88,22 @@ def __getattr__(name: str) -> Any:
     value: Any
     if name == "HUB_VERSION":  # the ``apiVersion`` whose models the runtime works on
         value = __getattr__("API_VERSION")
-    elif name == "VERSIONS":  # every ``apiVersion`` read, with the document class of each kind
-        value = {__getattr__("API_VERSION"): __getattr__("KINDS")}
+    elif name == "VERSIONS":  # every registered ``apiVersion``, with the document class of each kind
+        return {v.api_version: v.models() for v in versions.all_versions()}  # not kept: versions may be added
     elif name in _WHERE:
         value = getattr(importlib.import_module(_HUB + _WHERE[name]), name)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
     return value
+
+
+def to_hub(doc: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """A plain manifest of any registered version in the hub's version, with what could not be
+    represented there (:class:`lmspec.conversion.Loss`; empty for a valid manifest)."""
+    from .conversion import convert
+
+    return convert(doc, versions.HUB)
 
 
 def run_dir(job: TrainingJob, base_dir: Path) -> Path:
@@ -153,4 +165,5 @@ __all__ = [
     "TrainingJobSpec",
     "Transformer",
     "run_dir",
+    "to_hub",
 ]

@@ -1,4 +1,4 @@
-"""Shared fixtures: the suite, and the published JSON Schemas it is checked against."""
+"""Shared fixtures: the suite of each version, and the published JSON Schemas it is checked against."""
 
 from __future__ import annotations
 
@@ -8,39 +8,43 @@ from typing import Any
 
 import pytest
 
+from lmspec import versions
 from lmspec.conformance import Case, load_suite
+from lmspec.conformance.suite import version_suites
 
 ROOT = Path(__file__).resolve().parents[2]
-SUITE = ROOT / "conformance" / "v1alpha1"
-SCHEMA_DIR = ROOT / "schemas" / "v1alpha1"
+SUITES = dict(version_suites(ROOT / "conformance"))
+"""Version name → its suite directory (``conformance/v1alpha1``, ``conformance/v1beta1``)."""
+SUITE = SUITES["v1alpha1"]
 BUNDLE = "lmspec.schema.json"
 
 
-def published_schemas() -> dict[str, dict[str, Any]]:
-    """The committed schemas by file name; generated in memory while none are committed."""
-    files = sorted(SCHEMA_DIR.glob("*.schema.json"))
-    if any(f.name == BUNDLE for f in files):
-        return {f.name: json.loads(f.read_text(encoding="utf-8")) for f in files}
-    from lmspec import schemagen
+def schema_dir(version: str) -> Path:
+    return ROOT / versions.get(version).schema_dir
 
-    return schemagen.schemas()
+
+def published_schemas(version: str) -> dict[str, dict[str, Any]]:
+    """The committed schemas of a version by file name."""
+    return {f.name: json.loads(f.read_text(encoding="utf-8")) for f in sorted(schema_dir(version).glob("*.schema.json"))}
+
+
+@pytest.fixture(scope="session", params=sorted(SUITES))
+def version(request: pytest.FixtureRequest) -> str:
+    """Each version with a suite; tests using it run once per version."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def version_cases(version: str) -> list[Case]:
+    return load_suite(SUITES[version])
 
 
 @pytest.fixture(scope="session")
 def cases() -> list[Case]:
+    """The v1alpha1 suite (tests about the harness itself)."""
     return load_suite(SUITE)
 
 
 @pytest.fixture(scope="session")
-def schemas() -> dict[str, dict[str, Any]]:
-    return published_schemas()
-
-
-@pytest.fixture(scope="session")
-def bundle_path(schemas: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = SCHEMA_DIR / BUNDLE
-    if path.is_file():
-        return path
-    path = tmp_path_factory.mktemp("schemas") / BUNDLE
-    path.write_text(json.dumps(schemas[BUNDLE]), encoding="utf-8")
-    return path
+def schemas(version: str) -> dict[str, dict[str, Any]]:
+    return published_schemas(version)

@@ -32,7 +32,7 @@ def _rules(ds: Dataset, task: str) -> set[str]:
     """The validator's rules that fire on ``ds`` alone and when a TrainingJob pairs it with a
     Model of ``task``: what the validator refuses, so data preparation never sees it."""
     from lmspec.standard import Model, TrainingJob
-    from lmspec.validator.semantic import Index, run_checks
+    from lmspec.validator.rules import Index, run_checks
 
     inputs, dtype, outputs = _SIGNATURES[task]
     arch = {"type": "transformer", "vocabSize": 256, "contextLength": 64, "width": 32, "depth": 1,

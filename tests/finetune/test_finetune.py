@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from train_helpers import lmspec_run, write_manifests
 
+from lmspec.domain.pretrained import count_from_headers
 from lmspec.model.adapters import load_adapter
 from lmspec.model.export import load_exported
 from lmspec.model.hf_shards import MAX_SHARD_BYTES_ENV
-from lmspec.model.pretrained import count_from_headers
 from lmspec.train.check import read_check_sample
+from lmspec.train.faults import kill_after
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -173,7 +174,7 @@ def test_lora_kill_and_resume_gives_the_same_adapter(tmp_path: Path, base_dir: P
         assert done.returncode == 0, done.stderr[-3000:]
     broken = tmp_path / "broken"
     manifests = _manifests(tmp_path / "b", base_dir, broken, **job)
-    killed = lmspec_run(str(manifests), *_base(base_dir), env={"LMSPEC_FAULT_AT": "1:6"}, timeout=480)
+    killed = lmspec_run(str(manifests), *_base(base_dir), env=kill_after(rank=1, step=6), timeout=480)
     assert killed.returncode != 0 and not (broken / "export").exists()
     resumed = lmspec_run(str(manifests), "--resume", *_base(base_dir), timeout=480)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

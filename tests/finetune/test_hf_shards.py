@@ -99,32 +99,33 @@ def test_the_recipe_writes_each_weight_before_gathering_the_next(tmp_path: Path,
     """The ShardWriter's own accounting cannot see a caller that gathers the whole model first:
     here the recipe's streamed export is watched from outside, and every gathered weight must
     reach the writer before the next one is gathered."""
-    from types import SimpleNamespace
-
     from safetensors.torch import load_file
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from lmspec.model import hf_shards
-    from lmspec.train.loop import Recipe
-    from lmspec.train.world import World
+    from lmspec.train import gather as weights
+    from lmspec.train.export import stream_hf_weights
 
     torch.manual_seed(0)
     lm = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                                       num_attention_heads=2, num_key_value_heads=1)).eval()
     module = torch.nn.Module()
     module.lm = lm
-    recipe = Recipe.__new__(Recipe)
-    recipe.engine = SimpleNamespace(module=module)
-    recipe.world = World(0, 0, 1)
-    recipe.run_dir = tmp_path
-    recipe.shard_bytes = 3000
 
     events: list[str] = []
-    gather, add = Recipe._gather, hf_shards.ShardWriter.add
-    monkeypatch.setattr(Recipe, "_gather", lambda self, p: (events.append("gather"), gather(self, p))[1])
-    monkeypatch.setattr(hf_shards.ShardWriter, "add",
-                        lambda self, name, t: (events.append("add"), add(self, name, t))[1])
-    streamed = recipe.stream_hf_weights(module)  # type: ignore[arg-type]
+    gather, add = weights.gather, hf_shards.ShardWriter.add
+
+    def watched_gather(p: torch.Tensor, *, keep: bool) -> torch.Tensor | None:
+        events.append("gather")
+        return gather(p, keep=keep)
+
+    def watched_add(self: hf_shards.ShardWriter, name: str, t: torch.Tensor) -> None:
+        events.append("add")
+        add(self, name, t)
+
+    monkeypatch.setattr(weights, "gather", watched_gather)
+    monkeypatch.setattr(hf_shards.ShardWriter, "add", watched_add)
+    streamed = stream_hf_weights(module, run_dir=tmp_path, shard_bytes=3000, keep=True)  # type: ignore[arg-type]
     assert streamed is not None
     staging, stats = streamed
 

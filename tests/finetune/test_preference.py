@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from train_helpers import lmspec_run, write_manifests
 
+from lmspec.train.faults import kill_after
+
 SIG = {"inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1, -1]}],
        "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, -1, -1]}]}
 LORA = {"type": "lora", "rank": 8, "alpha": 16, "targetModules": "all-linear"}
@@ -116,7 +118,7 @@ def test_a_resumed_dpo_run_keeps_the_starting_models_reference(tmp_path: Path, b
         assert done.returncode == 0, done.stderr[-3000:]
     broken = tmp_path / "broken"
     manifests = str(_manifests(tmp_path / "b", base_dir, broken, **CASES[name]))
-    killed = lmspec_run(manifests, "--allow-outside", str(base_dir), env={"LMSPEC_FAULT_AT": "0:6"}, timeout=480)
+    killed = lmspec_run(manifests, "--allow-outside", str(base_dir), env=kill_after(rank=0, step=6), timeout=480)
     assert killed.returncode != 0 and not (broken / "export").exists()
     reference = dict(np.load(broken / "reference_logps.npz"))
     resumed = lmspec_run(manifests, "--resume", "--allow-outside", str(base_dir), timeout=480)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import lmspec
-from lmspec.train.launch import select
+from lmspec.train.rundir import select
 from lmspec.validator.core import ValidationFailed
 
 SIG = {"inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1, -1]}],

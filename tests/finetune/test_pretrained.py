@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from lmspec import validate
+from lmspec.domain.plan import count_parameters
+from lmspec.domain.pretrained import BaseError, count_from_headers
 from lmspec.model.adapters import AdapterError, attach_lora, count_params
 from lmspec.model.hf_tokenizer import hf_tokenizer
-from lmspec.model.plan import count_parameters
-from lmspec.model.pretrained import BaseError, aggregate, count_from_headers, digest_files, resolve
+from lmspec.model.pretrained import aggregate, digest_files, resolve
 from lmspec.standard import Adapter, ModelSpec, Pretrained
-from lmspec.validator.core import validate
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SIG = {"inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1, -1]}],
@@ -110,7 +111,7 @@ def test_a_base_trained_by_a_job_is_found_beside_that_job(base_dir: Path, tmp_pa
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A Model whose base is a TrainingJob's export, the job's manifest in another directory:
     the export is under the job's own run directory, wherever the command runs from."""
-    from lmspec.train.launch import RunError, select
+    from lmspec.train.rundir import RunError, select
 
     repo = Path(__file__).resolve().parents[2]
     for name in ("chat-base", "chat-lora"):
@@ -162,7 +163,7 @@ def test_byte_tokenizer_in_hugging_face_form() -> None:
 def test_plan_counts_adapter_parameters_as_peft_does(base_dir: Path, adapter: dict[str, object]) -> None:
     from transformers import AutoModelForCausalLM
 
-    from lmspec.model.plan import lora_parameters, model_states
+    from lmspec.domain.plan import lora_parameters, model_states
     from lmspec.standard import TrainingJobSpec
 
     spec = TrainingJobSpec.model_validate({"model": "m", "dataset": "d", "loss": {"type": "causalLm"},

@@ -23,8 +23,8 @@ class Recorded:
     def __init__(self, model: Path) -> None:
         from starlette.testclient import TestClient
 
+        from lmspec.engine.predictor import load_export
         from lmspec.serve.app import create_app
-        from lmspec.serve.predictor import load_export
         from lmspec.v1alpha1 import InferenceService
 
         service = InferenceService.model_validate({
@@ -151,7 +151,7 @@ def test_turn_markers_the_tokenizer_does_not_mark_special(llama: Path) -> None:
     template writes are control tokens all the same."""
     from transformers import AutoTokenizer
 
-    from lmspec.serve.client_text import chat_ids, control_tokens, encode_text
+    from lmspec.engine.client_text import chat_ids, control_tokens, encode_text
 
     tok = AutoTokenizer.from_pretrained(llama)
     tok.add_tokens(["<|turn|>", "<|plain|>"])  # added, not special; only the first is in the template

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import torch
 
-from lmspec.serve.engine import Busy, Engine, EngineLimits, SamplingParams
-from lmspec.serve.lm import load_hf_dir
+from lmspec.engine.core import Busy, Engine, EngineLimits, SamplingParams
+from lmspec.engine.lm import load_hf_dir
 from lmspec.v1alpha1.inferenceservice import Placement
 
 

@@ -187,8 +187,8 @@ def test_request_timeout_cancels_the_generation(exports: dict[str, Path]) -> Non
     sequence leaves the engine."""
     from starlette.testclient import TestClient
 
+    from lmspec.engine.predictor import load_export
     from lmspec.serve.app import create_app
-    from lmspec.serve.predictor import load_export
     from lmspec.v1alpha1 import InferenceService
 
     service = InferenceService.model_validate({

@@ -82,8 +82,8 @@ def test_sigterm_drains_in_flight_requests(start: Any, exports: dict[str, Path])
 
 def _in_process(export: Path, protocols: list[str]) -> Any:
     """The application of an InferenceService serving ``export``, in this process."""
+    from lmspec.engine.predictor import load_export
     from lmspec.serve.app import create_app
-    from lmspec.serve.predictor import load_export
     from lmspec.v1alpha1 import InferenceService
 
     service = InferenceService.model_validate({

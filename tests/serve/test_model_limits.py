@@ -66,8 +66,8 @@ def lora_export(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _app(export: Path, protocols: list[str]) -> Any:
+    from lmspec.engine.predictor import load_export
     from lmspec.serve.app import create_app
-    from lmspec.serve.predictor import load_export
     from lmspec.v1alpha1 import InferenceService
 
     service = InferenceService.model_validate({
@@ -87,7 +87,7 @@ def _ready(state: Any) -> None:
 def test_a_lora_export_over_a_pretrained_base_serves_the_bases_context_length(lora_export: Path) -> None:
     from starlette.testclient import TestClient
 
-    from lmspec.serve.predictor import load_export
+    from lmspec.engine.predictor import load_export
 
     loaded = load_export(lora_export)
     assert loaded.language_model is not None and loaded.language_model.context_length == BASE_CONTEXT
@@ -138,8 +138,8 @@ def test_an_adapter_without_weights_is_named_with_the_files_it_needs(base: Path,
                                                                      tmp_path: Path) -> None:
     import shutil
 
+    from lmspec.engine.lm import ModelLoadError, load_hf_dir
     from lmspec.model.export import ExportError, load_exported
-    from lmspec.serve.lm import ModelLoadError, load_hf_dir
     from lmspec.standard import Placement
 
     adapter = _adapter(base, tmp_path / "adapter")
@@ -164,8 +164,8 @@ def test_v1_models_is_503_until_the_model_is_loaded(base: Path) -> None:
 
     from starlette.testclient import TestClient
 
+    from lmspec.engine.predictor import load_export
     from lmspec.serve.app import create_app
-    from lmspec.serve.predictor import load_export
     from lmspec.v1alpha1 import InferenceService
 
     service = InferenceService.model_validate({

@@ -258,8 +258,8 @@ def test_a_lone_request_runs_on_the_loop_and_concurrent_ones_batch_in_the_comput
 
     from starlette.testclient import TestClient
 
+    from lmspec.engine.predictor import load_export
     from lmspec.serve.app import LONE_INLINE_BELOW, create_app
-    from lmspec.serve.predictor import load_export
     from lmspec.v1alpha1 import InferenceService
 
     service = InferenceService.model_validate({

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 import lmspec
-from lmspec.serve.accelerators import cuda_present, vllm_installed
+from lmspec.domain.accelerators import cuda_present, vllm_installed
 from lmspec.serve.vllm import vllm_args, vllm_env
 from lmspec.v1alpha1 import InferenceService
 
@@ -108,8 +108,8 @@ class ThreadServer:
 def gateway(start: Any, exports: dict[str, Path]) -> Iterator[Any]:
     """lmspec's gateway (as ``engine: vllm`` runs it) in front of an OpenAI-compatible server: here
     a real ``lmspec serve`` with a key of its own stands in for vLLM's server."""
+    from lmspec.engine.predictor import Loaded
     from lmspec.serve.app import create_app
-    from lmspec.serve.predictor import Loaded
     from lmspec.serve.vllm import Upstream
 
     os.environ["LMSPEC_TEST_UPSTREAM_KEY"] = "upstream-secret"

@@ -81,8 +81,8 @@ def test_ready_means_every_worker_is_ready(exports: dict[str, Path]) -> None:
 
     from starlette.testclient import TestClient
 
+    from lmspec.engine.predictor import load_export
     from lmspec.serve.app import create_app
-    from lmspec.serve.predictor import load_export
     from lmspec.serve.state import Peers
     from lmspec.v1alpha1 import InferenceService
 

@@ -5,8 +5,8 @@ from click.testing import CliRunner
 from lmspec.cli import main
 
 
-def explain(target: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["explain", target])
+def explain(target: str, *options: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["explain", target, *options])
     return result.exit_code, result.output
 
 
@@ -59,8 +59,23 @@ def test_kind_lists_top_level_fields() -> None:
 def test_required_field_and_enum() -> None:
     code, out = explain("Model.spec.task")
     assert code == 0
-    assert 'one of `"classification"`, `"regression"`, `"causal-lm"`' in out
+    assert "VERSION:     lmspec.io/v1beta1" in out  # the newest version unless --api-version names one
+    assert 'one of `"classification"`, `"regression"`, `"causalLm"`' in out
     assert "CONSTRAINTS: REQUIRED" in out
+    code, out = explain("Model.spec.task", "--api-version", "v1alpha1")
+    assert code == 0 and "VERSION:     lmspec.io/v1alpha1" in out
+    assert 'one of `"classification"`, `"regression"`, `"causal-lm"`' in out
+
+
+def test_api_version_picks_the_fields_and_names_unknown_versions() -> None:
+    code, out = explain("InferenceService.spec.server.gracePeriod")
+    assert code == 0 and 'DEFAULT:     `"30s"`' in out
+    code, out = explain("InferenceService.spec.server.gracePeriodSeconds", "--api-version", "lmspec.io/v1alpha1")
+    assert code == 0 and "TYPE:        number" in out
+    code, out = explain("InferenceService.spec.server.gracePeriodSeconds")
+    assert code == 2 and "--api-version" not in out
+    code, out = explain("InferenceService.spec.server", "--api-version", "v1beta2")
+    assert code == 2 and "unknown version 'v1beta2'; did you mean 'v1beta1'?" in out
 
 
 def test_variants_lists_and_snake_case() -> None:

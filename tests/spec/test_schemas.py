@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from lmspec import schemagen
+from lmspec import schemagen, versions
+from lmspec.conversion import convert
+from lmspec.manifests.document import Document, Loc
 from lmspec.v1alpha1 import KINDS
-from lmspec.validator.parse import Document, Loc, parse_file
+from lmspec.validator.parse import parse_file
 from lmspec.validator.schema import check_document
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,20 +95,33 @@ def test_example_manifests_exist() -> None:
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_bundle_accepts_each_example(path: Path, published: dict[str, dict[str, Any]]) -> None:
-    bundle = Draft202012Validator(published[schemagen.BUNDLE])
+    """Each example against the published schemas of its version, and, converted, of v1alpha1."""
     for doc in parse_file(path):
+        own = versions.get(doc.data["apiVersion"])
+        own_dir = ROOT / own.schema_dir
+        bundle = Draft202012Validator(json.loads((own_dir / schemagen.BUNDLE).read_text(encoding="utf-8")))
         errors = [f"{e.json_path}: {e.message}" for e in bundle.iter_errors(doc.data)]
         assert errors == []
-        kind_schema = Draft202012Validator(published[schemagen.filename(doc.data["kind"])])
-        assert kind_schema.is_valid(doc.data)
+        kind_file = own_dir / schemagen.filename(doc.data["kind"])
+        assert Draft202012Validator(json.loads(kind_file.read_text(encoding="utf-8"))).is_valid(doc.data)
+        hub = _hub(doc.data)
+        assert Draft202012Validator(published[schemagen.BUNDLE]).is_valid(hub)
+        assert Draft202012Validator(published[schemagen.filename(hub["kind"])]).is_valid(hub)
+
+
+def _hub(data: dict[str, Any]) -> dict[str, Any]:
+    """An example manifest (written in v1beta1) as v1alpha1, the version these tests are about."""
+    out, losses = convert(data, versions.HUB)
+    assert losses == []
+    hub: dict[str, Any] = out
+    return hub
 
 
 def _iris(kind: str) -> dict[str, Any]:
     for path in EXAMPLE_FILES:
         for doc in parse_file(path):
             if doc.data.get("kind") == kind:
-                data: dict[str, Any] = doc.data
-                return data
+                return _hub(doc.data)
     raise AssertionError(f"no {kind} example")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lmspec import checksgen, schemagen
+from lmspec import checksgen, schemagen, versions
 from lmspec.v1alpha1 import KINDS
 from lmspec.validator.registry import RULES
 
@@ -75,7 +75,7 @@ def test_generated_sections_are_current() -> None:
 
 def test_check_mode_reports_a_drifted_file(tmp_path: Path) -> None:
     # A copy of the tree with one schema edited: --check must name it and fail.
-    for rel in ("schemas/v1alpha1", "spec/v1alpha1"):
+    for rel in [d for v in versions.all_versions() for d in (v.schema_dir, v.spec_dir)]:
         for src in (ROOT / rel).iterdir():
             dst = tmp_path / rel / src.name
             dst.parent.mkdir(parents=True, exist_ok=True)

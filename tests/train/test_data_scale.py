@@ -16,7 +16,7 @@ from train_helpers import REPO, lmspec_run, merge, write_manifests
 
 from lmspec.data.split import permutation, spaced_rows
 from lmspec.train.check import read_check_sample
-from lmspec.train.loop import _group_by_length
+from lmspec.train.order import group_by_length
 from lmspec.train.world import threads_per_rank
 
 
@@ -31,13 +31,13 @@ def test_grouping_by_length_keeps_every_row_once_and_groups_similar_lengths() ->
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 1000, size=5000)
     order = permutation(5000, 1)
-    grouped = _group_by_length(order, lengths, group=8, seed=3)
+    grouped = group_by_length(order, lengths, group=8, seed=3)
     assert sorted(grouped.tolist()) == list(range(5000))
     spread = np.ptp(lengths[grouped[:4992]].reshape(-1, 8), axis=1).mean()
     assert spread < 0.1 * np.ptp(lengths[order[:4992]].reshape(-1, 8), axis=1).mean()
     # Seeded: the same order every time, another with another seed.
-    assert np.array_equal(grouped, _group_by_length(order, lengths, 8, 3))
-    assert not np.array_equal(grouped, _group_by_length(order, lengths, 8, 4))
+    assert np.array_equal(grouped, group_by_length(order, lengths, 8, 3))
+    assert not np.array_equal(grouped, group_by_length(order, lengths, 8, 4))
 
 
 def test_threads_default_to_the_cores_shared_among_local_ranks(monkeypatch: pytest.MonkeyPatch) -> None:

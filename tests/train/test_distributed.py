@@ -17,6 +17,7 @@ from train_helpers import iris_job, lmspec_run, merge, write_manifests
 
 from lmspec.model.export import load_exported
 from lmspec.train.check import read_check_sample
+from lmspec.train.faults import kill_after
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +101,7 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path: Path) -> None:
 
     # 12 steps; the first checkpoint is at step 2. Kill rank 1 at a random later step.
     step = random.randint(3, 11)
-    killed = lmspec_run(str(broken), *TWO, env={"LMSPEC_FAULT_AT": f"1:{step}"})
+    killed = lmspec_run(str(broken), *TWO, env=kill_after(rank=1, step=step))
     assert killed.returncode == 1
     assert "training failed" in killed.stderr
     assert not (broken_dir / "export").exists()
@@ -127,7 +128,7 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path: Path) -> None:
 def test_a_failed_rank_stops_the_run(tmp_path: Path) -> None:
     manifests, run_dir = iris_job(tmp_path, stopping={"epochs": 50})
     started = time.monotonic()
-    result = lmspec_run(str(manifests), *TWO, env={"LMSPEC_FAULT_AT": "1:2"}, timeout=120)
+    result = lmspec_run(str(manifests), *TWO, env=kill_after(rank=1, step=2), timeout=120)
     assert result.returncode == 1
     assert "training failed: a rank exited" in result.stderr
     assert time.monotonic() - started < 90

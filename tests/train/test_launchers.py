@@ -20,7 +20,9 @@ from train_helpers import IRIS_DATASET, IRIS_JOB, IRIS_MODEL, iris_job, merge, w
 from lmspec.cli import main
 from lmspec.model.export import load_exported
 from lmspec.train.check import read_check_sample
-from lmspec.train.launch import Plan, RunError, launcher_command, plan_world, read_hostfile
+from lmspec.train.launch import launcher_command
+from lmspec.train.plan import Plan, plan_world, read_hostfile
+from lmspec.train.rundir import RunError
 from lmspec.train.world import World, free_port, under_launcher
 
 LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID",

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from lmspec.cli import main
-from lmspec.model.plan import count_parameters, model_states, parse_bytes
+from lmspec.domain.plan import count_parameters, model_states, parse_bytes
 from lmspec.v1alpha1 import ModelSpec, TrainingJobSpec
 
 SIG = {"inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 4]}],

@@ -46,6 +46,7 @@ ARCHS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
 SCRIPT = r"""
 import json, sys
 from pathlib import Path
+from lmspec.train.gather import full_state_dict
 from lmspec.train.loop import Recipe
 from lmspec.validator.core import load
 out = {}
@@ -54,7 +55,7 @@ for case in json.loads(sys.argv[1]):
     job = manifests.pick("TrainingJob", None, option="--job")
     recipe = Recipe(job, manifests, Path(case["run"]), resume=False)
     recipe.setup()
-    state = recipe.full_state_dict()
+    state = full_state_dict(recipe.engine.module, keep=recipe.world.is_main)
     stats = {k: [float(v.mean()), float(v.std()) if v.numel() > 1 else 0.0] for k, v in state.items()}
     recipe.train()
     recipe.log.close()

@@ -34,6 +34,9 @@ SUITE = ROOT / "conformance" / "v1alpha1"
 EXAMPLES = ROOT / "examples"
 FIELDS = ("rule", "severity", "file", "document", "line", "column", "pointer")
 """The parts of a finding that are pinned (messages and hints are not)."""
+UNPINNED = {"document.deprecated-version"}
+"""Rules left out: the warning on every v1alpha1 document came with v1beta1, after the capture;
+``tests/validator/rule_cases.py`` covers it."""
 
 
 def run_cli(args: list[str], cwd: Path) -> dict[str, Any]:
@@ -57,7 +60,7 @@ def run_cli(args: list[str], cwd: Path) -> dict[str, Any]:
         "exit": int(code or 0),
         "files": doc["files"],
         "documents": doc["documents"],
-        "findings": [[f[k] for k in FIELDS] for f in doc["findings"]],
+        "findings": [[f[k] for k in FIELDS] for f in doc["findings"] if f["rule"] not in UNPINNED],
     }
 
 

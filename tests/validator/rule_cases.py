@@ -29,6 +29,7 @@ import json
 from typing import Any
 
 V = "apiVersion: lmspec.io/v1alpha1\n"
+V_BETA = "apiVersion: lmspec.io/v1beta1\n"
 
 MODEL = V + """kind: Model
 metadata:
@@ -314,6 +315,13 @@ spec:
         "bad": [_swap(MODEL, "kind: Model\n", "kind: Modle\n#     ^ /kind\n"),
                 {"yaml": MODEL.replace("kind: Model\n", ""), "line": 1, "column": 1, "pointer": ""}],
         "good": [_swap(MODEL, "kind: Model\n", "kind: \"Model\"\n")],
+    },
+    "document.deprecated-version": {
+        # every document of a deprecated version, at its apiVersion; the file is valid otherwise
+        "bad": [_swap(MODEL, V, V + "#           ^ /apiVersion\n"),
+                _at(_and(_swap(MODEL, V, V_BETA), _swap(MODEL, "name: clf", "name: clf-2")), "apiVersion: |lmspec.io/v1alpha1",
+                    "/apiVersion")],
+        "good": [_swap(MODEL, V, V_BETA)],
     },
     # --- schema --------------------------------------------------------------------------------
     "schema.required": {

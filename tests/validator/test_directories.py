@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import lmspec
 from lmspec.cli import main
 from lmspec.model.export import export_dir_for, output_dir_for
-from lmspec.train.launch import write_run_dir
+from lmspec.train.rundir import write_run_dir
 
 
 def _init(target: Path) -> None:

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import DOCUMENTS, TEXTS, dump, mutated_data, mutated_text
 
+from lmspec.manifests.document import Document, Loc
 from lmspec.validator import parse
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -42,9 +43,9 @@ def _agree(text: str) -> bool:
     assert flat is not None and len(fast) == len(slow) == len(flat)
     for (fd, floc, _), (sd, sloc), (cd, _, packed) in zip(fast, slow, flat, strict=True):
         assert _same(fd, sd), (fd, sd)
-        assert floc == (sloc if isinstance(sloc, parse.Loc) else parse.Loc(sloc))
+        assert floc == (sloc if isinstance(sloc, Loc) else Loc(sloc))
         assert _same(cd, sd), (cd, sd)
-        doc = parse.Document(cd, "m.yaml", 0, None, text, packed)
+        doc = Document(cd, "m.yaml", 0, None, text, packed)
         assert doc.positions() == floc
     return True
 

@@ -1,7 +1,7 @@
 """The validator's compiled checks behave exactly as the models do.
 
 ``lmspec validate`` runs each kind's validation schema on pydantic-core with light classes in
-place of the models (:mod:`lmspec.validator.light`). For every document of the conformance suite
+place of the models (:mod:`lmspec.manifests.light`). For every document of the conformance suite
 and the examples, and for mutations of the examples, the two must raise the same errors (type,
 location, message, context, input) or build the same object, defaults included.
 """
@@ -18,8 +18,8 @@ from pydantic import BaseModel, ValidationError
 from strategies import DOCUMENTS, mutated_data
 
 from lmspec.conformance import load_suite
+from lmspec.manifests import light
 from lmspec.standard import VERSIONS
-from lmspec.validator import light
 from lmspec.validator.parse import ParseError, parse_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ def test_the_compiled_checks_are_in_use_where_required() -> None:
     """scripts/test.sh (and so CI) requires them: a switch to the slower path is never silent."""
     from pydantic_core import __version__
 
-    from lmspec.validator import compiled
+    from lmspec.manifests import compiled
 
     if not os.environ.get("LMSPEC_REQUIRE_COMPILED"):
         pytest.skip("LMSPEC_REQUIRE_COMPILED is not set (scripts/test.sh sets it)")
@@ -137,14 +137,16 @@ def test_isinstance_holds_for_the_model_and_its_light_twin() -> None:
 
 def test_without_usable_compiled_checks_the_models_give_the_same_report(monkeypatch: pytest.MonkeyPatch) -> None:
     import lmspec
-    from lmspec.validator import compiled, schema
+    from lmspec.manifests import compiled
+    from lmspec.validator import schema
 
     inputs = [str(ROOT / "examples")]
     texts = [case.raw_documents()[0][1].decode("utf-8", "replace")
              for case in load_suite(ROOT / "conformance" / "v1alpha1") if not case.valid][:40]
 
     def reports() -> list[Any]:
-        for cached in (light.usable, light.checker, light.shapes, schema._key_homes, schema._all_tags):
+        light.clear_caches()
+        for cached in (schema._key_homes, schema._all_tags):
             cached.cache_clear()
         reports = [lmspec.validate(inputs, references=False)]
         reports += [lmspec.validate_text(t, "case.yaml") for t in texts]
@@ -165,10 +167,34 @@ def test_validate_says_when_it_falls_back_to_the_models(monkeypatch: pytest.Monk
 
     from lmspec.cli import main
 
-    monkeypatch.setattr(light, "usable", lambda: False)
+    monkeypatch.setattr(light, "usable", lambda version=None: False)
     result = CliRunner().invoke(main, ["validate", str(ROOT / "examples" / "iris" / "model.yaml")])
     assert result.exit_code == 0, result.output
     assert "validated with the standard's models, not the compiled checks" in result.stderr
     monkeypatch.undo()
     result = CliRunner().invoke(main, ["validate", str(ROOT / "examples" / "iris" / "model.yaml")])
     assert "compiled checks" not in result.stderr
+
+
+@compiled_only
+def test_light_classes_belong_to_their_api_version() -> None:
+    """The compiled checks build each apiVersion's objects from classes of that version: a model
+    of the same name in another version is another type (so a second version can be compiled)."""
+    data = next(d for d in DOCUMENTS if d["kind"] == "Model")
+    twin = light.checker(data["apiVersion"], "Model").validate_python(data, by_alias=True, by_name=False)
+    assert type(twin) is light.model_class("Model", data["apiVersion"]) and type(twin)._api_version == light.HUB
+    other = light.model_class("Model", "lmspec.io/v1beta1")
+    assert other is not type(twin) and not isinstance(twin, other)
+    assert isinstance(VERSIONS[data["apiVersion"]]["Model"].model_validate(data, by_alias=True, by_name=False),
+                      light.Model)
+
+
+def test_load_validates_each_manifest_once_with_the_models() -> None:
+    """``lmspec.load`` gives the runtime's pydantic objects from one validation (the models'),
+    not the compiled checks' light objects validated again by the models."""
+    import lmspec
+
+    light.clear_caches()
+    manifests = lmspec.load([str(ROOT / "examples" / "iris")])
+    assert manifests.manifests and all(isinstance(m.obj, BaseModel) for m in manifests.manifests)
+    assert light._compiled_checker.cache_info().misses == 0

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
-BAD_MODEL = """apiVersion: lmspec.io/v1alpha1
+BAD_MODEL = """apiVersion: lmspec.io/v1beta1
 kind: Model
 metadata:
   name: Bad_Name
@@ -32,7 +32,7 @@ spec:
     inputs: [{name: x, dtype: float32, shape: [-1, 4]}]
     outputs: [{name: y, dtype: float32, shape: [-1, 3]}]
 ---
-apiVersion: lmspec.io/v1alpha1
+apiVersion: lmspec.io/v1beta1
 kind: Model
 metadata: {name: fine}
 spec:
@@ -43,11 +43,11 @@ spec:
     outputs: [{name: y, dtype: float32, shape: [-1, 1]}]
 """
 
-WARN_SERVICE = """apiVersion: lmspec.io/v1alpha1
+WARN_SERVICE = """apiVersion: lmspec.io/v1beta1
 kind: InferenceService
 metadata: {name: open}
 spec:
-  model: {path: export}
+  model: {type: directory, path: export}
   server: {host: 0.0.0.0}
 """
 

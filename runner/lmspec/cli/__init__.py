@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("lmspec.cli.evaluate", "Declared test metrics of an exported model on a new file or split."),
     "report": ("lmspec.cli.report", "One self-contained HTML report of one run, or a comparison of several."),
     "conformance": ("lmspec.cli.conformance", "Run the conformance suite against lmspec or another implementation."),
+    "convert": ("lmspec.cli.convert", "Rewrite manifests to another API version, keeping comments."),
 }
 """Subcommand name → (module defining a click command named ``command``, one-line help)."""
 

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 import click
 
+from ..manifests.findings import Report
 from ..validator.core import ValidationFailed, skipped_note
-from ..validator.findings import Report
 from ..validator.report import render
 
 

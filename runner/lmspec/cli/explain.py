@@ -3,6 +3,7 @@
     lmspec explain TrainingJob.spec.zero.offloadOptimizer
     lmspec explain Model.spec.architecture[type=mlp].hiddenSizes
     lmspec explain Dataset.spec.preprocessing.column      # every step that has a column
+    lmspec explain InferenceService.spec.server --api-version v1alpha1
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ import sys
 import click
 from pydantic.alias_generators import to_camel
 
-from .. import schemagen
+from .. import schemagen, versions
 from ..schemagen import FieldDoc
-from ..standard import API_VERSION
-from .schema import kind_name
+from .schema import API_VERSION_OPTION, api_version, kind_name
 
 _FIRST_SENTENCE = re.compile(r"(?<!e\.g)(?<!i\.e)\. ")
 _SEGMENT = re.compile(r"^([^\[\]]+)((?:\[[^\]]*\])*)$")
@@ -50,10 +50,11 @@ def _matches(field: FieldDoc, query: list[tuple[str, str]]) -> bool:
                for (name, qual), (q_name, q_qual) in zip(parts, query, strict=True))
 
 
-def find(kind: str, path: str) -> list[FieldDoc]:
-    """Fields of ``kind`` at ``path`` (camelCase; snake_case keys are accepted too)."""
+def find(kind: str, path: str, version: str | None = None) -> list[FieldDoc]:
+    """Fields of ``kind`` of ``version`` (the hub's when None) at ``path`` (camelCase; snake_case
+    keys are accepted too)."""
     query = [(name if name.startswith("x-") else to_camel(name), qual) for name, qual in _split(path)]
-    return [f for f in schemagen.walk(schemagen.kind_schema(kind)) if _matches(f, query)]
+    return [f for f in schemagen.walk(schemagen.kind_schema(kind, version)) if _matches(f, query)]
 
 
 def _describe(field: FieldDoc) -> list[str]:
@@ -87,27 +88,30 @@ def _child_lines(children: list[FieldDoc]) -> list[str]:
 
 @click.command("explain")
 @click.argument("target")
-def command(target: str) -> None:
+@API_VERSION_OPTION
+def command(target: str, version: str | None) -> None:
     """Explain a kind or one of its fields: KIND[.field.path], e.g.
     TrainingJob.spec.zero.offloadOptimizer. Paths are camelCase, as in manifests; write
     [type=NAME] to pick one variant, e.g. Model.spec.architecture[type=mlp].hiddenSizes."""
+    API_VERSION = api_version(version)  # noqa: N806 - printed as the VERSION line
     head, _, path = target.partition(".")
     kind = kind_name(head)
-    schema = schemagen.kind_schema(kind)
+    schema = schemagen.kind_schema(kind, API_VERSION)
     if not path:
         lines = [f"KIND:        {kind}", f"VERSION:     {API_VERSION}", "", "DESCRIPTION:",
                  f"  {schemagen.description(schema, {})}", "", "FIELDS:"]
         lines += _child_lines(list(schemagen.object_fields(schema, "", schema.get("$defs", {}))))
         click.echo("\n".join(lines))
         return
-    found = find(kind, path)
+    found = find(kind, path, API_VERSION)
     if not found:
         known = sorted({f.plain_path for f in schemagen.walk(schema)})
         plain = re.sub(r"\[[^\]]*\]", "", path)
         close = difflib.get_close_matches(plain, known, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         click.echo(f"error: {kind} has no field {path!r}{hint}", err=True)
-        click.echo(f"see the fields with: lmspec explain {kind}", err=True)
+        flag = "" if API_VERSION == versions.names()[-1] else f" --api-version {API_VERSION.rsplit('/', 1)[-1]}"
+        click.echo(f"see the fields with: lmspec explain {kind}{flag}", err=True)
         sys.exit(2)
     blocks = ["\n".join([f"KIND:        {kind}", f"VERSION:     {API_VERSION}", "", *_describe(f)])
               for f in found]

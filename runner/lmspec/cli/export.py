@@ -24,7 +24,7 @@ def deepspeed_config(paths: tuple[str, ...], job_name: str | None) -> None:
 
     The learning-rate schedule is not in it: the runner passes it to DeepSpeed as a LambdaLR."""
     from ..train.dsconfig import deepspeed_config as generate
-    from ..train.launch import RunError, select
+    from ..train.rundir import RunError, select
 
     with reported(RunError):
         manifests, job = select(paths, job_name)

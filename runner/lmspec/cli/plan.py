@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
-from ..model.plan import Count, all_states, count_parameters, lora_parameters, model_states, parse_bytes, speed_notes
+from ..domain.plan import Count, all_states, count_parameters, lora_parameters, model_states, parse_bytes, speed_notes
 from ..validator.core import ManifestSet, load
+from ..validator.index import index_of
 from ._errors import note_skipped, reported
 
 
@@ -17,7 +18,7 @@ def _count(manifests: ManifestSet, model_name: str, dataset_name: str | None) ->
     dataset = manifests.get("Dataset", dataset_name) if dataset_name else None
     n_features = len(dataset.obj.spec.features) if dataset is not None else None
     return count_parameters(model.obj.spec, n_features=n_features or None,
-                            pretrained_dir=manifests.index().pretrained_dir(model.obj))
+                            pretrained_dir=index_of(manifests.manifests).pretrained_dir(model.obj))
 
 
 def _size(n: int) -> str:
@@ -61,7 +62,7 @@ def command(paths: tuple[str, ...], job_name: str | None) -> None:
             click.echo(f"  parameter count {c.note}; no memory plan")
             continue
         model = manifests.get("Model", spec.model)
-        directory = manifests.index().pretrained_dir(model.obj) if model is not None else None
+        directory = index_of(manifests.manifests).pretrained_dir(model.obj) if model is not None else None
         trainable = lora_parameters(spec, directory) if directory is not None else None
         chosen = model_states(spec, c.params, c.largest_layer, trainable=trainable)
         limit = parse_bytes(spec.resources.memory_per_device) if spec.resources.memory_per_device else None

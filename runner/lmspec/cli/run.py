@@ -26,7 +26,8 @@ def command(paths: tuple[str, ...], job_name: str | None, nproc: int | None, hos
 
     The run directory (output.dir) receives rendered.yaml and lock.json before training,
     metrics.jsonl and checkpoints/ during it, and export/ at the end."""
-    from ..train.launch import RunError, launch, release_run_dirs, select, write_run_dir
+    from ..train.launch import launch
+    from ..train.rundir import RunError, release_run_dirs, select, write_run_dir
 
     try:
         with reported(RunError):

@@ -46,11 +46,16 @@ def command(paths: tuple[str, ...], fmt: str, check_env: bool, allow_outside: tu
     # distribution when it builds the first schema: a tenth of a cold start in a large
     # environment, for hooks a one-shot validation has no use for. A value the user set wins.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    env_checks = None
+    if check_env:  # imported only then: plain validation starts without the environment checks
+        from ..preflight import default_checks
+
+        env_checks = default_checks()
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         # Many files are parsed on every core (forked: this command runs no other threads).
-        report = validate(list(paths), max_bytes=max_bytes, check_env=check_env,
+        report = validate(list(paths), max_bytes=max_bytes, env_checks=env_checks,
                           references=not allow_missing_refs, allow_outside=allow_outside,
                           workers=default_workers())
         note_skipped(report)
@@ -77,16 +82,20 @@ def note_checks() -> None:
     checks (made for one pydantic-core release): the findings are the same, the start slower."""
     import sys as _sys
 
-    light = _sys.modules.get("lmspec.validator.light")
-    if light is None or light.usable():
+    light = _sys.modules.get("lmspec.manifests.light")
+    if light is None:
         return
-    from pydantic_core import __version__
+    if not light.usable():
+        from pydantic_core import __version__
 
-    from ..validator import compiled
+        from ..manifests import compiled
 
-    click.echo(f"lmspec: note: validated with the standard's models, not the compiled checks (made for "
-               f"pydantic-core {compiled.PYDANTIC_CORE}, {__version__} installed): the same findings, a "
-               "slower start", err=True)
+        click.echo(f"lmspec: note: validated with the standard's models, not the compiled checks (made for "
+                   f"pydantic-core {compiled.PYDANTIC_CORE}, {__version__} installed): the same findings, a "
+                   "slower start", err=True)
+    elif light.FELL_BACK:
+        click.echo(f"lmspec: note: validated {', '.join(sorted(light.FELL_BACK))} with its models, which have no "
+                   "compiled checks: the same findings, a slower start", err=True)
 
 
 def write_out(text: str) -> None:

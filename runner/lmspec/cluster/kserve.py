@@ -21,23 +21,21 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..standard import KeySource, ServiceCluster
-from ..validator.core import Manifest
 from .common import (
     WORKSPACE,
     ExportError,
     bundle,
     choose_image,
     config_map,
-    k8s_cpu,
-    k8s_memory,
     k8s_name,
     labels_for,
     node_placement,
     workspace_mounts,
     workspace_volume,
 )
+from .kserve_common import isvc_object, resources_of, scaling
+from .kserve_hf import huggingface_predictor
 
-API_VERSION = "serving.kserve.io/v1beta1"
 KSERVE_VERSION = "v0.20.0"
 """The KServe release the objects are written for (its CRD is vendored in the tests)."""
 PORT = 8080
@@ -45,19 +43,6 @@ Runtime = Literal["lmspec", "huggingface"]
 """What serves the model: ``lmspec serve`` in a custom container, or KServe's Hugging Face runtime."""
 BLOCKED_ENV = ("PYTHONPATH",)
 """Environment variables KServe's webhook refuses in predictor containers."""
-
-
-def resources_of(cluster: ServiceCluster | None) -> dict[str, Any]:
-    if cluster is None:
-        return {}
-    limits: dict[str, Any] = {}
-    if cluster.machine.cpus is not None:
-        limits["cpu"] = k8s_cpu(cluster.machine.cpus)
-    if cluster.machine.memory is not None:
-        limits["memory"] = k8s_memory(cluster.machine.memory)
-    if cluster.machine.accelerators:
-        limits["nvidia.com/gpu"] = cluster.machine.accelerators
-    return {"limits": limits, "requests": dict(limits)} if limits else {}
 
 
 def inferenceservice(paths: Sequence[str], *, image: str | None = None, service_name: str | None = None,
@@ -72,8 +57,6 @@ def inferenceservice(paths: Sequence[str], *, image: str | None = None, service_
     except LookupError as exc:
         raise ExportError(str(exc)) from None
     if runtime == "huggingface":
-        from .kserve_hf import huggingface_predictor
-
         if image is not None:
             raise ExportError("--image applies to --runtime lmspec; the Hugging Face runtime runs KServe's "
                               "own image (its ClusterServingRuntime kserve-huggingfaceserver)")
@@ -125,35 +108,3 @@ def inferenceservice(paths: Sequence[str], *, image: str | None = None, service_
     predictor.update(node_placement(cluster))
     labels = labels_for(service)
     return [config_map(configmap, b, labels), isvc_object(name, labels, annotations, predictor)]
-
-
-def scaling(service: Manifest) -> tuple[dict[str, Any], dict[str, str]]:
-    """The predictor's replica, autoscaling and timeout fields, and the deployment-mode annotation
-    they need; shared by both runtimes."""
-    spec = service.obj.spec
-    cluster: ServiceCluster | None = spec.cluster
-    predictor: dict[str, Any] = {}
-    annotations: dict[str, str] = {}
-    if cluster is not None:
-        predictor["minReplicas"] = cluster.replicas.min
-        if cluster.replicas.max is not None:
-            predictor["maxReplicas"] = cluster.replicas.max
-        if cluster.autoscaling is not None:
-            predictor["scaleMetric"] = cluster.autoscaling.metric
-            predictor["scaleTarget"] = cluster.autoscaling.target
-            knative = cluster.autoscaling.metric in ("concurrency", "rps")
-            annotations["serving.kserve.io/deploymentMode"] = "Knative" if knative else "Standard"
-    if cluster is None or cluster.replicas.min > 0:
-        annotations.setdefault("serving.kserve.io/deploymentMode", "Standard")
-    elif cluster.autoscaling is None or cluster.autoscaling.metric in ("cpu", "memory"):
-        raise ExportError(f"{service.file}: spec.cluster.replicas.min 0 (scale to zero) needs KServe's Knative mode, "
-                          "which scales on concurrency or rps: set autoscaling.metric to one of them")
-    predictor["timeout"] = max(1, round(spec.limits.request_timeout_seconds))
-    return predictor, annotations
-
-
-def isvc_object(name: str, labels: dict[str, str], annotations: dict[str, str],
-                predictor: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": "InferenceService",
-            "metadata": {"name": name, "labels": labels, "annotations": annotations},
-            "spec": {"predictor": predictor}}

@@ -30,7 +30,7 @@ from ..model.export import export_dir_for
 from ..standard import ServiceCluster, Tokenize
 from ..validator.core import Manifest
 from .common import WORKSPACE, Bundle, ExportError, k8s_name, labels_for, node_placement
-from .kserve import isvc_object, resources_of, scaling
+from .kserve_common import isvc_object, resources_of, scaling
 
 
 def huggingface_predictor(b: Bundle, service: Manifest) -> dict[str, Any]:

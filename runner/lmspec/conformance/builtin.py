@@ -15,9 +15,10 @@ import sys
 from typing import Any
 
 from .._version import __version__
-from ..validator.core import _parse_error, validate_documents
-from ..validator.findings import Report
-from ..validator.parse import Document, ParseError, decode, parse_text
+from ..manifests.document import Document
+from ..manifests.findings import Report
+from ..validator.core import parse_finding, validate_documents
+from ..validator.parse import ParseError, decode, parse_text
 from .protocol import PROTOCOL_VERSION, Started, parse_start
 from .suite import document_bytes
 
@@ -39,7 +40,7 @@ def validate_case(case: dict[str, Any]) -> dict[str, Any]:
         try:
             docs.extend(parse_text(decode(raw, name), name))
         except ParseError as exc:
-            report.findings.append(_parse_error(exc))
+            report.findings.append(parse_finding(exc))
     validate_documents(docs, report)
     findings = [{"rule": f.rule, "severity": f.severity, "file": f.file, "document": f.document,
                  "pointer": f.pointer, "line": f.line, "column": f.column, "message": f.message}

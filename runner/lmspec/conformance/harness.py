@@ -15,6 +15,10 @@ A reply *matches* a case when:
 4. with ``findings``, no unmatched reported finding is of one of the case's ``rules`` (so a
    near-miss case proves a rule does not fire), and none is an error unless the case sets
    ``allowOtherFindings``. Unexpected warnings of other rules are tolerated.
+
+Findings of :data:`DEPRECATED_RULE` are left out before judging, unless the case names that rule
+(in ``rules`` or an expected finding): implementations may warn on a deprecated version, and
+the suite of a deprecated version stays the same whether they do or not.
 """
 
 from __future__ import annotations
@@ -25,10 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from xml.etree import ElementTree as ET
 
+from .. import versions
 from .protocol import ProtocolError, Started
 from .suite import TIERS, Case, Expected
 
 Status = str  # "pass" | "fail" | "skip" | "error"
+
+DEPRECATED_RULE = "document.deprecated-version"
+"""The warning an implementation may give on every document of a deprecated version."""
 
 
 class Implementation(Protocol):
@@ -49,7 +57,8 @@ class Outcome:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.case.id, "tier": self.case.tier, "status": self.status,
+        return {"id": self.case.id, "version": self.case.version, "tier": self.case.tier,
+                "status": self.status,
                 "problems": self.problems, "seconds": round(self.seconds, 4),
                 "reply": self.reply}
 
@@ -83,6 +92,8 @@ def judge(case: Case, reply: dict[str, Any], capabilities: frozenset[str]) -> Ou
     for f in findings:
         if (why := _finding_errors(f)) is not None:
             return Outcome(case, "error", [f"malformed reply: {why}"], reply)
+    if DEPRECATED_RULE not in case.rules and all(e.rule != DEPRECATED_RULE for e in case.findings):
+        findings = [f for f in findings if f["rule"] != DEPRECATED_RULE]
 
     problems = []
     if result["valid"] != case.valid:
@@ -174,6 +185,14 @@ def summary(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
     return table
 
 
+def by_version(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
+    """Outcomes grouped by the API version of their suite, in the order they were run."""
+    groups: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        groups.setdefault(o.case.version, []).append(o)
+    return groups
+
+
 def failed(outcomes: list[Outcome]) -> bool:
     return any(o.status in ("fail", "error") for o in outcomes)
 
@@ -191,13 +210,16 @@ def text(outcomes: list[Outcome], started: Started | None) -> str:
     if started is not None:
         caps = ", ".join(sorted(started.capabilities)) or "verdicts only"
         lines.append(f"implementation: {started.name} {started.version} (compared: {caps})")
-    lines.append(f"{'tier':<12}{'pass':>6}{'fail':>6}{'skip':>6}{'error':>7}")
-    total = dict.fromkeys(STATUSES, 0)
-    for tier, counts in summary(outcomes).items():
-        lines.append(f"{tier:<12}{counts['pass']:>6}{counts['fail']:>6}{counts['skip']:>6}{counts['error']:>7}")
-        for s in STATUSES:
-            total[s] += counts[s]
-    lines.append(f"{'total':<12}{total['pass']:>6}{total['fail']:>6}{total['skip']:>6}{total['error']:>7}")
+    for version, rows in by_version(outcomes).items():
+        if version:
+            lines.append(f"{versions.GROUP}/{version}")
+        lines.append(f"{'tier':<12}{'pass':>6}{'fail':>6}{'skip':>6}{'error':>7}")
+        total = dict.fromkeys(STATUSES, 0)
+        for tier, counts in summary(rows).items():
+            lines.append(f"{tier:<12}{counts['pass']:>6}{counts['fail']:>6}{counts['skip']:>6}{counts['error']:>7}")
+            for s in STATUSES:
+                total[s] += counts[s]
+        lines.append(f"{'total':<12}{total['pass']:>6}{total['fail']:>6}{total['skip']:>6}{total['error']:>7}")
     return "\n".join(lines) + "\n"
 
 
@@ -208,6 +230,8 @@ def json_(outcomes: list[Outcome], started: Started | None) -> str:
             "name": started.name, "version": started.version,
             "capabilities": sorted(started.capabilities)},
         "summary": summary(outcomes),
+        "versions": {version: {"summary": summary(rows), "ok": not failed(rows)}
+                     for version, rows in by_version(outcomes).items()},
         "ok": not failed(outcomes),
         "cases": [o.to_dict() for o in outcomes],
     }
@@ -217,14 +241,23 @@ def json_(outcomes: list[Outcome], started: Started | None) -> str:
 def junit(outcomes: list[Outcome], started: Started | None) -> str:
     name = f"lmspec-conformance ({started.name})" if started else "lmspec-conformance"
     root = ET.Element("testsuites", name=name)
+    for version, group in by_version(outcomes).items():
+        _junit_version(root, version, group)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _junit_version(root: ET.Element, version: str, outcomes: list[Outcome]) -> None:
+    prefix = f"{version}/" if version else ""
     for tier, counts in summary(outcomes).items():
         rows = [o for o in outcomes if o.case.tier == tier]
-        suite = ET.SubElement(root, "testsuite", name=tier, tests=str(len(rows)),
+        suite = ET.SubElement(root, "testsuite", name=prefix + tier, tests=str(len(rows)),
                               failures=str(counts["fail"]), errors=str(counts["error"]),
                               skipped=str(counts["skip"]),
                               time=f"{sum(o.seconds for o in rows):.3f}")
         for o in rows:
-            tc = ET.SubElement(suite, "testcase", classname=f"conformance.{tier}", name=o.case.id,
+            classname = f"conformance.{version}.{tier}" if version else f"conformance.{tier}"
+            tc = ET.SubElement(suite, "testcase", classname=classname, name=o.case.id,
                                file=o.case.origin.split("#")[0], time=f"{o.seconds:.4f}")
             body = "\n".join(o.problems)
             if o.status == "fail":
@@ -233,8 +266,6 @@ def junit(outcomes: list[Outcome], started: Started | None) -> str:
                 ET.SubElement(tc, "error", message=o.problems[0] if o.problems else "").text = body
             elif o.status == "skip":
                 ET.SubElement(tc, "skipped", message=body)
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
 FORMATS = {"text": text, "json": json_, "junit": junit}

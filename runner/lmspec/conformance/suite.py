@@ -1,8 +1,9 @@
-"""Load the conformance suite: case files grouped by tier, described by ``case.schema.json``.
+"""Load the conformance suite: one suite per API version (``conformance/<version>/``), its case
+files grouped by tier, described by ``case.schema.json``.
 
 >>> cases = load_suite("conformance/v1alpha1", tiers=["semantic"])
->>> cases[0].id, cases[0].tier
-('trainingjob/loss-task/triggers', 'semantic')
+>>> cases[0].id, cases[0].tier, cases[0].version
+('trainingjob/loss-task/triggers', 'semantic', 'v1alpha1')
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .. import versions
 
 TIERS = ("schema", "semantic", "yaml", "references", "locations")
 """Tiers in the order they are run and reported."""
@@ -65,11 +68,17 @@ class Case:
     origin: str = ""
     """Case file the case was read from."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    version: str = ""
+    """The API version of the suite the case belongs to (``v1beta1``); ``""`` for a suite
+    directory not named after a registered version."""
 
     def wire(self) -> dict[str, Any]:
         """The case as the protocol's ``run`` command carries it (expectations left out)."""
-        return {"id": self.id, "description": self.description, "rules": list(self.rules),
-                "documents": [dict(d) for d in self.documents]}
+        out = {"id": self.id, "description": self.description, "rules": list(self.rules),
+               "documents": [dict(d) for d in self.documents]}
+        if self.version:
+            out["apiVersion"] = f"{versions.GROUP}/{self.version}"
+        return out
 
     def raw_documents(self) -> list[tuple[str, bytes]]:
         return document_bytes(self.documents)
@@ -123,11 +132,45 @@ def case_files(root: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def load_suite(root: str | Path, tiers: list[str] | None = None) -> list[Case]:
-    """Every case under ``root`` (``<root>/<tier>/*.yaml``), optionally of some tiers only."""
+def is_suite(root: Path) -> bool:
+    """Whether ``root`` is one version's suite (it holds tier directories)."""
+    return any((root / tier).is_dir() for tier in TIERS)
+
+
+def version_suites(root: str | Path, names: list[str] | None = None) -> list[tuple[str, Path]]:
+    """``(version, directory)`` of the suites under ``root`` (``conformance/``): those of the
+    versions ``names`` (``v1beta1`` or ``lmspec.io/v1beta1``), or of every registered version
+    that has one, oldest first. A named version that is unknown or has no suite is a
+    :class:`SuiteError`.
+
+    >>> [v for v, _ in version_suites("conformance")]
+    ['v1alpha1', 'v1beta1']
+    """
+    root = Path(root)
+    if names is None:
+        return [(v.name, root / v.name) for v in versions.all_versions() if is_suite(root / v.name)]
+    out = []
+    for name in names:
+        version = versions.find(name)
+        if version is None:
+            raise SuiteError(versions.unknown_message(name))
+        if not is_suite(root / version.name):
+            raise SuiteError(f"{root / version.name}: no conformance suite for {version.name}")
+        if (version.name, root / version.name) not in out:
+            out.append((version.name, root / version.name))
+    return out
+
+
+def load_suite(root: str | Path, tiers: list[str] | None = None, version: str | None = None) -> list[Case]:
+    """Every case under ``root`` (``<root>/<tier>/*.yaml``), optionally of some tiers only. The
+    cases belong to ``version``; by default the directory's name, if it names a registered
+    version."""
     root = Path(root)
     if not root.is_dir():
         raise SuiteError(f"{root}: no such suite directory")
+    if version is None:
+        found = versions.find(root.name) if root.name.startswith("v") else None
+        version = found.name if found is not None else ""
     cases: list[Case] = []
     ids: dict[str, str] = {}
     for tier, path in case_files(root):
@@ -137,7 +180,7 @@ def load_suite(root: str | Path, tiers: list[str] | None = None) -> list[Case]:
         if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
             raise SuiteError(f"{path}: a case file is a mapping with a 'cases' list")
         for i, raw in enumerate(data["cases"]):
-            case = _case(raw, tier, f"{path}#{i}")
+            case = _case(raw, tier, f"{path}#{i}", version)
             if case.id in ids:
                 raise SuiteError(f"{path}: case id {case.id!r} is also used in {ids[case.id]}")
             ids[case.id] = str(path)
@@ -145,7 +188,7 @@ def load_suite(root: str | Path, tiers: list[str] | None = None) -> list[Case]:
     return cases
 
 
-def _case(raw: Any, tier: str, origin: str) -> Case:
+def _case(raw: Any, tier: str, origin: str, version: str) -> Case:
     try:
         if "documents" in raw:
             docs = tuple({k: str(v) for k, v in d.items()} for d in raw["documents"])
@@ -159,6 +202,6 @@ def _case(raw: Any, tier: str, origin: str) -> Case:
         )
         return Case(str(raw["id"]), tier, str(raw["description"]), tuple(raw["rules"]), docs,
                     bool(raw["valid"]), expected, bool(raw.get("allowOtherFindings", False)),
-                    origin, raw)
+                    origin, raw, version)
     except (KeyError, TypeError, AttributeError) as exc:
         raise SuiteError(f"{origin}: malformed case ({exc!r}); check it against case.schema.json") from None

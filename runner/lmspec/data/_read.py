@@ -21,14 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from ..domain.formats import FORMATS_BY_SUFFIX
 from ..files import sha256_file
 from ..standard import DatasetSpec
-from ..validator.semantic import FORMATS_BY_SUFFIX as _FORMATS_BY_SUFFIX
 from .errors import NAME_CHARS, DataError, excerpt, names_phrase, value_phrase
 from .jsonl import jsonl_records
 
-# One table of formats by extension, the validator's (rule dataset.source-format).
-FORMATS_BY_SUFFIX = _FORMATS_BY_SUFFIX
 NUMERIC = {"bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32",
            "float64"}
 INT_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-(2**15), 2**15 - 1),

@@ -1,29 +1,25 @@
-"""Find a Dataset's chat template and tell whether it marks the assistant's tokens.
+"""Find a Dataset's chat template and refuse one that cannot give the declared loss mask.
 
-Plain file reading only (no transformers), so the validator can use it.
+>>> template = find_template(chat, base_dir, tokenizer_dir)   # the manifest's, else the tokenizer's
+>>> check_template(template, chat)                           # DataError when it lacks markers
 
->>> has_generation_markers("{% generation %}{{ m.content }}{% endgeneration %}")
-True
->>> has_generation_markers("{{ m.content }}")
-False
+Plain file reading only (no transformers), so the environment checks use it too. What a
+template must mark is :mod:`lmspec.domain.chat_template`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..domain.chat_template import has_generation_markers, needs_generation_markers
 from .errors import DataError
 
 if TYPE_CHECKING:
     from ..standard import Chat
-
-_GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
-_END_GENERATION = re.compile(r"\{%-?\s*endgeneration\s*-?%\}")
 
 TEMPLATE_FILE = "chat_template.jinja"
 CONFIG_FILE = "tokenizer_config.json"
@@ -38,19 +34,6 @@ class Template:
     """A file path, or ``spec.chat.template`` for an inline one."""
     field: str
     """The manifest field that selects it."""
-
-
-def has_generation_markers(template: str) -> bool:
-    """True when the template encloses something in ``{% generation %}…{% endgeneration %}``:
-    transformers then reports which tokens the assistant produced."""
-    return bool(_GENERATION.search(template)) and bool(_END_GENERATION.search(template))
-
-
-def needs_generation_markers(chat: Chat) -> bool:
-    """Whether the declared loss needs the template to mark the assistant's tokens."""
-    # Preference answers are told apart from the prompt by rendering, not by markers.
-    return chat.format not in ("text", "preference") and not chat.loss.train_on_prompt \
-        and "assistant" in chat.loss.roles
 
 
 def resolve(path: str, base_dir: Path) -> Path:

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from .errors import DataError
 
-if TYPE_CHECKING:
-    from ._read import FileInfo
+
+class RecordFile(Protocol):
+    """What reading records needs of a file (``_read.FileInfo`` is one)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def display(self) -> str: ...
 
 
-def jsonl_records(fi: FileInfo) -> Iterator[tuple[int, dict[str, Any]]]:
+def jsonl_records(fi: RecordFile) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSON-lines file; anything but an
     object is a DataError naming the line. Decoding errors surface to the caller."""
     with fi.path.open(encoding="utf-8") as f:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .conversations import Message, _field, _kind, _system, _turns
 from .errors import DataError
+from .turns import Message, field, kind, system, turns
 
 if TYPE_CHECKING:
     from ..standard import Chat
@@ -37,7 +37,7 @@ def to_pair(rec: dict[str, Any], chat: Chat, where: dict[str, Any]) -> Pair:
     """One preference record → a :class:`Pair`; ``where`` locates errors (file, row, unit)."""
     f = chat.fields
     if f.prompt in rec:
-        prompt = _system(rec, chat, where) + _side(rec, f.prompt, "user", chat, where)
+        prompt = system(rec, chat, where) + _side(rec, f.prompt, "user", chat, where)
         chosen = _side(rec, f.chosen, "assistant", chat, where)
         rejected = _side(rec, f.rejected, "assistant", chat, where)
     else:
@@ -69,18 +69,18 @@ def to_pair(rec: dict[str, Any], chat: Chat, where: dict[str, Any]) -> Pair:
 
 
 def _side(rec: dict[str, Any], name: str, role: str, chat: Chat, where: dict[str, Any]) -> list[Message]:
-    value = _field(rec, name, where)
+    value = field(rec, name, where)
     if isinstance(value, str):
         return [{"role": role, "content": value}]
     if isinstance(value, list):
-        return _turns(value, name, chat, where)
-    raise DataError(f"field {name!r} is {_kind(value)}, not a string or a list of turns", **where)
+        return turns(value, name, chat, where)
+    raise DataError(f"field {name!r} is {kind(value)}, not a string or a list of turns", **where)
 
 
 def _whole(rec: dict[str, Any], name: str, chat: Chat, where: dict[str, Any]) -> list[Message]:
-    value = _field(rec, name, where)
+    value = field(rec, name, where)
     if not isinstance(value, list):
-        raise DataError(f"field {name!r} is {_kind(value)}: without a {chat.fields.prompt!r} field, "
+        raise DataError(f"field {name!r} is {kind(value)}: without a {chat.fields.prompt!r} field, "
                         "the answers must be whole conversations (lists of turns)", **where,
                         field="spec.chat.fields.prompt")
-    return _turns(value, name, chat, where)
+    return turns(value, name, chat, where)

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..domain.formats import FORMATS_BY_SUFFIX
 from ._read import (
-    FORMATS_BY_SUFFIX,
     ColumnSpec,
     FileInfo,
     Table,

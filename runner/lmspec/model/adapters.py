@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..domain.pretrained import module_names
 from ..standard import Adapter
-from .pretrained import module_names
 from .quiet import loading_quietly
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..domain import signature
 from ..standard import (
     MLP,
     ActivationLayer,
@@ -29,7 +30,6 @@ from ..standard import (
     Sequential,
     Transformer,
 )
-from . import signature
 from .quiet import loading_quietly, unmasked_rows_are_intended
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -46,7 +46,7 @@ class ModelError(Exception):
 
 
 def output_width(spec: ModelSpec) -> int:
-    """Outputs per row (see :func:`lmspec.model.signature.output_width`)."""
+    """Outputs per row (see :func:`lmspec.domain.signature.output_width`)."""
     width = signature.output_width(spec)
     assert width is not None, "model.num-classes: the number of outputs is unknown"
     return width

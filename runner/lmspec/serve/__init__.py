@@ -7,10 +7,14 @@ Speaks the Open Inference Protocol v2 over REST (with the ``generate`` extension
 models) and, for causal language models, the OpenAI-compatible completions API. Nothing here is
 imported by ``import lmspec``: FastAPI, uvicorn, numpy and torch load only when serving.
 
-Modules: ``server`` (process, signals, drain), ``workers`` (several processes), ``gate`` (auth,
-limits, request ids, metrics before parsing), ``app`` (assembles the routes; OIP routes),
-``openai_api`` (OpenAI routes), ``proxy`` (relaying to vLLM), ``common`` (request helpers the
-protocol modules share), ``engine`` (KV cache and continuous batching), ``generate`` (the engine
-on the event loop), ``lm`` and ``predictor`` (loading models), ``vllm`` and ``accelerators``
-(``engine: vllm``), ``batcher`` (dynamic batching of OIP inference).
+Modules: ``server`` (resolve, validate, listen), ``process`` (one uvicorn server: signals,
+drain), ``workers`` (several processes), ``gate`` (auth, limits, request ids, metrics before
+parsing), ``app`` (assembles the routes; loading, batched ``infer``), per protocol a package with
+a data plane and a thin router (``oip``: ``dataplane`` and ``routes``; ``openai``: ``protocol``,
+``serving`` and ``routes``), ``dataplane`` (what the planes share, with no HTTP in it),
+``common`` (HTTP helpers the routers share), ``proxy`` (relaying to vLLM), ``generate`` (the
+engine on the event loop), ``vllm`` (``engine: vllm``; what this machine offers is
+:mod:`lmspec.domain.accelerators`), ``batcher``
+(dynamic batching of OIP inference). The generation engine and the models it loads are
+:mod:`lmspec.engine`.
 """

@@ -11,7 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
 from starlette.types import Send
+
+from .streaming import ClientGone
 
 
 class ApiError(Exception):
@@ -51,3 +57,27 @@ async def send_error(send: Send, path: str, status: int, message: str, *,
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def error_response(request: Request, exc: Exception) -> Response:
+    """The answer to an error a route raised, in the protocol's shape (the application's
+    exception handlers, and the routes the gate runs directly, answer alike)."""
+    def render(status: int, message: str, headers: dict[str, str] | None = None, **kw: Any) -> JSONResponse:
+        return JSONResponse(error_body(request.url.path, message, **kw), status_code=status, headers=headers)
+
+    if isinstance(exc, ApiError):
+        return render(exc.status, exc.message, exc.headers, type_=exc.type_, param=exc.param, code=exc.code)
+    if isinstance(exc, RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        where = ".".join(loc)
+        msg = str(first.get("msg", "invalid request"))
+        return render(400, f"{where}: {msg}" if where else msg, param=where or None)
+    if isinstance(exc, StarletteHTTPException):
+        return render(exc.status_code, str(exc.detail),
+                      type_="not_found_error" if exc.status_code == 404 else "invalid_request_error",
+                      headers=dict(exc.headers or {}))
+    if isinstance(exc, ClientGone):
+        return Response(status_code=499)
+    # Still an answer in the protocol's shape; the gate logs the error.
+    return render(500, "internal server error", type_="server_error")

@@ -23,8 +23,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from .engine import Busy, Engine, SamplingParams, Sequence, TokenInfo
-from .lm import TextModel
+from ..engine.core import Busy, Engine, SamplingParams, Sequence, TokenInfo
+from ..engine.lm import TextModel
 from .metrics import Metrics
 
 BURST_SECONDS = 0.05

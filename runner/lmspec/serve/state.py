@@ -8,15 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..engine.predictor import Loaded
 from ..standard import InferenceService
 from .batcher import Batcher
 from .errors import ApiError
 from .metrics import Metrics
-from .predictor import Loaded
 
 if TYPE_CHECKING:
+    from ..engine.lm import TextModel
     from .generate import EngineRunner
-    from .lm import TextModel
 
 
 DRAINING_HEADERS = {"Connection": "close", "Retry-After": "1"}

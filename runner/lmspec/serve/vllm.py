@@ -109,7 +109,7 @@ def start_vllm(spec: InferenceServiceSpec, model: Path, *, name: str, timeout: f
     """Start ``vllm serve`` on loopback and wait until ``/health`` and ``/v1/models`` answer."""
     import httpx
 
-    from .accelerators import unavailable
+    from ..domain.accelerators import unavailable
 
     why = unavailable("vllm", spec.placement.device)
     if why is not None:

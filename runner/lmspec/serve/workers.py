@@ -201,7 +201,7 @@ def worker_main(service: InferenceService, export: Path, keys: list[str], sock: 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO,
                         format=f"%(levelname)s %(name)s [worker {index}, pid %(process)d]: %(message)s")
-    from .server import uvicorn_server
+    from .process import uvicorn_server
     from .state import Peers
 
     peers = Peers(flags=flags, index=index, pid=os.getpid(), supervisor=supervisor)

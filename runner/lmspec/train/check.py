@@ -18,6 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
+PREDICTION_ROWS = 64
+"""Test rows whose final predictions are saved beside the export, to check it reproduces them."""
+CHECK_ROWS = 4
+"""The same for a language model, whose outputs are a row's length × its vocabulary."""
+CHECK_POSITIONS = 4
+"""Positions of each such row whose whole-vocabulary logits are kept (the argmax of every
+position is kept too)."""
+
+
+def check_positions(length: int) -> np.ndarray:
+    """The positions of a row whose logits the export check keeps: spread over the row, the
+    first and the last included."""
+    return np.unique(np.linspace(0, length - 1, num=min(CHECK_POSITIONS, length)).round().astype(np.int64))
+
 
 @dataclass
 class CheckSample:
@@ -34,6 +48,18 @@ class CheckSample:
     def select(self, full: np.ndarray) -> np.ndarray:
         """The kept part of a model's full output on :attr:`inputs`."""
         return full if self.at is None else full[:, self.at]
+
+
+def write_check_sample(run_dir: Path, s: CheckSample) -> None:
+    """Rank 0: the sample into the run directory, as :func:`read_check_sample` reads it."""
+    np.save(run_dir / "final_inputs.npy", s.inputs)
+    if s.positions is not None:
+        np.save(run_dir / "final_positions.npy", s.positions)
+    np.save(run_dir / "final_predictions.npy", s.outputs)
+    if s.at is not None:
+        np.save(run_dir / "final_prediction_positions.npy", s.at)
+    if s.argmax is not None:
+        np.save(run_dir / "final_argmax.npy", s.argmax)
 
 
 def read_check_sample(run_dir: Path) -> CheckSample:

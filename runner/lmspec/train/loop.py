@@ -2,22 +2,32 @@
 
 >>> Recipe(job_manifest, manifests, run_dir, resume=False).run()
 
-What it does, in order:
+Features, in the order they happen:
 
-- setup: join the process group; prepare the data (this rank's shard); build the model (inside
-  ``deepspeed.zero.Init`` at ZeRO stage 3, with the weights it gets at any other stage); hand it
-  to DeepSpeed with the generated config and the schedule's ``LambdaLR``; write ``lock.json``;
-  resume from the newest complete checkpoint.
-- train: epochs of seeded, per-epoch permutations of the training split, sharded across ranks;
-  augmentation on training batches; gradient accumulation, clipping, warm-up and decay happen
-  inside DeepSpeed; metrics every ``logging.interval`` steps; validation every
-  ``validation.interval`` steps (or each epoch) with early stopping; checkpoints every
-  ``checkpointing.interval`` steps and at the end.
+- setup: join the process group; resolve the pretrained base; prepare the data (this rank's
+  shard); build the model (inside ``deepspeed.zero.Init`` at ZeRO stage 3, a pretrained base
+  loaded partitioned, 4-bit for QLoRA, LoRA attached, activation checkpointing); hand it to
+  DeepSpeed with the generated config and the schedule's ``LambdaLR``; write ``lock.json``;
+  score DPO's reference; resume from the newest intact checkpoint.
+- train: epochs of seeded, per-epoch permutations of the training split, sharded across ranks
+  (optionally grouped by length); augmentation on training batches; gradient accumulation,
+  clipping, warm-up and decay happen inside DeepSpeed; metrics every ``logging.interval``
+  steps; validation every ``validation.interval`` steps (or each epoch) with early stopping;
+  checkpoints every ``checkpointing.interval`` steps and at the end.
 - evaluate: test-split metrics, reduced across ranks; predictions on the first test rows
   (``final_predictions.npy`` beside ``final_inputs.npy``) to check the export against.
-- save: fp32 weights gathered from any ZeRO stage, exported by rank 0 to ``<run>/export``. A
-  language model's full weights are streamed: gathered one parameter at a time and written into
-  Hugging Face safetensors shards as they fill, so no rank ever holds the whole model.
+- save: fp32 weights gathered from any ZeRO stage, exported by rank 0 to ``<run>/export``;
+  ``summary.json``.
+
+Its parts, each a module of this package:
+
+    runstate   lock.json, checkpoints and resume (the run's Progress)
+    criterion  the loss, one call per micro batch (preference: DPO and SimPO)
+    order      the rows of each epoch and the seeds of every random draw
+    gather     whole weights out of (and into) ZeRO partitions
+    export     the export: Hugging Face shards streamed, adapters, tokenizer
+    check      the sample kept to check the export
+    faults     the one fault-injection seam (LMSPEC_FAULT_AT), for tests
 
 Determinism: every random draw is derived from (seed, epoch, micro batch, rank), never from a
 generator's running state, so a resumed run sees exactly the batches, augmentation noise and
@@ -30,152 +40,39 @@ import importlib
 import importlib.util
 import json
 import math
-import os
-import platform
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from .._version import __version__
+from ..domain.pretrained import BaseError
 from ..model.build import CausalLM, build_model
-from ..model.pretrained import BaseError, ResolvedBase
+from ..model.pretrained import ResolvedBase
 from ..standard import Dataset, Model, Pretrained, TrainingJob
 from ..validator.core import Manifest, ManifestSet
-from . import checkpoint
+from . import export, faults
+from .check import CHECK_ROWS, PREDICTION_ROWS, CheckSample, check_positions, write_check_sample
+from .criterion import Criterion
 from .dsconfig import deepspeed_config, lr_lambda
-from .metrics import MetricsLog, Sums, compute_loss
-from .preference import (
-    PREFERENCE_LOSSES,
-    REFERENCE_FILE,
-    Objective,
-    Window,
-    disable_dropout,
-    reference_logps,
-    sequence_logps,
-)
+from .errors import TrainError
+from .gather import copy_into_partitioned
+from .metrics import MetricsLog
+from .order import epoch_rows, seed_for
+from .preference import PREFERENCE_LOSSES, PreferenceCriterion
+from .runstate import Progress, RunState
 from .tracking import open_trackers
 from .world import World
 
-if TYPE_CHECKING:
-    from ..model.hf_shards import ShardStats
-
-PREDICTION_ROWS = 64
-"""Test rows whose final predictions are saved beside the export, to check it reproduces them."""
-CHECK_ROWS = 4
-"""The same for a language model, whose outputs are a row's length × its vocabulary."""
-CHECK_POSITIONS = 4
-"""Positions of each such row whose whole-vocabulary logits are kept (the argmax of every
-position is kept too)."""
-
-
-def check_positions(length: int) -> np.ndarray:
-    """The positions of a row whose logits the export check keeps: spread over the row, the
-    first and the last included."""
-    return np.unique(np.linspace(0, length - 1, num=min(CHECK_POSITIONS, length)).round().astype(np.int64))
-
-
-def _group_by_length(order: np.ndarray, lengths: np.ndarray, group: int, seed: int) -> np.ndarray:
-    """Rows in windows of 64 groups, sorted by length within each window (longest first);
-    the groups of a window are then put in a seeded order, so a batch's rows have similar
-    lengths while the epoch still mixes long and short batches."""
-    from ..data.split import permutation
-
-    window = group * 64
-    out = []
-    for w, start in enumerate(range(0, len(order), window)):
-        part = order[start:start + window]
-        part = part[np.argsort(-lengths[part], kind="stable")]
-        whole = len(part) // group * group
-        groups = part[:whole].reshape(-1, group)
-        out.append(groups[permutation(len(groups), seed + w)].reshape(-1))
-        out.append(part[whole:])
-    return np.concatenate(out) if out else order
-
-
-def epoch_rows(split: Any, *, seed: int, epoch: int, rank: int, world: int, micro_batch: int,
-               group_by_length: bool) -> np.ndarray:
-    """A rank's training rows of an epoch, in order: a seeded permutation of the split, dealt
-    to the ranks in turn (``rank, rank + world, …`` of the first ``len // world × world``, so
-    every rank gets as many). With ``group_by_length``, each window of 64 global micro batches
-    is sorted by row length and its micro batches shuffled. Micro batch ``m`` of the epoch is
-    ``rows[m * micro_batch:(m + 1) * micro_batch]``."""
-    from ..data.split import permutation
-
-    order = permutation(len(split), _seed(seed, epoch))
-    order = order[:len(order) // world * world]
-    lengths = getattr(split, "lengths", None)
-    if group_by_length and lengths is not None:
-        order = _group_by_length(order, np.asarray(lengths), micro_batch * world, _seed(seed, epoch, 2))
-        # A global micro batch is consecutive: rank r takes its r-th slice.
-        full = len(order) // (micro_batch * world) * (micro_batch * world)
-        head = order[:full].reshape(-1, world, micro_batch)[:, rank, :].reshape(-1)
-        return np.concatenate([head, order[full:][rank::world]])
-    return order[rank::world]
-
-
-FAULT_ENV = "LMSPEC_FAULT_AT"
-"""Fault injection for resume and failure tests: ``RANK:STEP`` kills that rank (SIGKILL) just
-after optimizer step STEP. Never set in normal use."""
-
-
-def _checkpoint_layout(lm: Any) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None:
-    """What ``save_pretrained`` does to the weights before writing them: transformers' reverse
-    of the conversions some architectures apply when loading (renamed or fused weights), done
-    per shard, as transformers does for offloaded weights. A no-op for most models."""
-    try:
-        from transformers.core_model_loading import revert_weight_conversion
-    except ImportError:  # a transformers without load-time weight conversions
-        return None
-
-    def convert(shard: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = revert_weight_conversion(lm, shard)
-        return out
-
-    return convert
-
-
-class TrainError(Exception):
-    """A user-facing problem found while training (printed without a traceback)."""
-
-
-def _seed(*parts: int) -> int:
-    # A stable 63-bit mix of the parts (Python's hash() is salted per process).
-    h = 1469598103934665603
-    for p in parts:
-        h = ((h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 1099511628211) % 2**64
-    return h % 2**63
-
-
-def copy_into_partitioned(model: torch.nn.Module, reference: torch.nn.Module | None) -> None:
-    """Copy ``reference``'s parameters and buffers (given on rank 0 only) into a model built under
-    ``deepspeed.zero.Init``, one module at a time so that only one module is ever gathered whole.
-    Collective: every rank calls it."""
-    import deepspeed
-
-    ref = dict(reference.named_modules()) if reference is not None else None
-    for name, module in model.named_modules():
-        params = list(module.parameters(recurse=False))
-        with deepspeed.zero.GatheredParameters(params, modifier_rank=0):
-            if ref is None:
-                continue
-            source = ref[name]
-            with torch.no_grad():
-                for (pname, p), q in zip(module.named_parameters(recurse=False),
-                                         source.parameters(recurse=False), strict=True):
-                    if p.shape != q.shape:
-                        raise TrainError(f"{name}.{pname}: built as {tuple(p.shape)} under ZeRO-3, "
-                                         f"{tuple(q.shape)} without it")
-                    p.copy_(q)
-                for b, c in zip(module.buffers(recurse=False), source.buffers(recurse=False), strict=True):
-                    b.copy_(c)
+__all__ = ["Recipe", "TrainError"]
 
 
 class Recipe:
+    """One rank's run of a TrainingJob: ``setup()``, ``train()``, ``save()``, ``evaluate()``,
+    in that order (``run()``); every rank runs it in step."""
+
     def __init__(self, job: Manifest, manifests: ManifestSet, run_dir: Path, *, resume: bool) -> None:
         self.job_manifest = job
         self.job: TrainingJob = job.obj
@@ -187,24 +84,21 @@ class Recipe:
         self.model_obj: Model = model_m.obj
         self.data_obj: Dataset = data_m.obj
         self.task = self.model_obj.spec.task
+        self.manifests = manifests
         self.run_dir = run_dir
         self.resume = resume or self.spec.checkpointing.resume
         self.world = World.from_env()
-        self.ckpt_dir = run_dir / "checkpoints"
-        # Progress through the data; restored from a checkpoint on resume.
-        self.step = 0
-        self.epoch = 0
-        self.micro = 0  # next micro batch within the epoch
-        self.best: float | None = None
-        self.bad_validations = 0
-        self.stopped_early = False
+        self.run_state = RunState(run_dir, self.world, zero_stage=self.spec.zero.stage,
+                                  keep_last=self.spec.checkpointing.keep_last)
+        self.progress = Progress()
+        """How far training got through the data; restored from a checkpoint on resume."""
+        self.kill_point = faults.kill_point()
         self.log: MetricsLog | None = None
         self.resumed_at: int | None = None
         self.first_step_s: float | None = None
         self.print_progress = False
         self.train_seconds = 0.0
         self.base: ResolvedBase | None = None
-        self.manifests = manifests
         self.params: dict[str, int] = {}
         self.partitioned_load = False
         self._hf_ds_config: Any = None
@@ -212,50 +106,50 @@ class Recipe:
         self.last_train_loss: float | None = None
         """The mean training loss of the last logging window (for summary.json)."""
         self.last_validation: dict[str, float] | None = None
-        # Preference tuning (loss dpo or simpo): its objective, the statistics of the current
-        # logging window, and DPO's reference log-probabilities per split.
-        self.objective = Objective.of(self.spec.loss) if self.spec.loss.type in PREFERENCE_LOSSES else None
-        self.pref_window = Window()
-        self.reference: dict[str, np.ndarray] = {}
-        self.reference_seconds = 0.0
-        fault = os.environ.get(FAULT_ENV, "")
-        self.fault = tuple(int(v) for v in fault.split(":")) if fault else None
 
     # --- setup ---------------------------------------------------------------------------------
 
     def setup(self) -> None:
         spec = self.spec
         if self.resume:
-            # DeepSpeed fails deep inside loading a checkpoint from another world size or ZeRO
-            # stage. `lmspec run` checks before it launches; this guards ranks started otherwise,
-            # before anything (lock.json included) is written.
-            mismatch = checkpoint.resume_mismatch(self.ckpt_dir, world_size=self.world.size,
-                                                  zero_stage=spec.zero.stage)
-            if mismatch is not None:
-                raise TrainError(mismatch)
+            self.run_state.check_resumable()
         cpu = spec.resources.accelerator == "cpu"
         self.world.init(backend="gloo" if cpu else "nccl")
         self.device = torch.device("cpu") if cpu else torch.device("cuda", self.world.local_rank)
         if not cpu:
             torch.cuda.set_device(self.device)
         self.ds_config = deepspeed_config(spec, self.job_manifest.base_dir)
-        self.shard_bytes = self._shard_bytes()
+        prec = spec.precision
+        self.input_dtype = torch.bfloat16 if prec.bf16.enabled else torch.float16 if prec.fp16.enabled \
+            else torch.float32
+        self.shard_bytes = export.shard_bytes()
         self._resolve_base()
         self._setup_data()
         if self.resume:
-            self._check_same_data()
+            self.run_state.check_same_data(self.data.files, self.data_manifest.base_dir)
+        self._setup_criterion()
         self._setup_model()
         self._check_vocabulary()
         self._setup_engine()
+        self._setup_export()
         if self.world.is_main:
-            self._write_lock()
-        if self.objective is not None and self.objective.needs_reference:
-            self._setup_reference()  # from the starting weights: before a checkpoint is loaded
+            self.run_state.write_lock(seed=spec.seed, data=self.data, data_dir=self.data_manifest.base_dir,
+                                      ds_config=self.ds_config, params=self.params, base=self.base,
+                                      partitioned_load=self.partitioned_load)
+        # From the starting weights: before a checkpoint is loaded.
+        self.criterion.prepare(self.engine, self.data, run_dir=self.run_dir, resume=self.resume,
+                               has_checkpoint=self.resume and self.run_state.has_checkpoint(),
+                               micro_batch=spec.batch.micro_batch_size,
+                               max_samples={"train": "all", "validation": spec.validation.max_samples,
+                                            "test": spec.evaluation.max_samples},
+                               to_device=self._inputs)
         if self.resume:
-            self._load_checkpoint()
+            restored = self.run_state.load(self.engine)
+            if restored is not None:
+                self.progress, self.resumed_at = restored, restored.step
         if self.world.is_main:
             trackers = open_trackers(spec.logging, self.run_dir, job_name=self.job.metadata.name)
-            self.log = MetricsLog(self.run_dir / "metrics.jsonl", trackers, keep_until=self.step)
+            self.log = MetricsLog(self.run_dir / "metrics.jsonl", trackers, keep_until=self.progress.step)
             if self.resumed_at is not None:
                 self.log.event("resume", self.resumed_at)
 
@@ -289,9 +183,6 @@ class Recipe:
                             cache_dir=default_cache_dir(self.data_manifest.base_dir),
                             rank=self.world.rank, world_size=self.world.size,
                             tokenizer_dir=self.base.directory if self.base is not None else None)
-        # Chat data masks tokens out of the loss: it is normalised by the trained tokens of the
-        # whole optimizer step (all micro batches, all ranks), not averaged per micro batch.
-        self.token_weighted = bool(self.data.train.token_weighted)
         if self.data.counts is not None and self.world.is_main:
             for name, c in self.data.counts.items():
                 if "pairs" in c:
@@ -323,6 +214,15 @@ class Recipe:
         if self.spec.stopping.max_steps is not None:
             total = min(total, self.spec.stopping.max_steps)
         self.total_steps = total
+
+    def _setup_criterion(self) -> None:
+        # Chat data masks tokens out of the loss: it is normalised by the trained tokens of the
+        # whole optimizer step (all micro batches, all ranks), not averaged per micro batch.
+        loss = self.spec.loss
+        kind = PreferenceCriterion if loss.type in PREFERENCE_LOSSES else Criterion
+        self.criterion: Criterion = kind(loss, self.task, self.world,
+                                         token_weighted=bool(self.data.train.token_weighted),
+                                         accumulation=self.spec.batch.gradient_accumulation_steps)
 
     def _setup_model(self) -> None:
         import deepspeed
@@ -362,8 +262,7 @@ class Recipe:
                 raise TrainError(f"TrainingJob {self.job.metadata.name!r}: {e}") from None
         if self.spec.activation_checkpointing.enabled and isinstance(model, CausalLM):
             model.enable_activation_checkpointing()
-        if self.objective is not None:
-            disable_dropout(model)
+        self.criterion.prepare_model(model)
         self.model = model
         from ..model.adapters import count_params
 
@@ -407,16 +306,12 @@ class Recipe:
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                   bnb_4bit_compute_dtype=self.input_dtype_for_spec(),
+                                   bnb_4bit_compute_dtype=self.input_dtype,
                                    bnb_4bit_use_double_quant=True)  # type: ignore[no-untyped-call]
         lm = AutoModelForCausalLM.from_pretrained(str(self.base.directory), quantization_config=quant,
                                                   device_map={"": self.device}, local_files_only=True)
         lm = prepare_model_for_kbit_training(lm, use_gradient_checkpointing=False)  # type: ignore[no-untyped-call]
         return CausalLM(lm)
-
-    def input_dtype_for_spec(self) -> torch.dtype:
-        prec = self.spec.precision
-        return torch.bfloat16 if prec.bf16.enabled else torch.float16 if prec.fp16.enabled else torch.float32
 
     def _check_vocabulary(self) -> None:
         """A token id beyond the model's embeddings would fail deep in the forward pass."""
@@ -441,103 +336,18 @@ class Recipe:
         self.engine, _, _, _ = deepspeed.initialize(
             model=self.model, model_parameters=[p for p in self.model.parameters() if p.requires_grad],
             config=self.ds_config, lr_scheduler=scheduler)
-        prec = self.spec.precision
-        self.input_dtype = torch.bfloat16 if prec.bf16.enabled else torch.float16 if prec.fp16.enabled \
-            else torch.float32
 
-    def _write_lock(self) -> None:
-        import deepspeed
-
-        lock = {
-            "lmspec": __version__,
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "deepspeed": deepspeed.__version__,
-            "seed": self.spec.seed,
-            "worldSize": self.world.size,
-            "dataFingerprint": self.data.fingerprint,
-            "dataFiles": self._lock_files(),
-            "dataCache": self._lock_path(self.data.cache) if self.data.cache is not None else None,
-            "deepspeedConfig": self.ds_config,
-            "parameters": self.params,
-        }
-        if self.base is not None:
-            lock["base"] = {**self.base.lock(), "loadedPartitioned": self.partitioned_load}
-            lock["base"]["directory"] = self._lock_path(Path(lock["base"]["directory"]))
-        if self.data.counts is not None:
-            lock["dataCounts"] = self.data.counts
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "lock.json").write_text(json.dumps(lock, indent=2) + "\n")
-
-    def _lock_path(self, path: Path) -> str:
-        """A path as ``lock.json`` writes every path: relative to the run directory (the one
-        holding ``lock.json``), with ``/`` separators, so a project moved whole stays valid."""
-        return Path(os.path.relpath(path.resolve(), self.run_dir.resolve())).as_posix()
-
-    def _lock_files(self) -> dict[str, str]:
-        """``dataFiles``: the digest of each file the data was prepared from, by its lock path."""
-        base = self.data_manifest.base_dir
-        return {self._lock_path(Path(k) if Path(k).is_absolute() else base / k): v for k, v in self.data.files.items()}
-
-    def _check_same_data(self) -> None:
-        """A resumed run must see the data its checkpoints were trained on."""
-        try:
-            before = json.loads((self.run_dir / "lock.json").read_text())
-        except (OSError, ValueError):
-            return
-        was = before.get("dataFiles") if isinstance(before, dict) else None
-        if not isinstance(was, dict):
-            return
-        now = self._lock_files()
-        changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
-        if changed:
-            raise TrainError(
-                f"cannot resume {self.run_dir}: the data changed since the run started "
-                f"({', '.join(changed[:5])}{' …' if len(changed) > 5 else ''} differ from lock.json); "
-                "restore the data, or train from scratch into a new directory (--output)")
-
-    def _load_checkpoint(self) -> None:
-        # Every digest is checked before DeepSpeed deserialises anything; a damaged checkpoint
-        # is passed over for the newest intact one, never trained on.
-        tag, skipped = checkpoint.newest_intact(self.ckpt_dir)
-        if self.world.is_main:
-            for problem in skipped:
-                print(f"lmspec: warning: skipping a damaged checkpoint: {problem}")
-        if tag is None:
-            if skipped:
-                raise TrainError(f"no intact checkpoint to resume in {self.ckpt_dir} (see above); "
-                                 "train from scratch into a new directory (--output)")
-            if self.world.is_main:
-                print(f"lmspec: no complete checkpoint in {self.ckpt_dir}; starting from scratch")
-            return
-        if skipped and self.world.is_main:
-            print(f"lmspec: falling back to the newest intact checkpoint, {self.ckpt_dir / tag}")
-        import pickle
-
-        try:
-            with checkpoint.safe_loading(self.engine):
-                _, state = self.engine.load_checkpoint(str(self.ckpt_dir), tag=tag)
-        except pickle.UnpicklingError as exc:
-            raise TrainError(f"refusing to load {self.ckpt_dir / tag}: it holds pickled objects other "
-                             f"than tensors and DeepSpeed's own state ({str(exc).splitlines()[0]})") from None
-        # The partitioned ZeRO optimizers restore their states but not the param groups' current
-        # learning rate; take it from the restored schedule, or the first step would use the
-        # rate the schedule set at construction.
-        sched = self.engine.lr_scheduler
-        for group, lr in zip(sched.optimizer.param_groups, sched.get_last_lr(), strict=True):
-            group["lr"] = lr
-        self.step, self.epoch, self.micro = state["step"], state["epoch"], state["micro"]
-        self.best, self.bad_validations = state["best"], state["bad_validations"]
-        # A run that stopped early ends where it stopped, however often it is resumed.
-        self.stopped_early = bool(state.get("stopped_early", False))
-        self.resumed_at = self.step
-        if self.world.is_main:
-            print(f"lmspec: resumed from {self.ckpt_dir / tag} (step {self.step})")
+    def _setup_export(self) -> None:
+        self.exporter = export.Exporter(
+            self.run_dir, keep=self.world.is_main, shard_bytes=self.shard_bytes, model_obj=self.model_obj,
+            data_obj=self.data_obj, data_dir=self.data_manifest.base_dir, job_name=self.job.metadata.name,
+            adapter=self.spec.adapter, base=self.base, params=self.params, transform=self.data.transform,
+            input_width=self.input_width)
 
     # --- train ---------------------------------------------------------------------------------
 
     def train(self) -> None:
-        spec, engine = self.spec, self.engine
+        spec, engine, p = self.spec, self.engine, self.progress
         gas = spec.batch.gradient_accumulation_steps
         mb = spec.batch.micro_batch_size
         bar = self._progress_bar()
@@ -549,122 +359,60 @@ class Recipe:
         started = time.perf_counter()
         order: np.ndarray = np.zeros(0, dtype=np.int64)
         order_epoch = -1
-        step_tokens = 0
         train = self.data.train
-        while self.epoch < spec.stopping.epochs and not self._done():
-            if order_epoch != self.epoch:
-                order, order_epoch = self._epoch_rows(self.epoch), self.epoch
-            batch = train.batch(order[self.micro * mb:(self.micro + 1) * mb])
-            x, y = batch.inputs, batch.targets
-            if self.token_weighted and self.micro % gas == 0:
-                step_tokens = self._step_tokens(train.trained_tokens(order[self.micro * mb:(self.micro + gas) * mb]))
+        while p.epoch < spec.stopping.epochs and not p.done(self.total_steps):
+            if order_epoch != p.epoch:
+                order, order_epoch = self._epoch_rows(p.epoch), p.epoch
+            rows = order[p.micro * mb:(p.micro + 1) * mb]
+            batch = train.batch(rows)
+            x = batch.inputs
+            if p.micro % gas == 0:
+                self.criterion.start_step(train, order[p.micro * mb:(p.micro + gas) * mb])
             # Derived from (seed, epoch, micro batch, rank) only: a resumed run draws the same.
             if self.task != "causal-lm":
-                rng = np.random.default_rng(_seed(spec.seed, self.epoch, self.micro, self.world.rank))
+                rng = np.random.default_rng(seed_for(spec.seed, p.epoch, p.micro, self.world.rank))
                 x = self.data.transform.augment(x, rng)
-            self._seed_generators(_seed(spec.seed, self.epoch, self.micro, self.world.rank, 1))
+            self._seed_generators(seed_for(spec.seed, p.epoch, p.micro, self.world.rank, 1))
             out = engine(self._inputs(x), **self._positions(batch.positions))
-            if self.objective is not None:
-                rows = order[self.micro * mb:(self.micro + 1) * mb]
-                loss = self._preference_loss(out, y, rows, "train", self.pref_window)
-            elif self.token_weighted:
-                # DeepSpeed divides by gradientAccumulationSteps and averages over ranks; this
-                # scale makes the step's gradient that of the mean over its trained tokens.
-                scale = gas * self.world.size / max(step_tokens, 1)
-                loss = compute_loss(out, self._targets(y), spec.loss, reduction="sum") * scale
-            else:
-                loss = compute_loss(out, self._targets(y), spec.loss)
+            loss = self.criterion.loss(out, self._targets(batch.targets), rows)
             engine.backward(loss)
             engine.step()
-            self.micro += 1
+            p.micro += 1
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise TrainError(
-                    f"the training loss is {loss_value} at step {self.step + 1} (epoch {self.epoch}); "
+                    f"the training loss is {loss_value} at step {p.step + 1} (epoch {p.epoch}); "
                     "the weights are no longer usable, so the run stops without exporting. Lower "
                     "optimizer.lr, enable gradient clipping, or check the data for extreme values")
             window_loss += loss_value
             window_micro += 1
-            if self.micro % gas:
+            if p.micro % gas:
                 continue
             # An optimizer step is complete.
-            self.step += 1
+            p.step += 1
             if self.first_step_s is None:
                 self.first_step_s = time.perf_counter() - started
-            if self.micro == self.micro_per_epoch:
-                self.epoch, self.micro = self.epoch + 1, 0
+            if p.micro == self.micro_per_epoch:
+                p.epoch, p.micro = p.epoch + 1, 0
             samples = window_micro * mb * self.world.size
             rate = samples / max(time.perf_counter() - window_start, 1e-9)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.0f}")
-            if self.step % spec.logging.interval == 0 or self.step == self.total_steps:
+            if p.step % spec.logging.interval == 0 or p.step == self.total_steps:
                 self._log_train(window_loss / window_micro, rate)
                 window_loss, window_micro, window_start = 0.0, 0, time.perf_counter()
             interval = spec.validation.interval
-            if (interval and self.step % interval == 0) or (interval is None and self.micro == 0):
+            if (interval and p.step % interval == 0) or (interval is None and p.micro == 0):
                 self._validate()
             every = spec.checkpointing.interval
-            if every and self.step % every == 0 and not self._done():
+            if every and p.step % every == 0 and not p.done(self.total_steps):
                 self._save_checkpoint()
-            if self.fault is not None and self.fault == (self.world.rank, self.step):
-                os.kill(os.getpid(), 9)
+            self.kill_point(self.world.rank, p.step)
         self.train_seconds = time.perf_counter() - started
         if bar is not None:
             bar.close()
         self._save_checkpoint()
-
-    def _setup_reference(self) -> None:
-        """DPO's reference log-probabilities: the starting model's, of every training pair and
-        of the validation and test pairs that are evaluated. Computed once and kept in the run
-        directory, so a resumed run (whose weights are no longer the starting ones) reads them."""
-        from ..data.split import spaced_rows
-
-        path = self.run_dir / REFERENCE_FILE
-        names = {"train": "all", "validation": self.spec.validation.max_samples,
-                 "test": self.spec.evaluation.max_samples}
-        splits = {n: getattr(self.data, n) for n in names}
-        # Only a resumed run reads them back: a fresh run in the same directory may start from
-        # other weights (a base trained again), so it scores the pairs again.
-        if self.resume and path.is_file():
-            with np.load(path) as saved:
-                self.reference = {n: saved[n] for n in names if n in saved.files}
-            if all(n in self.reference and len(self.reference[n]) == len(splits[n]) for n in names):
-                return
-        if self.resume and checkpoint.complete_tags(self.ckpt_dir):
-            raise TrainError(f"{path} is missing or does not match the data: DPO's reference "
-                             "log-probabilities come from the starting weights, which a checkpoint no "
-                             "longer holds; start the run afresh (without resume)")
-        assert self.objective is not None
-        started = time.perf_counter()
-        self.engine.eval()
-        for n, split in splits.items():
-            rows = spaced_rows(len(split), names[n]) if len(split) else np.zeros(0, dtype=np.int64)
-            self.reference[n] = reference_logps(
-                self.engine, split, rows, micro_batch=self.spec.batch.micro_batch_size,
-                rank=self.world.rank, world=self.world.size, to_device=self._inputs,
-                average=self.objective.average)
-        self.engine.train()
-        self.reference_seconds = time.perf_counter() - started
-        if self.world.is_main:
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, **self.reference)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
-            os.replace(tmp, path)
-            pairs = sum(int(np.isfinite(r[:, 0]).sum()) for r in self.reference.values())
-            print(f"lmspec: reference log-probabilities of {pairs:,} pairs from the starting model "
-                  f"({time.perf_counter() - started:.1f}s), kept in {path.name}", flush=True)
-
-    def _preference_loss(self, out: torch.Tensor, targets: np.ndarray, rows: np.ndarray, split: str,
-                         window: Window) -> torch.Tensor:
-        assert self.objective is not None
-        logps = sequence_logps(out, self._targets(targets), average=self.objective.average)
-        ref = torch.from_numpy(self.reference[split][rows]) if self.objective.needs_reference else None
-        loss, stats = self.objective.loss(logps, ref)
-        window.add(loss, stats)
-        return loss
-
-    def _done(self) -> bool:
-        return self.stopped_early or self.step >= self.total_steps
 
     def _epoch_rows(self, epoch: int) -> np.ndarray:
         b = self.spec.batch
@@ -681,15 +429,6 @@ class Recipe:
         torch.default_generator.manual_seed(seed)
         if self.device.type == "cuda":
             torch.cuda.manual_seed(seed)
-
-    def _step_tokens(self, local: int) -> int:
-        if self.world.size == 1:  # nothing to add up, and a collective costs a thread handoff
-            return local
-        import torch.distributed as dist
-
-        t = torch.tensor([local], dtype=torch.int64)
-        dist.all_reduce(t)
-        return int(t)
 
     def _positions(self, positions: np.ndarray | None) -> dict[str, torch.Tensor]:
         """``position_ids`` of chat data (they restart at each packed conversation)."""
@@ -709,40 +448,29 @@ class Recipe:
             return None
         from tqdm import tqdm
 
-        return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True)
+        return tqdm(total=self.total_steps, initial=self.progress.step, unit="step", dynamic_ncols=True)
 
     def _log_train(self, local_loss: float, rate: float) -> None:
-        loss = local_loss
-        values: dict[str, float] = {}
-        if self.objective is not None:
-            values = self.pref_window.values(world_size=self.world.size)
-            self.pref_window = Window()
-            loss = values["loss"]
-        elif self.world.size > 1:
-            import torch.distributed as dist
-
-            t = torch.tensor([local_loss], dtype=torch.float64)
-            dist.all_reduce(t)
-            loss = float(t) / self.world.size
+        values = self.criterion.train_values(local_loss)
+        loss = values["loss"]
         self.last_train_loss = loss
         if self.log is not None:
+            step, epoch = self.progress.step, self.progress.epoch
             lr = float(self.engine.get_lr()[0])
-            self.log.write("train", self.step, values or {"loss": loss},
-                           epoch=self.epoch, lr=lr, samples_per_s=round(rate, 2))
+            self.log.write("train", step, values, epoch=epoch, lr=lr, samples_per_s=round(rate, 2))
             if self.print_progress:
-                extra = f" reward accuracy {values['rewardAccuracy']:.3f}" if values else ""
-                print(f"lmspec: step {self.step}/{self.total_steps} epoch {self.epoch} loss {loss:.4f}{extra} "
-                      f"lr {lr:.3g} {rate:.0f} samples/s", flush=True)
+                print(f"lmspec: step {step}/{self.total_steps} epoch {epoch} loss {loss:.4f}"
+                      f"{self.criterion.progress(values)} lr {lr:.3g} {rate:.0f} samples/s", flush=True)
 
     def _validate(self) -> None:
-        v = self.spec.validation
+        v, p = self.spec.validation, self.progress
         if len(self.data.validation) == 0:
             return
         values = self.evaluate_split(self.data.validation, v.metrics, max_samples=v.max_samples,
                                      name="validation")
         self.last_validation = values
         if self.log is not None:
-            self.log.write("validation", self.step, values, epoch=self.epoch)
+            self.log.write("validation", p.step, values, epoch=p.epoch)
         es = v.early_stopping
         if es is None:
             return
@@ -750,31 +478,23 @@ class Recipe:
         if value is None:
             value = self.evaluate_split(self.data.validation, [es.metric],
                                         max_samples=v.max_samples)[es.metric]
-        better = self.best is None or (
-            value < self.best - es.min_delta if es.mode == "min" else value > self.best + es.min_delta)
+        better = p.best is None or (
+            value < p.best - es.min_delta if es.mode == "min" else value > p.best + es.min_delta)
         if better:
-            self.best, self.bad_validations = value, 0
+            p.best, p.bad_validations = value, 0
         else:
-            self.bad_validations += 1
-            if self.bad_validations >= es.patience:
-                self.stopped_early = True
+            p.bad_validations += 1
+            if p.bad_validations >= es.patience:
+                p.stopped_early = True
                 if self.log is not None:
-                    self.log.event("earlyStop", self.step, metric=es.metric, best=self.best)
+                    self.log.event("earlyStop", p.step, metric=es.metric, best=p.best)
                 if self.world.is_main:
-                    print(f"lmspec: early stopping at step {self.step}: validation {es.metric} "
-                          f"has not improved for {es.patience} validations (best {self.best:.6g})")
+                    print(f"lmspec: early stopping at step {p.step}: validation {es.metric} "
+                          f"has not improved for {es.patience} validations (best {p.best:.6g})")
 
     def _save_checkpoint(self) -> None:
-        if checkpoint.tag_for(self.step) in checkpoint.complete_tags(self.ckpt_dir):
-            return
-        state = {"step": self.step, "epoch": self.epoch, "micro": self.micro,
-                 "best": self.best, "bad_validations": self.bad_validations,
-                 "stopped_early": self.stopped_early,
-                 "world_size": self.world.size, "zero_stage": self.spec.zero.stage}
-        checkpoint.save(self.engine, self.ckpt_dir, step=self.step, state=state,
-                        keep_last=self.spec.checkpointing.keep_last)
-        if self.log is not None:
-            self.log.event("checkpoint", self.step)
+        if self.run_state.save(self.engine, self.progress) and self.log is not None:
+            self.log.event("checkpoint", self.progress.step)
 
     # --- evaluate ------------------------------------------------------------------------------
 
@@ -795,29 +515,25 @@ class Recipe:
         batches = math.ceil(per_rank / mb)
         started = time.perf_counter()
         bar = self._eval_bar(name, batches)
-        sums = Sums()
-        pref = Window() if self.objective is not None else None
         key = next((n for n in ("train", "validation", "test") if getattr(self.data, n) is split), "")
+        tally = self.criterion.tally(key)
         for b in range(batches):
             rows = idx[b * mb:(b + 1) * mb]
             use = rows if len(rows) else chosen[:1]
             batch = split.batch(use)
             out = self.engine(self._inputs(batch.inputs), **self._positions(batch.positions))
-            if len(rows) and pref is not None:
-                self._preference_loss(out, batch.targets, rows, key, pref)
-            elif len(rows):
-                sums.add(out, self._targets(batch.targets), self.task)
+            if len(rows):
+                tally.add(out, self._targets(batch.targets), rows)
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
         self.engine.train()
-        # A preference loss reports its loss and every reward statistic.
-        values = pref.values(world_size=self.world.size) if pref is not None else sums.reduce().values(metrics)
+        values = tally.values(metrics)
         if self.world.is_main and name:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
-            print(f"lmspec: {name} at step {self.step}: {shown} ({len(chosen)} of {len(split)} samples, "
-                  f"{time.perf_counter() - started:.1f}s)", flush=True)
+            print(f"lmspec: {name} at step {self.progress.step}: {shown} ({len(chosen)} of {len(split)} "
+                  f"samples, {time.perf_counter() - started:.1f}s)", flush=True)
         return values
 
     def _eval_bar(self, name: str, batches: int) -> Any:
@@ -838,7 +554,7 @@ class Recipe:
         if ev.enabled and len(test) > 0:
             values = self.evaluate_split(test, ev.metrics, max_samples=ev.max_samples, name="test")
             if self.log is not None:
-                self.log.write("test", self.step, values)
+                self.log.write("test", self.progress.step, values)
         return values
 
     @torch.no_grad()
@@ -869,183 +585,23 @@ class Recipe:
         self.engine.train()
         if not self.world.is_main:
             return
-        np.save(self.run_dir / "final_inputs.npy", np.concatenate(inputs))
-        if positions:
-            np.save(self.run_dir / "final_positions.npy", np.concatenate(positions))
-        np.save(self.run_dir / "final_predictions.npy", np.concatenate(logits))
-        if at is not None:
-            np.save(self.run_dir / "final_prediction_positions.npy", at)
-            np.save(self.run_dir / "final_argmax.npy", np.concatenate(argmax))
+        write_check_sample(self.run_dir, CheckSample(
+            np.concatenate(inputs), np.concatenate(positions) if positions else None, np.concatenate(logits),
+            at, np.concatenate(argmax) if at is not None else None))
 
     # --- save ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _shard_bytes() -> int:
-        """The export's shard size, read before training so that a bad setting is refused at
-        the start, not after the last step."""
-        from ..model.hf_shards import ShardError, max_shard_bytes
-
-        try:
-            return max_shard_bytes()
-        except ShardError as exc:
-            raise TrainError(str(exc)) from None
-
-    def _gather(self, p: torch.Tensor) -> torch.Tensor | None:
-        """One parameter, whole and fp32 (collective: every rank calls it in step): a copy on
-        rank 0, None on the others. Trained parameters come from the optimizer's fp32 master
-        copy; frozen ones (the base under LoRA) are gathered from their ZeRO-3 partitions."""
-        import deepspeed
-        from deepspeed.utils import safe_get_full_fp32_param
-
-        keep = self.world.is_main
-        full = safe_get_full_fp32_param(p) if p.requires_grad else None
-        if full is None and hasattr(p, "ds_id"):  # a frozen ZeRO-3 partition
-            with deepspeed.zero.GatheredParameters([p]):
-                full = p.detach().float().cpu().clone() if keep else None
-        elif full is None:  # not managed by a ZeRO or bf16 optimizer: the parameter is fp32
-            full = p.detach()
-        return full.detach().float().cpu().clone() if keep and full is not None else None
-
-    def _buffers(self, module: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor | None]]:
-        """The buffers a state dict holds (never partitioned)."""
-        persistent = set(module.state_dict())
-        for name, b in module.named_buffers():
-            if name in persistent:
-                yield name, (b.detach().cpu().clone() if self.world.is_main else None)
-
-    def full_weights(self, *, trainable_only: bool = False) -> Iterator[tuple[str, torch.Tensor | None]]:
-        """Each fp32 weight, whole, one at a time, from any ZeRO stage: ``(name, tensor)`` on
-        rank 0, ``(name, None)`` on the other ranks. Collective: every rank must consume it to
-        the end, in step. Nothing is kept between items, so a caller that writes each weight
-        out holds one whole parameter at a time, not the model."""
-        module = self.engine.module
-        for name, p in module.named_parameters():
-            if trainable_only and not p.requires_grad:
-                continue
-            yield name, self._gather(p)
-        if not trainable_only:
-            yield from self._buffers(module)
-
-    def merged_weights(self) -> Iterator[tuple[str, torch.Tensor | None]]:
-        """The base's weights with the LoRA update merged in, one at a time, named as in the
-        base's checkpoint (collective, like :meth:`full_weights`). Each adapted layer's weight
-        is gathered with its two LoRA factors and merged as peft's ``merge_and_unload`` does,
-        ``W + scaling · transpose(B @ A)``, from the fp32 copies; ``modulesToSave`` layers give
-        their trained copy."""
-        from peft.tuners.lora import LoraLayer
-        from peft.utils.other import transpose
-
-        peft_model: Any = self.engine.module.lm
-        adapter = peft_model.active_adapter
-        layers: dict[str, Any] = {n: m for n, m in peft_model.named_modules() if isinstance(m, LoraLayer)}
-        lead = "base_model.model."
-        saved = f".modules_to_save.{adapter}."
-
-        def base_name(name: str) -> str:
-            name = name[len(lead):] if name.startswith(lead) else name
-            return name.replace(".base_layer.", ".").replace(saved, ".")
-
-        for name, p in peft_model.named_parameters():
-            owner, _, leaf = name.rpartition(".")
-            if ".lora_" in name or ".original_module." in name:  # merged below / replaced by the copy
-                continue
-            layer = layers.get(owner.removesuffix(".base_layer"))
-            if layer is None or leaf != "weight" or not owner.endswith(".base_layer"):
-                yield base_name(name), self._gather(p)
-                continue
-            w = self._gather(p)
-            a = self._gather(layer.lora_A[adapter].weight)
-            b = self._gather(layer.lora_B[adapter].weight)
-            if w is not None and a is not None and b is not None:
-                w += transpose(b @ a, layer.fan_in_fan_out) * layer.scaling[adapter]
-            yield base_name(name), w
-        for name, t in self._buffers(peft_model):
-            if ".lora_" not in name and ".original_module." not in name:
-                yield base_name(name), t
-
-    def full_state_dict(self, *, trainable_only: bool = False) -> dict[str, torch.Tensor]:
-        """fp32 weights, whole, from any ZeRO stage (collective; complete on rank 0 only, empty
-        on the others). Holds the whole model: for small models and adapters."""
-        return {name: t for name, t in self.full_weights(trainable_only=trainable_only) if t is not None}
-
-    def stream_hf_weights(self, module: CausalLM, *, merged: bool = False) -> tuple[Path, ShardStats] | None:
-        """Write the language model's weights (``merged``: the base with the LoRA update merged
-        in) as Hugging Face safetensors shards, streamed (collective): each weight is gathered on
-        every rank in turn and rank 0 appends it to the current shard, writing the shard out when
-        it is full; the other ranks keep nothing. Returns, on rank 0, the staging directory
-        holding the shards and what was written."""
-        import shutil
-        import tempfile
-
-        from ..model.hf_shards import ShardWriter
-
-        wrapped: Any = module.lm
-        lm: Any = wrapped.get_base_model() if merged else wrapped
-        staging: Path | None = None
-        writer: ShardWriter | None = None
-        if self.world.is_main:
-            staging = Path(tempfile.mkdtemp(prefix=".export-weights.", dir=self.run_dir))
-            writer = ShardWriter(staging, self.shard_bytes, convert=_checkpoint_layout(lm))
-        prefix = "lm."
-        weights = self.merged_weights() if merged else (
-            (name[len(prefix):] if name.startswith(prefix) else name, t) for name, t in self.full_weights())
-        try:
-            for name, tensor in weights:
-                if writer is not None and tensor is not None:
-                    writer.add(name, tensor)
-                del tensor
-            if writer is None or staging is None:
-                return None
-            return staging, writer.close()
-        except BaseException:
-            if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
-            raise
-
     def save(self) -> Path:
-        import shutil
-
-        from ..model.export import save_export
-
-        out = self.run_dir / "export"
+        """The export (collective: every rank gathers the weights; rank 0 writes them)."""
         module = self.engine.module
-        write_hf = None
-        streamed: tuple[Path, ShardStats] | None = None
-        state: dict[str, torch.Tensor] | None = None
-        adapter = self.spec.adapter
-        if isinstance(module, CausalLM) and adapter is None:
-            # Full weights are streamed into shards: no rank ever holds the whole model.
-            streamed = self.stream_hf_weights(module)
-        elif isinstance(module, CausalLM):
-            assert adapter is not None
-            state = self.full_state_dict(trainable_only=True)  # the adapter only: small
-            if adapter.export_merged and adapter.type == "lora":
-                # A 4-bit (qlora) base has no fp32 weights to gather: it is merged from the
-                # base's files on rank 0 instead.
-                streamed = self.stream_hf_weights(module, merged=True)
-        else:
-            state = self.full_state_dict()
+        gathered = self.exporter.gather(module)
         if not self.world.is_main:
-            return out
-        try:
-            if isinstance(module, CausalLM):
-                write_hf = self._hf_writer(module, state, streamed[0] if streamed else None,
-                                           streamed[1].dtype if streamed else None)
-            save_export(out, self.model_obj, state, self.data.transform.state_dict(),
-                        job=self.job.metadata.name, metrics={}, input_width=self.input_width,
-                        write_hf=write_hf)
-        finally:
-            if streamed is not None:
-                shutil.rmtree(streamed[0], ignore_errors=True)
-        if streamed is not None:
-            stats = streamed[1]
-            # The most weight bytes rank 0 held at once while exporting (the pending shard and
-            # the parameter just gathered), against the size of all the weights.
-            self.export_stats = {"shards": stats.shards, "weightBytes": stats.total_bytes,
-                                 "peakHeldBytes": stats.peak_held_bytes}
-            print(f"lmspec: exported {stats.total_bytes} bytes of weights in {stats.shards} "
-                  f"shard(s), holding at most {stats.peak_held_bytes} bytes at once")
-        return out
+            return self.exporter.out
+        # ZeRO-3 stays configured for transformers while this object lives; the export loads
+        # and saves plain, whole models on rank 0.
+        self._hf_ds_config = None
+        self.export_stats = self.exporter.write(module, gathered)
+        return self.exporter.out
 
     def finish(self, out: Path, metrics: dict[str, float]) -> None:
         """Rank 0: the test metrics into the export's ``export.json``, and ``summary.json``."""
@@ -1054,12 +610,13 @@ class Recipe:
         from ..model.export import record_metrics
 
         record_metrics(out, metrics)
+        p = self.progress
         # Completed passes over the training split (2.86, not 2): the micro batches trained.
-        epochs = round(self.epoch + self.micro / self.micro_per_epoch, 4)
-        summary: dict[str, Any] = {"parameters": self.params, "steps": self.step, "epochs": epochs,
+        epochs = round(p.epoch + p.micro / self.micro_per_epoch, 4)
+        summary: dict[str, Any] = {"parameters": self.params, "steps": p.step, "epochs": epochs,
                                    "trainLoss": self.last_train_loss,
                                    "validation": self.last_validation,
-                                   "stoppedEarly": self.stopped_early,
+                                   "stoppedEarly": p.stopped_early,
                                    "firstStepSeconds": self.first_step_s,
                                    "trainSeconds": self.train_seconds, "test": metrics}
         if self.export_stats is not None:
@@ -1067,95 +624,6 @@ class Recipe:
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if self.log is not None:
             self.log.trackers.artifacts(self.run_dir)
-
-    def _tokenizer_dir(self) -> Path | None:
-        """The Hugging Face tokenizer directory exported with the model: the pretrained base's,
-        else the directory of the Dataset's ``tokenizer.json`` when it is a whole tokenizer
-        directory (``tokenizer_config.json``, chat template), so special tokens and the chat
-        template travel with a model trained from scratch."""
-        from ..standard import Tokenize
-
-        if self.base is not None:
-            return self.base.directory
-        for step in self.data_obj.spec.preprocessing:
-            if isinstance(step, Tokenize) and step.tokenizer.type == "file":
-                path = Path(step.tokenizer.path)
-                directory = (path if path.is_absolute() else self.data_manifest.base_dir / path).parent
-                if (directory / "tokenizer_config.json").is_file() and path.name == "tokenizer.json":
-                    return directory
-        return None
-
-    def _hf_writer(self, module: CausalLM, state: dict[str, torch.Tensor] | None,
-                   weights_dir: Path | None, weights_dtype: str | None = None) -> Any:
-        """The function that writes the Hugging Face part of the export: the adapter in
-        ``state`` (LoRA), the streamed weight shards in ``weights_dir`` (full fine-tuning, or
-        the merged LoRA model) of type ``weights_dtype``, the config and the tokenizer."""
-        from ..model.adapters import merge_adapter, save_adapter
-        from ..model.hf_tokenizer import hf_tokenizer
-        from ..model.pretrained import load_base_tokenizer
-
-        adapter = self.spec.adapter
-        base = self.base
-        # ZeRO-3 stays configured for transformers while this object lives; the export loads
-        # and saves plain, whole models on rank 0.
-        self._hf_ds_config = None
-        lm_tokenizer = self.data.transform.tokenizer
-        tokenizer_dir = self._tokenizer_dir()
-        if tokenizer_dir is not None:
-            tokenizer = load_base_tokenizer(tokenizer_dir)
-        else:
-            assert lm_tokenizer is not None  # a causal-lm dataset always has one
-            tokenizer = hf_tokenizer(lm_tokenizer.state_dict())
-        template = self._data_template()
-        if template is not None:
-            # The template the training data was rendered with, so servers format chat
-            # requests as training did; save_pretrained writes it to chat_template.jinja.
-            tokenizer.chat_template = template
-
-        def write(tmp: Path) -> dict[str, Any]:
-            info: dict[str, Any] = {"parameters": self.params,
-                                    "base": base.lock() if base is not None else None}
-            prefix = "lm."
-            if adapter is not None:
-                assert base is not None  # the validator requires a pretrained base for adapters
-                assert state is not None
-                named = {k[len(prefix):]: v for k, v in state.items()}
-                peft_model: Any = module.lm
-                save_adapter(peft_model, named, tmp / "adapter")
-                tokenizer.save_pretrained(str(tmp / "adapter"))
-                info["adapter"] = {"type": adapter.type, "path": "adapter", "merged": adapter.export_merged}
-                if adapter.export_merged and weights_dir is None:
-                    merged: Any = merge_adapter(base.directory, tmp / "adapter")
-                    merged.save_pretrained(str(tmp))
-            if weights_dir is not None:
-                for f in weights_dir.iterdir():
-                    os.replace(f, tmp / f.name)
-                wrapped: Any = module.lm
-                lm: Any = wrapped.get_base_model() if adapter is not None else wrapped
-                # What save_pretrained writes beside the weights, recorded the same way. The
-                # type is the written weights' (fp32 master weights after bf16 or fp16 training),
-                # not the engine module's: loading with dtype="auto" must not cast them.
-                lm.config.dtype = weights_dtype or str(lm.dtype).split(".")[1]
-                lm.config.architectures = [type(lm).__name__]
-                lm.config.save_pretrained(str(tmp))
-                if lm.can_generate():
-                    lm.generation_config.save_pretrained(str(tmp))
-            if adapter is None or adapter.export_merged:
-                tokenizer.save_pretrained(str(tmp))
-            return info
-
-        return write
-
-    def _data_template(self) -> str | None:
-        """The chat template the Dataset declares (``chat.template`` or ``chat.templatePath``),
-        else None: the exported tokenizer then keeps its own."""
-        from ..data.chat_template import find_template
-
-        chat = self.data_obj.spec.chat
-        if chat is None or chat.format == "text" or (chat.template is None and chat.template_path is None):
-            return None
-        found = find_template(chat, self.data_manifest.base_dir, None)
-        return found.text if found is not None else None
 
     # --- entry point ---------------------------------------------------------------------------
 
@@ -1173,7 +641,7 @@ class Recipe:
             self.save_check_sample()
             if self.world.is_main:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-                print(f"lmspec: trained {self.step} steps in {time.perf_counter() - started:.1f}s"
+                print(f"lmspec: trained {self.progress.step} steps in {time.perf_counter() - started:.1f}s"
                       + (f"; test {shown}" if shown else "") + f"; exported to {out}")
             failed = False
             return metrics

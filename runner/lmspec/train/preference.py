@@ -24,8 +24,12 @@ the share of pairs whose chosen reward is the higher.
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +37,9 @@ import torch.nn.functional as F
 
 from ..data.lm import IGNORE
 from ..standard import Loss
+from .criterion import Criterion
+from .errors import TrainError
+from .world import World
 
 PREFERENCE_LOSSES = ("dpo", "simpo")
 DEFAULT_BETA = {"dpo": 0.1, "simpo": 2.0}
@@ -179,3 +186,97 @@ def reference_logps(engine: object, split: object, rows: np.ndarray, *, micro_ba
     asked[rows] = True
     out[~asked] = np.nan
     return out
+
+
+class PreferenceCriterion(Criterion):
+    """A preference loss as the recipe calls it (see :class:`~lmspec.train.criterion.Criterion`):
+    dropout off, DPO's reference log-probabilities scored before the first step (or read back
+    on resume), the loss and reward statistics of each logging window and evaluation pass."""
+
+    def __init__(self, loss: Loss, task: str, world: World, *, token_weighted: bool,
+                 accumulation: int) -> None:
+        super().__init__(loss, task, world, token_weighted=token_weighted, accumulation=accumulation)
+        self.objective = Objective.of(loss)
+        self.window = Window()
+        """The statistics of the current logging window."""
+        self.reference: dict[str, np.ndarray] = {}
+        """DPO: the reference's ``[rows, 2]`` log-probabilities, per split."""
+
+    def prepare_model(self, model: torch.nn.Module) -> None:
+        disable_dropout(model)
+
+    def prepare(self, engine: Any, data: Any, *, run_dir: Path, resume: bool, has_checkpoint: bool,
+                micro_batch: int, max_samples: dict[str, int | str],
+                to_device: Callable[[np.ndarray], torch.Tensor]) -> None:
+        """DPO's reference log-probabilities: the starting model's, of every training pair and
+        of the validation and test pairs that are evaluated. Computed once and kept in the run
+        directory, so a resumed run (whose weights are no longer the starting ones) reads them."""
+        if not self.objective.needs_reference:
+            return
+        from ..data.split import spaced_rows
+
+        path = run_dir / REFERENCE_FILE
+        splits = {n: getattr(data, n) for n in max_samples}
+        # Only a resumed run reads them back: a fresh run in the same directory may start from
+        # other weights (a base trained again), so it scores the pairs again.
+        if resume and path.is_file():
+            with np.load(path) as saved:
+                self.reference = {n: saved[n] for n in max_samples if n in saved.files}
+            if all(n in self.reference and len(self.reference[n]) == len(splits[n]) for n in max_samples):
+                return
+        if resume and has_checkpoint:
+            raise TrainError(f"{path} is missing or does not match the data: DPO's reference "
+                             "log-probabilities come from the starting weights, which a checkpoint no "
+                             "longer holds; start the run afresh (without resume)")
+        started = time.perf_counter()
+        engine.eval()
+        for n, split in splits.items():
+            rows = spaced_rows(len(split), max_samples[n]) if len(split) else np.zeros(0, dtype=np.int64)
+            self.reference[n] = reference_logps(
+                engine, split, rows, micro_batch=micro_batch, rank=self.world.rank, world=self.world.size,
+                to_device=to_device, average=self.objective.average)
+        engine.train()
+        self.reference_seconds = time.perf_counter() - started
+        if self.world.is_main:
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, **self.reference)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
+            os.replace(tmp, path)
+            pairs = sum(int(np.isfinite(r[:, 0]).sum()) for r in self.reference.values())
+            print(f"lmspec: reference log-probabilities of {pairs:,} pairs from the starting model "
+                  f"({time.perf_counter() - started:.1f}s), kept in {path.name}", flush=True)
+
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor, rows: np.ndarray, split: str,
+              window: Window) -> torch.Tensor:
+        """The loss of a batch of pairs (rows ``rows`` of ``split``), its statistics added to ``window``."""
+        logps = sequence_logps(outputs, targets, average=self.objective.average)
+        ref = torch.from_numpy(self.reference[split][rows]) if self.objective.needs_reference else None
+        loss, stats = self.objective.loss(logps, ref)
+        window.add(loss, stats)
+        return loss
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        return self.score(outputs, targets, rows, "train", self.window)
+
+    def train_values(self, local_loss: float) -> dict[str, float]:
+        values = self.window.values(world_size=self.world.size)
+        self.window = Window()
+        return values
+
+    def progress(self, values: dict[str, float]) -> str:
+        return f" reward accuracy {values['rewardAccuracy']:.3f}"
+
+    def tally(self, split: str) -> _PairTally:
+        return _PairTally(self, split)
+
+
+class _PairTally:
+    """A preference loss reports its loss and every reward statistic, whatever ``metrics`` asks."""
+
+    def __init__(self, criterion: PreferenceCriterion, split: str) -> None:
+        self.criterion, self.split, self.window = criterion, split, Window()
+
+    def add(self, outputs: torch.Tensor, targets: torch.Tensor, rows: np.ndarray) -> None:
+        self.criterion.score(outputs, targets, rows, self.split, self.window)
+
+    def values(self, metrics: list[str]) -> dict[str, float]:
+        return self.window.values(world_size=self.criterion.world.size)

@@ -31,8 +31,9 @@ def main_in_process(paths: list[str], job_name: str, run_dir: Path, *, resume: b
     from ..data import DataError
     from ..model.build import ModelError
     from ..validator.core import ValidationFailed
-    from .launch import Plan, RunError, check_world, select
     from .loop import Recipe, TrainError
+    from .plan import Plan, check_world
+    from .rundir import RunError, select
     from .world import World
 
     world = World.from_env()

@@ -1,6 +1,6 @@
 """The parts of the v1alpha1 models that need no pydantic: the pattern of extension keys and the
 validators of scalars. The models use them, and so does the validator's compiled copy of the
-models (:mod:`lmspec.validator.compiled`), which must run without importing pydantic."""
+models (:mod:`lmspec.manifests.compiled`), which must run without importing pydantic."""
 
 from typing import Any
 

@@ -13,12 +13,13 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import yaml
+
+from ..manifests.document import Document, Loc, Position, positions_of, set_parser
 
 # libyaml is ~10x faster; the pure-Python parser emits the same events. Only the parsers' events
 # are used, never their constructors.
@@ -34,10 +35,6 @@ MAX_INT_BITS = 8192
 """Largest integer literal accepted (about 2,466 decimal digits). Python refuses to print
 integers of more than 4,300 digits, and no manifest field needs anything near this."""
 
-Position = tuple[int, int]
-"""1-based (line, column)."""
-
-
 class ParseError(Exception):
     """Input that is not a well-formed manifest file; carries a rule id and a position."""
 
@@ -48,60 +45,6 @@ class ParseError(Exception):
         self.file = file
         self.line = line
         self.column = column
-
-
-@dataclass(slots=True)
-class Loc:
-    """Position of a mapping or sequence, of its keys, and of its children (a :class:`Loc` for
-    containers, just the position for scalars: manifests are mostly scalars)."""
-
-    pos: Position
-    keys: dict[str, Position] = field(default_factory=dict)
-    children: dict[str | int, Loc | Position] = field(default_factory=dict)
-
-
-@dataclass
-class Document:
-    """One YAML document: its data and where each part of it was written."""
-
-    data: Any
-    file: str
-    index: int
-    """Position of the document within its file, from 0."""
-    loc: Loc | None = None
-    """Positions; None until first needed when the document was parsed without them: they are
-    then made from ``flat`` (or found again from ``text``). Most documents are never asked where
-    anything is, and a :class:`Loc` per node is most of what positions cost."""
-    text: str = ""
-    flat: bytes = b""
-    """Positions in document order, as made by :func:`_flat`: compact to keep and to send
-    between processes."""
-
-    def positions(self) -> Loc:
-        if self.loc is None:
-            if self.flat:
-                self.loc = _positions(self.data, array.array("I", self.flat))
-            else:
-                self.loc = parse_text(self.text, self.file)[self.index].positions()
-        return self.loc
-
-    def locate(self, path: Sequence[str | int], *, key: bool = False) -> Position:
-        """Line and column of the node at ``path``; with ``key``, of the last key itself.
-
-        A path that leaves the document (a missing key) resolves to the deepest node that exists,
-        which is the mapping the key is missing from.
-        """
-        loc = self.positions()
-        for i, part in enumerate(path):
-            if key and i == len(path) - 1 and part in loc.keys:
-                return loc.keys[str(part)]
-            child = loc.children.get(part)
-            if child is None:
-                return loc.pos
-            if isinstance(child, tuple):  # a scalar: nothing below it
-                return child
-            loc = child
-        return loc.pos
 
 
 # YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution).
@@ -550,7 +493,7 @@ def _compose_documents(text: str, positions: bool = True) -> list[tuple[Any, Loc
             flat: list[int] = []
             data = _flat(parser.get_node(), 0, flat)
             if positions:
-                out.append((data, _positions(data, flat), b""))
+                out.append((data, positions_of(data, flat), b""))
             else:
                 out.append((data, None, array.array("I", flat).tobytes()))
         return out
@@ -562,7 +505,7 @@ def _flat(node: Any, depth: int, out: list[int]) -> Any:
     """One node's value; raises :class:`_Fallback` on anything but plain data. The positions go
     to ``out`` in document order (each node's line and column, and in a mapping each key's
     before its value's): compact to keep and to send, made into a :class:`Loc` by
-    :func:`_positions` only when asked."""
+    :func:`~lmspec.manifests.document.positions_of` only when asked."""
     mark = node.start_mark
     out += (mark.line + 1, mark.column + 1)
     if node.__class__ is _ScalarNode:
@@ -589,25 +532,4 @@ def _flat(node: Any, depth: int, out: list[int]) -> Any:
     return [_flat(item, depth + 1, out) for item in node.value]
 
 
-def _positions(data: Any, flat: Iterable[int]) -> Loc:
-    """The document's positions from what :func:`_flat` wrote for ``data``."""
-    found = _unflatten(data, iter(flat))
-    return found if isinstance(found, Loc) else Loc(found)
-
-
-def _unflatten(data: Any, flat: Iterator[int]) -> Loc | Position:
-    """The positions :func:`_flat` wrote for ``data``: a :class:`Loc` for containers, the
-    position alone for scalars."""
-    pos = (next(flat), next(flat))
-    if type(data) is dict:
-        loc = Loc(pos)
-        for key, value in data.items():
-            loc.keys[key] = (next(flat), next(flat))
-            loc.children[key] = _unflatten(value, flat)
-        return loc
-    if type(data) is list:
-        loc = Loc(pos)
-        for i, value in enumerate(data):
-            loc.children[i] = _unflatten(value, flat)
-        return loc
-    return pos
+set_parser(parse_text)  # a document kept without positions finds them by parsing again

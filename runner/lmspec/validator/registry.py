@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .findings import Severity
+from ..manifests.findings import Severity
 
 Layer = Literal["parse", "document", "schema", "semantic", "reference", "environment"]
 
@@ -49,6 +49,10 @@ DOCUMENT_API_VERSION = _rule(
     "document.api-version", "error", "document", "apiVersion is missing or not a supported version."
 )
 DOCUMENT_KIND = _rule("document.kind", "error", "document", "kind is missing or not a kind of this version.")
+DOCUMENT_DEPRECATED_VERSION = _rule(
+    "document.deprecated-version", "warning", "document",
+    "The document's apiVersion is deprecated; the warning names its successor and the command that converts it.",
+)
 
 # Layer 2: the kind's schema.
 SCHEMA_REQUIRED = _rule("schema.required", "error", "schema", "A required key is missing.")

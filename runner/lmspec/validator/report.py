@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from .._version import __version__
-from .findings import Finding, Report
+from ..manifests.findings import Finding, Report
 from .registry import RULES
 
 JSON_FORMAT_VERSION = 1

@@ -7,7 +7,7 @@ Parsing is about half of what ``lmspec validate`` does over a large tree, and fi
 independently, so with many files the list is cut into chunks of consecutive files that forked
 children and this process share. Children send back plain data, with positions in their compact
 form (made into objects only for the documents a finding is about,
-:meth:`.parse.Document.positions`), a chunk at a time, so this process can run the next layer's
+:meth:`lmspec.manifests.document.Document.positions`), a chunk at a time, so this process can run the next layer's
 per-document work on a chunk (``meanwhile``) while they parse the rest. Everything that needs
 all the documents at once (references across files) waits.
 
@@ -29,7 +29,8 @@ import struct
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from .parse import Document, ParseError, parse_file
+from ..manifests.document import Document
+from .parse import ParseError, parse_file
 
 MIN_FILES_PER_WORKER = 250
 """Fewer files than this per process do not repay a fork (a few milliseconds each)."""
