@@ -5,7 +5,11 @@
                many files on every core, in forked processes (``spread``, for the CLI)
     schema     route by apiVersion/kind, check against the kind's model (``schema``): the
                model's own checks, compiled and run on pydantic-core with light classes in its
-               place (:mod:`lmspec.manifests.light`), so validating never imports pydantic
+               place (:mod:`lmspec.manifests.light`), so validating never imports pydantic; a
+               document of a version other than the hub is then converted to the hub
+               (:mod:`lmspec.conversion`), which the later layers read, and their findings are
+               placed back on the document as written (``at``); documents of a deprecated
+               version get a warning (``layers``)
     semantic   rules within and across manifests, with stable ids (``registry``): one module
                per kind in ``rules``, looking other manifests up in the run's ``index``
     references names that must resolve to other manifests (``references``)

@@ -14,8 +14,8 @@ from typing import Any
 from ..manifests.document import Document
 from ..manifests.findings import Report
 from ..manifests.light import Light
-from ..versions import HUB
 from ..manifests.manifest import Manifest, ManifestSet, ValidationFailed, to_yaml_data
+from ..versions import HUB
 from . import environment
 from .environment import EnvironmentChecks
 from .index import index_of

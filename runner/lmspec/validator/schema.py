@@ -278,9 +278,9 @@ def _other_version(v: str, cls: str, name: str, here: str) -> str | None:
     from .. import versions as registry
 
     for other in registry.all_versions():
-        if other.api_version != v and usable(other.api_version) and cls in other.kinds.values():
-            if here in _key_homes(other.api_version, cls).get(name, []):
-                return other.api_version
+        mine = other.api_version != v and usable(other.api_version) and cls in other.kinds.values()
+        if mine and here in _key_homes(other.api_version, cls).get(name, []):
+            return other.api_version
     return None
 
 

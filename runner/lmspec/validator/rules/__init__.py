@@ -6,7 +6,7 @@ Dataset); ``cluster`` holds the checks of cluster settings both TrainingJobs and
 call. A rule registers with ``@check(kind)``; importing the modules below is what registers them,
 in this order, which is the order their findings come in before sorting.
 
-Adding a rule: its id and summary in :mod:`..registry`, the function in its kind's module, its
+Adding a rule: its id (declared with :func:`..rule.rule`) and its function in its kind's module, its
 section in ``spec/v1alpha1/rules.md``, and its cases (``tests/validator/rule_cases.py`` and the
 conformance suite).
 """

@@ -7,8 +7,23 @@ import re
 from collections.abc import Iterator
 
 from ...manifests.light import Cluster
-from .. import registry as rules
+from ..rule import rule
 from ._base import Issue, Path
+
+# The rules of this module: stable ids, severity and summary (the spec documents each id).
+CLUSTER_TOLERATION = rule(
+    "cluster.toleration",
+    "error",
+    "semantic",
+    "A toleration with operator Exists has a value, or one with operator Equal has no key.",
+)
+CLUSTER_LABEL = rule(
+    "cluster.label",
+    "error",
+    "semantic",
+    "A nodeSelector label or a toleration's key or value is not one Kubernetes accepts (a qualified name, "
+    "a label value).",
+)
 
 
 def tolerations(cluster: Cluster | None) -> Iterator[Issue]:
@@ -17,11 +32,11 @@ def tolerations(cluster: Cluster | None) -> Iterator[Issue]:
     for i, t in enumerate(cluster.tolerations):
         path: Path = ("spec", "cluster", "tolerations", i)
         if t.operator == "Exists" and t.value is not None:
-            yield Issue(rules.CLUSTER_TOLERATION, (*path, "value"),
+            yield Issue(CLUSTER_TOLERATION, (*path, "value"),
                    "a toleration with operator Exists matches any value; value must be omitted",
                    "drop value, or use operator: Equal")
         elif t.operator == "Equal" and t.key is None:
-            yield Issue(rules.CLUSTER_TOLERATION, path, "a toleration with operator Equal needs a key",
+            yield Issue(CLUSTER_TOLERATION, path, "a toleration with operator Equal needs a key",
                    "add key (and value), or use operator: Exists to tolerate every taint")
 
 
@@ -61,16 +76,16 @@ def labels(cluster: Cluster | None) -> Iterator[Issue]:
     for key, value in cluster.node_selector.items():
         at: Path = ("spec", "cluster", "nodeSelector", key)
         if (why := k8s_label_key_problem(key)) is not None:
-            yield Issue(rules.CLUSTER_LABEL, at, f"nodeSelector key {key!r} is not a Kubernetes label key: {why}",
+            yield Issue(CLUSTER_LABEL, at, f"nodeSelector key {key!r} is not a Kubernetes label key: {why}",
                    "use a label the machines carry, such as gpu-type or cloud.google.com/gke-accelerator")
         elif (why := k8s_label_value_problem(value)) is not None:
-            yield Issue(rules.CLUSTER_LABEL, at, f"nodeSelector value {value!r} of {key!r} is not a Kubernetes label "
+            yield Issue(CLUSTER_LABEL, at, f"nodeSelector value {value!r} of {key!r} is not a Kubernetes label "
                    f"value: {why}", "use the label's value as the machines carry it")
     for i, t in enumerate(cluster.tolerations):
         path: Path = ("spec", "cluster", "tolerations", i)
         if t.key is not None and (why := k8s_label_key_problem(t.key)) is not None:
-            yield Issue(rules.CLUSTER_LABEL, (*path, "key"), f"toleration key {t.key!r} is not a Kubernetes taint key: "
+            yield Issue(CLUSTER_LABEL, (*path, "key"), f"toleration key {t.key!r} is not a Kubernetes taint key: "
                    f"{why}", "use the taint's key as the machines carry it, such as nvidia.com/gpu")
         if t.value is not None and (why := k8s_label_value_problem(t.value)) is not None:
-            yield Issue(rules.CLUSTER_LABEL, (*path, "value"), f"toleration value {t.value!r} is not a Kubernetes "
+            yield Issue(CLUSTER_LABEL, (*path, "value"), f"toleration value {t.value!r} is not a Kubernetes "
                    f"taint value: {why}", "use the taint's value as the machines carry it")
