@@ -102,9 +102,9 @@ def port_text(text: str, file: str, valid: bool, tier: str) -> str:
         new, losses = convert(copy.deepcopy(plain), NEW)
         if losses:
             raise Dropped(f"{file}: converting loses " + "; ".join(f"{x.dotted}: {x.message}" for x in losses))
-        if kept := strip_round_trip(new, plain):
-            if not valid:
-                raise Dropped(f"{file}: v1beta1 holds {', '.join(kept)} only in a round-trip annotation")
+        # Stripped from every document; an invalid case's subject may have gone into one.
+        if (kept := strip_round_trip(new, plain)) and not valid:
+            raise Dropped(f"{file}: v1beta1 holds {', '.join(kept)} only in a round-trip annotation")
         if edits is not None:
             edits = scalar_edits(node, plain, new, (), edits)
         out_nodes.append(merge(node, new))
@@ -191,8 +191,16 @@ def split_pointer(pointer: str, data: Any) -> tuple[str | int, ...]:
         key = token.replace("~1", "/").replace("~0", "~")
         step: str | int = int(key) if isinstance(data, list) and key.isdigit() else key
         parts.append(step)
-        data = data[step] if isinstance(data, dict | list) and _has(data, step) else None
+        data = _child(data, step)
     return tuple(parts)
+
+
+def _child(data: Any, step: str | int) -> Any:
+    if isinstance(data, dict):
+        return data.get(step)
+    if isinstance(data, list) and isinstance(step, int) and 0 <= step < len(data):
+        return data[step]
+    return None
 
 
 def _has(data: Any, step: str | int) -> bool:
@@ -241,7 +249,7 @@ def _exists(data: Any, path: tuple[str | int, ...]) -> bool:
     for step in path:
         if not _has(data, step):
             return False
-        data = data[step]
+        data = _child(data, step)
     return True
 
 

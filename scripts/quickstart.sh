@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The lmspec quickstart, end to end on the CPU with files in this repository (no downloads):
-# validate the iris manifests, train the classifier with DeepSpeed, serve it, send one request.
+# validate the iris manifests (lmspec.io/v1beta1), train the classifier with DeepSpeed, serve it,
+# send one request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh run,serve

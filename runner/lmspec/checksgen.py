@@ -23,9 +23,9 @@ from pydantic import BaseModel
 from pydantic._internal._mock_val_ser import MockCoreSchema
 from pydantic_core import PydanticUndefined
 
+from . import standard
 from .manifests.fields import fields_of
 from .manifests.light import models_digest
-from . import standard
 
 
 def _own_versions() -> dict[str, Any]:
@@ -180,7 +180,7 @@ def _slug(version: str) -> str:
 
 def source() -> str:
     """The whole compiled module."""
-    VERSIONS = _own_versions()  # noqa: N806 - the registry's name for it
+    VERSIONS = _own_versions()
     out = [_HEADER]
     out.append(f"PYDANTIC_CORE = {pydantic_core.__version__!r}\n")
     out.append('"""The pydantic-core these checks were compiled for: another release gets the models."""\n')

@@ -27,17 +27,12 @@ from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
 from . import versions
-from .v1alpha1 import API_VERSION
 from .v1alpha1._docs import attach_field_docs
 
 attach_field_docs()  # schemas and docs carry the fields' docstrings as descriptions
 
-VERSION = API_VERSION.rsplit("/", 1)[1]
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-BASE_URL = f"https://lmspec.io/schemas/{VERSION}/"
 BUNDLE = "lmspec.schema.json"
-SCHEMA_DIR = Path("schemas") / VERSION
-SPEC_DIR = Path("spec") / VERSION
 
 
 def _version(version: str | None) -> versions.Version:
@@ -110,6 +105,29 @@ def bundle_schema(version: str | None = None) -> dict[str, Any]:
         "description": f"Any lmspec {v.name} manifest: {', '.join(by_kind)}, selected by kind.",
     }
     return _finish(head, raw)
+
+
+def versions_bundle() -> dict[str, Any]:
+    """One schema for every registered version and kind, selected by ``apiVersion`` and then by
+    ``kind``: each version's bundle is embedded whole under its own ``$id`` (a 2020-12 schema
+    resource), so the file is self-contained and a validator needs no network to resolve it."""
+    published = [v for v in versions.all_versions() if v.schema_dir]
+    names = [v.api_version for v in published]
+    return {
+        "$schema": DRAFT,
+        "$id": "https://lmspec.io/schemas/" + BUNDLE,
+        "title": "lmspec manifest (any version)",
+        "description": f"Any lmspec manifest of {', '.join(names)}: selected by apiVersion, then by kind.",
+        "type": "object",
+        "required": ["apiVersion"],
+        "properties": {"apiVersion": {"enum": names}},
+        "allOf": [
+            {"if": {"properties": {"apiVersion": {"const": name}}, "required": ["apiVersion"]},
+             "then": {"$ref": base_url(name) + BUNDLE}}
+            for name in names
+        ],
+        "$defs": {v.name: bundle_schema(v.api_version) for v in published},
+    }
 
 
 def _finish(head: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
@@ -419,7 +437,8 @@ def expected_files(root: Path, *, compiled: bool = True) -> dict[Path, str]:
             path = root / version.spec_dir / name
             current = path.read_text(encoding="utf-8") if path.exists() else ""
             out[path] = fill_sections(current, sections, str(path))
-    from . import checksgen  # the compiled checks: the hub's models only
+    out[root / "schemas" / BUNDLE] = dumps(versions_bundle())
+    from . import checksgen  # the compiled checks of every version lmspec ships
 
     if compiled or checksgen.for_this_pydantic(root / checksgen.PATH):
         out[root / checksgen.PATH] = checksgen.source()

@@ -147,7 +147,8 @@ def test_manifests_from_several_directories(target: str, name: str, tmp_path: Pa
     files = [str(workspace / Path(m["mountPath"]).relative_to("/workspace")) for m in mounts]
     monkeypatch.chdir(workspace)  # the pod's working directory
     report = lmspec.validate(files, check_env=True)
-    assert report.findings == [] and report.documents == 7, [f.message for f in report.findings]
+    found = [f for f in report.findings if f.rule != "document.deprecated-version"]  # v1alpha1 examples warn
+    assert found == [] and report.documents == 7, [f.message for f in found]
     # The LoRA model's base is the pretraining run, found in the base's directory in the workspace.
     loaded = lmspec.load(files)
     pretrain = loaded.get("TrainingJob", "chat-base-pretrain")

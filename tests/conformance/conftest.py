@@ -25,7 +25,8 @@ def schema_dir(version: str) -> Path:
 
 def published_schemas(version: str) -> dict[str, dict[str, Any]]:
     """The committed schemas of a version by file name."""
-    return {f.name: json.loads(f.read_text(encoding="utf-8")) for f in sorted(schema_dir(version).glob("*.schema.json"))}
+    files = sorted(schema_dir(version).glob("*.schema.json"))
+    return {f.name: json.loads(f.read_text(encoding="utf-8")) for f in files}
 
 
 @pytest.fixture(scope="session", params=sorted(SUITES))

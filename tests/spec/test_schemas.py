@@ -198,3 +198,35 @@ def test_snake_case_keys_are_rejected_by_the_validator_as_by_the_schema(
     assert not Draft202012Validator(published[schemagen.BUNDLE]).is_valid(data)
     obj, _ = check_document(Document(data, "<test>", 0, Loc((1, 1))))
     assert obj is None
+
+
+def _every_manifest() -> Iterator[dict[str, Any]]:
+    """The examples' documents in the version they are written in, and each converted to every
+    other registered version (read as lmspec reads them: YAML 1.2, so ``3e-3`` is a number)."""
+    for path in EXAMPLE_FILES:
+        for document in parse_file(str(path)):
+            doc = document.data
+            if not isinstance(doc, dict):
+                continue
+            yield doc
+            for v in versions.all_versions():
+                if v.schema_dir and v.api_version != doc["apiVersion"]:
+                    yield convert(doc, v.api_version)[0]
+
+
+def test_the_all_versions_bundle_selects_by_api_version_then_kind() -> None:
+    """schemas/lmspec.schema.json: one file for editors and CI whatever version a file is in."""
+    bundle = json.loads((ROOT / "schemas" / schemagen.BUNDLE).read_text())
+    Draft202012Validator.check_schema(bundle)
+    check = Draft202012Validator(bundle)
+    docs = list(_every_manifest())
+    assert {d["apiVersion"] for d in docs} == {v.api_version for v in versions.all_versions() if v.schema_dir}
+    for doc in docs:
+        errors = [e.message for e in check.iter_errors(doc)]
+        assert errors == [], (doc["apiVersion"], doc["kind"], doc["metadata"]["name"], errors[:3])
+    # Each version is held to its own schema: a field of one version is unknown to the other.
+    alpha = "lmspec.io/v1alpha1"
+    beta = next(d for d in docs if d["apiVersion"].endswith("v1beta1")
+                and {**convert(d, alpha)[0], "apiVersion": d["apiVersion"]} != d)
+    assert list(check.iter_errors({**beta, "apiVersion": alpha}))
+    assert list(check.iter_errors({**beta, "apiVersion": "lmspec.io/v9"}))

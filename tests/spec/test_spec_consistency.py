@@ -80,6 +80,8 @@ def test_check_mode_reports_a_drifted_file(tmp_path: Path) -> None:
             dst = tmp_path / rel / src.name
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
+    bundle = tmp_path / "schemas" / schemagen.BUNDLE  # every version's, selected by apiVersion
+    bundle.write_text((ROOT / "schemas" / schemagen.BUNDLE).read_text(encoding="utf-8"), encoding="utf-8")
     compiled = tmp_path / checksgen.PATH
     compiled.parent.mkdir(parents=True)
     compiled.write_text((ROOT / checksgen.PATH).read_text(encoding="utf-8"), encoding="utf-8")

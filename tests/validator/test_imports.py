@@ -67,3 +67,22 @@ def test_every_name_of_the_seam_resolves() -> None:
         assert getattr(standard, name) is not None, name
     assert standard.VERSIONS[standard.HUB_VERSION] == standard.KINDS
     assert set(standard.VERSIONS) == set(versions.names())
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("version", ["v1alpha1", "v1beta1"])
+def test_validate_command_is_light_for_every_version(version: str, tmp_path: Path) -> None:
+    """Documents of either version, hub or converted to it, are checked without pydantic."""
+    from lmspec.convert import convert_files
+
+    convert_files(sorted(str(p) for p in (EXAMPLES / "iris").glob("*.yaml")), version, out_dir=tmp_path)
+    assert all(f"apiVersion: lmspec.io/{version}" in p.read_text() for p in tmp_path.glob("*.yaml"))
+    body = (
+        "from lmspec.cli import main\n"
+        "try:\n"
+        f"    main.main(args=['validate', {str(tmp_path)!r}], standalone_mode=False)\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+    )
+    loaded = _modules(body)
+    assert "lmspec" in loaded and not loaded & set(HEAVY), loaded & set(HEAVY)

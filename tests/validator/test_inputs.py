@@ -15,13 +15,14 @@ from click.testing import CliRunner
 
 import lmspec
 from lmspec.cli import main
+from lmspec.convert import convert_text
 from lmspec.v1alpha1 import InferenceService, Model
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
-MODEL = (EXAMPLES / "iris" / "model.yaml").read_text()
+MODEL = convert_text((EXAMPLES / "iris" / "model.yaml").read_text(), "v1alpha1").text  # the models' version
 
 
 def _cli(*args: str, input: bytes | str | None = None) -> tuple[int, str]:
@@ -203,7 +204,7 @@ def current(report: lmspec.Report) -> list[lmspec.Finding]:
 
 
 def test_did_you_mean_inside_union_branches() -> None:
-    text = (EXAMPLES / "iris" / "serve.yaml").read_text() + \
+    text = convert_text((EXAMPLES / "iris" / "serve.yaml").read_text(), "v1alpha1").text + \
         "  auth:\n    apiKeys:\n      - {env: A}\n      - {file: /k}\n      - {evn: C}\n"
     report = lmspec.validate_text(text, references=False)
     [f] = current(report)

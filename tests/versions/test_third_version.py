@@ -172,7 +172,7 @@ def test_the_validator_and_load_read_a_registered_version(gamma: versions.Versio
     # the hub's rule on zero.stage, at the v1gamma1 text (spec.zero is where it is in both)
     [f] = [f for f in report.findings if f.severity == "error"]
     assert (f.file, f.line, f.pointer) == (str(tmp_path / "train.yaml"), 9, "/spec/zero/stage")
-    assert light.FELL_BACK == {API}
+    assert {API} == light.FELL_BACK
 
     (tmp_path / "train.yaml").write_text(GAMMA_JOB.replace("  zero: {stage: 4}\n", ""), encoding="utf-8")
     loaded = load([str(tmp_path)])

@@ -93,7 +93,7 @@ def command(target: str, version: str | None) -> None:
     """Explain a kind or one of its fields: KIND[.field.path], e.g.
     TrainingJob.spec.zero.offloadOptimizer. Paths are camelCase, as in manifests; write
     [type=NAME] to pick one variant, e.g. Model.spec.architecture[type=mlp].hiddenSizes."""
-    API_VERSION = api_version(version)  # noqa: N806 - printed as the VERSION line
+    API_VERSION = api_version(version)
     head, _, path = target.partition(".")
     kind = kind_name(head)
     schema = schemagen.kind_schema(kind, API_VERSION)
@@ -110,7 +110,7 @@ def command(target: str, version: str | None) -> None:
         close = difflib.get_close_matches(plain, known, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         click.echo(f"error: {kind} has no field {path!r}{hint}", err=True)
-        flag = "" if API_VERSION == versions.names()[-1] else f" --api-version {API_VERSION.rsplit('/', 1)[-1]}"
+        flag = "" if versions.names()[-1] == API_VERSION else f" --api-version {API_VERSION.rsplit('/', 1)[-1]}"
         click.echo(f"see the fields with: lmspec explain {kind}{flag}", err=True)
         sys.exit(2)
     blocks = ["\n".join([f"KIND:        {kind}", f"VERSION:     {API_VERSION}", "", *_describe(f)])

@@ -1,5 +1,6 @@
-"""The lmspec conformance harness: run the language-neutral suite in ``conformance/`` against
-lmspec's own validator or any implementation that speaks the JSON-lines protocol.
+"""The lmspec conformance harness: run the language-neutral suites in ``conformance/`` (one per
+API version) against lmspec's own validator or any implementation that speaks the JSON-lines
+protocol.
 
 It owns reading the cases (``suite``), the protocol (``protocol``), lmspec's own answers
 (``builtin``) and judging and reporting them (``harness``); the cases themselves are data.
@@ -13,7 +14,7 @@ from __future__ import annotations
 from .builtin import Builtin
 from .harness import Outcome, judge, run_suite
 from .protocol import PROTOCOL_VERSION, ProtocolError, Subprocess
-from .suite import TIERS, Case, Expected, SuiteError, load_suite
+from .suite import TIERS, Case, Expected, SuiteError, load_suite, version_suites
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -28,4 +29,5 @@ __all__ = [
     "judge",
     "load_suite",
     "run_suite",
+    "version_suites",
 ]

@@ -3,7 +3,7 @@ files grouped by tier, described by ``case.schema.json``.
 
 >>> cases = load_suite("conformance/v1alpha1", tiers=["semantic"])
 >>> cases[0].id, cases[0].tier, cases[0].version
-('trainingjob/loss-task/triggers', 'semantic', 'v1alpha1')
+('cluster/replica-bounds/triggers', 'semantic', 'v1alpha1')
 """
 
 from __future__ import annotations

@@ -247,9 +247,9 @@ def spoke_path(api_version: str, kind: str, path: Path, data: Any = None) -> Pat
         rest = tuple(path[n:])
         best: tuple[Path, Path] | None = None
         for hub, spoke in change.keys:
-            if len(hub) <= len(rest) and all(h == "*" or h == r for h, r in zip(hub, rest, strict=False)):
-                if best is None or len(hub) > len(best[0]):
-                    best = (hub, spoke)
+            fits = len(hub) <= len(rest) and all(h == "*" or h == r for h, r in zip(hub, rest, strict=False))
+            if fits and (best is None or len(hub) > len(best[0])):
+                best = (hub, spoke)
         if best is not None:
             hub, spoke = best
             head = rest[: len(hub)]
@@ -263,9 +263,8 @@ def _existing(path: Path, data: Any) -> Path:
     """The longest prefix of ``path`` that is in ``data``."""
     out: list[str | int] = []
     for part in path:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if in_list or (isinstance(data, dict) and part in data):
             data = data[part]
         else:
             break
@@ -282,7 +281,7 @@ def spoke_words(api_version: str, text: str) -> str:
     for change in _changes(version):
         for hub, spoke in change.words:
             if hub in text:
-                text = re.sub(rf"(?<![\w-]){re.escape(hub)}(?![\w-])", lambda _, s=spoke: s, text)
+                text = re.sub(rf"(?<![\w-]){re.escape(hub)}(?![\w-])", spoke.replace("\\", "\\\\"), text)
     return text
 
 

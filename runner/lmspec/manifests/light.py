@@ -217,7 +217,7 @@ def _core_matches() -> bool:
 def _compiled_for(version: str) -> bool:
     from . import compiled
 
-    return _core_matches() and compiled.MODELS.get(version) == models_digest(version)
+    return version in compiled.MODELS and _core_matches() and compiled.MODELS[version] == models_digest(version)
 
 
 def usable(version: str | None = None) -> bool:
