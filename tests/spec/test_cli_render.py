@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -99,3 +100,34 @@ def test_missing_references_only_with_require_refs(tmp_path: Path) -> None:
     code, out = render(str(IRIS / "train.yaml"), "--require-refs")
     assert code == 1
     assert "reference.missing" in out
+
+
+def _without_round_trip_notes(doc: dict[str, Any]) -> dict[str, Any]:
+    """A hub document without the annotations a conversion keeps to restore the other version's
+    exact form (``lmspec.io/v1beta1-spec.precision``): a fully rendered document writes values
+    (a disabled fp16's loss scale) that one version keeps and the other only annotates."""
+    notes = doc["metadata"]["annotations"]
+    doc["metadata"]["annotations"] = {k: v for k, v in notes.items() if not k.startswith("lmspec.io/v1")}
+    return doc
+
+
+def test_each_manifest_renders_in_its_own_version_to_the_same_hub_object(tmp_path: Path) -> None:
+    """A v1beta1 file renders as v1beta1 with v1beta1's defaults, its v1alpha1 conversion as
+    v1alpha1; both outputs load as the same hub objects."""
+    from lmspec.convert import convert_files
+    from lmspec.validator.core import load, to_yaml_data
+
+    convert_files(IRIS_FILES, "v1alpha1", out_dir=tmp_path / "alpha")
+    outputs: dict[str, list[dict[str, Any]]] = {}
+    for version, files in (("lmspec.io/v1beta1", IRIS_FILES),
+                           ("lmspec.io/v1alpha1", sorted(str(f) for f in (tmp_path / "alpha").glob("*.yaml")))):
+        status, out = render(*files)
+        assert status == 0, out
+        docs = [d.data for d in parse_text(out, "out")]
+        assert {d["apiVersion"] for d in docs} == {version}
+        rendered = tmp_path / f"{version.rsplit('/', 1)[1]}.yaml"
+        rendered.write_text(out, encoding="utf-8")
+        outputs[version] = [_without_round_trip_notes(to_yaml_data(m.obj)) for m in load(rendered).manifests]
+    beta = next(d for d in parse_text(render(*IRIS_FILES)[1], "out") if d.data["kind"] == "TrainingJob").data
+    assert beta["spec"]["precision"]["mode"] == "fp32"  # v1beta1's own default, not fp16/bf16 flags
+    assert outputs["lmspec.io/v1beta1"] == outputs["lmspec.io/v1alpha1"]

@@ -112,6 +112,22 @@ def test_files_and_directories_go_to_the_output_directory(tmp_path: Path) -> Non
         assert (tmp_path / "back" / path.name).read_text(encoding="utf-8") == path.read_text(encoding="utf-8")
 
 
+def test_a_directory_selects_what_validate_selects_never_run_outputs(tmp_path: Path) -> None:
+    """A run directory below a directory argument holds the runtime's own manifests (rendered,
+    exported): converting the directory leaves them, as ``lmspec validate`` does."""
+    from lmspec.validator.core import OUTPUT_MARKER
+
+    src = tmp_path / "iris"
+    (src / "runs/iris-train/export").mkdir(parents=True)
+    (src / "model.yaml").write_text(hub_text("examples/iris/model.yaml"), encoding="utf-8")
+    (src / "runs/iris-train" / OUTPUT_MARKER).write_text("", encoding="utf-8")
+    (src / "runs/iris-train/rendered.yaml").write_text(hub_text("examples/iris/model.yaml"), encoding="utf-8")
+    (src / "runs/iris-train/export/model.yaml").write_text(hub_text("examples/iris/model.yaml"), encoding="utf-8")
+    results = convert_files([src], "v1beta1", out_dir=tmp_path / "out")
+    assert [r.path for r in results] == [str(src / "model.yaml")]
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*")) == ["model.yaml"]
+
+
 INVALID = """\
 apiVersion: lmspec.io/v1alpha1
 kind: InferenceService

@@ -40,7 +40,8 @@ def command(paths: tuple[str, ...], fmt: str, require_refs: bool) -> None:
         sys.exit(report.exit_code())
     for f in report.warnings:
         click.echo(f"{f.file}:{f.line}:{f.column}: warning[{f.rule}] {f.message}", err=True)
-    rendered = [to_yaml_data(m.obj) for m in typed(result).manifests]
+    # Each manifest in its own apiVersion, as written, with that version's defaults.
+    rendered = [to_yaml_data(m.obj, api_version=m.api_version) for m in typed(result).manifests]
     if fmt == "json":
         # One JSON value per manifest, one after another (jq reads such a stream).
         sys.stdout.write("".join(json.dumps(d, indent=2, ensure_ascii=False) + "\n" for d in rendered))

@@ -87,8 +87,9 @@ def _in_workspace(local: Path, root: Path) -> PurePosixPath:
 
 
 def render(manifests: ManifestSet) -> str:
-    """The manifests with every default filled in, exactly as ``lmspec render`` prints them."""
-    return "---\n".join(to_yaml(to_yaml_data(m.obj)) for m in manifests.manifests)
+    """The manifests with every default filled in, exactly as ``lmspec render`` prints them (each
+    in its own apiVersion)."""
+    return "---\n".join(to_yaml(to_yaml_data(m.obj, api_version=m.api_version)) for m in manifests.manifests)
 
 
 def _named_files(m: Manifest) -> Iterable[str]:

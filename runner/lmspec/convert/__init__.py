@@ -18,7 +18,7 @@ version, is invalid, or would lose information in the target version (unless ``f
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,17 +73,24 @@ def target_version(to: str) -> versions.Version:
 
 # --- Files ---------------------------------------------------------------------------------------
 
-def manifest_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Path]]:
-    """``(file, name)`` for each file and each ``*.yaml``/``*.yml`` under a directory; ``name`` is
-    the path to write under an output directory (the file name, or the path below the directory
-    argument)."""
+def manifest_files(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, Path]], list[Problem]]:
+    """``(file, name)`` for each file and each manifest under a directory, and what could not be
+    listed; ``name`` is the path to write under an output directory (the file name, or the path
+    below the directory argument). A directory selects what ``lmspec validate`` selects there
+    (its ``*.yaml``/``*.yml`` files, never a run directory or an export below it)."""
+    from ..validator.inputs import expand
+
+    found: list[tuple[Path, Path]] = []
+    problems: list[Problem] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()):
-                yield file, file.relative_to(path)
-        else:
-            yield path, Path(path.name)
+        if not path.is_dir():
+            found.append((path, Path(path.name)))
+            continue
+        files, listed, _skipped = expand([path])
+        problems += [Problem(f.file, f.line, f.column, "", f.message) for f in listed]
+        found += [(Path(file), Path(file).relative_to(path)) for file in sorted(files)]
+    return found, problems
 
 
 def convert_files(paths: Iterable[str | Path], to: str, *, out_dir: str | Path | None = None,
@@ -93,8 +100,8 @@ def convert_files(paths: Iterable[str | Path], to: str, *, out_dir: str | Path |
     document cannot be converted, :class:`UnknownVersion` for an unknown ``to``."""
     target = target_version(to)
     results: list[tuple[Path, Converted]] = []
-    problems: list[Problem] = []
-    for file, name in manifest_files(paths):
+    files, problems = manifest_files(paths)
+    for file, name in files:
         try:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:

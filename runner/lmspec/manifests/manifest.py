@@ -103,6 +103,24 @@ class ValidationFailed(Exception):
         super().__init__(f"{len(report.errors)} error(s) in the manifests; first: {where}")
 
 
-def to_yaml_data(obj: BaseModel, *, defaults: bool = True) -> dict[str, Any]:
-    """A manifest as plain data with its written key names; with ``defaults``, every default filled."""
-    return obj.model_dump(mode="json", by_alias=True, exclude_unset=not defaults)
+def to_yaml_data(obj: BaseModel, *, defaults: bool = True, api_version: str | None = None) -> dict[str, Any]:
+    """A manifest as plain data with its written key names; with ``defaults``, every default filled.
+
+    ``obj`` is the hub's object; ``api_version`` (a manifest's own, :attr:`Manifest.api_version`)
+    gives it in that version instead, with that version's defaults. What was written is converted,
+    not the hub's filled-in defaults: those would come back as round-trip annotations wherever the
+    other version has no place for them (v1beta1 has none for a disabled fp16's loss scale)."""
+    data: dict[str, Any] = obj.model_dump(mode="json", by_alias=True, exclude_unset=not defaults)
+    if api_version is None or api_version == data.get("apiVersion"):
+        return data
+    from .. import versions
+    from ..conversion import convert
+
+    written = obj.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    converted: dict[str, Any] = convert(written, api_version)[0]
+    if not defaults:
+        return converted
+    model = versions.get(api_version).models()[data["kind"]]
+    full: dict[str, Any] = model.model_validate(converted, by_alias=True, by_name=False).model_dump(
+        mode="json", by_alias=True)
+    return full
