@@ -1,14 +1,17 @@
 """Benchmark ``lmspec validate`` against ``check-jsonschema`` with the published bundle schema.
 
-    python bench/validate.py                 # 2,000 files, 3 repeats
+    python bench/validate.py                 # 2,000 v1beta1 files, 3 repeats
+    python bench/validate.py --api-version v1alpha1
     python bench/validate.py --files 500 --repeats 5 --keep /tmp/corpus
 
-Generates a corpus of single-document manifests of all four kinds (about 10 % invalid, with a
-spread of error types), then measures, as separate processes and by wall clock (median of the
+Generates a corpus of single-document manifests of all four kinds in one API version (v1beta1,
+the current one, unless ``--api-version`` says otherwise; about 10 % invalid, with a spread of
+error types), then measures, as separate processes and by wall clock (median of the
 repeats): one call over the whole corpus, and one call on a single file (cold start). Both
 tools must reach the same verdict per file; files on which they disagree are listed, with the
 lmspec rules that explain the difference (semantic and reference rules have no JSON Schema
-counterpart).
+counterpart). Warnings, such as the deprecation of v1alpha1 on every v1alpha1 document, leave
+a file valid, as they leave ``lmspec validate``'s exit status at 0.
 """
 
 from __future__ import annotations
@@ -27,12 +30,42 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLE = ROOT / "schemas" / "v1alpha1" / "lmspec.schema.json"
 BIN = Path(sys.executable).parent
-V = "apiVersion: lmspec.io/v1alpha1\n"
 ACTS = ["relu", "gelu", "tanh", "silu"]
+
+
+class Version(NamedTuple):
+    """What the templates write differently in each API version (spec/v1beta1/changes.md); the
+    rest of every template, and every draw from the random generator, is the same in both."""
+
+    name: str
+    split_type: str                 # Dataset spec.splits: the key naming how to split
+    precision: tuple[str, str]      # TrainingJob spec.precision: bf16 on, bf16 off
+    served: str                     # InferenceService spec.model: the training job {job}
+    queue_delay: str                # InferenceService spec.batching
+    request_timeout: str            # InferenceService spec.limits
+    api_key: str                    # InferenceService spec.auth.apiKeys item
+
+    @property
+    def header(self) -> str:
+        return f"apiVersion: lmspec.io/{self.name}\n"
+
+    @property
+    def bundle(self) -> Path:
+        return ROOT / "schemas" / self.name / "lmspec.schema.json"
+
+
+VERSIONS = {
+    "v1beta1": Version("v1beta1", "type", ("{mode: bf16}", "{mode: fp32}"),
+                       "{{type: trainingJob, name: {job}}}", "maxQueueDelay: 2ms", "requestTimeout: 30s",
+                       "{type: env, name: API_KEYS}"),
+    "v1alpha1": Version("v1alpha1", "by", ("{bf16: {enabled: true}}", "{bf16: {enabled: false}}"),
+                        "{{trainingJob: {job}}}", "maxQueueDelayMicroseconds: 2000",
+                        "requestTimeoutSeconds: 30", "{env: API_KEYS}"),
+}
 
 
 def _checks() -> str:
@@ -48,7 +81,7 @@ def _checks() -> str:
 
 # --- corpus ------------------------------------------------------------------------------------
 
-def _model(r: random.Random, name: str) -> str:
+def _model(v: Version, r: random.Random, name: str) -> str:
     n_in, n_cls = r.randint(2, 64), r.randint(2, 20)
     if r.random() < 0.5:
         hidden = [r.choice([16, 32, 64, 128, 256]) for _ in range(r.randint(1, 4))]
@@ -67,7 +100,7 @@ def _model(r: random.Random, name: str) -> str:
                 layers.append("      - {type: dropout, p: 0.1}")
         layers.append(f"      - {{type: linear, outFeatures: {n_cls}}}")
         arch = "  architecture:\n    type: sequential\n    layers:\n" + "\n".join(layers) + "\n"
-    return V + f"""kind: Model
+    return v.header + f"""kind: Model
 metadata:
   name: {name}
   labels: {{team: t{r.randint(1, 9)}, tier: {r.choice(["dev", "prod"])}}}
@@ -83,9 +116,9 @@ spec:
 """
 
 
-def _dataset(r: random.Random, name: str) -> str:
+def _dataset(v: Version, r: random.Random, name: str) -> str:
     feats = "\n".join(f"    - {{name: f{i}, dtype: float32}}" for i in range(r.randint(2, 24)))
-    return V + f"""kind: Dataset
+    return v.header + f"""kind: Dataset
 metadata:
   name: {name}
   description: Tabular data set {name}.
@@ -102,7 +135,7 @@ spec:
     - type: labelEncode
       column: label
   splits:
-    by: ratio
+    {v.split_type}: ratio
     ratios: {{train: 0.8, validation: 0.1, test: 0.1}}
     seed: {r.randint(0, 999)}
     stratify: label
@@ -110,9 +143,9 @@ spec:
 """
 
 
-def _job(r: random.Random, name: str, model: str, dataset: str) -> str:
+def _job(v: Version, r: random.Random, name: str, model: str, dataset: str) -> str:
     micro, accum, procs = r.choice([4, 8, 16, 32]), r.choice([1, 2, 4]), r.choice([1, 2, 4, 8])
-    return V + f"""kind: TrainingJob
+    return v.header + f"""kind: TrainingJob
 metadata:
   name: {name}
 spec:
@@ -123,7 +156,7 @@ spec:
   schedule: {{type: cosine, warmupSteps: {r.randint(0, 500)}, minLr: 1e-5}}
   stopping: {{epochs: {r.randint(1, 50)}, maxSteps: {r.randint(100, 100000)}}}
   batch: {{microBatchSize: {micro}, gradientAccumulationSteps: {accum}, globalBatchSize: {micro * accum * procs}}}
-  precision: {{bf16: {{enabled: {r.choice(["true", "false"])}}}}}
+  precision: {r.choice(v.precision)}
   gradientClipping: 1.0
   zero:
     stage: {r.choice([0, 1, 2])}
@@ -140,19 +173,19 @@ spec:
 """
 
 
-def _service(r: random.Random, name: str, job: str) -> str:
-    return V + f"""kind: InferenceService
+def _service(v: Version, r: random.Random, name: str, job: str) -> str:
+    return v.header + f"""kind: InferenceService
 metadata:
   name: {name}
 spec:
-  model: {{trainingJob: {job}}}
+  model: {v.served.format(job=job)}
   protocols: [oip-v2]
   server: {{host: 127.0.0.1, port: {r.randint(1024, 65535)}, workers: 1}}
-  batching: {{enabled: true, maxBatchSize: 32, maxQueueDelayMicroseconds: 2000, maxQueueSize: 256}}
-  limits: {{maxBodyBytes: 1048576, requestTimeoutSeconds: 30}}
+  batching: {{enabled: true, maxBatchSize: 32, {v.queue_delay}, maxQueueSize: 256}}
+  limits: {{maxBodyBytes: 1048576, {v.request_timeout}}}
   auth:
     apiKeys:
-      - {{env: API_KEYS}}
+      - {v.api_key}
 """
 
 
@@ -194,18 +227,19 @@ DAMAGE: list[tuple[str, bool, Callable[[str], str]]] = [
 ]
 
 
-def generate(out: Path, n: int, seed: int = 1) -> dict[str, str]:
-    """Write ``n`` manifests; returns file name → damage applied ('' for valid ones)."""
+def generate(out: Path, n: int, seed: int = 1, api_version: str = "v1beta1") -> dict[str, str]:
+    """Write ``n`` manifests in ``api_version``; returns file name → damage applied ('' for valid ones)."""
+    v = VERSIONS[api_version]
     r = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     truth: dict[str, str] = {}
     for g in range(0, n, 4):
         names = {k: f"{k}-{g // 4:05d}" for k in ("model", "data", "job", "svc")}
         texts = {
-            "model": _model(r, names["model"]),
-            "data": _dataset(r, names["data"]),
-            "job": _job(r, names["job"], names["model"], names["data"]),
-            "svc": _service(r, names["svc"], names["job"]),
+            "model": _model(v, r, names["model"]),
+            "data": _dataset(v, r, names["data"]),
+            "job": _job(v, r, names["job"], names["model"], names["data"]),
+            "svc": _service(v, r, names["svc"], names["job"]),
         }
         for kind, text in list(texts.items())[: n - g]:
             damage = ""
@@ -241,33 +275,22 @@ def _time(cmd: list[str], repeats: int, cwd: Path) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
-def _bundle(tmp: Path) -> Path:
-    if BUNDLE.is_file():
-        return BUNDLE
-    # Until the bundle is committed: the same schema, generated from the models.
-    from typing import Annotated
-
-    from pydantic import Field, TypeAdapter
-
-    from lmspec.v1alpha1 import Dataset, InferenceService, Model, TrainingJob
-
-    adapter: TypeAdapter[object] = TypeAdapter(
-        Annotated[Model | Dataset | TrainingJob | InferenceService, Field(discriminator="kind")])
-    path = tmp / "lmspec.schema.json"
-    path.write_text(json.dumps(adapter.json_schema(by_alias=True)))
-    return path
-
-
-def _lmspec_verdicts(corpus: Path) -> tuple[dict[str, bool], dict[str, set[str]]]:
+def _lmspec_verdicts(corpus: Path) -> tuple[dict[str, bool], dict[str, set[str]], Counter[str]]:
+    """Per file: valid or not, the rules of its errors; and how often each warning's rule fired.
+    Only errors make a file invalid: a warning (``document.deprecated-version`` on every v1alpha1
+    document) leaves it valid, as it leaves ``lmspec validate``'s exit status at 0."""
     proc = subprocess.run([str(BIN / "lmspec"), "validate", ".", "-o", "json"], cwd=corpus,
                           capture_output=True, text=True, check=False)
     doc = json.loads(proc.stdout)
     rules: dict[str, set[str]] = {}
+    warnings: Counter[str] = Counter()
     for f in doc["findings"]:
         if f["severity"] == "error":
             rules.setdefault(Path(f["file"]).name, set()).add(f["rule"])
+        else:
+            warnings[f["rule"]] += 1
     files = [Path(f).name for f in doc["files"]]
-    return {f: f not in rules for f in files}, rules
+    return {f: f not in rules for f in files}, rules, warnings
 
 
 def _cjs_verdicts(corpus: Path, schema: Path, files: list[str]) -> dict[str, bool]:
@@ -285,15 +308,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cold-repeats", type=int, default=7)
     ap.add_argument("--keep", type=Path, help="write the corpus here and keep it")
+    ap.add_argument("--api-version", choices=sorted(VERSIONS), default="v1beta1",
+                    help="the version the manifests are written in, and whose bundle schema check-jsonschema "
+                         "uses (default: v1beta1, the current one)")
     args = ap.parse_args(argv)
+    version = VERSIONS[args.api_version]
 
     tmp = Path(tempfile.mkdtemp(prefix="lmspec-bench-"))
     corpus = args.keep or tmp / "corpus"
     try:
-        truth = generate(corpus, args.files)
+        truth = generate(corpus, args.files, api_version=version.name)
         files = sorted(truth)
-        schema = _bundle(tmp)
+        schema = version.bundle
         damaged = Counter(d for d in truth.values() if d)
+        print(f"apiVersion: lmspec.io/{version.name}")
         print(f"corpus: {len(files)} files in {corpus}, {sum(damaged.values())} damaged: "
               + ", ".join(f"{k} {v}" for k, v in sorted(damaged.items())))
         print(f"schema: {schema.relative_to(ROOT) if schema.is_relative_to(ROOT) else schema}")
@@ -318,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(median of {args.repeats} runs over the corpus, {args.cold_repeats} single-file runs; "
               f"{os.cpu_count()} CPUs)")
 
-        lm_ok, lm_rules = _lmspec_verdicts(corpus)
+        lm_ok, lm_rules, lm_warnings = _lmspec_verdicts(corpus)
         cj_ok = _cjs_verdicts(corpus, schema, files)
         lmspec_only = {"semantic", "reference"}
         explained: list[str] = []
@@ -334,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
               f"check-jsonschema {sum(not v for v in cj_ok.values())} invalid; "
               f"{len(explained)} differ only by lmspec's semantic/reference rules, "
               f"{len(unexplained)} unexplained")
+        if lm_warnings:
+            print("lmspec warnings (a file stays valid): "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(lm_warnings.items())))
         for f in unexplained:
             print(f"  DISAGREE {f} (damage: {truth[f] or 'none'}): lmspec "
                   f"{'valid' if lm_ok[f] else sorted(lm_rules.get(f, []))}, "
