@@ -98,12 +98,13 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def to_hub(doc: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+def to_hub(doc: dict[str, Any], *, share: bool = False) -> tuple[dict[str, Any], list[Any]]:
     """A plain manifest of any registered version in the hub's version, with what could not be
-    represented there (:class:`lmspec.conversion.Loss`; empty for a valid manifest)."""
+    represented there (:class:`lmspec.conversion.Loss`; empty for a valid manifest). ``share``:
+    the result may share data with ``doc`` (for a caller that modifies neither)."""
     from .conversion import convert
 
-    return convert(doc, versions.HUB)
+    return convert(doc, versions.HUB, share=share)
 
 
 def run_dir(job: TrainingJob, base_dir: Path) -> Path:

@@ -134,3 +134,19 @@ def test_the_way_back_round_trips_too(doc: dict[str, Any]) -> None:
     again, more = convert(hub, "v1beta1")
     assert (losses, more) == ([], [])
     assert again == beta
+
+
+def test_a_shared_conversion_equals_a_copying_one_and_leaves_its_input_alone() -> None:
+    """``convert(..., share=True)`` (the validator's, copying only what changes) gives what the
+    copying conversion gives, both ways, and never writes into the document it was given."""
+    docs = [d for _, src in CASES for d in documents(src)]
+    docs += [d for path in EXAMPLES for d in documents(path.read_text(encoding="utf-8"))]
+    assert len(docs) > 100
+    for doc in docs:
+        for to in VERSIONS:
+            before = json.dumps(doc)
+            shared = convert(doc, to, share=True)
+            assert json.dumps(doc) == before, (doc["metadata"]["name"], to)
+            assert shared == convert(doc, to), (doc["metadata"]["name"], to)
+            back = convert(shared[0], doc["apiVersion"], share=True)[0]
+            assert back == doc and json.dumps(doc) == before

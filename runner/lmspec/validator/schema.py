@@ -95,7 +95,7 @@ def _hub_object(doc: Document, kind: str, *, models: bool) -> tuple[Any, list[Fi
     from ..conversion import spoke_path
     from ..standard import to_hub
 
-    hub, losses = to_hub(doc.data)
+    hub, losses = to_hub(doc.data, share=True)  # only read: checked, never written
     if losses:
         return None, [_finding(doc, rules.SCHEMA_INVALID, (), f"{loss.dotted}: {loss.message}") for loss in losses]
     try:
