@@ -13,7 +13,6 @@ them and committed, so a reviewer sees every change to the standard as a diff. F
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import re
 import sys
@@ -27,9 +26,7 @@ from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
 from . import versions
-from .v1alpha1._docs import attach_field_docs
-
-attach_field_docs()  # schemas and docs carry the fields' docstrings as descriptions
+from .field_docs import attach_field_docs
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 BUNDLE = "lmspec.schema.json"
@@ -42,8 +39,9 @@ def _version(version: str | None) -> versions.Version:
 def kinds(version: str | None = None) -> dict[str, type[BaseModel]]:
     """The document class of each kind of ``version``, with the fields' docstrings attached."""
     v = _version(version)
-    importlib.import_module(v.package + "._docs").attach_field_docs()
-    return v.models()
+    models = v.models()
+    attach_field_docs(models)  # schemas and docs carry the fields' docstrings as descriptions
+    return models
 
 
 def base_url(version: str | None = None) -> str:

@@ -19,7 +19,7 @@ from ..v1beta1 import _plain as _plain_v1beta1
 
 PYDANTIC_CORE = '2.50.5'
 """The pydantic-core these checks were compiled for: another release gets the models."""
-MODELS: dict[str, str] = {'lmspec.io/v1alpha1': '62d2b67b482dbd67f2341540208f09621ea409b5d98051192683d1a3ec029feb', 'lmspec.io/v1beta1': 'fab25d35538750e687988e749315c02f1c0ff2a902a77b7a1d609ea897319b13'}
+MODELS: dict[str, str] = {'lmspec.io/v1alpha1': '4027ba4e7141c1c6fed4c9db9960e8e8a679b4383b9e7fd17639b4b6f7e6db62', 'lmspec.io/v1beta1': 'f991f79e1d1cfb3155346688a62f634e78577723e60941e49a34adf0a67eaf41'}
 """apiVersion → the digest of its models' source these checks were compiled from."""
 ROOTS: dict[str, dict[str, str]] = {'lmspec.io/v1alpha1': {'Model': 'Model', 'Dataset': 'Dataset', 'TrainingJob': 'TrainingJob', 'InferenceService': 'InferenceService'}, 'lmspec.io/v1beta1': {'Model': 'Model', 'Dataset': 'Dataset', 'TrainingJob': 'TrainingJob', 'InferenceService': 'InferenceService'}}
 """Every apiVersion the validator reads, with the model class name of each kind's documents."""

@@ -52,7 +52,7 @@ class Spec(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         # Descriptions come from attribute docstrings, attached only when schemas or docs are
-        # generated (_docs.attach_field_docs); schemas are built on first use, so validating a
+        # generated (lmspec.field_docs.attach_field_docs); schemas are built on first use, so validating a
         # Model does not pay for building the TrainingJob schema.
         defer_build=True,
         validate_default=False,

@@ -1,5 +1,7 @@
 """Field descriptions from attribute docstrings, attached only when schemas or docs are generated.
 
+One function for every API version's models: ``attach_field_docs(versions.get("v1beta1").models())``.
+
 Every field is documented by the string literal below it. pydantic can read those itself
 (``use_attribute_docstrings``), but only by parsing each class's source when the class is created,
 which made up a fifth of ``lmspec validate``'s start-up; validation needs no descriptions. The
@@ -12,33 +14,35 @@ import inspect
 import itertools
 import textwrap
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from pydantic import BaseModel
 
-_attached = False
+_attached: set[type[BaseModel]] = set()
+"""The document classes whose models already carry their descriptions."""
 
 
-def attach_field_docs() -> None:
-    """Set every v1alpha1 field's ``description`` from its docstring, and rebuild the models
-    (children first, since a parent's schema embeds its children's) so schemas carry them."""
-    global _attached
-    if _attached:
+def attach_field_docs(kinds: Mapping[str, type[BaseModel]]) -> None:
+    """Set the ``description`` of every field of one version's models (``kinds``: kind →
+    document class) from its docstring, and rebuild the models (children first, since a parent's
+    schema embeds its children's) so schemas carry them. Only the version's own classes are read,
+    not pydantic's."""
+    roots = [cls for cls in kinds.values() if cls not in _attached]
+    if not roots:
         return
-    from . import KINDS
-
-    order = list(_post_order(list(KINDS.values())))
+    package = roots[0].__module__.rpartition(".")[0] + "."
+    order = list(_post_order(roots))
     for cls in order:
         docs: dict[str, str] = {}
         for base in reversed(cls.__mro__):  # a subclass's docstring wins over its base's
-            if isinstance(base, type) and issubclass(base, BaseModel) and base.__module__.startswith(__package__ or ""):
+            if isinstance(base, type) and issubclass(base, BaseModel) and base.__module__.startswith(package):
                 docs.update(_attribute_docs(base))
         for name, info in cls.model_fields.items():
             if info.description is None and name in docs:
                 info.description = docs[name]
     for cls in order:
         cls.model_rebuild(force=True)
-    _attached = True
+    _attached.update(roots)
 
 
 def _attribute_docs(cls: type) -> dict[str, str]:
